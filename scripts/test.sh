@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# scripts/test.sh — set up a fresh Debian 12 machine and run the whole suite twice:
+# a warnings-as-errors build, then the same tests under AddressSanitizer + UBSan,
+# then each libFuzzer target for a short bounded time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS="${JOBS:-2}"
+
+scripts/deps.sh
+
+run_suite() {  # run_suite NAME CMAKE_ARGS...
+  local name="$1"; shift
+  echo "== build: $name"
+  cmake -S . -B "build/$name" -G Ninja -DSPOOLD_WERROR=ON "$@" >/dev/null
+  cmake --build "build/$name" -j"$JOBS"
+  echo "== test: $name"
+  ctest --test-dir "build/$name" --output-on-failure -j"$JOBS" --timeout 600
+}
+
+run_suite release -DCMAKE_BUILD_TYPE=RelWithDebInfo
+ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
+  run_suite asan -DCMAKE_BUILD_TYPE=Debug -DSPOOLD_SANITIZE=ON
+
+if [[ -x fuzz/run.sh ]]; then
+  echo "== fuzz"
+  FUZZ_SECONDS="${FUZZ_SECONDS:-30}" fuzz/run.sh
+fi
+echo "== all tests passed"
