@@ -1,0 +1,133 @@
+// dns/dns.h — asynchronous next-hop resolution (MX, A, AAAA) on the daemon's libuv loop.
+// One Resolver = one c-ares channel driven by one uv loop (poll watcher per socket, one timer).
+// Rules: everything runs on the loop thread; every callback is called exactly once, never from
+// inside the call that started the lookup, and never from inside c-ares; destroying the Resolver
+// calls each outstanding callback with Status::cancelled before the destructor returns.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+
+struct uv_loop_s;
+
+namespace spoold::dns {
+
+// Which address family is tried first for one host (dns.address_preference).
+// any: both families interleaved, starting with a randomly chosen one (Postfix "any").
+enum class AddressPreference { any, ipv4, ipv6 };
+std::string_view to_string(AddressPreference p);
+
+// Plain options; the daemon maps config `dns:` (and `hostname`, `delivery.port`) into this.
+struct Options {
+  std::vector<std::string> servers;         // "ip:port" / "[ip6]:port" / "ip"; empty = /etc/resolv.conf
+  std::chrono::milliseconds timeout{5000};  // per try (dns.timeout)
+  int tries = 3;                            // dns.tries
+  AddressPreference address_preference = AddressPreference::any;
+  std::string our_hostname;                     // config `hostname`; MX hosts equal to it are a mail loop
+  uint16_t mx_port = 25;                        // port stamped on MX / implicit-MX next hops (delivery.port)
+  std::chrono::seconds max_cache_ttl{3600};     // positive answers cached min(TTL, this)
+  std::chrono::seconds negative_cache_ttl{60};  // NXDOMAIN / NODATA cached this long
+  size_t max_cache_entries = 10000;             // bound on memory, not on correctness
+};
+
+enum class Family { ipv4, ipv6 };
+std::string_view to_string(Family f);
+
+struct Address {
+  std::string ip;  // textual, e.g. "127.0.0.1" or "::1"
+  Family family = Family::ipv4;
+  bool operator==(const Address&) const = default;
+};
+
+// One host to try, in order. For static hosts `preference` is the position in the route list.
+struct NextHop {
+  std::string host;  // MX exchange (no trailing dot), the domain itself for implicit MX, or the static host
+  int preference = 0;
+  uint16_t port = 25;
+  std::vector<Address> addresses;  // never empty in a successful result; ordered by AddressPreference
+};
+
+// ok: hops is non-empty. temporary: defer and retry later. permanent: bounce.
+// cancelled: the Resolver was destroyed first (treat like temporary).
+enum class Status { ok, temporary, permanent, cancelled };
+std::string_view to_string(Status s);
+
+struct NextHops {
+  Status status = Status::ok;
+  std::string reason;         // for the log line when status != ok, e.g. "MX loops back to us"
+  std::vector<NextHop> hops;  // ordered: MX preference, equal preferences shuffled
+  bool ok() const { return status == Status::ok; }
+};
+
+// Called exactly once. It may destroy the Resolver (nothing touches it afterwards).
+using NextHopsCallback = std::function<void(NextHops)>;
+
+// "relay.example:587", "10.0.0.1", "[::1]:2525" → host + port (default_port when absent).
+struct HostPort {
+  std::string host;
+  uint16_t port = 0;
+  bool operator==(const HostPort&) const = default;
+};
+Result<HostPort> parse_host_port(std::string_view text, uint16_t default_port);
+
+class Resolver {
+ public:
+  // Fails when c-ares cannot be initialised or a server string is not an IP[:port].
+  static Result<std::unique_ptr<Resolver>> create(uv_loop_s* loop, Options options);
+  ~Resolver();
+  Resolver(const Resolver&) = delete;
+  Resolver& operator=(const Resolver&) = delete;
+
+  // MX lookup of an absolute domain (A-labels; no search list), then A+AAAA of every MX host.
+  // NODATA → implicit MX (the domain's own addresses, preference 0); null MX, NXDOMAIN,
+  // and "MX loops back to us" → permanent; SERVFAIL/REFUSED/timeout → temporary.
+  void resolve_next_hops(const std::string& domain, NextHopsCallback cb);
+
+  // A+AAAA of one static/relay host (an IP literal needs no query). One hop on success.
+  void resolve_host(const std::string& host, uint16_t port, NextHopsCallback cb);
+
+  // A route's static host list, in configured order (preference = index). Hosts without an
+  // address are skipped; temporary/permanent only if none is left.
+  void resolve_hosts(const std::vector<HostPort>& hosts, NextHopsCallback cb);
+
+  // Lookups not yet answered (for status output and tests).
+  size_t in_flight() const;
+
+  class Impl;
+
+ private:
+  explicit Resolver(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// ---- Pure rules, exposed for unit tests (no sockets, no loop) -------------------------------
+
+struct MxRecord {
+  std::string host;  // as in the answer; "" or "." is the root (null MX)
+  int preference = 0;
+};
+
+// Outcome of applying RFC 5321/7505 rules to an MX answer: the hosts to look up, in order.
+struct MxPlan {
+  Status status = Status::ok;
+  std::string reason;
+  std::vector<MxRecord> hosts;  // sorted by preference, equal preferences shuffled with rng
+};
+MxPlan plan_mx(std::vector<MxRecord> records, std::string_view our_hostname, std::mt19937& rng);
+
+// Orders one host's addresses: ipv4/ipv6 put that family first; any interleaves from a random start.
+std::vector<Address> order_addresses(std::vector<Address> v4_and_v6, AddressPreference pref,
+                                     std::mt19937& rng);
+
+// Case-insensitive DNS name equality, ignoring one trailing dot.
+bool same_name(std::string_view a, std::string_view b);
+
+}  // namespace spoold::dns
