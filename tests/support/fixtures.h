@@ -60,6 +60,8 @@ std::string read_file(const std::string& path);
 void write_file(const std::string& path, const std::string& content);
 std::vector<std::string> list_dir(const std::string& path);  // names, no "." entries filtered
 // /usr/bin/python3, never the python3 first on PATH (Debian packages live there).
-inline const char* system_python() { return "/usr/bin/python3"; }
+inline const char* system_python() {
+  return "/usr/bin/python3";
+}
 
 }  // namespace spoold::test

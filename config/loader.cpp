@@ -1,0 +1,566 @@
+// config/loader.cpp — walks the YAML tree key by key, filling a Config from its defaults.
+// Rule: collect every problem (not just the first) as "file:line:col: key: what", counted from 1,
+// and never let a yaml-cpp exception escape: the caller gets a Result.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <climits>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "config/config.h"
+
+namespace spoold::config {
+namespace {
+
+std::vector<Tier> default_tiers() {
+  using std::chrono::hours;
+  return {{0s, 1},         {30min, 3},       {hours(4), 9},   {hours(8), 25},
+          {hours(16), 50}, {hours(24), 100}, {hours(48), 200}};
+}
+
+std::string system_hostname() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0 || !buf[0]) return "localhost";
+  return buf;
+}
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j)
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+bool valid_hostport(const std::string& s) {
+  if (s.empty()) return false;
+  std::string host = s;
+  if (s.front() == '[') {  // [v6]:port
+    auto close = s.find(']');
+    if (close == std::string::npos) return false;
+    if (close + 1 < s.size()) {
+      if (s[close + 1] != ':') return false;
+      auto port = s.substr(close + 2);
+      if (port.empty() || port.size() > 5 || !std::all_of(port.begin(), port.end(), ::isdigit)) return false;
+      int p = std::stoi(port);
+      if (p < 1 || p > 65535) return false;
+    }
+    return close > 1;
+  }
+  auto colon = s.rfind(':');
+  if (colon != std::string::npos && s.find(':') == colon) {
+    auto port = s.substr(colon + 1);
+    if (port.empty() || port.size() > 5 || !std::all_of(port.begin(), port.end(), ::isdigit)) return false;
+    int p = std::stoi(port);
+    if (p < 1 || p > 65535) return false;
+    host = s.substr(0, colon);
+  } else if (colon != std::string::npos) {
+    return false;  // bare IPv6 must be bracketed when a port may follow
+  }
+  if (host.empty()) return false;
+  return std::all_of(host.begin(), host.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_';
+  });
+}
+
+bool valid_pattern(const std::string& p) {
+  if (p == "*") return true;
+  std::string d = p.rfind("*.", 0) == 0 ? p.substr(2) : p;
+  if (d.empty() || d.front() == '.' || d.find("..") != std::string::npos) return false;
+  return std::all_of(d.begin(), d.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_';
+  });
+}
+
+class Loader {
+ public:
+  explicit Loader(std::string file) : file_(std::move(file)) {}
+
+  Result<Config> run(const std::string& text) {
+    Config c;
+    c.source = file_;
+    c.queue.tiers = default_tiers();
+    YAML::Node root;
+    try {
+      root = YAML::Load(text);
+    } catch (const YAML::ParserException& e) {
+      return make_error(
+          fmt::format("{}:{}:{}: YAML syntax: {}", file_, e.mark.line + 1, e.mark.column + 1, e.msg));
+    }
+    if (root.IsNull()) {
+      // An empty file is a valid config: every default applies.
+    } else if (!root.IsMap()) {
+      error(root, "", "the top level must be a mapping of keys");
+    } else {
+      load_root(root, c);
+    }
+    if (c.hostname.empty()) c.hostname = system_hostname();
+    if (c.instance.empty()) c.instance = c.hostname;
+    if (c.routes.empty()) c.routes.push_back(Route{{"*"}, RouteKind::mx, "", {}});
+    if (!errors_.empty()) {
+      std::string all;
+      for (const auto& e : errors_) all += (all.empty() ? "" : "\n") + e;
+      return make_error(all);
+    }
+    return c;
+  }
+
+ private:
+  using Keys = std::vector<std::string>;
+
+  void error(const YAML::Node& at, const std::string& key, const std::string& what) {
+    auto m = at.Mark();
+    int line = m.line < 0 ? 0 : m.line, col = m.column < 0 ? 0 : m.column;
+    errors_.push_back(key.empty() ? fmt::format("{}:{}:{}: {}", file_, line + 1, col + 1, what)
+                                  : fmt::format("{}:{}:{}: {}: {}", file_, line + 1, col + 1, key, what));
+  }
+
+  static std::string join(const std::string& path, const std::string& key) {
+    return path.empty() ? key : path + "." + key;
+  }
+
+  // Reports unknown keys (with a suggestion) and calls fn(key, value) for the known ones.
+  void each_key(const YAML::Node& map, const std::string& path, const Keys& allowed,
+                const std::function<void(const std::string&, const YAML::Node&)>& fn) {
+    if (!map.IsMap()) {
+      error(map, path, "expected a mapping");
+      return;
+    }
+    std::vector<std::string> seen;
+    for (auto it = map.begin(); it != map.end(); ++it) {
+      if (!it->first.IsScalar()) {
+        error(it->first, path, "keys must be plain names");
+        continue;
+      }
+      auto key = it->first.Scalar();
+      if (std::find(seen.begin(), seen.end(), key) != seen.end()) {
+        error(it->first, join(path, key), "duplicate key");
+        continue;
+      }
+      seen.push_back(key);
+      if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+        std::string best;
+        size_t best_d = 3;
+        for (const auto& a : allowed) {
+          size_t d = edit_distance(key, a);
+          if (d < best_d) best_d = d, best = a;
+        }
+        // A shortened name ("prio") is as likely a slip as a typo.
+        if (best.empty() && key.size() >= 3)
+          for (const auto& a : allowed)
+            if (a.rfind(key, 0) == 0) best = a;
+        error(it->first, join(path, key),
+              best.empty() ? "unknown key" : fmt::format("unknown key (did you mean '{}'?)", best));
+        continue;
+      }
+      fn(key, it->second);
+    }
+  }
+
+  bool scalar(const YAML::Node& n, const std::string& key, std::string& out, const char* expected) {
+    if (!n.IsScalar()) {
+      error(n, key, fmt::format("expected {}", expected));
+      return false;
+    }
+    out = n.Scalar();
+    return true;
+  }
+
+  void str(const YAML::Node& n, const std::string& key, std::string& out) { scalar(n, key, out, "a string"); }
+
+  void integer(const YAML::Node& n, const std::string& key, int& out, long min, long max) {
+    std::string s;
+    if (!scalar(n, key, s, "an integer")) return;
+    char* end = nullptr;
+    errno = 0;
+    long v = std::strtol(s.c_str(), &end, 10);
+    if (s.empty() || *end || errno) return error(n, key, fmt::format("expected an integer, got '{}'", s));
+    if (v < min || v > max)
+      return error(n, key, fmt::format("must be between {} and {}, got {}", min, max, v));
+    out = static_cast<int>(v);
+  }
+
+  void number(const YAML::Node& n, const std::string& key, double& out, double min) {
+    std::string s;
+    if (!scalar(n, key, s, "a number")) return;
+    char* end = nullptr;
+    double v = std::strtod(s.c_str(), &end);
+    if (s.empty() || *end) return error(n, key, fmt::format("expected a number, got '{}'", s));
+    if (!(v >= min)) return error(n, key, fmt::format("must be at least {}, got {}", min, s));
+    out = v;
+  }
+
+  void boolean(const YAML::Node& n, const std::string& key, bool& out) {
+    std::string s;
+    if (!scalar(n, key, s, "true or false")) return;
+    if (s == "true" || s == "yes" || s == "on") {
+      out = true;
+    } else if (s == "false" || s == "no" || s == "off") {
+      out = false;
+    } else {
+      error(n, key, fmt::format("expected true or false, got '{}'", s));
+    }
+  }
+
+  void duration(const YAML::Node& n, const std::string& key, Duration& out, Duration min = Duration(0)) {
+    std::string s;
+    if (!scalar(n, key, s, "a duration like 90s, 30m, 4h, 2d")) return;
+    auto d = parse_duration(s);
+    if (!d) return error(n, key, fmt::format("bad duration '{}' (use e.g. 90, 90s, 500ms, 30m, 4h, 2d)", s));
+    if (*d < min) return error(n, key, fmt::format("must be at least {}ms, got '{}'", min.count(), s));
+    out = *d;
+  }
+
+  void size(const YAML::Node& n, const std::string& key, std::uint64_t& out) {
+    std::string s;
+    if (!scalar(n, key, s, "a size like 512, 10KB, 50MB")) return;
+    auto v = parse_size(s);
+    if (!v) return error(n, key, fmt::format("bad size '{}' (use e.g. 512, 10KB, 50MB)", s));
+    if (*v == 0) return error(n, key, "must be greater than 0");
+    out = *v;
+  }
+
+  template <class E>
+  void enumeration(const YAML::Node& n, const std::string& key, E& out,
+                   const std::vector<std::pair<const char*, E>>& names) {
+    std::string s;
+    std::string choices;
+    for (const auto& [name, _] : names) choices += (choices.empty() ? "" : " | ") + std::string(name);
+    if (!scalar(n, key, s, choices.c_str())) return;
+    for (const auto& [name, value] : names)
+      if (s == name) {
+        out = value;
+        return;
+      }
+    error(n, key, fmt::format("'{}' is not one of {}", s, choices));
+  }
+
+  void strings(const YAML::Node& n, const std::string& key, std::vector<std::string>& out) {
+    if (n.IsScalar()) {  // a single string is accepted where a list is expected
+      out = {n.Scalar()};
+      return;
+    }
+    if (!n.IsSequence()) return error(n, key, "expected a list of strings");
+    out.clear();
+    for (const auto& item : n) {
+      if (!item.IsScalar()) {
+        error(item, key, "expected a string");
+        continue;
+      }
+      out.push_back(item.Scalar());
+    }
+  }
+
+  void load_root(const YAML::Node& root, Config& c) {
+    each_key(root, "",
+             {"hostname", "instance", "spool_dir", "control_socket", "queue", "delivery", "dns", "relays",
+              "routes", "logging"},
+             [&](const std::string& k, const YAML::Node& v) {
+               if (k == "hostname") str(v, k, c.hostname);
+               if (k == "instance") str(v, k, c.instance);
+               if (k == "spool_dir") str(v, k, c.spool_dir);
+               if (k == "control_socket") str(v, k, c.control_socket);
+               if (k == "queue") load_queue(v, c.queue);
+               if (k == "delivery") load_delivery(v, c.delivery);
+               if (k == "dns") load_dns(v, c.dns);
+               if (k == "relays") load_relays(v, c.relays);
+               if (k == "logging") load_logging(v, c.logging);
+             });
+    // Routes refer to relays, so they are checked once all relays are known.
+    if (auto r = root["routes"]) load_routes(r, c);
+    if (c.spool_dir.empty()) error(root["spool_dir"], "spool_dir", "must not be empty");
+    if (c.spool_dir.size() > 0 && c.spool_dir.front() != '/' && root["spool_dir"])
+      error(root["spool_dir"], "spool_dir", "must be an absolute path");
+    if (c.queue.delay_warning_tier >= static_cast<int>(c.queue.tiers.size()) && root["queue"])
+      error(root["queue"]["delay_warning_tier"] ? root["queue"]["delay_warning_tier"] : root["queue"],
+            "queue.delay_warning_tier",
+            fmt::format("must name an existing tier (0 to {}), got {}", c.queue.tiers.size() - 1,
+                        c.queue.delay_warning_tier));
+  }
+
+  void load_queue(const YAML::Node& n, Queue& q) {
+    each_key(n, "queue",
+             {"scan_interval", "tiers", "max_message_size", "lock_stale_after", "delay_warning_tier",
+              "failed_retention"},
+             [&](const std::string& k, const YAML::Node& v) {
+               std::string key = "queue." + k;
+               if (k == "scan_interval") duration(v, key, q.scan_interval, Duration(10));
+               if (k == "tiers") load_tiers(v, q.tiers);
+               if (k == "max_message_size") size(v, key, q.max_message_size);
+               if (k == "lock_stale_after") duration(v, key, q.lock_stale_after, Duration(1000));
+               if (k == "delay_warning_tier") integer(v, key, q.delay_warning_tier, 0, 1000);
+               if (k == "failed_retention") duration(v, key, q.failed_retention);
+             });
+  }
+
+  void load_tiers(const YAML::Node& n, std::vector<Tier>& tiers) {
+    if (!n.IsSequence()) return error(n, "queue.tiers", "expected a list of { delay, priority }");
+    if (n.size() == 0) return error(n, "queue.tiers", "must have at least one tier");
+    tiers.clear();
+    size_t before = errors_.size();
+    for (size_t i = 0; i < n.size(); ++i) {
+      Tier t;
+      std::string path = fmt::format("queue.tiers[{}]", i);
+      each_key(n[i], path, {"delay", "priority"}, [&](const std::string& k, const YAML::Node& v) {
+        if (k == "delay") duration(v, path + ".delay", t.delay);
+        if (k == "priority") integer(v, path + ".priority", t.priority, 1, 1'000'000);
+      });
+      if (n[i].IsMap() && !n[i]["delay"]) error(n[i], path, "missing 'delay'");
+      if (errors_.size() == before && !tiers.empty() && t.delay <= tiers.back().delay)
+        error(n[i]["delay"], path + ".delay", "tier delays must be strictly increasing");
+      tiers.push_back(t);
+    }
+    if (errors_.size() == before && tiers.front().delay != Duration(0))
+      error(n[0], "queue.tiers[0].delay", "the first tier must have delay 0 (new mail is due at once)");
+  }
+
+  void load_timeouts(const YAML::Node& n, Timeouts& t) {
+    each_key(n, "delivery.timeouts", {"connect", "greeting", "ehlo", "mail", "rcpt", "data", "block", "dot"},
+             [&](const std::string& k, const YAML::Node& v) {
+               std::string key = "delivery.timeouts." + k;
+               Duration* target = k == "connect"    ? &t.connect
+                                  : k == "greeting" ? &t.greeting
+                                  : k == "ehlo"     ? &t.ehlo
+                                  : k == "mail"     ? &t.mail
+                                  : k == "rcpt"     ? &t.rcpt
+                                  : k == "data"     ? &t.data
+                                  : k == "block"    ? &t.block
+                                                    : &t.dot;
+               duration(v, key, *target, Duration(1));
+             });
+  }
+
+  void load_delivery(const YAML::Node& n, Delivery& d) {
+    each_key(n, "delivery",
+             {"max_sessions", "max_sessions_per_destination", "max_connection_time",
+              "max_messages_per_connection", "idle_timeout", "envelope_limit", "rate_limit", "port",
+              "bind_address", "tls", "ca_file", "connect_attempts", "timeouts", "transcript_dir"},
+             [&](const std::string& k, const YAML::Node& v) {
+               std::string key = "delivery." + k;
+               if (k == "max_sessions") integer(v, key, d.max_sessions, 1, 100'000);
+               if (k == "max_sessions_per_destination")
+                 integer(v, key, d.max_sessions_per_destination, 1, 100'000);
+               if (k == "max_connection_time") duration(v, key, d.max_connection_time, Duration(1));
+               if (k == "max_messages_per_connection")
+                 integer(v, key, d.max_messages_per_connection, 0, INT_MAX);
+               if (k == "idle_timeout") duration(v, key, d.idle_timeout);
+               if (k == "envelope_limit") integer(v, key, d.envelope_limit, 1, 100'000);
+               if (k == "rate_limit") number(v, key, d.rate_limit, 0);
+               if (k == "port") integer(v, key, d.port, 1, 65535);
+               if (k == "bind_address") str(v, key, d.bind_address);
+               if (k == "tls")
+                 enumeration(v, key, d.tls,
+                             {{"none", TlsPolicy::none},
+                              {"opportunistic", TlsPolicy::opportunistic},
+                              {"required", TlsPolicy::required},
+                              {"verify", TlsPolicy::verify}});
+               if (k == "ca_file") readable_path(v, key, d.ca_file);
+               if (k == "connect_attempts") integer(v, key, d.connect_attempts, 1, 100);
+               if (k == "timeouts") load_timeouts(v, d.timeouts);
+               if (k == "transcript_dir") str(v, key, d.transcript_dir);
+             });
+    if (d.max_sessions_per_destination > d.max_sessions && n["max_sessions_per_destination"])
+      error(n["max_sessions_per_destination"], "delivery.max_sessions_per_destination",
+            fmt::format("must not exceed delivery.max_sessions ({})", d.max_sessions));
+  }
+
+  void readable_path(const YAML::Node& n, const std::string& key, std::string& out) {
+    str(n, key, out);
+    if (!out.empty() && access(out.c_str(), R_OK) != 0)
+      error(n, key, fmt::format("cannot read '{}': {}", out, std::strerror(errno)));
+  }
+
+  void load_dns(const YAML::Node& n, Dns& d) {
+    each_key(n, "dns", {"servers", "timeout", "tries", "address_preference", "cache_max_ttl", "negative_ttl"},
+             [&](const std::string& k, const YAML::Node& v) {
+               std::string key = "dns." + k;
+               if (k == "servers") {
+                 strings(v, key, d.servers);
+                 for (size_t i = 0; i < d.servers.size(); ++i)
+                   if (!valid_hostport(d.servers[i]))
+                     error(v.IsSequence() ? v[i] : v, key,
+                           fmt::format("'{}' is not host:port or an IP address", d.servers[i]));
+               }
+               if (k == "timeout") duration(v, key, d.timeout, Duration(10));
+               if (k == "tries") integer(v, key, d.tries, 1, 20);
+               if (k == "address_preference")
+                 enumeration(v, key, d.address_preference,
+                             {{"any", AddressPreference::any},
+                              {"ipv4", AddressPreference::ipv4},
+                              {"ipv6", AddressPreference::ipv6}});
+               if (k == "cache_max_ttl") duration(v, key, d.cache_max_ttl);
+               if (k == "negative_ttl") duration(v, key, d.negative_ttl);
+             });
+  }
+
+  void load_auth(const YAML::Node& n, const std::string& path, Auth& a) {
+    each_key(n, path, {"mechanism", "user", "password_file"}, [&](const std::string& k, const YAML::Node& v) {
+      std::string key = path + "." + k;
+      if (k == "mechanism")
+        enumeration(v, key, a.mechanism,
+                    {{"auto", AuthMechanism::automatic},
+                     {"plain", AuthMechanism::plain},
+                     {"login", AuthMechanism::login},
+                     {"cram-md5", AuthMechanism::cram_md5},
+                     {"xoauth2", AuthMechanism::xoauth2}});
+      if (k == "user") str(v, key, a.user);
+      if (k == "password_file") {
+        str(v, key, a.password_file);
+        std::ifstream in(a.password_file);
+        if (!in) {
+          error(v, key,
+                fmt::format("cannot read password file '{}': {}", a.password_file, std::strerror(errno)));
+        } else {
+          std::getline(in, a.secret);  // first line; a trailing newline is not part of the secret
+          if (!a.secret.empty() && a.secret.back() == '\r') a.secret.pop_back();
+        }
+      }
+    });
+    if (n.IsMap() && !n["user"]) error(n, path, "missing 'user'");
+    if (n.IsMap() && !n["password_file"]) error(n, path, "missing 'password_file'");
+  }
+
+  void load_server(const YAML::Node& n, const std::string& path, RelayServer& s) {
+    bool port_given = false;
+    each_key(
+        n, path,
+        {"host", "port", "tls", "verify", "auth", "max_messages", "max_messages_per_robin",
+         "max_messages_while_awake", "sleep_length"},
+        [&](const std::string& k, const YAML::Node& v) {
+          std::string key = path + "." + k;
+          if (k == "host") str(v, key, s.host);
+          if (k == "port") integer(v, key, s.port, 1, 65535), port_given = true;
+          if (k == "tls")
+            enumeration(
+                v, key, s.tls,
+                {{"none", RelayTls::none}, {"starttls", RelayTls::starttls}, {"smtps", RelayTls::smtps}});
+          if (k == "verify") boolean(v, key, s.verify);
+          if (k == "auth") load_auth(v, key, s.auth.emplace());
+          if (k == "max_messages") integer(v, key, s.max_messages, 0, INT_MAX);
+          if (k == "max_messages_per_robin") integer(v, key, s.max_messages_per_robin, 0, INT_MAX);
+          if (k == "max_messages_while_awake") integer(v, key, s.max_messages_while_awake, 0, INT_MAX);
+          if (k == "sleep_length") duration(v, key, s.sleep_length);
+        });
+    if (n.IsMap() && !n["host"]) error(n, path, "missing 'host'");
+    if (!port_given && s.tls == RelayTls::smtps) s.port = 465;
+  }
+
+  void load_relays(const YAML::Node& n, std::vector<RelayGroup>& groups) {
+    if (!n.IsMap()) return error(n, "relays", "expected a mapping of relay group names");
+    for (auto it = n.begin(); it != n.end(); ++it) {
+      RelayGroup g;
+      g.name = it->first.Scalar();
+      std::string path = "relays." + g.name;
+      bool has_servers = false;
+      each_key(it->second, path, {"strategy", "servers"}, [&](const std::string& k, const YAML::Node& v) {
+        if (k == "strategy")
+          enumeration(v, path + ".strategy", g.strategy,
+                      {{"round_robin", RelayStrategy::round_robin}, {"failover", RelayStrategy::failover}});
+        if (k == "servers") {
+          has_servers = true;
+          if (!v.IsSequence() || v.size() == 0)
+            return error(v, path + ".servers", "expected a non-empty list");
+          for (size_t i = 0; i < v.size(); ++i)
+            load_server(v[i], fmt::format("{}.servers[{}]", path, i), g.servers.emplace_back());
+        }
+      });
+      if (it->second.IsMap() && !has_servers) error(it->second, path, "missing 'servers'");
+      groups.push_back(std::move(g));
+    }
+  }
+
+  void load_routes(const YAML::Node& n, Config& c) {
+    if (!n.IsSequence()) return error(n, "routes", "expected a list of routes");
+    for (size_t i = 0; i < n.size(); ++i) {
+      std::string path = fmt::format("routes[{}]", i);
+      Route r;
+      int kinds = 0;
+      each_key(n[i], path, {"match", "relay", "hosts", "mx"}, [&](const std::string& k, const YAML::Node& v) {
+        std::string key = path + "." + k;
+        if (k == "match") {
+          strings(v, key, r.match);
+          for (size_t j = 0; j < r.match.size(); ++j)
+            if (!valid_pattern(r.match[j]))
+              error(v.IsSequence() ? v[j] : v, key,
+                    fmt::format("'{}' is not a domain, '*.suffix' or '*'", r.match[j]));
+        }
+        if (k == "relay") {
+          ++kinds;
+          r.kind = RouteKind::relay;
+          str(v, key, r.relay);
+          if (!r.relay.empty() && !c.relay(r.relay))
+            error(v, key, fmt::format("unknown relay group '{}'", r.relay));
+        }
+        if (k == "hosts") {
+          ++kinds;
+          r.kind = RouteKind::hosts;
+          strings(v, key, r.hosts);
+          if (r.hosts.empty()) error(v, key, "expected at least one host");
+          for (size_t j = 0; j < r.hosts.size(); ++j)
+            if (!valid_hostport(r.hosts[j]))
+              error(v.IsSequence() ? v[j] : v, key, fmt::format("'{}' is not host or host:port", r.hosts[j]));
+        }
+        if (k == "mx") {
+          ++kinds;
+          r.kind = RouteKind::mx;
+          bool on = true;
+          boolean(v, key, on);
+          if (!on) error(v, key, "only 'mx: true' makes sense; leave the route out instead");
+        }
+      });
+      if (!n[i].IsMap()) continue;
+      if (!n[i]["match"]) error(n[i], path, "missing 'match'");
+      if (kinds != 1) error(n[i], path, "needs exactly one of 'relay', 'hosts' or 'mx'");
+      c.routes.push_back(std::move(r));
+    }
+  }
+
+  void load_logging(const YAML::Node& n, Logging& l) {
+    each_key(n, "logging", {"level", "format"}, [&](const std::string& k, const YAML::Node& v) {
+      if (k == "level")
+        enumeration(v, "logging.level", l.level,
+                    {{"debug", LogLevel::debug},
+                     {"info", LogLevel::info},
+                     {"warning", LogLevel::warning},
+                     {"error", LogLevel::error}});
+      if (k == "format")
+        enumeration(v, "logging.format", l.format, {{"text", LogFormat::text}, {"json", LogFormat::json}});
+    });
+  }
+
+  std::string file_;
+  std::vector<std::string> errors_;
+};
+
+}  // namespace
+
+Result<Config> load_string(const std::string& yaml, const std::string& name) {
+  try {
+    return Loader(name).run(yaml);
+  } catch (const YAML::Exception& e) {
+    return make_error(fmt::format("{}:{}:{}: {}", name, e.mark.line + 1, e.mark.column + 1, e.msg));
+  }
+}
+
+Result<Config> load_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    return make_error(fmt::format("{}:1:1: cannot read config: {}", path, std::strerror(errno)), errno);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return load_string(ss.str(), path);
+}
+
+}  // namespace spoold::config
