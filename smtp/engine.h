@@ -1,0 +1,166 @@
+// smtp/engine.h — the sans-IO SMTP client protocol engine: bytes in, bytes to send and events out.
+// It never touches a socket, a timer or a file: the transport feeds it what the server sent,
+// writes what take_output() returns, arms a timer for timeout() and tells it when that fires.
+// Rule: one function enters a state (and sends its command), one handler per state decides on the
+// reply; every transition goes through enter() and is reported to the trace hook.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "smtp/body_encoder.h"
+#include "smtp/reply.h"
+#include "smtp/types.h"
+
+namespace spoold::smtp {
+
+enum class State {
+  init,           // not started
+  tls_handshake,  // transport is doing a TLS handshake (implicit TLS or after STARTTLS 220)
+  greeting,       // waiting for the 220 banner
+  ehlo,
+  helo,  // fallback after a 5xx to EHLO
+  starttls,
+  auth,   // an AUTH exchange, possibly several 334 steps
+  ready,  // idle: a transaction may be submitted, or quit()
+  mail,
+  rcpt,
+  data,
+  body,  // sending the message; the transport pulls chunks (BodyWanted)
+  dot,   // final "." sent, waiting for the reply
+  rset,
+  quit,
+  closed,  // QUIT answered, or the server closed after QUIT: normal end
+  failed,  // connection-level failure: the transport must close
+};
+std::string_view to_string(State s);
+
+// Events, drained with take_events() after each call into the engine.
+struct Ready {};       // greeted, TLS and AUTH done, no transaction running: submit() or quit()
+struct StartTls {};    // flush take_output(), then start the TLS handshake; answer tls_done()
+struct BodyWanted {};  // call body_chunk() repeatedly, then body_end()
+struct ResponseInjected {
+  std::size_t bytes = 0;
+};  // bytes after STARTTLS 220 were discarded
+struct RecipientReplied {
+  std::size_t index = 0;
+  Outcome outcome;
+};  // RCPT reply (not final if sent)
+struct TransactionDone {
+  TransactionResult result;
+};  // every recipient has its outcome
+struct SessionEnded {
+  Outcome reason;
+};  // status sent = clean QUIT; otherwise why it failed
+using Event = std::variant<Ready, StartTls, BodyWanted, ResponseInjected, RecipientReplied, TransactionDone,
+                           SessionEnded>;
+
+// Observers for tracing and transcripts. Commands are given without CRLF; AUTH secrets are
+// replaced by "<secret>"; the body is never given.
+struct EngineHooks {
+  std::function<void(State from, State to)> on_transition;
+  std::function<void(std::string_view command)> on_command;
+  std::function<void(const Reply& reply)> on_reply;
+};
+
+class Engine {
+ public:
+  explicit Engine(EngineOptions options, EngineHooks hooks = {});
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Transport → engine.
+  void start();                                     // TCP connected (implicit TLS: handshake comes next)
+  void receive(std::string_view bytes);             // plaintext bytes from the server
+  void tls_done(bool ok, std::string_view detail);  // after StartTls: handshake result
+  void timed_out();                                 // the timer armed for timeout() fired
+  void connection_closed(std::string_view why);     // EOF or socket error from the server side
+
+  // Daemon → engine (through the session).
+  // Precondition: idle(). The engine splits recipients by envelope_limit and retries recipients
+  // refused with 452/552-too-many in a further transaction on this connection by itself, so one
+  // submit() ends in exactly one TransactionDone with every recipient final or temporary.
+  void submit(Transaction txn);
+  void quit();                       // QUIT when idle; the session ends with SessionEnded{sent}
+  void abort(std::string_view why);  // local abort: fail the session now, no further I/O
+
+  // Body streaming, only in State::body after BodyWanted. Chunks are raw stored bytes from the
+  // start of the message each time BodyWanted is emitted (one body per SMTP transaction).
+  void body_chunk(std::string_view chunk);
+  void body_end();
+
+  // Engine → transport.
+  std::string take_output();
+  std::vector<Event> take_events();
+  bool has_output() const { return !out_.empty(); }
+  // The timer to arm now, nullopt for none (idle/ended). timer_epoch() changes whenever the
+  // timer must be re-armed (state change or body progress).
+  std::optional<milliseconds> timeout() const;
+  std::uint64_t timer_epoch() const { return epoch_; }
+
+  State state() const { return state_; }
+  bool idle() const { return state_ == State::ready; }
+  bool ended() const { return state_ == State::closed || state_ == State::failed; }
+  bool encrypted() const { return encrypted_; }
+  const Capabilities& capabilities() const { return caps_; }
+
+ private:
+  struct Batch;
+  struct Txn;
+
+  void enter(State s);
+  void send_command(std::string_view cmd, bool secret = false);
+  void on_reply(const Reply& r);
+  void on_greeting(const Reply& r);
+  void on_ehlo(const Reply& r);
+  void on_helo(const Reply& r);
+  void on_starttls(const Reply& r);
+  void on_auth(const Reply& r);
+  void on_mail(const Reply& r);
+  void on_rcpt(const Reply& r);
+  void on_data(const Reply& r);
+  void on_dot(const Reply& r);
+  void on_rset(const Reply& r);
+  void on_quit(const Reply& r);
+
+  void after_hello();
+  void begin_auth();
+  bool auth_step(const Reply& r);
+  void become_ready();
+  void start_batch();
+  void finish_batch();
+  void finish_transaction();
+  void rcpts_done();
+  std::string mail_command() const;
+  void fail_session(Outcome reason);
+  void fail_pending(const Outcome& reason);
+  void emit(Event e) { events_.push_back(std::move(e)); }
+
+  EngineOptions opt_;
+  EngineHooks hooks_;
+  State state_ = State::init;
+  ReplyParser parser_;
+  Capabilities caps_;
+  bool encrypted_ = false;
+  bool tls_attempted_ = false;
+  bool authenticated_ = false;
+  bool ready_announced_ = false;
+  std::string out_;
+  std::vector<Event> events_;
+  std::uint64_t epoch_ = 0;
+
+  AuthMechanism auth_mech_ = AuthMechanism::none;
+  int auth_step_ = 0;
+
+  std::unique_ptr<Txn> txn_;
+  std::optional<BodyEncoder> encoder_;
+};
+
+}  // namespace spoold::smtp

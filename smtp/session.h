@@ -1,0 +1,80 @@
+// smtp/session.h — one SMTP client connection on a libuv loop: TCP connect (optional bind
+// address), TLS over OpenSSL memory BIOs (STARTTLS or implicit), the Engine, one timer, an
+// optional transcript. This is the API the daemon's connection pool uses.
+// Rule: the Session object is a handle; the connection state lives until libuv has closed every
+// handle, so destroying the Session (even inside one of its callbacks) is always safe, and no
+// callback runs after the Session was destroyed.
+#pragma once
+
+#include <uv.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "smtp/types.h"
+
+namespace spoold::smtp {
+
+struct SessionOptions {
+  std::string ip;  // numeric IPv4 or IPv6 address of the next hop
+  int port = 25;
+  std::string bind_address;     // numeric local address, "" = any
+  EngineOptions engine;         // ehlo name, tls policy, implicit TLS, auth, timeouts, envelope_limit
+  std::string tls_host;         // SNI and the name verified under TlsPolicy::verify; "" = no SNI
+  std::string ca_file;          // "" = the system CA store
+  std::string transcript_path;  // "" = no transcript; else ">"/"<" lines, no secrets, no bodies
+};
+
+// Where the stored message is: `fd` from `offset` to its end (read with pread in 64 KiB chunks,
+// synchronously on the loop thread — a local file, bounded per chunk). The session dup()s fd, so
+// the caller may close its own copy at once. With fd < 0, `data` holds the message instead.
+struct BodySource {
+  int fd = -1;
+  std::uint64_t offset = 0;
+  std::string data;
+};
+
+struct SessionCallbacks {
+  // Once, when the session first becomes idle (greeted, TLS and AUTH done). May destroy the Session.
+  std::function<void()> on_ready;
+  // Once, when the session is over: reason.status == sent for a clean QUIT, else why it failed
+  // (temporary or permanent for this hop). Any running transaction's callback runs first.
+  // May destroy the Session.
+  std::function<void(const Outcome& reason)> on_closed;
+  // Warnings worth a log line (response injection after STARTTLS, TLS not verified, ...).
+  std::function<void(std::string_view message)> on_warning;
+};
+
+using TransactionCallback = std::function<void(const TransactionResult& result)>;
+
+class Session {
+ public:
+  // Starts connecting at once. Every callback runs on the loop thread.
+  Session(uv_loop_t* loop, SessionOptions options, SessionCallbacks callbacks);
+  ~Session();  // aborts the connection if still open (no QUIT); no callback runs afterwards
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // True when a transaction may be submitted now.
+  bool idle() const;
+  // True while the connection is usable (not closed or failing); idle() or busy.
+  bool alive() const;
+  // Precondition: idle(). `done` runs once with one outcome per recipient (in order); it may
+  // submit the next transaction or quit() or destroy the Session.
+  void submit(Transaction txn, BodySource body, TransactionCallback done);
+  // QUIT when idle (after the running transaction otherwise), then close; on_closed follows.
+  void quit();
+
+  const Capabilities& capabilities() const;
+  bool encrypted() const;
+  bool verified() const;     // the peer certificate verified for tls_host
+  std::string peer() const;  // "ip:port" / "[ip]:port"
+
+  class Impl;
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace spoold::smtp
