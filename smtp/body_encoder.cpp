@@ -1,0 +1,149 @@
+// smtp/body_encoder.cpp — see body_encoder.h. The encoder works line by line with at most one
+// line (998 octets) buffered, so a chunk boundary anywhere — inside a CRLF, right after a CR,
+// inside "Bcc:" — changes nothing on the wire.
+#include "smtp/body_encoder.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+
+namespace spoold::smtp {
+
+namespace {
+
+// "Bcc:" or "Resent-Bcc:" (RFC 5322 §3.6.3/§3.6.6: both are blind), case-insensitive, with the
+// obsolete optional white space before the colon.
+bool is_blind_field(std::string_view line) {
+  auto starts = [&](std::string_view name) {
+    if (line.size() < name.size()) return false;
+    for (std::size_t i = 0; i < name.size(); ++i)
+      if (std::tolower(static_cast<unsigned char>(line[i])) != name[i]) return false;
+    std::size_t i = name.size();
+    while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
+    return i < line.size() && line[i] == ':';
+  };
+  return starts("bcc") || starts("resent-bcc");
+}
+
+bool is_continuation(std::string_view line) {
+  return !line.empty() && (line[0] == ' ' || line[0] == '\t');
+}
+
+std::string strip_crlf(std::string_view v) {
+  std::string out;
+  for (char c : v)
+    if (c != '\r' && c != '\n') out += c;
+  return out;
+}
+
+}  // namespace
+
+BodyEncoder::BodyEncoder(std::vector<std::string> prepend_headers) : prepend_(std::move(prepend_headers)) {
+  line_.reserve(kMaxLine + 1);
+}
+
+void BodyEncoder::emit_line(std::string_view line, std::string& out) {
+  if (!line.empty() && line[0] == '.') out += '.';  // RFC 5321 §4.5.2 transparency
+  out.append(line);
+  out += "\r\n";
+}
+
+Result<void> BodyEncoder::end_line(std::string& out) {
+  if (in_header_) {
+    if (line_.empty()) {
+      in_header_ = false;
+      dropping_ = false;
+      emit_line(line_, out);
+    } else if (dropping_ && is_continuation(line_)) {
+      // folded continuation of a dropped Bcc: field
+    } else if (is_blind_field(line_)) {
+      dropping_ = true;
+    } else {
+      dropping_ = false;
+      emit_line(line_, out);
+    }
+  } else {
+    emit_line(line_, out);
+  }
+  line_.clear();
+  return {};
+}
+
+Result<void> BodyEncoder::feed(std::string_view chunk, std::string& out) {
+  if (failed_) return make_error("message has a line longer than 998 octets");
+  if (!started_) {
+    started_ = true;
+    for (const auto& h : prepend_) emit_line(strip_crlf(h), out);
+  }
+  std::size_t i = 0;
+  while (i < chunk.size()) {
+    if (pending_cr_) {
+      pending_cr_ = false;
+      if (chunk[i] == '\n') {  // the LF of a CRLF whose CR already ended the line
+        ++i;
+        continue;
+      }
+    }
+    std::size_t end = chunk.find_first_of("\r\n", i);
+    std::size_t stop = end == std::string_view::npos ? chunk.size() : end;
+    if (line_.size() + (stop - i) > kMaxLine) {
+      failed_ = true;
+      return make_error(fmt::format("message has a line longer than {} octets", kMaxLine));
+    }
+    line_.append(chunk.substr(i, stop - i));
+    if (end == std::string_view::npos) break;
+    pending_cr_ = chunk[end] == '\r';
+    auto r = end_line(out);
+    if (!r) return r;
+    i = end + 1;
+  }
+  return {};
+}
+
+Result<void> BodyEncoder::finish(std::string& out) {
+  if (failed_) return make_error("message has a line longer than 998 octets");
+  if (!started_) {
+    auto r = feed({}, out);
+    if (!r) return r;
+  }
+  if (!line_.empty()) {  // no final line ending: add one
+    auto r = end_line(out);
+    if (!r) return r;
+  }
+  out += ".\r\n";
+  return {};
+}
+
+std::vector<std::string> missing_headers(const Transaction& txn) {
+  std::vector<std::string> h;
+  if (!txn.missing_date.empty()) h.push_back("Date: " + strip_crlf(txn.missing_date));
+  if (!txn.missing_message_id.empty()) h.push_back("Message-ID: " + strip_crlf(txn.missing_message_id));
+  return h;
+}
+
+void BodyScanner::feed(std::string_view chunk) {
+  for (char ch : chunk) {
+    auto c = static_cast<unsigned char>(ch);
+    if (c >= 0x80) info_.eight_bit = true;
+    if (pending_cr_) {
+      pending_cr_ = false;
+      if (c == '\n') continue;
+    }
+    if (c == '\r' || c == '\n') {
+      info_.longest_line = std::max(info_.longest_line, cur_);
+      cur_ = 0;
+      pending_cr_ = c == '\r';
+    } else {
+      ++cur_;
+    }
+  }
+}
+
+BodyInfo BodyScanner::result() const {
+  BodyInfo r = info_;
+  r.longest_line = std::max(r.longest_line, cur_);
+  return r;
+}
+
+}  // namespace spoold::smtp
