@@ -112,11 +112,14 @@ class Engine {
   const Capabilities& capabilities() const { return caps_; }
 
  private:
-  struct Batch;
   struct Txn;
 
   void enter(State s);
-  void send_command(std::string_view cmd, bool secret = false);
+  void send_command(std::string_view cmd, std::string_view logged = {});
+  void send_mail();
+  void send_auth_initial();
+  std::string mail_command() const;
+
   void on_reply(const Reply& r);
   void on_greeting(const Reply& r);
   void on_ehlo(const Reply& r);
@@ -128,19 +131,19 @@ class Engine {
   void on_data(const Reply& r);
   void on_dot(const Reply& r);
   void on_rset(const Reply& r);
-  void on_quit(const Reply& r);
 
   void after_hello();
   void begin_auth();
-  bool auth_step(const Reply& r);
+  void auth_continue(const Reply& r);
   void become_ready();
+  void precheck();
   void start_batch();
   void finish_batch();
+  void settle_deferred();
   void finish_transaction();
-  void rcpts_done();
-  std::string mail_command() const;
+  void abort_body(const std::string& why);
+  void close_cleanly(Outcome reason);
   void fail_session(Outcome reason);
-  void fail_pending(const Outcome& reason);
   void emit(Event e) { events_.push_back(std::move(e)); }
 
   EngineOptions opt_;
@@ -149,9 +152,10 @@ class Engine {
   ReplyParser parser_;
   Capabilities caps_;
   bool encrypted_ = false;
-  bool tls_attempted_ = false;
+  bool tls_refused_ = false;  // opportunistic STARTTLS got a non-220: carry on in plaintext
   bool authenticated_ = false;
   bool ready_announced_ = false;
+  bool quit_pending_ = false;
   std::string out_;
   std::vector<Event> events_;
   std::uint64_t epoch_ = 0;

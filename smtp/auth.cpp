@@ -1,0 +1,82 @@
+// smtp/auth.cpp — see auth.h.
+#include "smtp/auth.h"
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <algorithm>
+
+namespace spoold::smtp::auth {
+
+std::string base64_encode(std::string_view data) {
+  std::string out(4 * ((data.size() + 2) / 3) + 1, '\0');
+  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(data.data()), static_cast<int>(data.size()));
+  out.resize(n < 0 ? 0 : static_cast<std::size_t>(n));
+  return out;
+}
+
+std::optional<std::string> base64_decode(std::string_view text) {
+  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
+  if (text.size() % 4 != 0) return std::nullopt;
+  if (text.empty()) return std::string{};
+  std::string out(text.size() / 4 * 3 + 1, '\0');
+  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(text.data()), static_cast<int>(text.size()));
+  if (n < 0) return std::nullopt;
+  // EVP_DecodeBlock counts the padding as zero bytes; remove them.
+  std::size_t pad = 0;
+  if (text.back() == '=') ++pad;
+  if (text.size() >= 2 && text[text.size() - 2] == '=') ++pad;
+  out.resize(static_cast<std::size_t>(n) - pad);
+  return out;
+}
+
+std::string plain_response(std::string_view user, std::string_view password) {
+  std::string msg;
+  msg += '\0';
+  msg += user;
+  msg += '\0';
+  msg += password;
+  return base64_encode(msg);
+}
+
+std::string xoauth2_response(std::string_view user, std::string_view token) {
+  std::string msg = "user=";
+  msg += user;
+  msg +=
+      "\x01"
+      "auth=Bearer ";
+  msg += token;
+  msg += "\x01\x01";
+  return base64_encode(msg);
+}
+
+std::string cram_md5_response(std::string_view user, std::string_view password, std::string_view challenge) {
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_md5(), password.data(), static_cast<int>(password.size()),
+       reinterpret_cast<const unsigned char*>(challenge.data()), challenge.size(), mac, &len);
+  static const char* hex = "0123456789abcdef";
+  std::string msg(user);
+  msg += ' ';
+  for (unsigned int i = 0; i < len; ++i) {
+    msg += hex[mac[i] >> 4];
+    msg += hex[mac[i] & 15];
+  }
+  return base64_encode(msg);
+}
+
+AuthMechanism choose(AuthMechanism wanted, const std::vector<std::string>& offered, bool encrypted) {
+  auto has = [&](std::string_view name) {
+    return std::find(offered.begin(), offered.end(), name) != offered.end();
+  };
+  if (wanted != AuthMechanism::automatic) return has(to_string(wanted)) ? wanted : AuthMechanism::none;
+  const AuthMechanism tls_order[] = {AuthMechanism::plain, AuthMechanism::login, AuthMechanism::cram_md5};
+  const AuthMechanism clear_order[] = {AuthMechanism::cram_md5, AuthMechanism::plain, AuthMechanism::login};
+  for (AuthMechanism m : encrypted ? tls_order : clear_order)
+    if (has(to_string(m))) return m;
+  return AuthMechanism::none;
+}
+
+}  // namespace spoold::smtp::auth

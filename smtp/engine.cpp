@@ -1,0 +1,747 @@
+// smtp/engine.cpp — see engine.h. Reading guide: the state table (name + timeout per state) comes
+// first, then enter() (the only place the state changes, and where each state's command is sent),
+// then one on_<state>() reply handler per state, then the transaction bookkeeping.
+// Rules kept here: replies are matched to commands strictly in order (RFC 2920); any 421,
+// malformed reply, timeout or EOF fails the session and turns every recipient that is not yet
+// final into a temporary outcome ("possible duplicate" after the final dot).
+#include "smtp/engine.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+#include <deque>
+#include <iterator>
+
+#include "smtp/auth.h"
+
+namespace spoold::smtp {
+
+namespace {
+
+struct StateRow {
+  State state;
+  std::string_view name;
+  milliseconds Timeouts::*timeout;  // nullptr: no timer in this state
+};
+
+// RFC 5321 §4.5.3.2 timeouts per state (defaults in types.h); Postfix xfer_timeouts[] style.
+constexpr StateRow kStates[] = {
+    {State::init, "init", nullptr},
+    {State::tls_handshake, "tls-handshake", &Timeouts::starttls},
+    {State::greeting, "greeting", &Timeouts::greeting},
+    {State::ehlo, "ehlo", &Timeouts::ehlo},
+    {State::helo, "helo", &Timeouts::ehlo},
+    {State::starttls, "starttls", &Timeouts::starttls},
+    {State::auth, "auth", &Timeouts::auth},
+    {State::ready, "ready", nullptr},
+    {State::mail, "mail", &Timeouts::mail},
+    {State::rcpt, "rcpt", &Timeouts::rcpt},
+    {State::data, "data", &Timeouts::data},
+    {State::body, "body", &Timeouts::block},
+    {State::dot, "dot", &Timeouts::dot},
+    {State::rset, "rset", &Timeouts::rset},
+    {State::quit, "quit", &Timeouts::quit},
+    {State::closed, "closed", nullptr},
+    {State::failed, "failed", nullptr},
+};
+
+const StateRow& row(State s) {
+  return kStates[static_cast<std::size_t>(s)];
+}
+
+Outcome outcome_of(const Reply& r) {
+  Outcome o;
+  o.status = r.klass() == 5 ? Status::permanent : r.klass() == 4 ? Status::temporary : Status::sent;
+  o.code = r.code;
+  o.enhanced = r.enhanced.to_string();
+  o.text = r.text();
+  return o;
+}
+
+Outcome local(Status s, std::string enhanced, std::string text) {
+  return Outcome{s, 0, std::move(enhanced), std::move(text), false};
+}
+
+bool non_ascii(std::string_view s) {
+  return std::any_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; });
+}
+
+// An address must not be able to end the command line or the <...> around it.
+bool address_safe(std::string_view s) {
+  return std::none_of(s.begin(), s.end(), [](char ch) {
+    auto c = static_cast<unsigned char>(ch);
+    return c < 0x20 || c == 0x7f || c == '<' || c == '>';
+  });
+}
+
+std::string upper(std::string_view s) {
+  std::string u(s);
+  for (char& c : u) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return u;
+}
+
+Capabilities parse_ehlo(const Reply& r) {
+  Capabilities caps;
+  caps.esmtp = true;
+  for (std::size_t i = 1; i < r.lines.size(); ++i) {  // line 0 is the server's name
+    std::string line = upper(r.lines[i]);
+    std::string_view v = line;
+    std::size_t sp = v.find_first_of(" =");
+    std::string_view key = v.substr(0, sp);
+    std::string_view args = sp == std::string_view::npos ? std::string_view{} : v.substr(sp + 1);
+    if (key == "PIPELINING")
+      caps.pipelining = true;
+    else if (key == "STARTTLS")
+      caps.starttls = true;
+    else if (key == "8BITMIME")
+      caps.eight_bit_mime = true;
+    else if (key == "SMTPUTF8")
+      caps.smtputf8 = true;
+    else if (key == "ENHANCEDSTATUSCODES")
+      caps.enhanced_status_codes = true;
+    else if (key == "DSN")
+      caps.dsn = true;
+    else if (key == "CHUNKING")
+      caps.chunking = true;
+    else if (key == "SIZE") {
+      caps.size_announced = true;
+      std::uint64_t n = 0;
+      for (char c : args) {
+        if (c < '0' || c > '9' || n > (UINT64_MAX - 9) / 10) break;
+        n = n * 10 + static_cast<std::uint64_t>(c - '0');
+      }
+      caps.size = n;
+    } else if (key == "AUTH") {
+      std::size_t p = 0;
+      while (p < args.size()) {
+        std::size_t e = args.find(' ', p);
+        if (e == std::string_view::npos) e = args.size();
+        if (e > p && std::find(caps.auth.begin(), caps.auth.end(), args.substr(p, e - p)) == caps.auth.end())
+          caps.auth.emplace_back(args.substr(p, e - p));
+        p = e + 1;
+      }
+    }
+  }
+  return caps;
+}
+
+}  // namespace
+
+std::string_view to_string(State s) {
+  return row(s).name;
+}
+
+// Per-recipient progress inside one submitted transaction.
+enum class Rcpt { queued, pending, accepted, deferred, final };
+
+struct Engine::Txn {
+  Transaction t;
+  std::vector<RecipientOutcome> results;
+  std::vector<Rcpt> st;
+  std::deque<std::size_t> queue;   // recipients waiting for a batch, in submission order
+  std::vector<std::size_t> batch;  // the recipients of the SMTP transaction in progress
+  std::size_t next = 0;            // next RCPT reply expected (index into batch)
+  std::size_t accepted = 0;
+  bool mail_ok = false;
+  bool pipelined = false;
+  bool empty_dot = false;  // pipelined, no recipient accepted, yet DATA got 354: "." sent to end it
+  bool batch_ok = false;   // the last batch ended with a 2xx after the dot (no RSET needed)
+  bool utf8 = false;
+
+  void set(std::size_t i, Outcome o) {
+    results[i].outcome = std::move(o);
+    st[i] = Rcpt::final;
+  }
+};
+
+Engine::Engine(EngineOptions options, EngineHooks hooks)
+    : opt_(std::move(options)), hooks_(std::move(hooks)) {}
+Engine::~Engine() = default;
+
+std::optional<milliseconds> Engine::timeout() const {
+  auto field = row(state_).timeout;
+  if (!field) return std::nullopt;
+  return opt_.timeouts.*field;
+}
+
+std::string Engine::take_output() {
+  return std::exchange(out_, {});
+}
+std::vector<Event> Engine::take_events() {
+  return std::exchange(events_, {});
+}
+
+void Engine::send_command(std::string_view cmd, std::string_view logged) {
+  out_.append(cmd);
+  out_ += "\r\n";
+  if (hooks_.on_command) hooks_.on_command(logged.empty() ? cmd : logged);
+}
+
+// ---- entering states: the only place state_ changes; sends the state's command ----
+
+void Engine::enter(State s) {
+  State from = state_;
+  state_ = s;
+  ++epoch_;
+  if (hooks_.on_transition) hooks_.on_transition(from, s);
+  switch (s) {
+    case State::tls_handshake:
+      emit(StartTls{});
+      break;
+    case State::ehlo:
+      send_command("EHLO " + opt_.ehlo_name);
+      break;
+    case State::helo:
+      send_command("HELO " + opt_.ehlo_name);
+      break;
+    case State::starttls:
+      send_command("STARTTLS");
+      break;
+    case State::auth:
+      send_auth_initial();
+      break;
+    case State::mail:
+      send_mail();
+      break;
+    case State::rcpt:
+      if (!txn_->pipelined) send_command("RCPT TO:<" + txn_->results[txn_->batch[txn_->next]].address + ">");
+      break;
+    case State::data:
+      if (!txn_->pipelined) send_command("DATA");
+      break;
+    case State::body:
+      encoder_.emplace(missing_headers(txn_->t));
+      emit(BodyWanted{});
+      break;
+    case State::rset:
+      send_command("RSET");
+      break;
+    case State::quit:
+      send_command("QUIT");
+      break;
+    default:
+      break;
+  }
+}
+
+void Engine::send_mail() {
+  send_command(mail_command());
+  if (!caps_.pipelining) return;
+  // RFC 2920: MAIL, every RCPT and DATA go in one write; replies are matched in order.
+  txn_->pipelined = true;
+  for (std::size_t i : txn_->batch) send_command("RCPT TO:<" + txn_->results[i].address + ">");
+  send_command("DATA");
+}
+
+std::string Engine::mail_command() const {
+  const Transaction& t = txn_->t;
+  std::string cmd = "MAIL FROM:<" + t.sender + ">";
+  if (caps_.size_announced) cmd += fmt::format(" SIZE={}", t.size);
+  if (t.body_info && t.body_info->eight_bit && caps_.eight_bit_mime) cmd += " BODY=8BITMIME";
+  if (txn_->utf8) cmd += " SMTPUTF8";
+  return cmd;
+}
+
+void Engine::send_auth_initial() {
+  const auto& a = opt_.auth;
+  switch (auth_mech_) {
+    case AuthMechanism::plain:
+      send_command("AUTH PLAIN " + auth::plain_response(a.user, a.secret), "AUTH PLAIN <secret>");
+      break;
+    case AuthMechanism::xoauth2:
+      send_command("AUTH XOAUTH2 " + auth::xoauth2_response(a.user, a.secret), "AUTH XOAUTH2 <secret>");
+      break;
+    default:
+      send_command(fmt::format("AUTH {}", to_string(auth_mech_)));
+      break;
+  }
+}
+
+// ---- transport → engine ----
+
+void Engine::start() {
+  if (state_ != State::init) return;
+  enter(opt_.implicit_tls ? State::tls_handshake : State::greeting);
+}
+
+void Engine::receive(std::string_view bytes) {
+  if (ended() || state_ == State::init) return;
+  if (state_ == State::tls_handshake) {  // plaintext where only TLS may follow
+    emit(ResponseInjected{bytes.size()});
+    return;
+  }
+  parser_.feed(bytes);
+  for (int guard = 0; guard < 100000 && !ended() && state_ != State::tls_handshake; ++guard) {
+    auto r = parser_.next();
+    if (!r) break;
+    if (!r->ok()) {
+      fail_session(local(Status::temporary, "4.5.0", "malformed reply from server: " + r->error().message));
+      break;
+    }
+    on_reply(r->value());
+  }
+}
+
+void Engine::tls_done(bool ok, std::string_view detail) {
+  if (state_ != State::tls_handshake) return;
+  if (!ok) {
+    fail_session(
+        local(Status::temporary, "4.7.5", fmt::format("TLS handshake failed: {}", sanitize(detail))));
+    return;
+  }
+  encrypted_ = true;
+  caps_ = Capabilities{};  // RFC 3207 §4.2: forget everything learnt before TLS
+  parser_ = ReplyParser{};
+  enter(opt_.implicit_tls ? State::greeting : State::ehlo);
+}
+
+void Engine::timed_out() {
+  if (!timeout()) return;
+  if (state_ == State::quit) {  // everything is done; the server was just slow to say goodbye
+    close_cleanly(local(Status::sent, "", "no reply to QUIT"));
+    return;
+  }
+  fail_session(local(Status::temporary, "4.4.2", fmt::format("timeout in state {}", to_string(state_))));
+}
+
+void Engine::connection_closed(std::string_view why) {
+  if (ended()) return;
+  if (state_ == State::quit) {  // EOF (even without TLS close_notify) after QUIT is normal
+    close_cleanly(local(Status::sent, "", "closed after QUIT"));
+    return;
+  }
+  fail_session(local(Status::temporary, "4.4.2",
+                     fmt::format("connection lost in state {}: {}", to_string(state_), sanitize(why))));
+}
+
+void Engine::abort(std::string_view why) {
+  if (ended()) return;
+  fail_session(local(Status::temporary, "4.3.0", sanitize(why)));
+}
+
+// ---- replies ----
+
+void Engine::on_reply(const Reply& r) {
+  if (hooks_.on_reply) hooks_.on_reply(r);
+  if (r.code == 421 && state_ != State::quit) {  // service closing: the connection is over
+    fail_session(outcome_of(r));
+    return;
+  }
+  switch (state_) {
+    case State::greeting:
+      on_greeting(r);
+      break;
+    case State::ehlo:
+      on_ehlo(r);
+      break;
+    case State::helo:
+      on_helo(r);
+      break;
+    case State::starttls:
+      on_starttls(r);
+      break;
+    case State::auth:
+      on_auth(r);
+      break;
+    case State::mail:
+      on_mail(r);
+      break;
+    case State::rcpt:
+      on_rcpt(r);
+      break;
+    case State::data:
+      on_data(r);
+      break;
+    case State::dot:
+      on_dot(r);
+      break;
+    case State::rset:
+      on_rset(r);
+      break;
+    case State::quit:
+      close_cleanly(outcome_of(r));
+      break;
+    default: {  // ready or body: nothing was asked
+      Outcome o = outcome_of(r);
+      o.status = Status::temporary;
+      o.text = fmt::format("unexpected reply in state {}: {} {}", to_string(state_), r.code, r.text());
+      fail_session(std::move(o));
+    }
+  }
+}
+
+void Engine::on_greeting(const Reply& r) {
+  if (r.code == 220) return enter(State::ehlo);
+  fail_session(outcome_of(r));
+}
+
+void Engine::on_ehlo(const Reply& r) {
+  if (r.klass() == 2) {
+    caps_ = parse_ehlo(r);
+    return after_hello();
+  }
+  if (r.klass() == 5) return enter(State::helo);  // RFC 5321 §3.2: fall back to HELO
+  fail_session(outcome_of(r));
+}
+
+void Engine::on_helo(const Reply& r) {
+  if (r.klass() != 2) return fail_session(outcome_of(r));
+  caps_ = Capabilities{};
+  after_hello();
+}
+
+void Engine::after_hello() {
+  bool want_tls = opt_.tls != TlsPolicy::none && !opt_.implicit_tls && !encrypted_ && !tls_refused_;
+  if (want_tls) {
+    if (caps_.starttls) return enter(State::starttls);
+    if (opt_.tls != TlsPolicy::opportunistic)
+      return fail_session(local(
+          Status::temporary, "4.7.4",
+          fmt::format("TLS is required (policy {}), but STARTTLS was not offered", to_string(opt_.tls))));
+  }
+  if (opt_.auth.mechanism != AuthMechanism::none && !authenticated_) return begin_auth();
+  become_ready();
+}
+
+void Engine::on_starttls(const Reply& r) {
+  if (r.code == 220) {
+    // RFC 3207 §5 / CVE-2011-0411: anything already received after the 220 was sent before TLS
+    // and must not be read as an answer to what we send over TLS.
+    std::string injected = parser_.take_unparsed();
+    if (!injected.empty()) emit(ResponseInjected{injected.size()});
+    return enter(State::tls_handshake);
+  }
+  if (opt_.tls == TlsPolicy::opportunistic) {  // carry on in plaintext; do not ask again
+    tls_refused_ = true;
+    return after_hello();
+  }
+  Outcome o = outcome_of(r);
+  o.status = Status::temporary;
+  o.text = "STARTTLS refused: " + o.text;
+  fail_session(std::move(o));
+}
+
+void Engine::begin_auth() {
+  if (!encrypted_ && !opt_.auth.allow_plaintext)
+    return fail_session(
+        local(Status::temporary, "4.7.0", "refusing to send AUTH over an unencrypted connection"));
+  auth_mech_ = auth::choose(opt_.auth.mechanism, caps_.auth, encrypted_);
+  if (auth_mech_ == AuthMechanism::none)
+    return fail_session(local(Status::temporary, "4.7.0",
+                              fmt::format("no usable AUTH mechanism (wanted {}, server offers [{}])",
+                                          to_string(opt_.auth.mechanism), fmt::join(caps_.auth, " "))));
+  auth_step_ = 0;
+  enter(State::auth);
+}
+
+void Engine::on_auth(const Reply& r) {
+  if (r.klass() == 2) {
+    authenticated_ = true;
+    return become_ready();
+  }
+  if (r.code == 334 && auth_step_ < 4) return auth_continue(r);
+  Outcome o = outcome_of(r);
+  if (r.klass() == 3) o.status = Status::temporary;
+  // 535 and other 5xx: permanent for this relay (wrong credentials do not heal by retrying soon);
+  // 454 and other 4xx: temporary.
+  o.text = "authentication failed: " + o.text;
+  fail_session(std::move(o));
+}
+
+void Engine::auth_continue(const Reply& r) {
+  const auto& a = opt_.auth;
+  int step = auth_step_++;
+  std::string_view challenge = r.lines.empty() ? std::string_view{} : std::string_view(r.lines[0]);
+  switch (auth_mech_) {
+    case AuthMechanism::login:
+      if (step == 0) return send_command(auth::base64_encode(a.user), "<user>");
+      if (step == 1) return send_command(auth::base64_encode(a.secret), "<secret>");
+      break;
+    case AuthMechanism::cram_md5:
+      if (step == 0) {
+        auto decoded = auth::base64_decode(challenge);
+        if (!decoded) break;
+        return send_command(auth::cram_md5_response(a.user, a.secret, *decoded), "<secret>");
+      }
+      break;
+    case AuthMechanism::plain:
+      if (step == 0) return send_command(auth::plain_response(a.user, a.secret), "<secret>");
+      break;
+    case AuthMechanism::xoauth2:
+      // The server sent a JSON error as a challenge; an empty line makes it send the final 5xx.
+      if (step == 0) return send_command("", "");
+      break;
+    default:
+      break;
+  }
+  send_command("*");  // RFC 4954 §4: cancel an exchange we cannot continue
+}
+
+void Engine::become_ready() {
+  enter(State::ready);
+  if (!ready_announced_) {
+    ready_announced_ = true;
+    emit(Ready{});
+  }
+  if (quit_pending_) enter(State::quit);
+}
+
+// ---- transactions ----
+
+void Engine::submit(Transaction t) {
+  auto txn = std::make_unique<Txn>();
+  for (auto& a : t.recipients)
+    txn->results.push_back({a, local(Status::temporary, "4.3.0", "not attempted")});
+  txn->st.assign(txn->results.size(), Rcpt::queued);
+  txn->t = std::move(t);
+  if (!idle()) {
+    for (auto& r : txn->results)
+      r.outcome.text = fmt::format("session not idle (state {})", to_string(state_));
+    emit(TransactionDone{{std::move(txn->results)}});
+    return;
+  }
+  txn_ = std::move(txn);
+  precheck();
+  for (std::size_t i = 0; i < txn_->st.size(); ++i)
+    if (txn_->st[i] == Rcpt::queued) txn_->queue.push_back(i);
+  if (txn_->queue.empty()) return finish_transaction();
+  start_batch();
+}
+
+// Refusals decided before anything is sent: SIZE, illegal lines, unsafe or non-ASCII addresses.
+void Engine::precheck() {
+  Txn& x = *txn_;
+  const Transaction& t = x.t;
+  auto fail_all = [&](Outcome o) {
+    for (std::size_t i = 0; i < x.st.size(); ++i)
+      if (x.st[i] == Rcpt::queued) x.set(i, o);
+  };
+  if (caps_.size_announced && caps_.size > 0 && t.size > caps_.size)
+    return fail_all(
+        local(Status::permanent, "5.3.4",
+              fmt::format("message size {} exceeds the server's limit of {}", t.size, caps_.size)));
+  if (t.body_info && t.body_info->longest_line > BodyEncoder::kMaxLine)
+    return fail_all(local(Status::permanent, "5.6.0",
+                          fmt::format("message has a line of {} octets (the limit is {})",
+                                      t.body_info->longest_line, BodyEncoder::kMaxLine)));
+  if (!address_safe(t.sender))
+    return fail_all(local(Status::permanent, "5.1.7", "sender address contains forbidden characters"));
+  bool utf8 = non_ascii(t.sender);
+  if (utf8 && !caps_.smtputf8)
+    return fail_all(local(Status::permanent, "5.6.7",
+                          "sender address is not ASCII and the server does not offer SMTPUTF8"));
+  for (std::size_t i = 0; i < x.st.size(); ++i) {
+    const std::string& a = x.results[i].address;
+    if (!address_safe(a) || a.empty())
+      x.set(i,
+            local(Status::permanent, "5.1.3", "recipient address is empty or contains forbidden characters"));
+    else if (non_ascii(a) && !caps_.smtputf8)
+      x.set(i, local(Status::permanent, "5.6.7",
+                     "recipient address is not ASCII and the server does not offer SMTPUTF8"));
+    else if (non_ascii(a))
+      utf8 = true;
+  }
+  x.utf8 = utf8;
+}
+
+void Engine::start_batch() {
+  Txn& x = *txn_;
+  x.batch.clear();
+  std::size_t limit = opt_.envelope_limit == 0 ? SIZE_MAX : opt_.envelope_limit;
+  while (!x.queue.empty() && x.batch.size() < limit) {
+    x.batch.push_back(x.queue.front());
+    x.st[x.queue.front()] = Rcpt::pending;
+    x.queue.pop_front();
+  }
+  x.next = 0;
+  x.accepted = 0;
+  x.mail_ok = false;
+  x.pipelined = false;
+  x.empty_dot = false;
+  x.batch_ok = false;
+  enter(State::mail);
+}
+
+void Engine::on_mail(const Reply& r) {
+  Txn& x = *txn_;
+  if (r.klass() == 2) {
+    x.mail_ok = true;
+  } else {
+    // The sender was refused: that answers every recipient of this message, not only this batch.
+    Outcome o = outcome_of(r);
+    o.text = "sender refused: " + o.text;
+    for (std::size_t i : x.batch) x.set(i, o);
+    for (std::size_t i : x.queue) x.set(i, o);
+    x.queue.clear();
+    if (!x.pipelined) return enter(State::rset);
+  }
+  enter(State::rcpt);  // pipelined: the RCPT replies follow anyway and are read (and ignored)
+}
+
+void Engine::on_rcpt(const Reply& r) {
+  Txn& x = *txn_;
+  std::size_t i = x.batch[x.next];
+  if (x.mail_ok) {
+    Outcome o = outcome_of(r);
+    if (r.klass() == 2) {
+      x.st[i] = Rcpt::accepted;
+      ++x.accepted;
+    } else if (r.code == 452 || r.code == 552) {
+      // Too many recipients (RFC 5321 §4.5.3.1.10: 552 here means the same): try again in the
+      // next transaction if this one made progress (decided in finish_batch).
+      x.st[i] = Rcpt::deferred;
+      o.status = Status::temporary;
+      x.results[i].outcome = o;
+    } else {
+      x.set(i, o);
+    }
+    emit(RecipientReplied{i, std::move(o)});
+  }
+  if (++x.next < x.batch.size()) return enter(State::rcpt);
+  if (x.pipelined || (x.mail_ok && x.accepted > 0)) return enter(State::data);
+  enter(State::rset);
+}
+
+void Engine::on_data(const Reply& r) {
+  Txn& x = *txn_;
+  if (r.code == 354) {
+    if (x.mail_ok && x.accepted > 0) return enter(State::body);
+    // RFC 2920 §3.1: DATA was accepted although no recipient was; end it with an empty message.
+    x.empty_dot = true;
+    out_ += ".\r\n";
+    return enter(State::dot);
+  }
+  if (x.mail_ok && x.accepted > 0) {
+    Outcome o = outcome_of(r);
+    if (o.status == Status::sent) o.status = Status::temporary;  // 2xx to DATA is a protocol error
+    for (std::size_t i : x.batch)
+      if (x.st[i] == Rcpt::accepted) x.set(i, o);
+  }
+  enter(State::rset);
+}
+
+void Engine::body_chunk(std::string_view chunk) {
+  if (state_ != State::body) return;
+  auto r = encoder_->feed(chunk, out_);
+  ++epoch_;  // progress: the transport re-arms the block timer
+  if (!r) abort_body(r.error().message);
+}
+
+void Engine::body_end() {
+  if (state_ != State::body) return;
+  auto r = encoder_->finish(out_);
+  if (!r) return abort_body(r.error().message);
+  encoder_.reset();
+  enter(State::dot);
+}
+
+// The body cannot be sent legally (a line over 998 octets found while streaming): the message
+// fails permanently, and since "." must not be sent the connection has to be dropped.
+void Engine::abort_body(const std::string& why) {
+  Txn& x = *txn_;
+  Outcome o = local(Status::permanent, "5.6.0", why);
+  for (std::size_t i = 0; i < x.st.size(); ++i)
+    if (x.st[i] != Rcpt::final) x.set(i, o);
+  out_.clear();
+  fail_session(local(Status::temporary, "4.3.0", "transaction aborted in DATA: " + why));
+}
+
+void Engine::on_dot(const Reply& r) {
+  Txn& x = *txn_;
+  if (x.empty_dot) return enter(State::rset);
+  Outcome o = outcome_of(r);
+  for (std::size_t i : x.batch)
+    if (x.st[i] == Rcpt::accepted) x.set(i, o);
+  x.batch_ok = r.klass() == 2;
+  finish_batch();
+}
+
+void Engine::on_rset(const Reply& r) {
+  if (r.klass() != 2) {
+    Outcome o = outcome_of(r);
+    o.status = Status::temporary;
+    o.text = "RSET failed: " + o.text;
+    return fail_session(std::move(o));
+  }
+  if (!txn_) return become_ready();
+  // Recipients of a batch that ended before the dot: settle the deferred ones, then go on.
+  settle_deferred();
+  if (!txn_->queue.empty()) return start_batch();
+  finish_transaction();
+}
+
+// Deferred (452/552) recipients go into the next transaction if this one delivered to someone;
+// otherwise the server is not taking any more now and they stay temporary (no retry loop).
+void Engine::settle_deferred() {
+  Txn& x = *txn_;
+  bool progress = x.accepted > 0 && x.batch_ok;
+  std::vector<std::size_t> again;
+  for (std::size_t i : x.batch) {
+    if (x.st[i] != Rcpt::deferred) continue;
+    if (progress) {
+      again.push_back(i);
+      x.st[i] = Rcpt::queued;
+    } else {
+      x.st[i] = Rcpt::final;  // its outcome (the temporary 452) is already recorded
+    }
+  }
+  x.queue.insert(x.queue.begin(), again.begin(), again.end());
+  x.batch.clear();
+}
+
+void Engine::finish_batch() {
+  if (!txn_->batch_ok) return enter(State::rset);
+  settle_deferred();
+  if (!txn_->queue.empty()) return start_batch();
+  finish_transaction();
+}
+
+void Engine::finish_transaction() {
+  auto x = std::move(txn_);
+  emit(TransactionDone{{std::move(x->results)}});
+  if (state_ != State::ready)
+    become_ready();
+  else if (quit_pending_)
+    enter(State::quit);
+}
+
+// ---- ending ----
+
+void Engine::quit() {
+  if (ended() || state_ == State::quit) return;
+  quit_pending_ = true;
+  if (state_ == State::ready) enter(State::quit);
+  if (state_ == State::init) close_cleanly(local(Status::sent, "", "closed before start"));
+}
+
+void Engine::close_cleanly(Outcome reason) {
+  reason.status = Status::sent;
+  enter(State::closed);
+  emit(SessionEnded{std::move(reason)});
+}
+
+void Engine::fail_session(Outcome reason) {
+  if (txn_) {
+    Txn& x = *txn_;
+    bool after_dot = state_ == State::dot && !x.empty_dot;
+    for (std::size_t i = 0; i < x.st.size(); ++i) {
+      if (x.st[i] == Rcpt::final) continue;
+      Outcome o = reason;
+      o.status = Status::temporary;
+      if (after_dot && x.st[i] == Rcpt::accepted) {
+        o.possible_duplicate = true;
+        o.text += " (after the final dot: possible duplicate)";
+      }
+      x.set(i, std::move(o));
+    }
+    auto done = std::move(txn_);
+    emit(TransactionDone{{std::move(done->results)}});
+  }
+  out_.clear();
+  encoder_.reset();
+  enter(State::failed);
+  emit(SessionEnded{std::move(reason)});
+}
+
+}  // namespace spoold::smtp

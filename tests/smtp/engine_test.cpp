@@ -1,0 +1,723 @@
+// tests/smtp/engine_test.cpp — the sans-IO engine driven by scripted server byte streams.
+// Each scenario is data: what the server says, the exact bytes the client must answer, and the
+// per-recipient outcomes at the end. The harness plays the transport: it submits the transaction
+// when the engine is ready, feeds the body when asked, completes TLS handshakes, and QUITs after
+// the transaction.
+#include <catch2/catch.hpp>
+
+#include <fmt/format.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "smtp/auth.h"
+#include "smtp/engine.h"
+
+using namespace spoold::smtp;
+
+namespace {
+
+const std::string kBody = "Subject: t\n\nhi\n.\n";
+const std::string kWire = "Subject: t\r\n\r\nhi\r\n..\r\n.\r\n";
+
+struct Harness {
+  Engine engine;
+  Transaction txn;
+  std::string body = kBody;
+  bool submit_on_ready = true;
+  bool quit_after = true;
+  bool tls_ok = true;
+  std::vector<std::string> outcomes;  // "addr status code enhanced[ dup]"
+  std::vector<std::string> trace;
+  std::vector<std::string> logged;  // commands as the transcript would show them
+  std::string ended;                // "status code enhanced: text"
+  std::size_t injected = 0;
+  int rcpt_events = 0;
+
+  Harness(EngineOptions opt, Transaction t)
+      : engine(std::move(opt),
+               EngineHooks{[this](State a, State b) {
+                             trace.push_back(fmt::format("{}>{}", to_string(a), to_string(b)));
+                           },
+                           [this](std::string_view c) { logged.emplace_back(c); }, nullptr}),
+        txn(std::move(t)) {}
+
+  void drain() {
+    for (int guard = 0; guard < 100; ++guard) {
+      auto events = engine.take_events();
+      if (events.empty()) return;
+      for (auto& ev : events) handle(ev);
+    }
+    FAIL("event loop did not settle");
+  }
+
+  void handle(Event& ev) {
+    if (std::holds_alternative<Ready>(ev) && submit_on_ready) {
+      engine.submit(txn);
+    } else if (std::holds_alternative<StartTls>(ev)) {
+      engine.tls_done(tls_ok, tls_ok ? "" : "certificate verify failed");
+    } else if (std::holds_alternative<BodyWanted>(ev)) {
+      for (std::size_t i = 0; i < body.size(); i += 5) engine.body_chunk(std::string_view(body).substr(i, 5));
+      engine.body_end();
+    } else if (auto* inj = std::get_if<ResponseInjected>(&ev)) {
+      injected += inj->bytes;
+    } else if (std::holds_alternative<RecipientReplied>(ev)) {
+      ++rcpt_events;
+    } else if (auto* done = std::get_if<TransactionDone>(&ev)) {
+      for (auto& r : done->result.recipients)
+        outcomes.push_back(fmt::format("{} {} {} {}{}", r.address, to_string(r.outcome.status),
+                                       r.outcome.code, r.outcome.enhanced,
+                                       r.outcome.possible_duplicate ? " dup" : ""));
+      if (quit_after) engine.quit();
+    } else if (auto* end = std::get_if<SessionEnded>(&ev)) {
+      ended = fmt::format("{} {} {}: {}", to_string(end->reason.status), end->reason.code,
+                          end->reason.enhanced, end->reason.text);
+    }
+  }
+
+  // "<timeout>", "<eof>" are transport happenings; anything else is what the server sends.
+  std::string server(const std::string& s) {
+    if (s == "<start>")
+      engine.start();
+    else if (s == "<timeout>")
+      engine.timed_out();
+    else if (s == "<eof>")
+      engine.connection_closed("EOF");
+    else
+      engine.receive(s);
+    drain();
+    return engine.take_output();
+  }
+};
+
+Transaction txn(std::vector<std::string> rcpts, std::uint64_t size = 100) {
+  Transaction t;
+  t.sender = "s@x.test";
+  t.recipients = std::move(rcpts);
+  t.size = size;
+  return t;
+}
+
+EngineOptions opts(TlsPolicy tls = TlsPolicy::none) {
+  EngineOptions o;
+  o.ehlo_name = "client.test";
+  o.tls = tls;
+  return o;
+}
+
+struct Scenario {
+  std::string name;
+  EngineOptions options;
+  Transaction txn;
+  std::vector<std::pair<std::string, std::string>> dialogue;  // server says → client answers exactly
+  std::vector<std::string> outcomes;
+  State final_state;
+  std::string ended_prefix;  // the SessionEnded reason starts with this
+};
+
+const std::string kEhloPlain = "250-mx.test\r\n250 SIZE 1000000\r\n";
+const std::string kEhloPipe = "250-mx.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n";
+
+std::vector<Scenario> scenarios() {
+  std::vector<Scenario> v;
+  v.push_back({"lock-step delivery",
+               opts(),
+               txn({"a@y.test"}),
+               {{"<start>", ""},
+                {"220 mx.test ESMTP\r\n", "EHLO client.test\r\n"},
+                {kEhloPlain, "MAIL FROM:<s@x.test> SIZE=100\r\n"},
+                {"250 2.1.0 ok\r\n", "RCPT TO:<a@y.test>\r\n"},
+                {"250 2.1.5 ok\r\n", "DATA\r\n"},
+                {"354 go\r\n", kWire},
+                {"250 2.0.0 queued as X\r\n", "QUIT\r\n"},
+                {"221 2.0.0 bye\r\n", ""}},
+               {"a@y.test sent 250 2.0.0"},
+               State::closed,
+               "sent 221"});
+  v.push_back({"pipelined: MAIL, RCPTs and DATA in one write, replies in order",
+               opts(),
+               txn({"a@y.test", "b@y.test"}),
+               {{"<start>", ""},
+                {"220 mx.test\r\n", "EHLO client.test\r\n"},
+                {kEhloPipe, "MAIL FROM:<s@x.test>\r\nRCPT TO:<a@y.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\n"},
+                {"250 ok\r\n250 ok\r\n", ""},
+                {"550 5.1.1 no such user\r\n354 go\r\n", kWire},
+                {"250 ok\r\n", "QUIT\r\n"},
+                {"221 bye\r\n", ""}},
+               {"a@y.test sent 250 ", "b@y.test permanent 550 5.1.1"},
+               State::closed,
+               "sent 221"});
+  v.push_back({"pipelined: no RCPT accepted, DATA refused → RSET, no body",
+               opts(),
+               txn({"b@y.test"}),
+               {{"<start>", ""},
+                {"220 mx.test\r\n", "EHLO client.test\r\n"},
+                {kEhloPipe, "MAIL FROM:<s@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\n"},
+                {"250 ok\r\n550 5.1.1 no\r\n554 5.5.1 no valid recipients\r\n", "RSET\r\n"},
+                {"250 ok\r\n", "QUIT\r\n"}},
+               {"b@y.test permanent 550 5.1.1"},
+               State::quit,
+               ""});
+  v.push_back({"pipelined: no RCPT accepted but 354 → lone dot, then RSET",
+               opts(),
+               txn({"b@y.test"}),
+               {{"<start>", ""},
+                {"220 mx.test\r\n", "EHLO client.test\r\n"},
+                {kEhloPipe, "MAIL FROM:<s@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\n"},
+                {"250 ok\r\n450 4.2.0 later\r\n354 go\r\n", ".\r\n"},
+                {"554 no recipients\r\n", "RSET\r\n"},
+                {"250 ok\r\n", "QUIT\r\n"}},
+               {"b@y.test temporary 450 4.2.0"},
+               State::quit,
+               ""});
+  v.push_back({"pipelined: sender refused, RCPT replies ignored",
+               opts(),
+               txn({"a@y.test"}),
+               {{"<start>", ""},
+                {"220 mx.test\r\n", "EHLO client.test\r\n"},
+                {kEhloPipe, "MAIL FROM:<s@x.test>\r\nRCPT TO:<a@y.test>\r\nDATA\r\n"},
+                {"550 5.1.8 bad sender\r\n503 5.5.1 need MAIL\r\n503 5.5.1 need RCPT\r\n", "RSET\r\n"},
+                {"250 ok\r\n", "QUIT\r\n"}},
+               {"a@y.test permanent 550 5.1.8"},
+               State::quit,
+               ""});
+  v.push_back({"EHLO refused → HELO, no extensions used",
+               opts(),
+               txn({"a@y.test"}),
+               {{"<start>", ""},
+                {"220 old.test\r\n", "EHLO client.test\r\n"},
+                {"502 what?\r\n", "HELO client.test\r\n"},
+                {"250 old.test\r\n", "MAIL FROM:<s@x.test>\r\n"},
+                {"250 ok\r\n", "RCPT TO:<a@y.test>\r\n"},
+                {"250 ok\r\n", "DATA\r\n"},
+                {"354 go\r\n", kWire},
+                {"250 ok\r\n", "QUIT\r\n"}},
+               {"a@y.test sent 250 "},
+               State::quit,
+               ""});
+  {
+    EngineOptions o = opts();
+    o.envelope_limit = 2;
+    v.push_back({"envelope_limit splits into transactions on one connection",
+                 o,
+                 txn({"a@y.test", "b@y.test", "c@y.test"}),
+                 {{"<start>", ""},
+                  {"220 mx.test\r\n", "EHLO client.test\r\n"},
+                  {kEhloPipe, "MAIL FROM:<s@x.test>\r\nRCPT TO:<a@y.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\n"},
+                  {"250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n", kWire},
+                  {"250 first\r\n", "MAIL FROM:<s@x.test>\r\nRCPT TO:<c@y.test>\r\nDATA\r\n"},
+                  {"250 ok\r\n250 ok\r\n354 go\r\n", kWire},
+                  {"250 second\r\n", "QUIT\r\n"}},
+                 {"a@y.test sent 250 ", "b@y.test sent 250 ", "c@y.test sent 250 "},
+                 State::quit,
+                 ""});
+  }
+  v.push_back({"452 too many recipients: the rest go in the next transaction",
+               opts(),
+               txn({"a@y.test", "b@y.test", "c@y.test"}),
+               {{"<start>", ""},
+                {"220 mx.test\r\n", "EHLO client.test\r\n"},
+                {"250 mx.test\r\n", "MAIL FROM:<s@x.test>\r\n"},
+                {"250 ok\r\n", "RCPT TO:<a@y.test>\r\n"},
+                {"250 ok\r\n", "RCPT TO:<b@y.test>\r\n"},
+                {"452 4.5.3 too many recipients\r\n", "RCPT TO:<c@y.test>\r\n"},
+                {"452 4.5.3 too many recipients\r\n", "DATA\r\n"},
+                {"354 go\r\n", kWire},
+                {"250 ok\r\n", "MAIL FROM:<s@x.test>\r\n"},
+                {"250 ok\r\n", "RCPT TO:<b@y.test>\r\n"},
+                {"250 ok\r\n", "RCPT TO:<c@y.test>\r\n"},
+                {"552 5.5.3 too many recipients\r\n", "DATA\r\n"},
+                {"354 go\r\n", kWire},
+                {"250 ok\r\n", "MAIL FROM:<s@x.test>\r\n"},
+                {"250 ok\r\n", "RCPT TO:<c@y.test>\r\n"},
+                {"250 ok\r\n", "DATA\r\n"},
+                {"354 go\r\n", kWire},
+                {"250 ok\r\n", "QUIT\r\n"}},
+               {"a@y.test sent 250 ", "b@y.test sent 250 ", "c@y.test sent 250 "},
+               State::quit,
+               ""});
+  v.push_back({"452 for every recipient: no retry loop, temporary",
+               opts(),
+               txn({"a@y.test", "b@y.test"}),
+               {{"<start>", ""},
+                {"220 mx.test\r\n", "EHLO client.test\r\n"},
+                {"250 mx.test\r\n", "MAIL FROM:<s@x.test>\r\n"},
+                {"250 ok\r\n", "RCPT TO:<a@y.test>\r\n"},
+                {"452 4.5.3 too many\r\n", "RCPT TO:<b@y.test>\r\n"},
+                {"452 4.5.3 too many\r\n", "RSET\r\n"},
+                {"250 ok\r\n", "QUIT\r\n"}},
+               {"a@y.test temporary 452 4.5.3", "b@y.test temporary 452 4.5.3"},
+               State::quit,
+               ""});
+  v.push_back({"message over the announced SIZE: permanent, nothing sent",
+               opts(),
+               txn({"a@y.test"}, 5000),
+               {{"<start>", ""},
+                {"220 mx.test\r\n", "EHLO client.test\r\n"},
+                {"250-mx\r\n250 SIZE 4999\r\n", "QUIT\r\n"}},
+               {"a@y.test permanent 0 5.3.4"},
+               State::quit,
+               ""});
+  v.push_back({"sender refused in lock-step → RSET",
+               opts(),
+               txn({"a@y.test"}),
+               {{"<start>", ""},
+                {"220 mx.test\r\n", "EHLO client.test\r\n"},
+                {"250 mx\r\n", "MAIL FROM:<s@x.test>\r\n"},
+                {"451 4.3.0 try later\r\n", "RSET\r\n"},
+                {"250 ok\r\n", "QUIT\r\n"}},
+               {"a@y.test temporary 451 4.3.0"},
+               State::quit,
+               ""});
+  v.push_back({"DATA refused → accepted recipients get the DATA reply",
+               opts(),
+               txn({"a@y.test"}),
+               {{"<start>", ""},
+                {"220 mx.test\r\n", "EHLO client.test\r\n"},
+                {"250 mx\r\n", "MAIL FROM:<s@x.test>\r\n"},
+                {"250 ok\r\n", "RCPT TO:<a@y.test>\r\n"},
+                {"250 ok\r\n", "DATA\r\n"},
+                {"554 5.7.1 no\r\n", "RSET\r\n"},
+                {"250 ok\r\n", "QUIT\r\n"}},
+               {"a@y.test permanent 554 5.7.1"},
+               State::quit,
+               ""});
+  v.push_back({"421 in RCPT fails the session: everything not final is temporary",
+               opts(),
+               txn({"a@y.test", "b@y.test"}),
+               {{"<start>", ""},
+                {"220 mx.test\r\n", "EHLO client.test\r\n"},
+                {"250 mx\r\n", "MAIL FROM:<s@x.test>\r\n"},
+                {"250 ok\r\n", "RCPT TO:<a@y.test>\r\n"},
+                {"550 5.1.1 unknown\r\n", "RCPT TO:<b@y.test>\r\n"},
+                {"421 4.3.2 shutting down\r\n", ""}},
+               {"a@y.test permanent 550 5.1.1", "b@y.test temporary 421 4.3.2"},
+               State::failed,
+               "temporary 421 4.3.2"});
+  v.push_back({"timeout after the final dot: possible duplicate",
+               opts(),
+               txn({"a@y.test"}),
+               {{"<start>", ""},
+                {"220 mx.test\r\n", "EHLO client.test\r\n"},
+                {"250 mx\r\n", "MAIL FROM:<s@x.test>\r\n"},
+                {"250 ok\r\n", "RCPT TO:<a@y.test>\r\n"},
+                {"250 ok\r\n", "DATA\r\n"},
+                {"354 go\r\n", kWire},
+                {"<timeout>", ""}},
+               {"a@y.test temporary 0 4.4.2 dup"},
+               State::failed,
+               "temporary 0 4.4.2: timeout in state dot"});
+  v.push_back({"EOF after the final dot: possible duplicate",
+               opts(),
+               txn({"a@y.test"}),
+               {{"<start>", ""},
+                {"220 mx.test\r\n", "EHLO client.test\r\n"},
+                {"250 mx\r\n", "MAIL FROM:<s@x.test>\r\n"},
+                {"250 ok\r\n", "RCPT TO:<a@y.test>\r\n"},
+                {"250 ok\r\n", "DATA\r\n"},
+                {"354 go\r\n", kWire},
+                {"<eof>", ""}},
+               {"a@y.test temporary 0 4.4.2 dup"},
+               State::failed,
+               "temporary 0 4.4.2: connection lost in state dot"});
+  v.push_back({"EOF in RCPT: temporary, no duplicate",
+               opts(),
+               txn({"a@y.test"}),
+               {{"<start>", ""},
+                {"220 mx.test\r\n", "EHLO client.test\r\n"},
+                {"250 mx\r\n", "MAIL FROM:<s@x.test>\r\n"},
+                {"250 ok\r\n", "RCPT TO:<a@y.test>\r\n"},
+                {"<eof>", ""}},
+               {"a@y.test temporary 0 4.4.2"},
+               State::failed,
+               "temporary"});
+  v.push_back({"garbage reply fails the session",
+               opts(),
+               txn({"a@y.test"}),
+               {{"<start>", ""},
+                {"220 mx.test\r\n", "EHLO client.test\r\n"},
+                {"250 mx\r\n", "MAIL FROM:<s@x.test>\r\n"},
+                {"HTTP/1.1 400 Bad Request\r\n", ""}},
+               {"a@y.test temporary 0 4.5.0"},
+               State::failed,
+               "temporary 0 4.5.0: malformed reply"});
+  v.push_back({"greeting 554: permanent session failure, no transaction",
+               opts(),
+               txn({"a@y.test"}),
+               {{"<start>", ""}, {"554 5.7.1 go away\r\n", ""}},
+               {},
+               State::failed,
+               "permanent 554 5.7.1"});
+  v.push_back({"STARTTLS: capabilities forgotten, EHLO again, lock-step after",
+               opts(TlsPolicy::opportunistic),
+               txn({"a@y.test"}),
+               {{"<start>", ""},
+                {"220 mx.test\r\n", "EHLO client.test\r\n"},
+                {"250-mx\r\n250-PIPELINING\r\n250 STARTTLS\r\n", "STARTTLS\r\n"},
+                {"220 2.0.0 ready\r\n", "EHLO client.test\r\n"},
+                {"250 mx\r\n", "MAIL FROM:<s@x.test>\r\n"},
+                {"250 ok\r\n", "RCPT TO:<a@y.test>\r\n"},
+                {"250 ok\r\n", "DATA\r\n"},
+                {"354 go\r\n", kWire},
+                {"250 ok\r\n", "QUIT\r\n"}},
+               {"a@y.test sent 250 "},
+               State::quit,
+               ""});
+  v.push_back({"STARTTLS refused under opportunistic: plaintext",
+               opts(TlsPolicy::opportunistic),
+               txn({"a@y.test"}),
+               {{"<start>", ""},
+                {"220 mx.test\r\n", "EHLO client.test\r\n"},
+                {"250-mx\r\n250 STARTTLS\r\n", "STARTTLS\r\n"},
+                {"454 4.7.0 TLS not available\r\n", "MAIL FROM:<s@x.test>\r\n"}},
+               {},
+               State::mail,
+               ""});
+  v.push_back({"STARTTLS not offered under required: temporary failure",
+               opts(TlsPolicy::required),
+               txn({"a@y.test"}),
+               {{"<start>", ""}, {"220 mx.test\r\n", "EHLO client.test\r\n"}, {"250 mx\r\n", ""}},
+               {},
+               State::failed,
+               "temporary 0 4.7.4"});
+  v.push_back({"SMTPUTF8 not offered: non-ASCII recipient refused, the other delivered",
+               opts(),
+               txn({"j\xc3\xb6rg@y.test", "a@y.test"}),
+               {{"<start>", ""},
+                {"220 mx.test\r\n", "EHLO client.test\r\n"},
+                {"250 mx\r\n", "MAIL FROM:<s@x.test>\r\n"},
+                {"250 ok\r\n", "RCPT TO:<a@y.test>\r\n"},
+                {"250 ok\r\n", "DATA\r\n"},
+                {"354 go\r\n", kWire},
+                {"250 ok\r\n", "QUIT\r\n"}},
+               {"j\xc3\xb6rg@y.test permanent 0 5.6.7", "a@y.test sent 250 "},
+               State::quit,
+               ""});
+  v.push_back({"SMTPUTF8 offered: MAIL carries SMTPUTF8",
+               opts(),
+               txn({"j\xc3\xb6rg@y.test"}),
+               {{"<start>", ""},
+                {"220 mx.test\r\n", "EHLO client.test\r\n"},
+                {"250-mx\r\n250 SMTPUTF8\r\n", "MAIL FROM:<s@x.test> SMTPUTF8\r\n"}},
+               {},
+               State::mail,
+               ""});
+  {
+    Transaction t = txn({"a@y.test"}, 42);
+    t.body_info = BodyInfo{true, 10};
+    v.push_back(
+        {"8-bit body and 8BITMIME offered: BODY=8BITMIME and SIZE=",
+         opts(),
+         t,
+         {{"<start>", ""},
+          {"220 mx.test\r\n", "EHLO client.test\r\n"},
+          {"250-mx\r\n250-SIZE\r\n250 8BITMIME\r\n", "MAIL FROM:<s@x.test> SIZE=42 BODY=8BITMIME\r\n"}},
+         {},
+         State::mail,
+         ""});
+    t.body_info = BodyInfo{false, 999};
+    v.push_back({"a known overlong line fails before MAIL",
+                 opts(),
+                 t,
+                 {{"<start>", ""}, {"220 mx.test\r\n", "EHLO client.test\r\n"}, {"250 mx\r\n", "QUIT\r\n"}},
+                 {"a@y.test permanent 0 5.6.0"},
+                 State::quit,
+                 ""});
+  }
+  v.push_back({"addresses that could inject commands are refused locally",
+               opts(),
+               txn({"a@y.test>\r\nRSET", "ok@y.test"}),
+               {{"<start>", ""},
+                {"220 mx.test\r\n", "EHLO client.test\r\n"},
+                {"250 mx\r\n", "MAIL FROM:<s@x.test>\r\n"},
+                {"250 ok\r\n", "RCPT TO:<ok@y.test>\r\n"}},
+               {},
+               State::rcpt,
+               ""});
+  v.push_back({"RSET refused fails the session",
+               opts(),
+               txn({"a@y.test"}),
+               {{"<start>", ""},
+                {"220 mx.test\r\n", "EHLO client.test\r\n"},
+                {"250 mx\r\n", "MAIL FROM:<s@x.test>\r\n"},
+                {"550 no\r\n", "RSET\r\n"},
+                {"500 what\r\n", ""}},
+               {"a@y.test permanent 550 "},
+               State::failed,
+               "temporary 500"});
+  return v;
+}
+
+}  // namespace
+
+TEST_CASE("engine scenarios: exact client bytes and per-recipient outcomes", "[engine]") {
+  for (const auto& sc : scenarios()) {
+    SECTION(sc.name) {
+      Harness h(sc.options, sc.txn);
+      for (const auto& [said, answer] : sc.dialogue) {
+        INFO("server said: " << said);
+        REQUIRE(h.server(said) == answer);
+      }
+      CHECK(h.outcomes == sc.outcomes);
+      CHECK(to_string(h.engine.state()) == to_string(sc.final_state));
+      CHECK(h.ended.rfind(sc.ended_prefix, 0) == 0);
+    }
+  }
+}
+
+TEST_CASE("every transition is traced", "[engine]") {
+  Harness h(opts(), txn({"a@y.test"}));
+  h.server("<start>");
+  h.server("220 mx\r\n");
+  h.server("250 mx\r\n");
+  h.server("250 ok\r\n");
+  h.server("250 ok\r\n");
+  h.server("354 go\r\n");
+  h.server("250 ok\r\n");
+  h.server("221 bye\r\n");
+  CHECK(fmt::format("{}", fmt::join(h.trace, " ")) ==
+        "init>greeting greeting>ehlo ehlo>ready ready>mail mail>rcpt rcpt>data data>body body>dot dot>ready "
+        "ready>quit quit>closed");
+  CHECK(h.rcpt_events == 1);
+}
+
+TEST_CASE("response injection after STARTTLS 220 is discarded and reported", "[engine]") {
+  Harness h(opts(TlsPolicy::opportunistic), txn({"a@y.test"}));
+  h.server("<start>");
+  h.server("220 mx\r\n");
+  REQUIRE(h.server("250-mx\r\n250 STARTTLS\r\n") == "STARTTLS\r\n");
+  // The injected 250s must not answer the EHLO we send after the handshake.
+  CHECK(h.server("220 go ahead\r\n250-evil\r\n250 AUTH PLAIN\r\n") == "EHLO client.test\r\n");
+  CHECK(h.injected == 26);
+  CHECK(h.engine.encrypted());
+  CHECK(h.engine.state() == State::ehlo);
+  CHECK(h.engine.capabilities().auth.empty());
+}
+
+TEST_CASE("a failed TLS handshake fails the session temporarily", "[engine]") {
+  Harness h(opts(TlsPolicy::verify), txn({"a@y.test"}));
+  h.tls_ok = false;
+  h.server("<start>");
+  h.server("220 mx\r\n");
+  CHECK(h.server("250-mx\r\n250 STARTTLS\r\n") == "STARTTLS\r\n");
+  CHECK(h.server("220 go\r\n") == "");
+  CHECK(h.engine.state() == State::failed);
+  CHECK(h.ended.find("TLS handshake failed: certificate verify failed") != std::string::npos);
+}
+
+namespace {
+
+struct AuthCase {
+  std::string name;
+  AuthOptions auth;
+  bool implicit_tls;
+  std::string ehlo;
+  std::vector<std::pair<std::string, std::string>> dialogue;
+  std::string logged;  // the AUTH lines as a transcript sees them
+  State final_state;
+  std::string ended_prefix;
+};
+
+}  // namespace
+
+TEST_CASE("AUTH mechanisms, choice and failures", "[engine][auth]") {
+  const std::string plain = "AUTH PLAIN " + auth::plain_response("user", "pass") + "\r\n";
+  const std::vector<AuthCase> cases = {
+      {"PLAIN over implicit TLS",
+       {AuthMechanism::automatic, "user", "pass", false},
+       true,
+       "250-mx\r\n250 AUTH LOGIN PLAIN CRAM-MD5\r\n",
+       {{"235 2.7.0 ok\r\n", "MAIL FROM:<s@x.test>\r\n"}},
+       "AUTH PLAIN <secret>",
+       State::mail,
+       ""},
+      {"LOGIN by name",
+       {AuthMechanism::login, "user", "pass", false},
+       true,
+       "250-mx\r\n250 AUTH=LOGIN\r\n",
+       {{"334 VXNlcm5hbWU6\r\n", "dXNlcg==\r\n"},
+        {"334 UGFzc3dvcmQ6\r\n", "cGFzcw==\r\n"},
+        {"235 ok\r\n", "MAIL FROM:<s@x.test>\r\n"}},
+       "AUTH LOGIN|<user>|<secret>",
+       State::mail,
+       ""},
+      {"CRAM-MD5 (RFC 2195 example)",
+       {AuthMechanism::cram_md5, "tim", "tanstaaftanstaaf", false},
+       true,
+       "250-mx\r\n250 AUTH CRAM-MD5\r\n",
+       {{"334 PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+\r\n",
+         "dGltIGI5MTNhNjAyYzdlZGE3YTQ5NWI0ZTZlNzMzNGQzODkw\r\n"},
+        {"235 ok\r\n", "MAIL FROM:<s@x.test>\r\n"}},
+       "AUTH CRAM-MD5|<secret>",
+       State::mail,
+       ""},
+      {"XOAUTH2 token",
+       {AuthMechanism::xoauth2, "u@x", "tok", false},
+       true,
+       "250-mx\r\n250 AUTH XOAUTH2 PLAIN\r\n",
+       {{"334 eyJzdGF0dXMiOiI0MDEifQ==\r\n", "\r\n"}, {"535 5.7.8 bad token\r\n", ""}},
+       "AUTH XOAUTH2 <secret>|",
+       State::failed,
+       "permanent 535 5.7.8"},
+      {"535 is permanent",
+       {AuthMechanism::automatic, "user", "pass", false},
+       true,
+       "250-mx\r\n250 AUTH PLAIN\r\n",
+       {{"535 5.7.8 bad credentials\r\n", ""}},
+       "AUTH PLAIN <secret>",
+       State::failed,
+       "permanent 535 5.7.8"},
+      {"454 is temporary",
+       {AuthMechanism::automatic, "user", "pass", false},
+       true,
+       "250-mx\r\n250 AUTH PLAIN\r\n",
+       {{"454 4.7.0 try later\r\n", ""}},
+       "AUTH PLAIN <secret>",
+       State::failed,
+       "temporary 454 4.7.0"},
+      {"never over plaintext",
+       {AuthMechanism::plain, "user", "pass", false},
+       false,
+       "250-mx\r\n250 AUTH PLAIN\r\n",
+       {},
+       "",
+       State::failed,
+       "temporary 0 4.7.0: refusing"},
+      {"plaintext allowed: auto prefers CRAM-MD5",
+       {AuthMechanism::automatic, "user", "pass", true},
+       false,
+       "250-mx\r\n250 AUTH PLAIN LOGIN CRAM-MD5\r\n",
+       {},
+       "AUTH CRAM-MD5",
+       State::auth,
+       ""},
+      {"no common mechanism",
+       {AuthMechanism::cram_md5, "user", "pass", false},
+       true,
+       "250-mx\r\n250 AUTH PLAIN\r\n",
+       {},
+       "",
+       State::failed,
+       "temporary 0 4.7.0: no usable AUTH"},
+  };
+  for (const auto& c : cases) {
+    SECTION(c.name) {
+      EngineOptions o = opts();
+      o.auth = c.auth;
+      o.implicit_tls = c.implicit_tls;
+      Harness h(o, txn({"a@y.test"}));
+      h.quit_after = false;
+      h.server("<start>");
+      REQUIRE(h.server("220 mx\r\n") == "EHLO client.test\r\n");
+      std::string first = h.server(c.ehlo);
+      if (c.auth.mechanism == AuthMechanism::automatic && c.implicit_tls &&
+          first.rfind("AUTH PLAIN ", 0) == 0)
+        CHECK(first == plain);
+      for (const auto& [said, answer] : c.dialogue) {
+        INFO(said);
+        REQUIRE(h.server(said) == answer);
+      }
+      std::vector<std::string> auth_lines;
+      for (auto& l : h.logged)
+        if (l.rfind("EHLO", 0) != 0 && l.rfind("MAIL", 0) != 0) auth_lines.push_back(l);
+      CHECK(fmt::format("{}", fmt::join(auth_lines, "|")) == c.logged);
+      for (auto& l : h.logged) CHECK(l.find("cGFzcw") == std::string::npos);  // base64("pass") never logged
+      CHECK(to_string(h.engine.state()) == to_string(c.final_state));
+      CHECK(h.ended.rfind(c.ended_prefix, 0) == 0);
+    }
+  }
+}
+
+TEST_CASE("timeouts follow RFC 5321 defaults per state and options override them", "[engine]") {
+  EngineOptions o = opts();
+  Engine e(o);
+  CHECK(!e.timeout());
+  e.start();
+  REQUIRE(e.timeout());
+  CHECK(*e.timeout() == milliseconds(300'000));
+  o.timeouts.greeting = milliseconds(1234);
+  Engine e2(o);
+  e2.start();
+  CHECK(*e2.timeout() == milliseconds(1234));
+  auto epoch = e2.timer_epoch();
+  e2.receive("220 hi\r\n");
+  CHECK(e2.timer_epoch() != epoch);
+  CHECK(e2.state() == State::ehlo);
+  e2.receive("250 hi\r\n");
+  CHECK(e2.state() == State::ready);
+  CHECK(!e2.timeout());  // idle: the pool decides how long to keep it
+  Transaction t = txn({"a@y.test"});
+  e2.submit(t);
+  CHECK(*e2.timeout() == milliseconds(300'000));  // mail
+  e2.receive("250 ok\r\n");
+  e2.receive("250 ok\r\n");
+  CHECK(*e2.timeout() == milliseconds(120'000));  // data
+  e2.receive("354 go\r\n");
+  CHECK(*e2.timeout() == milliseconds(180'000));  // block
+  e2.body_chunk("x\n");
+  e2.body_end();
+  CHECK(*e2.timeout() == milliseconds(600'000));  // dot
+}
+
+TEST_CASE("a line over 998 octets found while streaming aborts without the dot", "[engine]") {
+  Harness h(opts(), txn({"a@y.test"}));
+  h.body = "A: 1\n\n" + std::string(1500, 'z') + "\n";
+  h.server("<start>");
+  h.server("220 mx\r\n");
+  h.server("250 mx\r\n");
+  h.server("250 ok\r\n");
+  CHECK(h.server("250 ok\r\n") == "DATA\r\n");
+  CHECK(h.server("354 go\r\n") == "");  // nothing: not even the partial line
+  CHECK(h.outcomes == std::vector<std::string>{"a@y.test permanent 0 5.6.0"});
+  CHECK(h.engine.state() == State::failed);
+}
+
+TEST_CASE("a second submit while busy is refused, and several transactions share a connection", "[engine]") {
+  Engine e(opts());
+  e.start();
+  e.receive("220 hi\r\n250 mx\r\n");
+  e.take_output();
+  e.submit(txn({"a@y.test"}));
+  e.submit(txn({"b@y.test"}));
+  auto events = e.take_events();
+  REQUIRE(events.size() >= 2);
+  auto* refused = std::get_if<TransactionDone>(&events.back());
+  REQUIRE(refused);
+  CHECK(refused->result.recipients[0].outcome.text.find("not idle") != std::string::npos);
+  e.receive("250 ok\r\n250 ok\r\n354 go\r\n");
+  e.body_chunk("x");
+  e.body_end();
+  e.receive("250 ok\r\n");
+  CHECK(e.idle());
+  e.take_output();
+  e.submit(txn({"b@y.test"}));
+  CHECK(e.take_output() == "MAIL FROM:<s@x.test>\r\n");
+}
+
+TEST_CASE("unexpected replies and 421 while idle end the session", "[engine]") {
+  for (const char* said : {"421 4.4.2 idle timeout\r\n", "250 spurious\r\n"}) {
+    Engine e(opts());
+    e.start();
+    e.receive("220 hi\r\n250 mx\r\n");
+    REQUIRE(e.idle());
+    e.receive(said);
+    CHECK(e.state() == State::failed);
+  }
+}
+
+TEST_CASE("base64 and CRAM-MD5 helpers", "[auth]") {
+  CHECK(auth::base64_encode("") == "");
+  CHECK(auth::base64_encode("f") == "Zg==");
+  CHECK(auth::base64_encode("fo") == "Zm8=");
+  CHECK(auth::base64_encode("foo") == "Zm9v");
+  CHECK(auth::base64_decode("Zg==").value() == "f");
+  CHECK(auth::base64_decode("Zm8=").value() == "fo");
+  CHECK(auth::base64_decode("Zm9v").value() == "foo");
+  CHECK(!auth::base64_decode("Zm9"));
+  CHECK(!auth::base64_decode("Z!9v"));
+  CHECK(auth::plain_response("user", "pass") == "AHVzZXIAcGFzcw==");
+  CHECK(auth::choose(AuthMechanism::automatic, {"LOGIN", "PLAIN"}, true) == AuthMechanism::plain);
+  CHECK(auth::choose(AuthMechanism::automatic, {"XOAUTH2"}, true) == AuthMechanism::none);
+  CHECK(auth::choose(AuthMechanism::xoauth2, {"XOAUTH2"}, true) == AuthMechanism::xoauth2);
+}
