@@ -1,0 +1,512 @@
+// smtp/session.cpp — see session.h. The thin transport around the Engine: libuv TCP + one timer,
+// TLS through memory BIOs, body read from the spool file in 64 KiB chunks, optional transcript.
+// Rules kept here: every uv handle lives inside Impl, which keeps itself alive (self_) until the
+// last close callback; everything the engine asks for is done in pump(), which never re-enters
+// itself (callbacks that call back into the session only mark it for another round); a body chunk
+// is read only when the previous write completed, so memory stays bounded by one chunk.
+#include "smtp/session.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "smtp/body_encoder.h"
+#include "smtp/engine.h"
+#include "smtp/tls.h"
+
+namespace spoold::smtp {
+
+namespace {
+
+constexpr std::size_t kBodyChunk = 64 * 1024;
+constexpr std::size_t kReadBuffer = 64 * 1024;
+
+struct FileCloser {
+  void operator()(std::FILE* f) const {
+    if (f) std::fclose(f);
+  }
+};
+
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  ~UniqueFd() { reset(); }
+  UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  UniqueFd& operator=(UniqueFd&& o) noexcept {
+    if (this != &o) {
+      reset();
+      fd_ = std::exchange(o.fd_, -1);
+    }
+    return *this;
+  }
+  void reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+  int get() const { return fd_; }
+
+ private:
+  int fd_ = -1;
+};
+
+}  // namespace
+
+class Session::Impl : public std::enable_shared_from_this<Impl> {
+ public:
+  Impl(uv_loop_t* loop, SessionOptions o, SessionCallbacks cb);
+  void begin(std::shared_ptr<Impl> self);
+  void detach();  // the Session handle is gone: no more callbacks, abort the connection
+
+  void submit(Transaction txn, BodySource body, TransactionCallback done);
+  void quit() {
+    engine_.quit();
+    pump();
+  }
+  bool idle() const { return engine_.idle() && !closing_ && !done_; }
+  bool alive() const { return !engine_.ended() && !closing_; }
+  const Capabilities& caps() const { return engine_.capabilities(); }
+  bool encrypted() const { return engine_.encrypted(); }
+  bool verified() const { return tls_ && tls_->verified(); }
+  std::string peer() const {
+    return opt_.ip.find(':') != std::string::npos ? fmt::format("[{}]:{}", opt_.ip, opt_.port)
+                                                  : fmt::format("{}:{}", opt_.ip, opt_.port);
+  }
+
+ private:
+  EngineHooks hooks();
+  void transcript(char dir, std::string_view line);
+  void warn(std::string_view msg);
+
+  // libuv callbacks. Each may end in the destruction of Impl only through close_cb (self_.reset()).
+  static void on_connect(uv_connect_t* req, int status);
+  static void on_alloc(uv_handle_t* h, std::size_t suggested, uv_buf_t* buf);
+  static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
+  static void on_write(uv_write_t* req, int status);
+  static void on_timer(uv_timer_t* t);
+  static void on_close(uv_handle_t* h);
+
+  void received(std::string_view bytes);
+  void tls_progress();
+  void pump();
+  void pump_once();
+  void handle(Event& ev);
+  void send(std::string_view plaintext);
+  void flush_writes();
+  void feed_body();
+  void arm_timer();
+  void close_transport();
+
+  uv_loop_t* loop_;
+  SessionOptions opt_;
+  SessionCallbacks cb_;
+  Engine engine_;
+  std::shared_ptr<Impl> self_;  // set while any handle is open
+
+  uv_tcp_t tcp_{};
+  uv_timer_t timer_{};
+  uv_connect_t connect_req_{};
+  uv_write_t write_req_{};
+  int open_handles_ = 0;
+  bool connected_ = false;
+  bool closing_ = false;
+  bool close_after_write_ = false;
+
+  std::unique_ptr<TlsClient> tls_;
+  bool tls_handshaking_ = false;
+
+  std::vector<std::string> queued_;     // waiting for the next uv_write
+  std::vector<std::string> in_flight_;  // owned until on_write
+  bool writing_ = false;
+  char read_buf_[kReadBuffer];
+
+  std::uint64_t armed_epoch_ = ~std::uint64_t{0};
+
+  BodySource body_;
+  UniqueFd body_fd_;
+  std::uint64_t body_pos_ = 0;
+  bool body_active_ = false;
+  TransactionCallback done_;
+
+  std::unique_ptr<std::FILE, FileCloser> transcript_;
+
+  bool pumping_ = false;
+  bool pump_again_ = false;
+};
+
+Session::Impl::Impl(uv_loop_t* loop, SessionOptions o, SessionCallbacks cb)
+    : loop_(loop), opt_(std::move(o)), cb_(std::move(cb)), engine_(opt_.engine, hooks()) {
+  if (!opt_.transcript_path.empty()) {
+    transcript_.reset(std::fopen(opt_.transcript_path.c_str(), "we"));
+    if (!transcript_)
+      warn(fmt::format("cannot open transcript {}: {}", opt_.transcript_path, std::strerror(errno)));
+  }
+}
+
+EngineHooks Session::Impl::hooks() {
+  EngineHooks h;
+  h.on_command = [this](std::string_view c) { transcript('>', c); };
+  h.on_reply = [this](const Reply& r) {
+    for (std::size_t i = 0; i < r.lines.size(); ++i)
+      transcript('<',
+                 fmt::format("{}{}{}", r.code, i + 1 == r.lines.size() ? ' ' : '-', sanitize(r.lines[i])));
+  };
+  return h;
+}
+
+void Session::Impl::transcript(char dir, std::string_view line) {
+  if (!transcript_) return;
+  std::fprintf(transcript_.get(), "%c %.*s\n", dir, static_cast<int>(line.size()), line.data());
+  std::fflush(transcript_.get());
+}
+
+void Session::Impl::warn(std::string_view msg) {
+  transcript('*', msg);
+  if (cb_.on_warning) cb_.on_warning(msg);
+}
+
+void Session::Impl::begin(std::shared_ptr<Impl> self) {
+  self_ = std::move(self);
+  uv_tcp_init(loop_, &tcp_);
+  tcp_.data = this;
+  uv_timer_init(loop_, &timer_);
+  timer_.data = this;
+  open_handles_ = 2;
+
+  sockaddr_storage addr{};
+  bool v6 = opt_.ip.find(':') != std::string::npos;
+  int r = v6 ? uv_ip6_addr(opt_.ip.c_str(), opt_.port, reinterpret_cast<sockaddr_in6*>(&addr))
+             : uv_ip4_addr(opt_.ip.c_str(), opt_.port, reinterpret_cast<sockaddr_in*>(&addr));
+  if (r == 0 && !opt_.bind_address.empty()) {
+    sockaddr_storage local{};
+    bool lv6 = opt_.bind_address.find(':') != std::string::npos;
+    r = lv6 ? uv_ip6_addr(opt_.bind_address.c_str(), 0, reinterpret_cast<sockaddr_in6*>(&local))
+            : uv_ip4_addr(opt_.bind_address.c_str(), 0, reinterpret_cast<sockaddr_in*>(&local));
+    if (r == 0) r = uv_tcp_bind(&tcp_, reinterpret_cast<sockaddr*>(&local), 0);
+  }
+  if (r == 0) r = uv_tcp_nodelay(&tcp_, 1);
+  if (r == 0) r = uv_tcp_connect(&connect_req_, &tcp_, reinterpret_cast<sockaddr*>(&addr), on_connect);
+  if (r != 0) {
+    engine_.abort(fmt::format("cannot connect to {}: {}", peer(), uv_strerror(r)));
+    // Report from the loop, not from inside the constructor the caller is still running.
+    uv_timer_start(&timer_, on_timer, 0, 0);
+    return;
+  }
+  transcript('*', fmt::format("connecting to {}", peer()));
+  uv_timer_start(&timer_, on_timer, static_cast<std::uint64_t>(opt_.engine.timeouts.connect.count()), 0);
+}
+
+void Session::Impl::detach() {
+  cb_ = SessionCallbacks{};
+  done_ = nullptr;
+  if (!engine_.ended()) engine_.abort("session destroyed by its owner");
+  engine_.take_events();
+  close_transport();
+}
+
+void Session::Impl::on_connect(uv_connect_t* req, int status) {
+  auto* self = static_cast<Impl*>(req->handle->data);
+  if (self->closing_) return;
+  if (status < 0) {
+    self->engine_.abort(fmt::format("cannot connect to {}: {}", self->peer(), uv_strerror(status)));
+  } else {
+    self->connected_ = true;
+    uv_read_start(reinterpret_cast<uv_stream_t*>(&self->tcp_), on_alloc, on_read);
+    self->transcript('*', "connected");
+    self->engine_.start();
+  }
+  self->pump();
+}
+
+void Session::Impl::on_alloc(uv_handle_t* h, std::size_t, uv_buf_t* buf) {
+  auto* self = static_cast<Impl*>(h->data);
+  *buf = uv_buf_init(self->read_buf_, sizeof self->read_buf_);
+}
+
+// May end the session (and schedule Impl's destruction for the close callbacks).
+void Session::Impl::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+  auto* self = static_cast<Impl*>(s->data);
+  if (self->closing_) return;
+  if (nread < 0) {
+    self->engine_.connection_closed(nread == UV_EOF ? "EOF" : uv_strerror(static_cast<int>(nread)));
+  } else if (nread > 0) {
+    self->received(std::string_view(buf->base, static_cast<std::size_t>(nread)));
+  }
+  self->pump();
+}
+
+void Session::Impl::received(std::string_view bytes) {
+  if (!tls_) return engine_.receive(bytes);
+  tls_->feed_network(bytes);
+  if (tls_handshaking_) return tls_progress();
+  bool closed = false;
+  auto plain = tls_->read(closed);
+  if (!plain) return engine_.connection_closed(plain.error().message);
+  if (!plain->empty()) engine_.receive(*plain);
+  if (closed) engine_.connection_closed("TLS close_notify");
+}
+
+void Session::Impl::tls_progress() {
+  auto p = tls_->handshake();
+  if (auto out = tls_->take_network(); !out.empty()) {
+    queued_.push_back(std::move(out));
+    flush_writes();
+  }
+  if (p == TlsClient::Progress::want_more) return;
+  tls_handshaking_ = false;
+  if (p == TlsClient::Progress::failed) return engine_.tls_done(false, tls_->error());
+  transcript('*', "TLS: " + tls_->description());
+  if (!tls_->verified() && opt_.engine.tls != TlsPolicy::verify)
+    transcript('*', "certificate not verified (policy does not require it)");
+  engine_.tls_done(true, tls_->description());
+  bool closed = false;
+  auto plain = tls_->read(closed);  // anything the server sent right after the handshake
+  if (plain && !plain->empty()) engine_.receive(*plain);
+}
+
+void Session::Impl::on_write(uv_write_t* req, int status) {
+  auto* self = static_cast<Impl*>(req->data);
+  self->writing_ = false;
+  self->in_flight_.clear();
+  if (self->closing_) return;
+  if (status < 0) {
+    self->engine_.connection_closed(fmt::format("write failed: {}", uv_strerror(status)));
+  } else if (self->close_after_write_ && self->queued_.empty()) {
+    self->close_transport();
+    return;
+  }
+  self->flush_writes();
+  self->pump();
+}
+
+void Session::Impl::on_timer(uv_timer_t* t) {
+  auto* self = static_cast<Impl*>(t->data);
+  if (self->closing_) return;
+  if (!self->connected_ && !self->engine_.ended())
+    self->engine_.abort(fmt::format("connection to {} timed out", self->peer()));
+  else
+    self->engine_.timed_out();
+  self->pump();
+}
+
+// The last close callback drops self_, which may free Impl: nothing may touch it afterwards.
+void Session::Impl::on_close(uv_handle_t* h) {
+  auto* self = static_cast<Impl*>(h->data);
+  if (--self->open_handles_ == 0) self->self_.reset();
+}
+
+void Session::Impl::close_transport() {
+  if (closing_) return;
+  closing_ = true;
+  body_active_ = false;
+  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), on_close);
+  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_close);  // cancels a pending connect/write
+}
+
+void Session::Impl::submit(Transaction txn, BodySource body, TransactionCallback done) {
+  if (!idle()) {
+    TransactionResult refused;
+    for (auto& a : txn.recipients)
+      refused.recipients.push_back({a, Outcome{Status::temporary, 0, "4.3.0", "session not idle", false}});
+    if (done) done(refused);
+    return;
+  }
+  body_ = std::move(body);
+  body_fd_.reset();
+  if (body_.fd >= 0) body_fd_ = UniqueFd(::fcntl(body_.fd, F_DUPFD_CLOEXEC, 0));
+  if (!txn.body_info) {  // learn 8-bit and line lengths before MAIL (synchronous, see header)
+    BodyScanner scan;
+    if (body_fd_.get() >= 0) {
+      std::string buf(kBodyChunk, '\0');
+      for (std::uint64_t pos = body_.offset;;) {
+        ssize_t n = ::pread(body_fd_.get(), buf.data(), buf.size(), static_cast<off_t>(pos));
+        if (n <= 0) break;
+        scan.feed(std::string_view(buf.data(), static_cast<std::size_t>(n)));
+        pos += static_cast<std::uint64_t>(n);
+      }
+    } else {
+      scan.feed(body_.data);
+    }
+    txn.body_info = scan.result();
+  }
+  done_ = std::move(done);
+  engine_.submit(std::move(txn));
+  pump();
+}
+
+// Reads and encodes one chunk; the next one is read after its write completed (on_write → pump).
+void Session::Impl::feed_body() {
+  if (!body_active_ || writing_ || !queued_.empty() || engine_.state() != State::body) return;
+  if (body_.fd < 0) {
+    std::string_view rest =
+        std::string_view(body_.data).substr(std::min<std::size_t>(body_pos_, body_.data.size()));
+    rest = rest.substr(0, kBodyChunk);
+    body_pos_ += rest.size();
+    if (rest.empty()) {
+      body_active_ = false;
+      return engine_.body_end();
+    }
+    return engine_.body_chunk(rest);
+  }
+  std::string buf(kBodyChunk, '\0');
+  ssize_t n = ::pread(body_fd_.get(), buf.data(), buf.size(), static_cast<off_t>(body_pos_));
+  if (n < 0) {
+    body_active_ = false;
+    return engine_.abort(fmt::format("reading the message failed: {}", std::strerror(errno)));
+  }
+  if (n == 0) {
+    body_active_ = false;
+    return engine_.body_end();
+  }
+  body_pos_ += static_cast<std::uint64_t>(n);
+  engine_.body_chunk(std::string_view(buf.data(), static_cast<std::size_t>(n)));
+}
+
+void Session::Impl::send(std::string_view plaintext) {
+  if (plaintext.empty() || closing_) return;
+  if (tls_ && tls_->handshake_done()) {
+    auto r = tls_->write(plaintext);
+    if (!r) return engine_.connection_closed(r.error().message);
+    queued_.push_back(tls_->take_network());
+  } else {
+    queued_.emplace_back(plaintext);
+  }
+  flush_writes();
+}
+
+// All queued pieces go out in one uv_write with several buffers; one write in flight at a time.
+void Session::Impl::flush_writes() {
+  if (writing_ || queued_.empty() || closing_ || !connected_) return;
+  in_flight_ = std::move(queued_);
+  queued_.clear();
+  std::vector<uv_buf_t> bufs;
+  for (auto& s : in_flight_) bufs.push_back(uv_buf_init(s.data(), static_cast<unsigned>(s.size())));
+  write_req_.data = this;
+  int r = uv_write(&write_req_, reinterpret_cast<uv_stream_t*>(&tcp_), bufs.data(),
+                   static_cast<unsigned>(bufs.size()), on_write);
+  if (r != 0) {
+    in_flight_.clear();
+    engine_.connection_closed(fmt::format("write failed: {}", uv_strerror(r)));
+    return;
+  }
+  writing_ = true;
+}
+
+void Session::Impl::arm_timer() {
+  if (closing_ || !connected_ || engine_.timer_epoch() == armed_epoch_) return;
+  armed_epoch_ = engine_.timer_epoch();
+  if (auto t = engine_.timeout())
+    uv_timer_start(&timer_, on_timer, static_cast<std::uint64_t>(t->count()), 0);
+  else
+    uv_timer_stop(&timer_);
+}
+
+void Session::Impl::pump() {
+  if (pumping_) {  // called back from inside a user callback: the running pump goes round again
+    pump_again_ = true;
+    return;
+  }
+  auto keep = shared_from_this();  // a callback below may destroy the Session handle
+  pumping_ = true;
+  for (int round = 0; round < 1000; ++round) {
+    pump_again_ = false;
+    pump_once();
+    if (!pump_again_ && !engine_.has_output()) break;
+  }
+  pumping_ = false;
+}
+
+void Session::Impl::pump_once() {
+  for (int guard = 0; guard < 1000; ++guard) {
+    auto events = engine_.take_events();
+    if (auto out = engine_.take_output(); !out.empty()) send(out);
+    if (events.empty()) break;
+    for (auto& ev : events) handle(ev);
+  }
+  feed_body();
+  if (auto out = engine_.take_output(); !out.empty()) send(out);
+  if (!engine_.take_events().empty()) pump_again_ = true;
+  arm_timer();
+}
+
+void Session::Impl::handle(Event& ev) {
+  if (std::holds_alternative<StartTls>(ev)) {
+    if (auto out = engine_.take_output(); !out.empty()) send(out);
+    auto t = TlsClient::create(TlsOptions{opt_.tls_host, opt_.engine.tls == TlsPolicy::verify, opt_.ca_file});
+    if (!t) return engine_.tls_done(false, t.error().message);
+    tls_ = std::move(t.value());
+    tls_handshaking_ = true;
+    transcript('*', "starting TLS handshake");
+    tls_progress();
+  } else if (std::holds_alternative<BodyWanted>(ev)) {
+    body_active_ = true;
+    body_pos_ = body_.offset;
+    transcript('>', "(message body not logged)");
+  } else if (auto* inj = std::get_if<ResponseInjected>(&ev)) {
+    warn(
+        fmt::format("{}: {} bytes received after the STARTTLS 220 and before TLS were discarded "
+                    "(response injection attempt?)",
+                    peer(), inj->bytes));
+  } else if (std::holds_alternative<Ready>(ev)) {
+    if (cb_.on_ready) cb_.on_ready();
+  } else if (auto* done = std::get_if<TransactionDone>(&ev)) {
+    body_active_ = false;
+    body_fd_.reset();
+    body_ = BodySource{};
+    if (auto cb = std::exchange(done_, nullptr)) cb(done->result);
+  } else if (auto* end = std::get_if<SessionEnded>(&ev)) {
+    transcript('*', fmt::format("session ended: {} {}", to_string(end->reason.status), end->reason.text));
+    bool clean = end->reason.status == Status::sent;
+    if (clean && tls_ && tls_->handshake_done()) {
+      tls_->shutdown();
+      queued_.push_back(tls_->take_network());
+    }
+    if (clean && (writing_ || !queued_.empty())) {
+      close_after_write_ = true;
+      flush_writes();
+    } else {
+      close_transport();
+    }
+    if (auto cb = std::exchange(cb_.on_closed, nullptr)) cb(end->reason);
+  }
+}
+
+Session::Session(uv_loop_t* loop, SessionOptions options, SessionCallbacks callbacks)
+    : impl_(std::make_shared<Impl>(loop, std::move(options), std::move(callbacks))) {
+  impl_->begin(impl_);
+}
+
+Session::~Session() {
+  if (impl_) impl_->detach();
+}
+
+bool Session::idle() const {
+  return impl_->idle();
+}
+bool Session::alive() const {
+  return impl_->alive();
+}
+void Session::submit(Transaction txn, BodySource body, TransactionCallback done) {
+  impl_->submit(std::move(txn), std::move(body), std::move(done));
+}
+void Session::quit() {
+  impl_->quit();
+}
+const Capabilities& Session::capabilities() const {
+  return impl_->caps();
+}
+bool Session::encrypted() const {
+  return impl_->encrypted();
+}
+bool Session::verified() const {
+  return impl_->verified();
+}
+std::string Session::peer() const {
+  return impl_->peer();
+}
+
+}  // namespace spoold::smtp
