@@ -2,7 +2,8 @@
 // One Resolver = one c-ares channel driven by one uv loop (poll watcher per socket, one timer).
 // Rules: everything runs on the loop thread; every callback is called exactly once, never from
 // inside the call that started the lookup, and never from inside c-ares; destroying the Resolver
-// calls each outstanding callback with Status::cancelled before the destructor returns.
+// calls each outstanding callback with Status::cancelled before the destructor returns (a
+// resolve_* call made from such a callback is cancelled at once, synchronously).
 #pragma once
 
 #include <chrono>
@@ -36,6 +37,7 @@ struct Options {
   std::chrono::seconds max_cache_ttl{3600};     // positive answers cached min(TTL, this)
   std::chrono::seconds negative_cache_ttl{60};  // NXDOMAIN / NODATA cached this long
   size_t max_cache_entries = 10000;             // bound on memory, not on correctness
+  size_t max_mx_hosts = 10;  // most MX hosts whose addresses are looked up (hostile answers)
 };
 
 enum class Family { ipv4, ipv6 };
@@ -102,9 +104,9 @@ class Resolver {
   size_t in_flight() const;
 
   class Impl;
+  explicit Resolver(std::unique_ptr<Impl> impl);  // use create(); Impl is private to dns/
 
  private:
-  explicit Resolver(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -1,0 +1,162 @@
+// dns/channel.cpp — c-ares ↔ libuv wiring: socket-state callback → PollWatcher per fd,
+// ares_timeout() → one timer. See channel.h for the rule about callbacks inside c-ares.
+#include "dns/channel.h"
+
+#include <fmt/format.h>
+
+#include <mutex>
+
+namespace spoold::dns::detail {
+
+// One uv_poll_t for one c-ares socket. Destroying it stops and closes the poll at once, so a
+// socket c-ares has closed (and whose number the kernel may reuse) is never watched again.
+class Channel::PollWatcher {
+ public:
+  PollWatcher(uv_loop_t* loop, ares_socket_t fd, Channel* owner) : fd_(fd), owner_(owner) {
+    if (uv_poll_init(loop, poll_.get(), fd) == 0) {
+      poll_.set_initialized();
+      poll_.get()->data = this;
+    }
+  }
+  ~PollWatcher() {
+    if (ok()) uv_poll_stop(poll_.get());
+    poll_.close();
+  }
+  PollWatcher(const PollWatcher&) = delete;
+  PollWatcher& operator=(const PollWatcher&) = delete;
+
+  bool ok() const { return poll_.get() && poll_.get()->data == this; }
+
+  void start(bool readable, bool writable) {
+    if (!ok()) return;  // c-ares still times the query out through the timer
+    int events = (readable ? UV_READABLE : 0) | (writable ? UV_WRITABLE : 0);
+    uv_poll_start(poll_.get(), events, &PollWatcher::on_event);
+  }
+
+ private:
+  static void on_event(uv_poll_t* h, int status, int events) {
+    auto* self = static_cast<PollWatcher*>(h->data);
+    self->owner_->on_poll(self->fd_, status, events);  // may destroy self: touch nothing after
+  }
+
+  ares_socket_t fd_;
+  Channel* owner_;
+  UvHandle<uv_poll_t> poll_;
+};
+
+struct Channel::Query {
+  Channel* channel;
+  Done done;
+};
+
+namespace {
+
+constexpr int kClassIn = 1;
+
+void init_library_once() {
+  static std::once_flag once;
+  std::call_once(once, [] { ares_library_init(ARES_LIB_INIT_ALL); });
+}
+
+std::string join_servers(const std::vector<std::string>& servers) {
+  std::string csv;
+  for (const auto& s : servers) {
+    if (!csv.empty()) csv += ',';
+    csv += s;
+  }
+  return csv;
+}
+
+}  // namespace
+
+Channel::Channel(uv_loop_t* loop) : loop_(loop) {}
+
+Result<std::unique_ptr<Channel>> Channel::create(uv_loop_t* loop, const ChannelOptions& options) {
+  init_library_once();
+  auto ch = std::make_unique<Channel>(loop);
+
+  if (int rc = uv_timer_init(loop, ch->timer_.get()); rc != 0)
+    return make_error(fmt::format("dns: uv_timer_init: {}", uv_strerror(rc)), rc);
+  ch->timer_.set_initialized();
+  ch->timer_.get()->data = ch.get();
+
+  ares_options opts{};
+  opts.sock_state_cb = &Channel::on_sock_state;
+  opts.sock_state_cb_data = ch.get();
+  opts.timeout = static_cast<int>(options.timeout.count());
+  opts.tries = options.tries < 1 ? 1 : options.tries;
+  int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES;
+  if (int rc = ares_init_options(&ch->channel_, &opts, mask); rc != ARES_SUCCESS)
+    return make_error(fmt::format("dns: ares_init_options: {}", ares_strerror(rc)), rc);
+
+  if (!options.servers.empty()) {
+    std::string csv = join_servers(options.servers);
+    // c-ares 1.18 only accepts this before the first query; we are before it.
+    if (int rc = ares_set_servers_ports_csv(ch->channel_, csv.c_str()); rc != ARES_SUCCESS)
+      return make_error(fmt::format("dns: bad server list \"{}\": {}", csv, ares_strerror(rc)), rc);
+  }
+  return ch;
+}
+
+Channel::~Channel() {
+  // ares_destroy calls every pending query's callback with ARES_EDESTRUCTION and reports its
+  // sockets closed through on_sock_state, which drops their poll watchers.
+  if (channel_) ares_destroy(channel_);
+  channel_ = nullptr;
+  polls_.clear();
+  timer_.close();
+}
+
+void Channel::query(const std::string& name, int type, Done done) {
+  auto q = std::make_unique<Query>(Query{this, std::move(done)});
+  // Ownership passes to c-ares, which calls on_answer exactly once (maybe right here).
+  ares_query(channel_, name.c_str(), kClassIn, type, &Channel::on_answer, q.release());
+  rearm_timer();
+}
+
+void Channel::on_answer(void* arg, int status, int /*timeouts*/, unsigned char* abuf, int alen) {
+  std::unique_ptr<Query> q(static_cast<Query*>(arg));
+  q->done(status, abuf, alen);
+}
+
+void Channel::on_sock_state(void* data, ares_socket_t fd, int readable, int writable) {
+  static_cast<Channel*>(data)->watch(fd, readable != 0, writable != 0);
+}
+
+void Channel::watch(ares_socket_t fd, bool readable, bool writable) {
+  if (!readable && !writable) {
+    polls_.erase(fd);  // the socket is about to be closed: stop and close its poll now
+    return;
+  }
+  auto it = polls_.find(fd);
+  if (it == polls_.end()) it = polls_.emplace(fd, std::make_unique<PollWatcher>(loop_, fd, this)).first;
+  it->second->start(readable, writable);
+}
+
+void Channel::on_poll(ares_socket_t fd, int status, int events) {
+  // On a poll error let c-ares read and write so it notices the socket's error itself.
+  bool rd = status < 0 || (events & UV_READABLE);
+  bool wr = status < 0 || (events & UV_WRITABLE);
+  ares_process_fd(channel_, rd ? fd : ARES_SOCKET_BAD, wr ? fd : ARES_SOCKET_BAD);
+  rearm_timer();
+}
+
+void Channel::on_timer() {
+  ares_process_fd(channel_, ARES_SOCKET_BAD, ARES_SOCKET_BAD);  // expire timed-out tries
+  rearm_timer();
+}
+
+void Channel::rearm_timer() {
+  timeval tv{};
+  timeval* next = ares_timeout(channel_, nullptr, &tv);
+  if (!next) {
+    uv_timer_stop(timer_.get());  // nothing in flight: do not keep the loop alive
+    return;
+  }
+  uint64_t ms =
+      static_cast<uint64_t>(next->tv_sec) * 1000 + (static_cast<uint64_t>(next->tv_usec) + 999) / 1000;
+  uv_timer_start(
+      timer_.get(), [](uv_timer_t* t) { static_cast<Channel*>(t->data)->on_timer(); }, ms, 0);
+}
+
+}  // namespace spoold::dns::detail

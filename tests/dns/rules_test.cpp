@@ -1,0 +1,344 @@
+// tests/dns/rules_test.cpp — the pure parts of dns/ on fixed inputs, no sockets: MX planning
+// (order, shuffle, null MX, mail loops), address ordering, host:port parsing, answer parsing
+// of hand-built packets, and the TTL cache. Table-driven where the cases are data.
+#include <ares.h>
+#include <catch2/catch.hpp>
+
+#include <map>
+#include <set>
+
+#include "dns/answer.h"
+#include "dns/dns.h"
+#include "dns/names.h"
+#include "dns/record_cache.h"
+
+using namespace spoold::dns;
+using namespace spoold::dns::detail;
+
+namespace {
+
+std::vector<std::string> hosts(const MxPlan& p) {
+  std::vector<std::string> out;
+  for (const auto& r : p.hosts) out.push_back(r.host);
+  return out;
+}
+
+// Builds a DNS response: header, one question (name, type), answers of that owner name.
+class Packet {
+ public:
+  Packet(const std::string& name, int qtype, int rcode = 0) : qtype_(qtype) {
+    put16(0x1234);
+    put16(0x8180 | rcode);
+    put16(1);
+    put16(0);  // ANCOUNT, patched by answer()
+    put16(0);
+    put16(0);
+    put_name(name);
+    put16(qtype);
+    put16(1);
+  }
+  Packet& answer(int type, uint32_t ttl, const std::vector<unsigned char>& rdata) {
+    put16(0xC00C);  // owner: the question name
+    put16(type);
+    put16(1);
+    put32(ttl);
+    put16(static_cast<unsigned>(rdata.size()));
+    bytes_.insert(bytes_.end(), rdata.begin(), rdata.end());
+    ++ancount_;
+    bytes_[6] = static_cast<unsigned char>(ancount_ >> 8);
+    bytes_[7] = static_cast<unsigned char>(ancount_);
+    return *this;
+  }
+  static std::vector<unsigned char> mx(int pref, const std::string& host) {
+    Packet tmp;
+    tmp.put16(pref);
+    tmp.put_name(host);
+    return tmp.bytes_;
+  }
+  const unsigned char* data() const { return bytes_.data(); }
+  int size() const { return static_cast<int>(bytes_.size()); }
+  std::vector<unsigned char> bytes_;
+
+ private:
+  Packet() = default;
+  void put16(unsigned v) {
+    bytes_.push_back(static_cast<unsigned char>(v >> 8));
+    bytes_.push_back(static_cast<unsigned char>(v));
+  }
+  void put32(uint32_t v) {
+    put16(v >> 16);
+    put16(v & 0xFFFF);
+  }
+  void put_name(const std::string& name) {
+    size_t start = 0;
+    while (start < name.size()) {
+      size_t dot = name.find('.', start);
+      if (dot == std::string::npos) dot = name.size();
+      bytes_.push_back(static_cast<unsigned char>(dot - start));
+      bytes_.insert(bytes_.end(), name.begin() + static_cast<long>(start),
+                    name.begin() + static_cast<long>(dot));
+      start = dot + 1;
+    }
+    bytes_.push_back(0);
+  }
+  int qtype_ = 0;
+  unsigned ancount_ = 0;
+};
+
+}  // namespace
+
+TEST_CASE("plan_mx sorts by preference and keeps every group in place", "[dns][unit]") {
+  std::mt19937 rng(1);
+  MxPlan p =
+      plan_mx({{"c.example.", 30}, {"a.example", 10}, {"b1.example", 20}, {"b2.example", 20}}, "", rng);
+  REQUIRE(p.status == Status::ok);
+  REQUIRE(p.hosts.size() == 4);
+  CHECK(p.hosts[0].host == "a.example");
+  CHECK(p.hosts[3].host == "c.example");  // trailing dot dropped
+  std::set<std::string> middle{p.hosts[1].host, p.hosts[2].host};
+  CHECK(middle == std::set<std::string>{"b1.example", "b2.example"});
+}
+
+TEST_CASE("plan_mx shuffles equal preferences (both orders occur)", "[dns][unit]") {
+  std::set<std::string> firsts;
+  for (unsigned seed = 0; seed < 64; ++seed) {
+    std::mt19937 rng(seed);
+    MxPlan p = plan_mx({{"x.example", 10}, {"y.example", 10}, {"z.example", 5}}, "", rng);
+    REQUIRE(p.hosts.at(0).host == "z.example");
+    firsts.insert(p.hosts.at(1).host);
+  }
+  CHECK(firsts == std::set<std::string>{"x.example", "y.example"});
+}
+
+TEST_CASE("plan_mx rules on fixed answers", "[dns][unit]") {
+  struct Case {
+    const char* what;
+    std::vector<MxRecord> records;
+    std::string self;
+    Status status;
+    std::vector<std::string> hosts;  // when ok (no equal preferences, so order is fixed)
+    const char* reason;
+  };
+  std::vector<Case> cases = {
+      {"null MX (root exchange, pref 0)", {{".", 0}}, "", Status::permanent, {}, "null MX"},
+      {"null MX as c-ares spells it", {{"", 0}}, "", Status::permanent, {}, "null MX"},
+      {"root mixed with a real host: root ignored",
+       {{"", 0}, {"mx.example", 10}},
+       "",
+       Status::ok,
+       {"mx.example"},
+       ""},
+      {"we are the only MX",
+       {{"Me.Example.", 10}},
+       "me.example",
+       Status::permanent,
+       {},
+       "MX loops back to us"},
+      {"we are the best MX",
+       {{"me.example", 5}, {"b.example", 10}},
+       "me.example",
+       Status::permanent,
+       {},
+       "MX loops back to us"},
+      {"we are in the middle: keep only better hosts",
+       {{"a.example", 5}, {"me.example", 10}, {"peer.example", 10}, {"c.example", 20}},
+       "me.example",
+       Status::ok,
+       {"a.example"},
+       ""},
+      {"we are the last: everything better stays",
+       {{"a.example", 5}, {"b.example", 7}, {"me.example", 9}},
+       "me.example",
+       Status::ok,
+       {"a.example", "b.example"},
+       ""},
+      {"not us: no loop", {{"a.example", 5}}, "mail.example", Status::ok, {"a.example"}, ""},
+      {"duplicate host keeps its best preference",
+       {{"a.example", 20}, {"b.example", 10}, {"A.example.", 5}},
+       "",
+       Status::ok,
+       {"a.example", "b.example"},
+       ""},
+  };
+  for (const auto& c : cases) {
+    INFO(c.what);
+    std::mt19937 rng(7);
+    MxPlan p = plan_mx(c.records, c.self, rng);
+    CHECK(p.status == c.status);
+    if (c.status == Status::ok) {
+      CHECK(hosts(p) == c.hosts);
+    } else {
+      CHECK_THAT(p.reason, Catch::Contains(c.reason));
+      CHECK(p.hosts.empty());
+    }
+  }
+}
+
+TEST_CASE("order_addresses puts the preferred family first", "[dns][unit]") {
+  std::vector<Address> in = {{"127.0.0.1", Family::ipv4}, {"::1", Family::ipv6}, {"127.0.0.2", Family::ipv4}};
+  std::mt19937 rng(3);
+  auto ips = [](const std::vector<Address>& v) {
+    std::vector<std::string> out;
+    for (const auto& a : v) out.push_back(a.ip);
+    return out;
+  };
+  CHECK(ips(order_addresses(in, AddressPreference::ipv4, rng)) ==
+        std::vector<std::string>{"127.0.0.1", "127.0.0.2", "::1"});
+  CHECK(ips(order_addresses(in, AddressPreference::ipv6, rng)) ==
+        std::vector<std::string>{"::1", "127.0.0.1", "127.0.0.2"});
+  std::set<std::vector<std::string>> seen;
+  for (unsigned seed = 0; seed < 64; ++seed) {
+    std::mt19937 r(seed);
+    seen.insert(ips(order_addresses(in, AddressPreference::any, r)));
+  }
+  // any: families alternate, starting with either one; within a family DNS order is kept.
+  CHECK(seen == std::set<std::vector<std::string>>{{"127.0.0.1", "::1", "127.0.0.2"},
+                                                   {"::1", "127.0.0.1", "127.0.0.2"}});
+}
+
+TEST_CASE("parse_host_port", "[dns][unit]") {
+  struct Case {
+    const char* text;
+    bool ok;
+    std::string host;
+    uint16_t port;
+  };
+  std::vector<Case> cases = {
+      {"relay.example:587", true, "relay.example", 587},
+      {"10.0.0.1:2525", true, "10.0.0.1", 2525},
+      {"relay.example", true, "relay.example", 25},
+      {"[::1]:2525", true, "::1", 2525},
+      {"[::1]", true, "::1", 25},
+      {"::1", true, "::1", 25},
+      {"host:0", false, "", 0},
+      {"host:65536", false, "", 0},
+      {"host:", false, "", 0},
+      {"host:25x", false, "", 0},
+      {":25", false, "", 0},
+      {"", false, "", 0},
+      {"[::1", false, "", 0},
+      {"[::1]x", false, "", 0},
+  };
+  for (const auto& c : cases) {
+    INFO(c.text);
+    auto r = parse_host_port(c.text, 25);
+    REQUIRE(r.ok() == c.ok);
+    if (c.ok) CHECK(*r == HostPort{c.host, c.port});
+  }
+}
+
+TEST_CASE("names: normalisation, validity, equality, IP literals", "[dns][unit]") {
+  CHECK(normalize_name("MX.Example.COM.") == "mx.example.com");
+  CHECK(valid_name("a-b_c.example"));
+  CHECK_FALSE(valid_name(""));
+  CHECK_FALSE(valid_name("a..b"));
+  CHECK_FALSE(valid_name(".a"));
+  CHECK_FALSE(valid_name("bad name.example"));
+  CHECK_FALSE(valid_name(std::string(64, 'a') + ".example"));
+  CHECK(valid_name(std::string(63, 'a') + ".example"));
+  CHECK(same_name("Mail.Example.", "mail.example"));
+  CHECK_FALSE(same_name("mail.example", "mail.example.org"));
+  CHECK(ip_literal_family("127.0.0.1") == Family::ipv4);
+  CHECK(ip_literal_family("::1") == Family::ipv6);
+  CHECK_FALSE(ip_literal_family("relay.example").has_value());
+}
+
+TEST_CASE("parse_answer maps c-ares statuses to answer kinds", "[dns][unit]") {
+  std::map<int, AnswerKind> table = {
+      {ARES_ENODATA, AnswerKind::nodata},       {ARES_ENOTFOUND, AnswerKind::nxdomain},
+      {ARES_ESERVFAIL, AnswerKind::temporary},  {ARES_EREFUSED, AnswerKind::temporary},
+      {ARES_ETIMEOUT, AnswerKind::temporary},   {ARES_ECONNREFUSED, AnswerKind::temporary},
+      {ARES_EBADRESP, AnswerKind::temporary},   {ARES_EFORMERR, AnswerKind::temporary},
+      {ARES_EBADNAME, AnswerKind::permanent},   {ARES_EDESTRUCTION, AnswerKind::cancelled},
+      {ARES_ECANCELLED, AnswerKind::cancelled},
+  };
+  for (auto [status, kind] : table) {
+    INFO(ares_strerror(status));
+    CHECK(parse_answer(RecordType::mx, status, nullptr, 0).kind == kind);
+  }
+}
+
+TEST_CASE("parse_answer reads MX and address answers with their smallest TTL", "[dns][unit]") {
+  Packet mx("example.test", 15);
+  mx.answer(15, 600, Packet::mx(20, "b.example.test")).answer(15, 300, Packet::mx(10, "a.example.test"));
+  RecordAnswer a = parse_answer(RecordType::mx, ARES_SUCCESS, mx.data(), mx.size());
+  REQUIRE(a.kind == AnswerKind::ok);
+  REQUIRE(a.mx.size() == 2);
+  CHECK(a.ttl == 300);
+  CHECK(min_answer_ttl(mx.data(), mx.size()) == 300u);
+
+  Packet nullmx("example.test", 15);
+  nullmx.answer(15, 60, Packet::mx(0, ""));
+  RecordAnswer n = parse_answer(RecordType::mx, ARES_SUCCESS, nullmx.data(), nullmx.size());
+  REQUIRE(n.kind == AnswerKind::ok);
+  REQUIRE(n.mx.size() == 1);
+  std::mt19937 rng(1);
+  CHECK(plan_mx(n.mx, "", rng).status == Status::permanent);
+
+  Packet v4("h.test", 1);
+  v4.answer(1, 120, {127, 0, 0, 1}).answer(1, 90, {127, 0, 0, 2}).answer(1, 90, {127, 0, 0, 1});
+  RecordAnswer ad = parse_answer(RecordType::a, ARES_SUCCESS, v4.data(), v4.size());
+  REQUIRE(ad.kind == AnswerKind::ok);
+  CHECK(ad.addresses == std::vector<Address>{{"127.0.0.1", Family::ipv4}, {"127.0.0.2", Family::ipv4}});
+  CHECK(ad.ttl == 90);
+
+  Packet v6("h.test", 28);
+  std::vector<unsigned char> loop6(16, 0);
+  loop6[15] = 1;
+  v6.answer(28, 0x80000001u, loop6);  // top bit set: RFC 2181 says treat as 0
+  RecordAnswer ad6 = parse_answer(RecordType::aaaa, ARES_SUCCESS, v6.data(), v6.size());
+  REQUIRE(ad6.kind == AnswerKind::ok);
+  CHECK(ad6.addresses.at(0) == Address{"::1", Family::ipv6});
+  CHECK(min_answer_ttl(v6.data(), v6.size()) == 0u);
+}
+
+TEST_CASE("parse_answer survives malformed packets", "[dns][unit]") {
+  Packet mx("example.test", 15);
+  mx.answer(15, 600, Packet::mx(20, "b.example.test"));
+  // Every truncation of a valid answer is either a temporary failure or (never) a crash.
+  for (int len = 0; len < mx.size(); ++len) {
+    INFO(len);
+    RecordAnswer a = parse_answer(RecordType::mx, ARES_SUCCESS, mx.data(), len);
+    CHECK(a.kind != AnswerKind::ok);
+    CHECK_FALSE(min_answer_ttl(mx.data(), len).has_value());
+  }
+  // A compression pointer loop in the answer name.
+  std::vector<unsigned char> evil = mx.bytes_;
+  size_t owner = evil.size() - (2 + 2 + 2 + 4 + 2 + 2 + 16);
+  evil[owner] = 0xC0;
+  evil[owner + 1] = static_cast<unsigned char>(owner);
+  RecordAnswer e = parse_answer(RecordType::mx, ARES_SUCCESS, evil.data(), static_cast<int>(evil.size()));
+  CHECK(e.kind == AnswerKind::temporary);
+}
+
+TEST_CASE("RecordCache keeps answers for min(TTL, cap) and negatives briefly", "[dns][unit]") {
+  using namespace std::chrono_literals;
+  RecordCache cache(60s, 5s, 3);
+  auto make = [](AnswerKind kind, uint32_t ttl) {
+    auto a = std::make_shared<RecordAnswer>();
+    a->kind = kind;
+    a->ttl = ttl;
+    return a;
+  };
+  cache.store("short", make(AnswerKind::ok, 10), 1000);
+  cache.store("long", make(AnswerKind::ok, 3600), 1000);
+  cache.store("neg", make(AnswerKind::nxdomain, 3600), 1000);
+  cache.store("fail", make(AnswerKind::temporary, 3600), 1000);
+  cache.store("zero", make(AnswerKind::ok, 0), 1000);
+  CHECK(cache.find("fail", 1000) == nullptr);
+  CHECK(cache.find("zero", 1000) == nullptr);
+  CHECK(cache.find("short", 10999) != nullptr);
+  CHECK(cache.find("short", 11000) == nullptr);
+  CHECK(cache.find("neg", 5999) != nullptr);
+  CHECK(cache.find("neg", 6000) == nullptr);
+  CHECK(cache.find("long", 60999) != nullptr);
+  CHECK(cache.find("long", 61000) == nullptr);  // capped at 60 s
+
+  RecordCache small(60s, 5s, 2);
+  small.store("a", make(AnswerKind::ok, 10), 0);
+  small.store("b", make(AnswerKind::ok, 10), 0);
+  small.store("c", make(AnswerKind::ok, 10), 0);
+  CHECK(small.size() == 2);
+  CHECK(small.find("c", 0) != nullptr);
+  CHECK(RecordCache::key("mx.example", RecordType::aaaa) != RecordCache::key("mx.example", RecordType::a));
+}
