@@ -100,6 +100,7 @@ class Engine {
   std::string take_output();
   std::vector<Event> take_events();
   bool has_output() const { return !out_.empty(); }
+  bool has_events() const { return !events_.empty(); }
   // The timer to arm now, nullopt for none (idle/ended). timer_epoch() changes whenever the
   // timer must be re-armed (state change or body progress).
   std::optional<milliseconds> timeout() const;

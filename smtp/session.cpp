@@ -415,7 +415,7 @@ void Session::Impl::pump() {
   for (int round = 0; round < 1000; ++round) {
     pump_again_ = false;
     pump_once();
-    if (!pump_again_ && !engine_.has_output()) break;
+    if (!pump_again_ && !engine_.has_output() && !engine_.has_events()) break;
   }
   pumping_ = false;
 }
@@ -429,7 +429,7 @@ void Session::Impl::pump_once() {
   }
   feed_body();
   if (auto out = engine_.take_output(); !out.empty()) send(out);
-  if (!engine_.take_events().empty()) pump_again_ = true;
+  if (engine_.has_events()) pump_again_ = true;
   arm_timer();
 }
 

@@ -444,3 +444,26 @@ TEST_CASE("destroying the Session inside its own callbacks is safe", "[session][
     loop.run_until([] { return false; }, 50ms);  // let the close callbacks run
   }
 }
+
+TEST_CASE("overlong lines: found by the scan before MAIL, or while streaming (aborts without the dot)",
+          "[session][integration]") {
+  auto srv = aiosmtpd();
+  std::string body = "Subject: long\n\n" + std::string(2000, 'x') + "\n";
+  // body_info unknown: the session scans first, refuses before MAIL, and the connection stays usable.
+  auto scanned = deliver(options(srv->port), {message({"a@sink.test"}), message({"b@sink.test"})}, body);
+  REQUIRE(scanned.results.size() == 2);
+  CHECK(status_of(scanned.results[0], 0) == "permanent");
+  CHECK(scanned.results[0].recipients[0].outcome.enhanced == "5.6.0");
+  CHECK(scanned.closed->status == Status::sent);
+
+  // body_info given (and wrong): the encoder finds the line mid-DATA; the dot must never be sent.
+  Transaction lying = message({"c@sink.test"});
+  lying.body_info = BodyInfo{false, 10};
+  auto streamed = deliver(options(srv->port), {lying}, body);
+  REQUIRE(streamed.results.size() == 1);
+  CHECK(status_of(streamed.results[0], 0) == "permanent");
+  REQUIRE(streamed.closed);
+  CHECK(streamed.closed->status == Status::temporary);
+  CHECK(streamed.closed->text.find("aborted in DATA") != std::string::npos);
+  CHECK(srv->messages().empty());
+}
