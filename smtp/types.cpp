@@ -15,6 +15,19 @@ std::string_view to_string(Status s) {
   return "?";
 }
 
+std::string dsn_code(const Outcome& o) {
+  if (!o.enhanced.empty()) return o.enhanced;
+  switch (o.status) {
+    case Status::sent:
+      return "2.0.0";
+    case Status::temporary:
+      return "4.0.0";
+    case Status::permanent:
+      return "5.0.0";
+  }
+  return "4.0.0";
+}
+
 std::string_view to_string(TlsPolicy p) {
   switch (p) {
     case TlsPolicy::none:

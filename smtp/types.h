@@ -28,6 +28,10 @@ struct Outcome {
   bool possible_duplicate = false;
 };
 
+// The RFC 3463 code to log or put in a DSN: the outcome's own, else one derived from the status
+// ("2.0.0", "4.0.0", "5.0.0"), for servers that do not send enhanced codes.
+std::string dsn_code(const Outcome& o);
+
 struct RecipientOutcome {
   std::string address;
   Outcome outcome;

@@ -721,3 +721,10 @@ TEST_CASE("base64 and CRAM-MD5 helpers", "[auth]") {
   CHECK(auth::choose(AuthMechanism::automatic, {"XOAUTH2"}, true) == AuthMechanism::none);
   CHECK(auth::choose(AuthMechanism::xoauth2, {"XOAUTH2"}, true) == AuthMechanism::xoauth2);
 }
+
+TEST_CASE("dsn_code falls back to the status class", "[types]") {
+  CHECK(dsn_code(Outcome{Status::permanent, 550, "5.1.1", "x", false}) == "5.1.1");
+  CHECK(dsn_code(Outcome{Status::permanent, 550, "", "x", false}) == "5.0.0");
+  CHECK(dsn_code(Outcome{Status::temporary, 451, "", "x", false}) == "4.0.0");
+  CHECK(dsn_code(Outcome{Status::sent, 250, "", "x", false}) == "2.0.0");
+}

@@ -467,3 +467,15 @@ TEST_CASE("overlong lines: found by the scan before MAIL, or while streaming (ab
   CHECK(streamed.closed->text.find("aborted in DATA") != std::string::npos);
   CHECK(srv->messages().empty());
 }
+
+TEST_CASE("bind_address chooses the local address (127.0.0.2 on loopback)", "[session][integration]") {
+  auto srv = aiosmtpd();
+  auto o = options(srv->port);
+  o.bind_address = "127.0.0.2";
+  auto run = deliver(o, {message({"a@sink.test"})});
+  REQUIRE(run.results.size() == 1);
+  CHECK(status_of(run.results[0], 0) == "sent");
+  auto msgs = srv->messages();
+  REQUIRE(msgs.size() == 1);
+  CHECK(msgs[0].find("PEER:127.0.0.2 ") != std::string::npos);
+}

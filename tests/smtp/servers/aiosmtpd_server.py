@@ -38,7 +38,8 @@ def main():
             head = "MAIL FROM:<%s>\n" % envelope.mail_from
             for r in envelope.rcpt_tos:
                 head += "RCPT TO:<%s>\n" % r
-            head += "TLS:%s AUTH:%s OPTS:%s\n\n" % (
+            head += "PEER:%s TLS:%s AUTH:%s OPTS:%s\n\n" % (
+                session.peer[0],
                 "yes" if (session.ssl or server.transport.get_extra_info("ssl_object")) else "no",
                 "yes" if session.authenticated else "no",
                 " ".join(envelope.mail_options),
