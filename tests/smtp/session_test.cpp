@@ -479,3 +479,32 @@ TEST_CASE("bind_address chooses the local address (127.0.0.2 on loopback)", "[se
   REQUIRE(msgs.size() == 1);
   CHECK(msgs[0].find("PEER:127.0.0.2 ") != std::string::npos);
 }
+
+TEST_CASE("aiosmtpd, CRAM-MD5: chosen by auto over plaintext only when plaintext AUTH is allowed",
+          "[session][integration]") {
+  auto srv = aiosmtpd({"--auth", "mailer:s3cret", "--auth-plaintext"});
+  TempDir t;
+  auto o = options(srv->port, TlsPolicy::none);
+  o.engine.auth = AuthOptions{AuthMechanism::automatic, "mailer", "s3cret", true};
+  o.transcript_path = t / "tr.log";
+  auto run = deliver(o, {message({"a@sink.test"})});
+  REQUIRE(run.results.size() == 1);
+  CHECK(status_of(run.results[0], 0) == "sent");
+  CHECK(read_file(t / "tr.log").find("> AUTH CRAM-MD5") != std::string::npos);
+  auto msgs = srv->messages();
+  REQUIRE(msgs.size() == 1);
+  CHECK(msgs[0].find("TLS:no AUTH:yes") != std::string::npos);
+
+  o.engine.auth.secret = "wrong";
+  auto bad = deliver(o, {message({"a@sink.test"})});
+  REQUIRE(bad.closed);
+  CHECK(bad.closed->status == Status::permanent);
+  CHECK(bad.closed->code == 535);
+
+  o.engine.auth = AuthOptions{AuthMechanism::automatic, "mailer", "s3cret", false};
+  auto refused = deliver(o, {message({"a@sink.test"})});
+  REQUIRE(refused.closed);
+  CHECK(refused.closed->status == Status::temporary);
+  CHECK(refused.closed->text.find("unencrypted") != std::string::npos);
+  CHECK(srv->messages().size() == 1);
+}

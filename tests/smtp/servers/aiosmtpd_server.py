@@ -6,11 +6,12 @@
 # Rule: bounded — exits by itself after --lifetime seconds even if nobody kills it.
 import argparse
 import asyncio
+import hmac
 import os
 import ssl
 import sys
 
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword
 
 
 def main():
@@ -21,6 +22,7 @@ def main():
     ap.add_argument("--key")
     ap.add_argument("--implicit", action="store_true")
     ap.add_argument("--auth", help="user:password; AUTH required when given")
+    ap.add_argument("--auth-plaintext", action="store_true", help="offer AUTH without TLS")
     ap.add_argument("--size", type=int, default=33554432)
     ap.add_argument("--lifetime", type=float, default=60)
     a = ap.parse_args()
@@ -50,6 +52,15 @@ def main():
             os.rename(tmp, os.path.join(a.outdir, "%d.eml" % counter["n"]))
             return "250 2.0.0 OK queued as %d" % counter["n"]
 
+        async def auth_CRAM__MD5(self, server, args):  # RFC 2195, not built into aiosmtpd
+            user, pw = a.auth.split(":", 1)
+            challenge = b"<%d.%d@sink.test>" % (os.getpid(), counter["n"])
+            resp = await server.challenge_auth(challenge)
+            if resp is MISSING:
+                return AuthResult(success=False, handled=True)
+            expected = user.encode() + b" " + hmac.new(pw.encode(), challenge, "md5").hexdigest().encode()
+            return AuthResult(success=hmac.compare_digest(resp, expected), handled=False)
+
     def authenticator(server, session, envelope, mechanism, auth_data):
         user, pw = a.auth.split(":", 1)
         ok = isinstance(auth_data, LoginPassword) and auth_data.login == user.encode() \
@@ -63,7 +74,7 @@ def main():
         return SMTP(Handler(), hostname="sink.test", data_size_limit=a.size,
                     tls_context=None if a.implicit else ctx,
                     authenticator=authenticator if a.auth else None,
-                    auth_required=bool(a.auth), auth_require_tls=True,
+                    auth_required=bool(a.auth), auth_require_tls=not a.auth_plaintext,
                     enable_SMTPUTF8=True, loop=loop)
 
     server = loop.run_until_complete(
