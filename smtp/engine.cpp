@@ -156,7 +156,14 @@ struct Engine::Txn {
 };
 
 Engine::Engine(EngineOptions options, EngineHooks hooks)
-    : opt_(std::move(options)), hooks_(std::move(hooks)) {}
+    : opt_(std::move(options)), hooks_(std::move(hooks)) {
+  // The EHLO name comes from configuration; it must not be able to end the command line.
+  std::erase_if(opt_.ehlo_name, [](char ch) {
+    auto c = static_cast<unsigned char>(ch);
+    return c <= 0x20 || c >= 0x7f;
+  });
+  if (opt_.ehlo_name.empty()) opt_.ehlo_name = "localhost";
+}
 Engine::~Engine() = default;
 
 std::optional<milliseconds> Engine::timeout() const {

@@ -273,12 +273,11 @@ void Session::Impl::on_write(uv_write_t* req, int status) {
   self->writing_ = false;
   self->in_flight_.clear();
   if (self->closing_) return;
-  if (status < 0) {
-    self->engine_.connection_closed(fmt::format("write failed: {}", uv_strerror(status)));
-  } else if (self->close_after_write_ && self->queued_.empty()) {
-    self->close_transport();
+  if (self->close_after_write_ && (status < 0 || self->queued_.empty())) {
+    self->close_transport();  // the session already ended cleanly; a failed goodbye changes nothing
     return;
   }
+  if (status < 0) self->engine_.connection_closed(fmt::format("write failed: {}", uv_strerror(status)));
   self->flush_writes();
   self->pump();
 }

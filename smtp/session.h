@@ -4,6 +4,8 @@
 // Rule: the Session object is a handle; the connection state lives until libuv has closed every
 // handle, so destroying the Session (even inside one of its callbacks) is always safe, and no
 // callback runs after the Session was destroyed.
+// The process must ignore SIGPIPE (libuv writes with plain writev): a peer that resets the
+// connection must become a write error, not the end of the daemon.
 #pragma once
 
 #include <uv.h>

@@ -728,3 +728,12 @@ TEST_CASE("dsn_code falls back to the status class", "[types]") {
   CHECK(dsn_code(Outcome{Status::temporary, 451, "", "x", false}) == "4.0.0");
   CHECK(dsn_code(Outcome{Status::sent, 250, "", "x", false}) == "2.0.0");
 }
+
+TEST_CASE("an EHLO name with controls cannot inject commands", "[engine]") {
+  EngineOptions o = opts();
+  o.ehlo_name = "evil\r\nMAIL FROM:<x>";
+  Engine e(o);
+  e.start();
+  e.receive("220 hi\r\n");
+  CHECK(e.take_output() == "EHLO evilMAILFROM:<x>\r\n");
+}

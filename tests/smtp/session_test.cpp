@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -23,6 +24,12 @@ using namespace spoold::test;
 using namespace std::chrono_literals;
 
 namespace {
+
+// As the daemon does: a reset peer must give EPIPE, not kill the process.
+const bool kSigpipeIgnored = [] {
+  std::signal(SIGPIPE, SIG_IGN);
+  return true;
+}();
 
 const std::string kServers = std::string(SPOOLD_SOURCE_DIR) + "/tests/smtp/servers/";
 
