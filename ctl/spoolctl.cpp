@@ -1,0 +1,179 @@
+// ctl/spoolctl.cpp — spoolctl and mailq: ask the daemon over the control socket; when nobody
+// listens there, answer from the spool directly (control/views.h, control/ops.h) and say so.
+// Rule: the daemon's answer and the offline answer are the same JSON and print the same way.
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+
+#include <fmt/format.h>
+
+#include "control/ops.h"
+#include "control/protocol.h"
+#include "ctl/app.h"
+#include "ctl/format.h"
+#include "ctl/privileges.h"
+#include "ctl/submit.h"
+
+namespace spoold::ctl {
+namespace {
+
+using control::Json;
+
+// The only config a set-uid run trusts: the caller could otherwise name any file.
+constexpr const char* kSystemConfig = "/etc/spoold/spoold.yaml";
+
+bool is_read_command(const std::string& cmd) {
+  return cmd == "status" || cmd == "list" || cmd == "show";
+}
+
+Json request_of(const CtlArgs& a) {
+  Json req = Json().set("cmd", a.command);
+  if (a.tier) req.set("tier", *a.tier);
+  if (!a.domain.empty()) req.set("domain", a.domain);
+  if (!a.place.empty()) req.set("place", a.place);
+  if (a.limit) req.set("limit", *a.limit);
+  if (a.command == "show") {
+    req.set("id", a.ids.front());
+  } else if (!a.ids.empty()) {
+    Json ids = Json::Array{};
+    for (const auto& id : a.ids) ids.push(id);
+    req.set("ids", std::move(ids));
+  }
+  return req;
+}
+
+spool::Options spool_options(const config::Config& cfg) {
+  spool::Options o;
+  o.dir = cfg.spool_dir;
+  for (const auto& t : cfg.queue.tiers)
+    o.tier_delays.push_back(std::chrono::duration_cast<std::chrono::seconds>(t.delay));
+  o.max_message_size = cfg.queue.max_message_size;
+  o.lock_stale_after = std::chrono::duration_cast<std::chrono::seconds>(cfg.queue.lock_stale_after);
+  o.instance = cfg.instance;
+  o.hostname = cfg.hostname;
+  return o;
+}
+
+// The offline answer: the same request handled by control::answer_from_spool.
+Result<Json> answer_offline(const config::Config& cfg, const Json& req) {
+  struct stat st {};
+  if (::stat(cfg.spool_dir.c_str(), &st) != 0)
+    return make_error(fmt::format("spool {} does not exist (has spoold ever run?)", cfg.spool_dir));
+  if (auto r = become_spool_owner(cfg.spool_dir); !r) return r.error();
+  auto sp = spool::Spool::open(spool_options(cfg));
+  if (!sp) return sp.error();
+  return control::answer_from_spool(*sp, req, std::time(nullptr));
+}
+
+// The daemon's answer, or the spool's when the control socket is absent or refuses connections.
+Result<Json> ask(const config::Config& cfg, const Json& req, const char* prog) {
+  auto answer = control::call(cfg.control_socket, req);
+  if (answer) return answer;
+  int code = answer.error().code;
+  if (code != ENOENT && code != ECONNREFUSED)
+    return make_error(
+        fmt::format("cannot talk to spoold at {}: {}", cfg.control_socket, answer.error().message));
+  const std::string& cmd = req["cmd"].as_string();
+  if (cmd == "bounce" || cmd == "reload")
+    return make_error(fmt::format("{} needs the running daemon (not running)", cmd));
+  std::fprintf(stderr, "%s: daemon not running; %s the spool directly\n", prog,
+               is_read_command(cmd) ? "reading" : "acting on");
+  return answer_offline(cfg, req);
+}
+
+int print_answer(const CtlArgs& a, const Json& answer, const char* prog) {
+  if (!answer["ok"].as_bool()) {
+    std::fprintf(stderr, "%s: %s\n", prog, answer["error"].as_string().c_str());
+    return 1;
+  }
+  int64_t now = std::time(nullptr);
+  std::string out;
+  if (a.json) {
+    out = answer.dump() + "\n";
+  } else if (a.command == "status") {
+    out = format_status(answer, now);
+  } else if (a.command == "list") {
+    out = format_list(answer, now);
+  } else if (a.command == "show") {
+    out = format_show(answer, now);
+  } else if (a.command != "reload") {
+    out = format_op(answer, a.command);
+  }
+  std::fwrite(out.data(), 1, out.size(), stdout);
+  const auto& errors = answer["errors"].as_object();
+  for (const auto& [id, text] : errors)
+    std::fprintf(stderr, "%s: %s: %s\n", prog, id.c_str(), text.as_string().c_str());
+  return errors.empty() ? 0 : 1;
+}
+
+}  // namespace
+
+Result<config::Config> load_config(const std::string& flag, const char* prog) {
+  std::string path = config::default_path(flag);
+  if (setuid_active()) {
+    const std::string trusted = kSystemConfig;
+    if (path != trusted)
+      std::fprintf(stderr, "%s: set-uid: ignoring config %s, using %s\n", prog, path.c_str(),
+                   trusted.c_str());
+    path = trusted;
+    Elevated priv;  // the trusted file may name password files only the spool owner can read
+    return config::load_file(path);
+  }
+  return config::load_file(path);
+}
+
+int run_command(const CtlArgs& a, const char* prog) {
+  if (a.command == "send") {
+    auto s = parse_sendmail_args(a.send_args);
+    if (!s) {
+      std::fprintf(stderr, "%s: %s\n%.*s", prog, s.error().message.c_str(),
+                   static_cast<int>(sendmail_usage().size()), sendmail_usage().data());
+      return kExUsage;
+    }
+    return run_sendmail(*s, a.config);
+  }
+  if (auto r = drop_setuid(); !r) {
+    std::fprintf(stderr, "%s: %s\n", prog, r.error().message.c_str());
+    return 1;
+  }
+  auto cfg = load_config(a.config, prog);
+  if (!cfg) {
+    std::fprintf(stderr, "%s: %s\n", prog, cfg.error().message.c_str());
+    return 1;
+  }
+  auto answer = ask(*cfg, request_of(a), prog);
+  if (!answer) {
+    std::fprintf(stderr, "%s: %s\n", prog, answer.error().message.c_str());
+    return 1;
+  }
+  return print_answer(a, *answer, prog);
+}
+
+int spoolctl_main(const std::vector<std::string>& args) {
+  auto a = parse_ctl_args(args);
+  if (!a) {
+    std::fprintf(stderr, "spoolctl: %s\n%.*s", a.error().message.c_str(),
+                 static_cast<int>(spoolctl_usage().size()), spoolctl_usage().data());
+    return 2;
+  }
+  if (a->help) {
+    std::fwrite(spoolctl_usage().data(), 1, spoolctl_usage().size(), stdout);
+    return 0;
+  }
+  return run_command(*a, "spoolctl");
+}
+
+int mailq_main(const std::vector<std::string>& args) {
+  auto a = parse_mailq_args(args);
+  if (!a) {
+    std::fprintf(stderr, "mailq: %s\nusage: mailq [-C FILE | --config FILE] [--json]\n",
+                 a.error().message.c_str());
+    return 2;
+  }
+  return run_command(*a, "mailq");
+}
+
+}  // namespace spoold::ctl
