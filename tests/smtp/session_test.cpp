@@ -4,6 +4,9 @@
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
+#include <fmt/format.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -33,6 +36,22 @@ const bool kSigpipeIgnored = [] {
 
 const std::string kServers = std::string(SPOOLD_SOURCE_DIR) + "/tests/smtp/servers/";
 
+// The fixture's wait_for_port() speaks IPv4 only.
+bool wait_for_port6(int port, std::chrono::milliseconds timeout) {
+  return wait_until(
+      [&] {
+        int fd = ::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in6 sa{};
+        sa.sin6_family = AF_INET6;
+        sa.sin6_port = htons(static_cast<std::uint16_t>(port));
+        sa.sin6_addr = in6addr_loopback;
+        bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
+        ::close(fd);
+        return ok;
+      },
+      timeout);
+}
+
 // A self-signed certificate for "localhost" and 127.0.0.1, made once per test run.
 struct Cert {
   TempDir dir;
@@ -57,9 +76,9 @@ struct Server {
   int port = free_port();
   std::unique_ptr<Process> proc;
 
-  void start(std::vector<std::string> argv) {
+  void start(std::vector<std::string> argv, const std::string& host = "127.0.0.1") {
     proc = std::make_unique<Process>(std::move(argv), dir / "server.out", dir / "server.err");
-    REQUIRE(wait_for_port("127.0.0.1", port, 10s));
+    REQUIRE((host == "::1" ? wait_for_port6(port, 10s) : wait_for_port(host, port, 10s)));
   }
   std::string log() const { return read_file(dir / "facts.log"); }
   std::vector<std::string> messages() const {
@@ -514,4 +533,62 @@ TEST_CASE("aiosmtpd, CRAM-MD5: chosen by auto over plaintext only when plaintext
   CHECK(refused.closed->status == Status::temporary);
   CHECK(refused.closed->text.find("unencrypted") != std::string::npos);
   CHECK(srv->messages().size() == 1);
+}
+
+TEST_CASE("raw server: 452 after two recipients, the rest follow in further transactions",
+          "[session][integration]") {
+  auto srv = raw("452-after-2");
+  auto run = deliver(options(srv->port), {message({"a@t", "b@t", "c@t", "d@t", "e@t"})});
+  REQUIRE(run.results.size() == 1);
+  for (std::size_t i = 0; i < 5; ++i) CHECK(status_of(run.results[0], i) == "sent");
+  CHECK(run.closed->status == Status::sent);
+  std::string log = srv->log();
+  CHECK(log.find("for <a@t>,<b@t>\n") != std::string::npos);
+  CHECK(log.find("for <c@t>,<d@t>\n") != std::string::npos);
+  CHECK(log.find("for <e@t>\n") != std::string::npos);
+}
+
+TEST_CASE("aiosmtpd, a 2 MB message through STARTTLS arrives byte for byte", "[session][integration]") {
+  auto srv = aiosmtpd({"--cert", cert().cert, "--key", cert().key});
+  std::string body = "Subject: big\n\n";
+  std::string expected = "Subject: big\r\n\r\n";
+  for (int i = 0; i < 30000; ++i) {
+    std::string line = (i % 7 == 0 ? "." : "") + std::to_string(i) + std::string(60, 'a' + i % 26);
+    body += line + (i % 3 == 0 ? "\r\n" : "\n");
+    expected += line + "\r\n";
+  }
+  auto run = deliver(options(srv->port, TlsPolicy::opportunistic), {message({"a@sink.test"})}, body);
+  REQUIRE(run.results.size() == 1);
+  CHECK(status_of(run.results[0], 0) == "sent");
+  CHECK(run.encrypted);
+  auto msgs = srv->messages();
+  REQUIRE(msgs.size() == 1);
+  std::string content = msgs[0].substr(msgs[0].find("\n\n") + 2);
+  CHECK(content.size() == expected.size());
+  CHECK(content == expected);
+}
+
+TEST_CASE("IPv6 loopback: connect to ::1, peer() brackets the address", "[session][integration]") {
+  auto srv = std::make_unique<Server>();
+  std::filesystem::create_directories(srv->dir / "mail");
+  srv->start({system_python(), kServers + "aiosmtpd_server.py", "--port", std::to_string(srv->port), "--host",
+              "::1", "--outdir", srv->dir / "mail", "--lifetime", "60"},
+             "::1");
+  auto o = options(srv->port);
+  o.ip = "::1";
+  Loop loop;
+  std::unique_ptr<Session> s;
+  std::string peer;
+  std::optional<Outcome> closed;
+  SessionCallbacks cb;
+  cb.on_ready = [&] {
+    peer = s->peer();
+    s->quit();
+  };
+  cb.on_closed = [&](const Outcome& o) { closed = o; };
+  s = std::make_unique<Session>(&loop.loop, o, cb);
+  REQUIRE(loop.run_until([&] { return closed.has_value(); }, 10s));
+  s.reset();
+  CHECK(peer == fmt::format("[::1]:{}", srv->port));
+  CHECK(closed->status == Status::sent);
 }

@@ -17,6 +17,7 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--outdir", required=True)
     ap.add_argument("--cert")
     ap.add_argument("--key")
@@ -78,7 +79,7 @@ def main():
                     enable_SMTPUTF8=True, loop=loop)
 
     server = loop.run_until_complete(
-        loop.create_server(factory, host="127.0.0.1", port=a.port, ssl=ctx if a.implicit else None))
+        loop.create_server(factory, host=a.host, port=a.port, ssl=ctx if a.implicit else None))
     loop.call_later(a.lifetime, loop.stop)
     try:
         loop.run_forever()

@@ -7,6 +7,7 @@
 #   stall-dot   accepts everything but never answers the final dot
 #   reset-data  closes the connection (RST) in the middle of the message body
 #   421-rcpt    answers the second RCPT with 421 and closes
+#   452-after-2 accepts at most two RCPTs per transaction (452 4.5.3 for more); logs each delivery
 # Results go to --log (one line per fact). Rule: every wait is bounded (socket timeouts, lifetime).
 import argparse
 import socket
@@ -52,6 +53,7 @@ def ehlo_lines(extra):
 def serve_transactions(c, a, pipelining):
     # After EHLO: any number of MAIL/RCPT/DATA transactions, RSET, QUIT.
     n = 0
+    rcpts = []
     while True:
         if pipelining:
             while b"\n" not in c.buf:
@@ -63,12 +65,17 @@ def serve_transactions(c, a, pipelining):
         cmd = c.line()
         verb = cmd[:4].upper()
         if verb == "MAIL":
+            rcpts = []
             c.send("250 2.1.0 ok\r\n")
         elif verb == "RCPT":
             n += 1
             if a.scenario == "421-rcpt" and n == 2:
                 c.send("421 4.3.2 shutting down\r\n")
                 return
+            if a.scenario == "452-after-2" and len(rcpts) >= 2:
+                c.send("452 4.5.3 too many recipients\r\n")
+                continue
+            rcpts.append(cmd[8:])
             c.send("250 2.1.5 ok\r\n")
         elif verb == "DATA":
             c.send("354 go\r\n")
@@ -78,7 +85,7 @@ def serve_transactions(c, a, pipelining):
                 c.log("reset")
                 return
             body = c.data_until_dot()
-            c.log("body %d" % len(body))
+            c.log("body %d for %s" % (len(body), ",".join(rcpts)))
             if a.scenario == "stall-dot":
                 time.sleep(a.stall)
                 return
