@@ -141,7 +141,10 @@ Result<std::vector<std::string>> recipients_of(const std::vector<HeaderField>& f
   for (const auto& f : fields) {
     if (f.name != "to" && f.name != "cc" && f.name != "bcc") continue;
     auto list = addresses(f.value, o.qualify_domain);
-    if (!list) return data_error(fmt::format("bad address in {}: header: {}", f.name, list.error().message));
+    if (!list) {
+      std::string field = f.name == "to" ? "To" : f.name == "cc" ? "Cc" : "Bcc";
+      return data_error(fmt::format("bad address in the {}: header: {}", field, list.error().message));
+    }
     add_unique(out, std::move(*list));
   }
   return out;

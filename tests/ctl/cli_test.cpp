@@ -1,0 +1,570 @@
+// tests/ctl/cli_test.cpp — the built spoolctl / sendmail / mailq binaries run as child processes
+// on a temporary spool with a temporary config: every command offline (no daemon), human and
+// --json; sendmail with each flag, its exit codes, and the daemon's pickup of what it dropped;
+// and the control-socket path against a stand-in daemon that answers one JSON line.
+#include <catch2/catch.hpp>
+
+#include <poll.h>
+#include <pwd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <ctime>
+#include <thread>
+
+#include "control/json.h"
+#include "spool/spool.h"
+#include "tests/support/fixtures.h"
+
+using spoold::control::Json;
+namespace spool = spoold::spool;
+namespace test = spoold::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Run {
+  int status = -1;  // exit code, or -1 if it did not exit normally
+  std::string out, err;
+};
+
+std::string user_name() {
+  const passwd* pw = ::getpwuid(::getuid());
+  return pw ? pw->pw_name : "";
+}
+
+struct Cli {
+  test::TempDir tmp;
+  std::string config = tmp / "spoold.yaml";
+  std::string spool_dir = tmp / "spool";
+  std::string socket = tmp / "control.sock";
+
+  Cli() { write_config(spool_dir); }
+
+  void write_config(const std::string& dir, const std::string& max_size = "10KB") {
+    test::write_file(config,
+                     "hostname: mail.test\nspool_dir: " + dir + "\ncontrol_socket: " + socket +
+                         "\nqueue:\n  max_message_size: " + max_size +
+                         "\n  tiers:\n    - { delay: 0, priority: 1 }\n    - { delay: 30m, priority: 3 }\n"
+                         "    - { delay: 4h, priority: 9 }\n");
+  }
+
+  // Runs build/ctl/<prog> with `input` on stdin; bounded to 30 s.
+  Run run(const std::string& prog, std::vector<std::string> args, const std::string& input = "",
+          std::vector<std::string> env = {}) {
+    static int n = 0;
+    std::string in = tmp / ("stdin." + std::to_string(++n)), out = in + ".out", err = in + ".err";
+    test::write_file(in, input);
+    std::vector<std::string> argv = {"/bin/sh", "-c", "exec \"$0\" \"$@\" < '" + in + "'",
+                                     std::string(SPOOLD_BINARY_DIR) + "/ctl/" + prog};
+    argv.insert(argv.end(), args.begin(), args.end());
+    Run r;
+    {
+      test::Process p(argv, out, err, std::move(env));
+      int st = p.wait(30s);
+      r.status = st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    }
+    r.out = test::read_file(out);
+    r.err = test::read_file(err);
+    return r;
+  }
+
+  Run ctl(std::vector<std::string> args) {
+    args.insert(args.begin(), {"--config", config});
+    return run("spoolctl", std::move(args));
+  }
+
+  Run sendmail(std::vector<std::string> args, const std::string& input) {
+    args.insert(args.begin(), {"-C", config});
+    return run("sendmail", std::move(args), input);
+  }
+
+  spool::Spool open_spool() {
+    spool::Options o;
+    o.dir = spool_dir;
+    o.tier_delays = {0s, 1800s, 14400s};
+    o.hostname = "mail.test";
+    auto s = spool::Spool::open(o);
+    REQUIRE(s.ok());
+    return std::move(*s);
+  }
+
+  // What the daemon's pickup makes of everything sendmail dropped.
+  struct Picked {
+    spool::Entry entry;
+    std::string message;
+  };
+  std::vector<Picked> pickup_all() {
+    auto sp = open_spool();
+    auto names = sp.list_incoming(100);
+    REQUIRE(names.ok());
+    std::vector<Picked> out;
+    for (const auto& name : *names) {
+      auto r = sp.pickup(name);
+      REQUIRE(r.ok());
+      INFO(r->reason);
+      REQUIRE(r->outcome == spool::PickupOutcome::queued);
+      auto ref = sp.find(r->id);
+      REQUIRE((ref.ok() && ref->has_value()));
+      auto e = sp.read(**ref);
+      REQUIRE(e.ok());
+      std::string body = test::read_file(sp.body_path(r->id));
+      out.push_back({*e, body.substr(e->body_offset, e->body_size)});
+    }
+    return out;
+  }
+
+  Picked pickup_one() {
+    auto all = pickup_all();
+    REQUIRE(all.size() == 1);
+    return all[0];
+  }
+
+  size_t incoming() { return test::list_dir(spool_dir + "/incoming").size(); }
+};
+
+std::vector<std::string> addresses(const spool::Entry& e) {
+  std::vector<std::string> out;
+  for (const auto& r : e.recipients) out.push_back(r.address);
+  return out;
+}
+
+Json json_of(const Run& r) {
+  auto j = Json::parse(r.out.substr(0, r.out.find('\n')));
+  REQUIRE(j.ok());
+  return *j;
+}
+
+bool contains(const std::string& hay, const std::string& needle) {
+  return hay.find(needle) != std::string::npos;
+}
+
+constexpr const char* kOffline = "daemon not running; reading the spool directly";
+constexpr const char* kOfflineAct = "daemon not running; acting on the spool directly";
+
+}  // namespace
+
+// ---- sendmail -------------------------------------------------------------------------------
+
+TEST_CASE_METHOD(Cli, "sendmail drops a message that pickup queues for the named recipients") {
+  auto r = sendmail({"bob@example.org", "carol@example.net"}, "Subject: hi\n\nhello\n");
+  CHECK(r.status == 0);
+  CHECK(r.err.empty());
+  auto p = pickup_one();
+  CHECK(p.entry.sender == user_name() + "@mail.test");
+  CHECK(addresses(p.entry) == std::vector<std::string>{"bob@example.org", "carol@example.net"});
+  CHECK(p.message == "From: " + user_name() + "@mail.test\nSubject: hi\n\nhello\n");
+  CHECK(test::list_dir(spool_dir + "/tmp").empty());
+}
+
+TEST_CASE_METHOD(
+    Cli, "sendmail -t: recipients from To, Cc and Bcc; Bcc stays in the drop for the daemon to strip") {
+  auto r = sendmail({"-t", "-i"},
+                    "From: Ann <ann@example.com>\nTo: bob@example.org\nCc: carol@example.net\n"
+                    "Bcc: hidden@example.com\nSubject: t\n\nbody\n");
+  CHECK(r.status == 0);
+  auto p = pickup_one();
+  CHECK(p.entry.sender == "ann@example.com");
+  CHECK(addresses(p.entry) ==
+        std::vector<std::string>{"bob@example.org", "carol@example.net", "hidden@example.com"});
+  CHECK(p.entry.flags.has_bcc);
+  CHECK(contains(p.message, "Bcc: hidden@example.com\n"));
+}
+
+TEST_CASE_METHOD(Cli, "sendmail -t adds command-line recipients and -f sets the envelope sender") {
+  auto r = sendmail({"-t", "-f", "bounces@example.com", "extra@example.org"}, "To: bob@example.org\n\nx\n");
+  CHECK(r.status == 0);
+  auto p = pickup_one();
+  CHECK(p.entry.sender == "bounces@example.com");
+  CHECK(addresses(p.entry) == std::vector<std::string>{"extra@example.org", "bob@example.org"});
+  CHECK(contains(p.message, "From: bounces@example.com\n"));
+}
+
+TEST_CASE_METHOD(Cli, "sendmail -f forms and -r") {
+  CHECK(sendmail({"-fme@example.com", "a@example.org"}, "S: 1\n\nx\n").status == 0);
+  CHECK(sendmail({"-r", "<>", "a@example.org"}, "From: x@example.com\n\nx\n").status == 0);
+  auto all = pickup_all();
+  REQUIRE(all.size() == 2);
+  std::vector<std::string> senders = {all[0].entry.sender, all[1].entry.sender};
+  std::sort(senders.begin(), senders.end());
+  CHECK(senders == std::vector<std::string>{"", "me@example.com"});
+}
+
+TEST_CASE_METHOD(Cli, "sendmail -F sets the display name of the From: it adds") {
+  CHECK(sendmail({"-F", "Cron Daemon", "-f", "cron@example.com", "a@example.org"}, "Subject: s\n\nx\n")
+            .status == 0);
+  auto p = pickup_one();
+  CHECK(p.message.rfind("From: Cron Daemon <cron@example.com>\nSubject: s\n", 0) == 0);
+}
+
+TEST_CASE_METHOD(Cli, "a line with only a dot ends the message, unless -i or -oi") {
+  const std::string msg = "Subject: d\n\nline 1\n.\nline 3\n";
+  CHECK(sendmail({"a@example.org"}, msg).status == 0);
+  auto p = pickup_one();
+  CHECK(contains(p.message, "line 1\n"));
+  CHECK_FALSE(contains(p.message, "line 3"));
+  for (const char* flag : {"-i", "-oi"}) {
+    INFO(flag);
+    CHECK(sendmail({flag, "a@example.org"}, msg).status == 0);
+    auto q = pickup_one();
+    CHECK(contains(q.message, "line 1\n.\nline 3\n"));
+  }
+}
+
+TEST_CASE_METHOD(Cli, "legacy sendmail options are accepted with a warning") {
+  auto r = sendmail({"-odi", "-oem", "-v", "-U", "-B8BITMIME", "-N", "never", "-R", "hdrs", "-V", "e1", "-L",
+                     "tag", "--", "a@example.org"},
+                    "Subject: l\n\nx\n");
+  CHECK(r.status == 0);
+  CHECK(contains(r.err, "sendmail: ignoring option -odi\n"));
+  CHECK(contains(r.err, "sendmail: ignoring option -B 8BITMIME\n"));
+  CHECK(contains(r.err, "sendmail: ignoring option -L tag\n"));
+  CHECK(addresses(pickup_one().entry) == std::vector<std::string>{"a@example.org"});
+}
+
+TEST_CASE_METHOD(Cli, "spoolctl send is sendmail") {
+  auto r = run("spoolctl", {"--config", config, "send", "-f", "s@example.com", "a@example.org"},
+               "Subject: x\n\ny\n");
+  CHECK(r.status == 0);
+  CHECK(pickup_one().entry.sender == "s@example.com");
+}
+
+TEST_CASE_METHOD(Cli, "sendmail exits 75 when the spool cannot be written, and leaves nothing behind") {
+  SECTION("spool_dir below a regular file") {
+    test::write_file(tmp / "plainfile", "x");
+    write_config(tmp / "plainfile/spool");
+    auto r = sendmail({"a@example.org"}, "S: x\n\ny\n");
+    CHECK(r.status == 75);
+    CHECK(contains(r.err, "sendmail: "));
+  }
+  SECTION("incoming/ is not a directory") {
+    open_spool();
+    REQUIRE(::rmdir((spool_dir + "/incoming").c_str()) == 0);
+    test::write_file(spool_dir + "/incoming", "");
+    auto r = sendmail({"a@example.org"}, "S: x\n\ny\n");
+    CHECK(r.status == 75);
+    CHECK(contains(r.err, "cannot write to the spool"));
+    CHECK(test::list_dir(spool_dir + "/tmp").empty());
+  }
+}
+
+TEST_CASE_METHOD(Cli, "sendmail usage, data and config errors have their sysexits and write nothing") {
+  struct Case {
+    std::vector<std::string> args;
+    std::string input;
+    int status;
+    std::string says;
+  };
+  const std::vector<Case> cases = {
+      {{}, "S: x\n\ny\n", 64, "no recipients"},
+      {{"-bs"}, "", 64, "-bs is not supported"},
+      {{"-f"}, "", 64, "needs a value"},
+      {{"a@@example.org"}, "S: x\n\ny\n", 65, "bad recipient address"},
+      {{"-f", "x@@y", "a@example.org"}, "S: x\n\ny\n", 65, "bad sender address"},
+      {{"-t"}, "Subject: nobody\n\ny\n", 65, "no recipients"},
+      {{"-t"}, "To: bad@@address\n\ny\n", 65, "To:"},
+      {{"a@example.org"}, "S: x\n\n" + std::string(20000, 'x') + "\n", 65, "max_message_size"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.says);
+    auto r = sendmail(c.args, c.input);
+    CHECK(r.status == c.status);
+    CHECK(contains(r.err, c.says));
+  }
+  auto r = run("sendmail", {"-C", tmp / "missing.yaml", "a@example.org"}, "S: x\n\ny\n");
+  CHECK(r.status == 78);
+  CHECK(incoming() == 0);
+}
+
+// ---- spoolctl and mailq offline -------------------------------------------------------------
+
+struct Queue : Cli {
+  spool::Spool sp = open_spool();
+  int64_t now = std::time(nullptr);
+  std::string a, b, c;
+
+  Queue() {
+    a = add({"bob@example.org"});
+    b = add({"carol@example.net", "dave@example.net"});
+    c = add({"erin@example.org"});
+    defer(b, 1, 600);
+    auto cl = claim(c);
+    cl.entry.recipients[0].state = spool::RcptState::expired;
+    cl.entry.recipients[0].last_reply = "451 4.4.1 no answer";
+    REQUIRE(sp.fail(cl, "expired after the last tier", now).ok());
+  }
+
+  std::string add(std::vector<std::string> rcpts) {
+    auto id =
+        sp.enqueue({"alice@example.com", std::move(rcpts), "From: alice@example.com\nSubject: q\n\nbody\n"});
+    REQUIRE(id.ok());
+    return *id;
+  }
+
+  spool::Claimed claim(const std::string& id) {
+    auto ref = sp.find(id);
+    REQUIRE((ref.ok() && ref->has_value()));
+    auto cl = sp.claim(**ref);
+    REQUIRE((cl.ok() && cl->has_value()));
+    return std::move(**cl);
+  }
+
+  void defer(const std::string& id, int tier, int64_t in) {
+    auto cl = claim(id);
+    for (auto& r : cl.entry.recipients) {
+      r.attempts = 1;
+      r.last_reply = "451 4.7.1 greylisted";
+    }
+    cl.entry.attempts = 1;
+    cl.entry.last_attempt = now;
+    REQUIRE(sp.reschedule(cl, tier, now + in).ok());
+  }
+
+  spool::EntryRef where(const std::string& id) {
+    auto ref = sp.find(id);
+    REQUIRE((ref.ok() && ref->has_value()));
+    return **ref;
+  }
+};
+
+TEST_CASE_METHOD(Queue, "status offline, human and --json") {
+  auto h = ctl({"status"});
+  CHECK(h.status == 0);
+  CHECK(contains(h.err, kOffline));
+  CHECK(contains(h.out, "spoold: not running"));
+  CHECK(contains(h.out, "tier  delay  messages  oldest\n"));
+  CHECK(contains(h.out, "\n   1    30m         1"));
+  CHECK(contains(h.out, "held 0  failed 1"));
+  auto j = ctl({"status", "--json"});
+  CHECK(j.status == 0);
+  Json s = json_of(j);
+  CHECK_FALSE(s["daemon"]["running"].as_bool(true));
+  REQUIRE(s["tiers"].as_array().size() == 3);
+  CHECK(s["tiers"].as_array()[0]["messages"].as_int() == 1);
+  CHECK(s["tiers"].as_array()[1]["messages"].as_int() == 1);
+  CHECK(s["tiers"].as_array()[2]["delay_s"].as_int() == 14400);
+  CHECK(s["failed"].as_int() == 1);
+  CHECK(s["counters"]["picked_up"].as_int() == 0);
+}
+
+TEST_CASE_METHOD(Queue, "list and mailq offline, human and --json") {
+  auto h = ctl({"list"});
+  CHECK(h.status == 0);
+  CHECK(contains(h.err, kOffline));
+  CHECK(contains(h.out, "-Queue ID-"));
+  CHECK(contains(h.out, a));
+  CHECK(contains(h.out, b));
+  CHECK_FALSE(contains(h.out, c));  // failed/ only with --place failed
+  CHECK(contains(h.out, "(451 4.7.1 greylisted)\n"));
+  CHECK(contains(h.out, "-- 1 Kbytes in 2 Requests."));
+
+  auto j = json_of(ctl({"list", "--domain", "example.net", "--json"}));
+  REQUIRE(j["messages"].as_array().size() == 1);
+  CHECK(j["messages"].as_array()[0]["id"].as_string() == b);
+  CHECK(j["messages"].as_array()[0]["tier"].as_int() == 1);
+  CHECK(json_of(ctl({"list", "--tier", "0", "--json"}))["messages"].as_array()[0]["id"].as_string() == a);
+  auto failed = json_of(ctl({"list", "--place", "failed", "--json"}));
+  CHECK(failed["messages"].as_array()[0]["reason"].as_string() == "expired after the last tier");
+  CHECK(ctl({"list", "--tier", "9"}).status == 1);
+
+  auto mq = run("mailq", {"-C", config});
+  CHECK(mq.status == 0);
+  CHECK(mq.out == h.out);
+  auto bp = run("sendmail", {"-C", config, "-bp"});
+  CHECK(bp.status == 0);
+  CHECK(bp.out == h.out);
+  auto mqj = run("mailq", {"--config", config, "--json"});
+  CHECK(json_of(mqj)["messages"].as_array().size() == 2);
+}
+
+TEST_CASE_METHOD(Queue, "show offline, human and --json") {
+  auto h = ctl({"show", b});
+  CHECK(h.status == 0);
+  CHECK(contains(h.out, "queue, tier 1"));
+  CHECK(contains(h.out, "<alice@example.com>"));
+  CHECK(contains(h.out, "carol@example.net"));
+  CHECK(contains(h.out, "451 4.7.1 greylisted"));
+  CHECK(contains(h.out, "headers:\n  From: alice@example.com\n  Subject: q\n"));
+  CHECK_FALSE(contains(h.out, "body"));
+  auto j = json_of(ctl({"show", b, "--json"}));
+  CHECK(j["message"]["id"].as_string() == b);
+  CHECK(j["message"]["next_attempt"].as_int() == now + 600);
+  auto missing = ctl({"show", "0000000000000000000000000000AA"});
+  CHECK(missing.status == 1);
+  CHECK(contains(missing.err, "no such message"));
+}
+
+TEST_CASE_METHOD(Queue, "flush offline makes deferred messages due now") {
+  auto r = ctl({"flush"});
+  CHECK(r.status == 0);
+  CHECK(contains(r.err, kOfflineAct));
+  CHECK(r.out == "flushed 1 message\n");
+  CHECK(where(b).when <= std::time(nullptr));
+  CHECK(where(b).tier == 1);
+  auto j = json_of(ctl({"flush", "--tier", "1", "--json"}));
+  CHECK(j["flushed"].as_int() == 0);
+  auto ids = ctl({"flush", a, "0000000000000000000000000000AA"});
+  CHECK(ids.status == 1);
+  CHECK(contains(ids.err, "0000000000000000000000000000AA: no such message"));
+}
+
+TEST_CASE_METHOD(Queue, "hold, release, delete and requeue offline") {
+  auto h = ctl({"hold", a});
+  CHECK(h.status == 0);
+  CHECK(h.out == a + ": hold\n");
+  CHECK(where(a).place == spool::Place::hold);
+  CHECK(contains(ctl({"list"}).out, a + "!"));
+
+  auto again = json_of(ctl({"hold", a, "--json"}));
+  CHECK(again["done"].as_array().empty());
+  CHECK(again["errors"][a].as_string() == "already held");
+  CHECK(ctl({"hold", a}).status == 1);
+
+  CHECK(ctl({"release", a}).status == 0);
+  CHECK(where(a).place == spool::Place::queue);
+
+  auto rq = json_of(ctl({"requeue", c, "--json"}));
+  CHECK(rq["done"].as_array()[0].as_string() == c);
+  CHECK(where(c).place == spool::Place::queue);
+  auto e = sp.read(where(c));
+  REQUIRE(e.ok());
+  CHECK(e->recipients[0].state == spool::RcptState::pending);
+
+  auto d = ctl({"delete", a, b});
+  CHECK(d.status == 0);
+  CHECK(d.out == a + ": delete\n" + b + ": delete\n");
+  CHECK_FALSE(sp.find(a)->has_value());
+  CHECK_FALSE(sp.find(b)->has_value());
+}
+
+TEST_CASE_METHOD(Queue, "an entry locked by another process is reported in flight") {
+  auto held = claim(a);
+  auto r = ctl({"delete", a});
+  CHECK(r.status == 1);
+  CHECK(contains(r.err, a + ": in flight"));
+  CHECK(sp.find(a)->has_value());
+}
+
+TEST_CASE_METHOD(Queue, "bounce and reload need the daemon") {
+  for (std::vector<std::string> args : {std::vector<std::string>{"bounce", a}, {"reload"}}) {
+    auto r = ctl(args);
+    CHECK(r.status == 1);
+    CHECK(contains(r.err, "needs the running daemon"));
+  }
+  CHECK(sp.find(a)->has_value());
+}
+
+TEST_CASE_METHOD(Cli, "spoolctl usage errors exit 2, failures exit 1") {
+  for (std::vector<std::string> args : {std::vector<std::string>{},
+                                        {"frob"},
+                                        {"show"},
+                                        {"hold"},
+                                        {"list", "--tier", "x"},
+                                        {"status", "--nope"}}) {
+    auto r = run("spoolctl", args);
+    CHECK(r.status == 2);
+    CHECK(contains(r.err, "usage: spoolctl"));
+  }
+  CHECK(run("spoolctl", {"--help"}).status == 0);
+  auto missing = run("spoolctl", {"--config", tmp / "missing.yaml", "status"});
+  CHECK(missing.status == 1);
+  auto no_spool = ctl({"status"});
+  CHECK(no_spool.status == 1);
+  CHECK(contains(no_spool.err, "does not exist"));
+  auto env = run("spoolctl", {"status"}, "", {"SPOOLD_CONFIG=" + config});
+  CHECK(contains(env.err, "does not exist"));  // found the config through $SPOOLD_CONFIG
+}
+
+// ---- the control socket ---------------------------------------------------------------------
+
+// A stand-in for spoold's control socket: answers each connection with the next canned line and
+// records the requests. Bounded: gives up after 20 s.
+class FakeDaemon {
+ public:
+  FakeDaemon(const std::string& path, std::vector<std::string> answers) : answers_(std::move(answers)) {
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    std::strncpy(sa.sun_path, path.c_str(), sizeof sa.sun_path - 1);
+    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+    REQUIRE(::listen(fd_, 4) == 0);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~FakeDaemon() {
+    stop_ = true;
+    thread_.join();
+    ::close(fd_);
+  }
+  std::vector<std::string> requests() {
+    std::lock_guard<std::mutex> g(mu_);
+    return requests_;
+  }
+
+ private:
+  void serve() {
+    auto deadline = std::chrono::steady_clock::now() + 20s;
+    for (size_t i = 0; i < answers_.size() && !stop_ && std::chrono::steady_clock::now() < deadline;) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 50) <= 0) continue;
+      int c = ::accept(fd_, nullptr, nullptr);
+      if (c < 0) continue;
+      std::string line;
+      char buf[4096];
+      while (line.find('\n') == std::string::npos) {
+        pollfd q{c, POLLIN, 0};
+        if (::poll(&q, 1, 5000) <= 0) break;
+        ssize_t n = ::read(c, buf, sizeof buf);
+        if (n <= 0) break;
+        line.append(buf, static_cast<size_t>(n));
+      }
+      {
+        std::lock_guard<std::mutex> g(mu_);
+        requests_.push_back(line.substr(0, line.find('\n')));
+      }
+      std::string answer = answers_[i++] + "\n";
+      (void)!::write(c, answer.data(), answer.size());
+      ::close(c);
+    }
+  }
+
+  int fd_ = -1;
+  std::vector<std::string> answers_;
+  std::vector<std::string> requests_;
+  std::mutex mu_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+TEST_CASE_METHOD(Cli, "with a daemon listening, spoolctl asks it and prints its answer the same way") {
+  FakeDaemon d(
+      socket,
+      {R"({"ok":true,"daemon":{"running":true,"pid":4242,"uptime_s":61},"tiers":[{"tier":0,"delay_s":0,"messages":7,"oldest_s":30}],"incoming":0,"failed":0,"bad":0,"held":0,"in_flight":2,"counters":{"picked_up":1,"sent":5,"deferred":0,"bounced":0,"expired":0},"destinations":[]})",
+       R"({"ok":true,"flushed":3,"errors":{}})", R"({"ok":true,"done":["X1"],"errors":{"X2":"in flight"}})",
+       R"({"ok":false,"error":"the daemon says no"})"});
+  auto s = ctl({"status"});
+  CHECK(s.status == 0);
+  CHECK(s.err.empty());  // no "daemon not running" note
+  CHECK(contains(s.out, "spoold: running, pid 4242, up 1m1s"));
+  CHECK(contains(s.out, "sent 5"));
+  auto f = ctl({"flush", "--domain", "example.org"});
+  CHECK(f.out == "flushed 3 messages\n");
+  auto b = ctl({"bounce", "X1", "X2"});
+  CHECK(b.status == 1);
+  CHECK(b.out == "X1: bounce\n");
+  CHECK(contains(b.err, "X2: in flight"));
+  auto e = ctl({"list", "--json"});
+  CHECK(e.status == 1);
+  CHECK(contains(e.err, "the daemon says no"));
+
+  auto reqs = d.requests();
+  REQUIRE(reqs.size() == 4);
+  CHECK(Json::parse(reqs[0])->dump() == R"({"cmd":"status"})");
+  CHECK(Json::parse(reqs[1])->dump() == R"({"cmd":"flush","domain":"example.org"})");
+  CHECK(Json::parse(reqs[2])->dump() == R"({"cmd":"bounce","ids":["X1","X2"]})");
+  CHECK(Json::parse(reqs[3])->dump() == R"({"cmd":"list"})");
+}
