@@ -1,0 +1,83 @@
+// spool/atomic_write.h — the one way spoold writes a file: tmp → fsync → rename → fsync(dir).
+// Rule: a reader sees either the old file or the complete new one, never a torn write, and once
+// atomic_write() returns the new file survives a power cut. The TempFile guard unlinks the
+// temporary file on every early return, so a failed write leaves nothing behind in tmp/.
+#pragma once
+
+#include <initializer_list>
+#include <string>
+#include <string_view>
+
+#include "common/result.h"
+
+namespace spoold::spool {
+
+// An owned file descriptor, closed on destruction.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() { reset(); }
+  Fd(Fd&& o) noexcept : fd_(o.release()) {}
+  Fd& operator=(Fd&& o) noexcept {
+    if (this != &o) {
+      reset();
+      fd_ = o.release();
+    }
+    return *this;
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  int release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+  void reset(int fd = -1);
+
+ private:
+  int fd_ = -1;
+};
+
+// A uniquely named file in `dir`, created O_EXCL with mode 0600; unlinked on destruction unless
+// commit() renamed it into place.
+class TempFile {
+ public:
+  static Result<TempFile> create(const std::string& dir);
+  ~TempFile();
+  TempFile(TempFile&& o) noexcept;
+  TempFile& operator=(TempFile&&) = delete;
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+
+  int fd() const { return fd_.get(); }
+  const std::string& path() const { return path_; }
+  Result<void> write(std::string_view bytes);
+  // fsync the file, rename it to `target`, fsync the target's directory.
+  Result<void> commit(const std::string& target);
+
+ private:
+  TempFile(Fd fd, std::string path) : fd_(std::move(fd)), path_(std::move(path)) {}
+  Fd fd_;
+  std::string path_;
+  bool committed_ = false;
+};
+
+// Writes the concatenation of `parts` to `target` atomically, using a temporary file in tmp_dir
+// (which must be on the same file system as target).
+Result<void> atomic_write(const std::string& tmp_dir, const std::string& target,
+                          std::initializer_list<std::string_view> parts);
+
+// fsync a directory so a rename/unlink/link inside it is durable.
+Result<void> fsync_dir(const std::string& dir);
+
+// rename(from, to) followed by fsync of both parent directories (once if they are the same).
+Result<void> durable_rename(const std::string& from, const std::string& to);
+
+// A unique name fragment for this process: "<pid hex>.<counter hex>" — safe to use in any file name.
+std::string unique_suffix();
+
+}  // namespace spoold::spool

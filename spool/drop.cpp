@@ -1,0 +1,284 @@
+// spool/drop.cpp — the streaming drop-file parser (see drop.h). States: start → envelope →
+// headers → body, or failed. Rule: memory is bounded by DropLimits whatever the file holds;
+// the first error is sticky and names the line it was found on.
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "spool/drop.h"
+
+namespace spoold::spool {
+
+std::string_view to_string(DropFormat f) {
+  switch (f) {
+    case DropFormat::envelope_first:
+      return "envelope-first";
+    case DropFormat::rfc5322:
+      return "rfc5322";
+  }
+  return "?";
+}
+
+namespace {
+
+bool starts_with_ci(std::string_view s, std::string_view prefix) {
+  if (s.size() < prefix.size()) return false;
+  for (size_t i = 0; i < prefix.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(s[i])) != std::tolower(static_cast<unsigned char>(prefix[i])))
+      return false;
+  return true;
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+bool has_8bit(std::string_view s) {
+  return std::any_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; });
+}
+
+// "MAIL FROM:<addr>" / "RCPT TO:<addr>" after the verb: optional spaces, <addr>, optional spaces.
+Result<std::string> bracketed_path(std::string_view rest) {
+  while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
+  while (!rest.empty() && (rest.back() == ' ' || rest.back() == '\t')) rest.remove_suffix(1);
+  if (rest.size() < 2 || rest.front() != '<' || rest.back() != '>')
+    return make_error("expected <address>, got '" + std::string(rest) + "'");
+  std::string addr(rest.substr(1, rest.size() - 2));
+  for (char c : addr) {
+    auto u = static_cast<unsigned char>(c);
+    if (u == '\r' || u == '\n' || u == 0) return make_error("CR, LF or NUL inside an address");
+  }
+  if (!addr.empty() && !valid_mailbox(addr)) return make_error("invalid address <" + addr + ">");
+  return addr;
+}
+
+// A header field name: printable ASCII except ':' (RFC 5322 §2.2 ftext).
+size_t header_name_len(std::string_view line) {
+  size_t i = 0;
+  while (i < line.size() && line[i] != ':') {
+    auto c = static_cast<unsigned char>(line[i]);
+    if (c < 33 || c > 126) return 0;
+    ++i;
+  }
+  return i < line.size() ? i : 0;
+}
+
+}  // namespace
+
+Result<void> DropParser::fail(std::string message) {
+  if (state_ != State::failed) {
+    error_ = std::move(message);
+    state_ = State::failed;
+  }
+  return make_error(error_);
+}
+
+Result<void> DropParser::feed(std::string_view chunk) {
+  if (state_ == State::failed) return make_error(error_);
+  while (!chunk.empty()) {
+    if (state_ == State::body) {
+      scan_body(chunk);
+      return {};
+    }
+    auto nl = chunk.find('\n');
+    std::string_view piece = chunk.substr(0, nl == std::string_view::npos ? chunk.size() : nl + 1);
+    chunk.remove_prefix(piece.size());
+    offset_ += piece.size();
+    header_bytes_ += piece.size();
+    if (header_bytes_ > limits_.max_header_bytes) return fail("envelope and header section too large");
+    if (line_.size() + piece.size() > limits_.max_line + 2)
+      return fail(fmt::format("line {} longer than {} bytes", line_no_ + 1, limits_.max_line));
+    line_.append(piece);
+    if (line_.back() != '\n') break;  // the rest of this line comes with the next chunk
+    std::string line = std::move(line_);
+    line_.clear();
+    line.pop_back();
+    if (!line.empty() && line.back() == '\r') {
+      line.pop_back();
+      info_.crlf = true;
+    } else {
+      info_.bare_lf = true;
+    }
+    ++line_no_;
+    if (auto r = on_line(line, offset_); !r) return r;
+  }
+  return {};
+}
+
+void DropParser::scan_body(std::string_view bytes) {
+  offset_ += bytes.size();
+  if (!info_.eight_bit && has_8bit(bytes)) info_.eight_bit = true;
+}
+
+Result<void> DropParser::on_line(std::string_view line, uint64_t end_offset) {
+  if (line.find('\0') != std::string_view::npos) return fail(fmt::format("NUL byte on line {}", line_no_));
+  if (state_ == State::start) {
+    if (starts_with_ci(line, "MAIL FROM:")) {
+      info_.format = DropFormat::envelope_first;
+      state_ = State::envelope;
+    } else if (header_name_len(line) > 0) {
+      info_.format = DropFormat::rfc5322;
+      state_ = State::headers;
+    } else {
+      return fail("neither an envelope (MAIL FROM:) nor an RFC 5322 header on line 1");
+    }
+  }
+  if (state_ == State::envelope) return on_envelope_line(line, end_offset);
+  return on_header_line(line, end_offset);
+}
+
+Result<void> DropParser::on_envelope_line(std::string_view line, uint64_t end_offset) {
+  if (line.find('\r') != std::string_view::npos)
+    return fail(fmt::format("bare CR on envelope line {}", line_no_));
+  if (line.empty()) {
+    if (info_.recipients.empty()) return fail("envelope has no RCPT TO line");
+    info_.body_offset = end_offset;
+    state_ = State::headers;
+    return {};
+  }
+  if (starts_with_ci(line, "MAIL FROM:")) {
+    if (saw_mail_from_) return fail(fmt::format("second MAIL FROM on line {}", line_no_));
+    saw_mail_from_ = true;
+    auto addr = bracketed_path(line.substr(10));
+    if (!addr) return fail(fmt::format("line {}: MAIL FROM: {}", line_no_, addr.error().message));
+    info_.sender = std::move(*addr);
+    return {};
+  }
+  if (starts_with_ci(line, "RCPT TO:")) {
+    auto addr = bracketed_path(line.substr(8));
+    if (!addr) return fail(fmt::format("line {}: RCPT TO: {}", line_no_, addr.error().message));
+    if (addr->empty()) return fail(fmt::format("line {}: RCPT TO:<> is not a recipient", line_no_));
+    return add_recipient(std::move(*addr));
+  }
+  return fail(fmt::format("line {}: expected RCPT TO or an empty line in the envelope", line_no_));
+}
+
+Result<void> DropParser::on_header_line(std::string_view line, uint64_t end_offset) {
+  if (line.empty()) {
+    if (auto r = end_field(); !r) return r;
+    state_ = State::body;
+    return {};
+  }
+  if (line[0] == ' ' || line[0] == '\t') {  // folded continuation of the current field
+    if (field_name_.empty())
+      return fail(fmt::format("line {}: continuation line before any header", line_no_));
+    if (keep_field_) {
+      if (field_.size() + line.size() > limits_.max_field)
+        return fail(fmt::format("{}: header longer than {} bytes", field_name_, limits_.max_field));
+      field_.append(line);
+    }
+    if (!info_.eight_bit && has_8bit(line)) info_.eight_bit = true;
+    return {};
+  }
+  if (auto r = end_field(); !r) return r;
+  size_t name_len = header_name_len(line);
+  if (name_len == 0) {
+    // Not a header: like Postfix, the header section ends and this line starts the body.
+    state_ = State::body;
+    if (!info_.eight_bit && has_8bit(line)) info_.eight_bit = true;
+    (void)end_offset;
+    return {};
+  }
+  if (!info_.eight_bit && has_8bit(line)) info_.eight_bit = true;
+  field_name_ = lower(line.substr(0, name_len));
+  static constexpr std::array<std::string_view, 5> address_fields = {"sender", "from", "to", "cc", "bcc"};
+  keep_field_ = info_.format == DropFormat::rfc5322 &&
+                std::find(address_fields.begin(), address_fields.end(), field_name_) != address_fields.end();
+  field_.assign(keep_field_ ? line.substr(name_len + 1) : std::string_view());
+  if (field_name_ == "date") info_.missing_date = false;
+  if (field_name_ == "message-id") info_.missing_message_id = false;
+  if (field_name_ == "bcc") info_.has_bcc = true;
+  return {};
+}
+
+Result<void> DropParser::end_field() {
+  if (!keep_field_) {
+    field_name_.clear();
+    return {};
+  }
+  keep_field_ = false;
+  std::string name = std::move(field_name_);
+  field_name_.clear();
+  auto addrs = parse_address_list(field_);
+  if (!addrs) return fail(fmt::format("{}: {}", name, addrs.error().message));
+  if (name == "sender" || name == "from") {
+    if (name == "sender" && addrs->size() > 1) return fail("Sender: must name exactly one mailbox");
+    if (addrs->empty()) return {};
+    if (name == "sender" && !have_sender_hdr_) {
+      have_sender_hdr_ = true;
+      info_.sender = addrs->front();
+    } else if (name == "from" && !have_from_) {
+      have_from_ = true;
+      from_addr_ = addrs->front();
+    }
+    return {};
+  }
+  for (auto& a : *addrs) {
+    if (a.empty()) continue;  // "<>" names nobody
+    if (auto r = add_recipient(std::move(a)); !r) return r;
+  }
+  return {};
+}
+
+Result<void> DropParser::add_recipient(std::string addr) {
+  if (std::find(info_.recipients.begin(), info_.recipients.end(), addr) != info_.recipients.end()) return {};
+  if (info_.recipients.size() >= limits_.max_recipients)
+    return fail(fmt::format("more than {} recipients", limits_.max_recipients));
+  info_.recipients.push_back(std::move(addr));
+  return {};
+}
+
+Result<DropInfo> DropParser::finish() {
+  if (state_ != State::failed && state_ != State::body && !line_.empty()) {
+    // A last line without a newline.
+    std::string line = std::move(line_);
+    line_.clear();
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    ++line_no_;
+    (void)on_line(line, offset_);
+  }
+  if (state_ == State::failed) return make_error(error_);
+  if (state_ == State::start) return make_error("empty file");
+  if (state_ == State::envelope) return make_error("envelope not followed by an empty line and a message");
+  if (auto r = end_field(); !r) return r.error();
+  if (info_.format == DropFormat::rfc5322) {
+    if (!have_sender_hdr_) {
+      if (!have_from_) return make_error("no Sender: or From: address");
+      info_.sender = from_addr_;
+    }
+  }
+  if (info_.recipients.empty()) return make_error("no recipients");
+  info_.size = offset_;
+  return info_;
+}
+
+Result<DropInfo> parse_drop(std::string_view bytes, DropLimits limits) {
+  DropParser p(limits);
+  if (auto r = p.feed(bytes); !r) return r.error();
+  return p.finish();
+}
+
+Result<DropInfo> parse_drop_fd(int fd, DropLimits limits) {
+  DropParser p(limits);
+  std::array<char, 64 * 1024> buf;
+  for (;;) {
+    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return make_error(fmt::format("read: {}", std::strerror(errno)), errno);
+    }
+    if (n == 0) break;
+    if (auto r = p.feed(std::string_view(buf.data(), static_cast<size_t>(n))); !r) return r.error();
+  }
+  return p.finish();
+}
+
+}  // namespace spoold::spool

@@ -1,0 +1,89 @@
+// spool/drop.h — the drop-file parser: what a file in incoming/ says about its envelope.
+// Rule: streaming. Only the envelope lines and the address-bearing header fields are kept in
+// memory (each bounded by DropLimits); the body is scanned once for 8-bit bytes and never copied.
+// The bytes are not changed: line endings are fixed by the SMTP encoder on the wire.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+
+namespace spoold::spool {
+
+enum class DropFormat {
+  envelope_first,  // "MAIL FROM:<a>", "RCPT TO:<b>"…, empty line, then the RFC 5322 message
+  rfc5322,         // bare message; envelope from Sender/From and To/Cc/Bcc like `sendmail -t`
+};
+std::string_view to_string(DropFormat f);
+
+struct DropInfo {
+  DropFormat format = DropFormat::rfc5322;
+  std::string sender;                   // "" is the null sender <>
+  std::vector<std::string> recipients;  // RFC 5321 mailboxes, duplicates removed, in order
+  uint64_t body_offset = 0;             // where the RFC 5322 message starts in the file
+  uint64_t size = 0;                    // bytes in the whole file
+  bool missing_date = true;             // no Date: header — add one at send time
+  bool missing_message_id = true;       // no Message-ID: header — add one at send time
+  bool eight_bit = false;               // a byte >= 0x80 somewhere in the message
+  bool has_bcc = false;                 // a Bcc: header is present — never transmit it
+  bool crlf = false;                    // some line ended in CRLF
+  bool bare_lf = false;                 // some line ended in a bare LF
+  uint64_t message_size() const { return size - body_offset; }
+};
+
+struct DropLimits {
+  size_t max_line = 64 * 1024;            // one physical line of the envelope or header section
+  size_t max_field = 256 * 1024;          // one unfolded address header (long To: lists)
+  size_t max_header_bytes = 1024 * 1024;  // the whole envelope + header section
+  size_t max_recipients = 10000;
+};
+
+// Feed the file in chunks of any size, then finish(). After an error every call returns it again.
+class DropParser {
+ public:
+  explicit DropParser(DropLimits limits = {}) : limits_(limits) {}
+  Result<void> feed(std::string_view chunk);
+  Result<DropInfo> finish();
+
+ private:
+  enum class State { start, envelope, headers, body, failed };
+  Result<void> fail(std::string message);
+  Result<void> on_line(std::string_view line, uint64_t end_offset);
+  Result<void> on_envelope_line(std::string_view line, uint64_t end_offset);
+  Result<void> on_header_line(std::string_view line, uint64_t end_offset);
+  Result<void> end_field();
+  Result<void> add_recipient(std::string addr);
+  void scan_body(std::string_view bytes);
+
+  DropLimits limits_;
+  State state_ = State::start;
+  DropInfo info_;
+  std::string error_;
+  std::string line_;        // the current, incomplete physical line (header section only)
+  std::string field_name_;  // lower-case name of the header field being unfolded
+  std::string field_;       // its unfolded value, kept only for address fields
+  bool keep_field_ = false;
+  bool have_sender_hdr_ = false, have_from_ = false, saw_mail_from_ = false;
+  std::string from_addr_;
+  uint64_t offset_ = 0;  // bytes consumed so far
+  uint64_t header_bytes_ = 0;
+  size_t line_no_ = 0;
+};
+
+Result<DropInfo> parse_drop(std::string_view bytes, DropLimits limits = {});
+// Reads fd from its current position to EOF in fixed-size chunks.
+Result<DropInfo> parse_drop_fd(int fd, DropLimits limits = {});
+
+// RFC 5321 §4.1.2 Mailbox (Local-part "@" Domain), ASCII only, with its length limits.
+bool valid_mailbox(std::string_view addr);
+
+// One mailbox or group from an RFC 5322 address-list header value (already unfolded), with
+// comments, display names, quoted local parts, obsolete routes and groups handled.
+// Returns the addr-specs in canonical form; "<>" yields an empty string.
+Result<std::vector<std::string>> parse_address_list(std::string_view value);
+
+}  // namespace spoold::spool

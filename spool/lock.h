@@ -1,0 +1,69 @@
+// spool/lock.h — NFS-safe exclusive locks on spool entries (DESIGN.md guarantee 3).
+// Rule: a lock is ours only if link() of our unique file made its link count 2 — link()'s return
+// value is not trusted (NFS may retransmit). A lock is broken only when its owner is provably dead
+// (same instance and boot id, pid gone) or it was not refreshed for stale_after by the FILE
+// SYSTEM's clock; the breaker renames it aside and checks the inode, so two breakers never both win.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "common/result.h"
+
+namespace spoold::spool {
+
+struct LockOptions {
+  std::string instance;                   // who we are; written into the lock file
+  std::chrono::seconds stale_after{600};  // lock_stale_after
+};
+
+// What a lock file says about its holder: "<instance> <pid> <boot-id> <unix-time> <token>\n".
+// The token makes every lock's contents unique, so a lock is recognised by inode AND contents:
+// inode numbers are reused at once on many file systems and alone prove nothing.
+struct LockOwner {
+  std::string instance;
+  long pid = 0;
+  std::string boot_id;
+  int64_t time = 0;
+  std::string token;
+};
+
+class Lock {
+ public:
+  // nullopt when someone else holds a lock that is not stale; an Error on I/O trouble.
+  static Result<std::optional<Lock>> try_acquire(const std::string& path, const LockOptions& opts);
+
+  ~Lock();  // releases
+  Lock(Lock&& o) noexcept;
+  Lock& operator=(Lock&& o) noexcept;
+  Lock(const Lock&) = delete;
+  Lock& operator=(const Lock&) = delete;
+
+  // Touch the lock so it does not go stale; an error if it is no longer ours (it was broken).
+  Result<void> refresh();
+  // Remove the lock if it is still ours; an error says it was taken over meanwhile.
+  Result<void> release();
+  // Still ours on disk (same inode at the lock path)?
+  bool still_held() const;
+  bool held() const { return held_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  Lock(std::string path, dev_t dev, ino_t ino, std::string content)
+      : path_(std::move(path)), content_(std::move(content)), dev_(dev), ino_(ino), held_(true) {}
+  std::string path_;
+  std::string content_;  // what we wrote; part of the lock's identity
+  dev_t dev_ = 0;
+  ino_t ino_ = 0;
+  bool held_ = false;
+};
+
+Result<LockOwner> read_lock_owner(const std::string& path);
+// This machine's boot id (/proc/sys/kernel/random/boot_id), read once.
+const std::string& boot_id();
+
+}  // namespace spoold::spool

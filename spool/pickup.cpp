@@ -1,0 +1,164 @@
+// spool/pickup.cpp — turning a drop file into a queue entry, and enqueueing a message from memory.
+// Rule (the order of durable steps, each a crash point):
+//   lock ID → rename incoming/NAME → data/ID.new (the claim) → write queue/0/<t>-ID
+//   → rename data/ID.new → data/ID → unlock.
+// Before the entry exists, recover() moves data/ID.new back to incoming/; after, it completes the
+// last rename. So a crash leaves the drop or one entry, never both, never neither. The body is
+// never copied: the drop file itself becomes data/ID.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "spool/crashpoint.h"
+#include "spool/spool.h"
+
+namespace spoold::spool {
+
+namespace {
+
+bool ignored_name(std::string_view name) {
+  return name.empty() || name[0] == '.' || name.find('/') != name.npos || name.find(".lock") != name.npos;
+}
+
+std::string file_kind(mode_t m) {
+  if (S_ISFIFO(m)) return "a FIFO";
+  if (S_ISDIR(m)) return "a directory";
+  if (S_ISSOCK(m)) return "a socket";
+  if (S_ISCHR(m) || S_ISBLK(m)) return "a device";
+  return "not a regular file";
+}
+
+// Slack over max_message_size for the envelope lines before the message; checked before parsing
+// so a huge file is refused without reading it. The exact limit applies to the message itself.
+PickupResult outcome_only(PickupOutcome o, std::string reason = "") {
+  PickupResult r;
+  r.outcome = o;
+  r.reason = std::move(reason);
+  return r;
+}
+
+constexpr uint64_t kEnvelopeSlack = 1024 * 1024;
+
+Entry entry_from(const DropInfo& info, std::string id) {
+  Entry e;
+  e.arrived = id_time(id);
+  e.id = std::move(id);
+  e.sender = info.sender;
+  for (const auto& r : info.recipients) e.recipients.push_back(Recipient{r, RcptState::pending, 0, ""});
+  e.body_offset = info.body_offset;
+  e.body_size = info.message_size();
+  e.flags.missing_date = info.missing_date;
+  e.flags.missing_message_id = info.missing_message_id;
+  e.flags.eight_bit = info.eight_bit;
+  e.flags.has_bcc = info.has_bcc;
+  return e;
+}
+
+}  // namespace
+
+Result<void> Spool::write_entry(const std::string& path, const Entry& e) const {
+  return atomic_write(opts_.dir + "/tmp", path, {format_entry(e)});
+}
+
+Result<PickupResult> Spool::pickup(std::string_view name) {
+  if (ignored_name(name)) return outcome_only(PickupOutcome::ignored);
+  std::string id = new_id();
+  auto lock = try_lock(id);
+  if (!lock) return lock.error();
+  if (!*lock) return make_error("fresh queue id " + id + " is already locked");
+  crashpoint("pickup.after_lock");
+  std::string claimed = body_path(id) + ".new";
+  std::string from = opts_.dir + "/incoming/" + std::string(name);
+  if (::rename(from.c_str(), claimed.c_str()) != 0) {
+    if (errno == ENOENT) return outcome_only(PickupOutcome::gone);  // another daemon claimed it
+    return sys_error("claim", from);
+  }
+  if (auto r = fsync_dir(opts_.dir + "/data"); !r) return r.error();
+  if (auto r = fsync_dir(opts_.dir + "/incoming"); !r) return r.error();
+  crashpoint("pickup.after_claim");
+  return finish_pickup(claimed, name, std::move(id), **lock);
+}
+
+Result<PickupResult> Spool::finish_pickup(const std::string& claimed, std::string_view name, std::string id,
+                                          Lock& lock) {
+  Fd fd(::open(claimed.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  if (!fd.valid()) {
+    if (errno == ELOOP) return to_bad(claimed, name, "symbolic link refused");
+    return to_bad(claimed, name, fmt::format("cannot open: {}", std::strerror(errno)));
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return sys_error("fstat", claimed);
+  if (!S_ISREG(st.st_mode)) return to_bad(claimed, name, file_kind(st.st_mode) + " refused");
+  if (st.st_nlink != 1)
+    return to_bad(claimed, name, fmt::format("file has {} hard links (refused)", st.st_nlink));
+  if (static_cast<long>(st.st_uid) != opts_.drop_uid)
+    return to_bad(claimed, name,
+                  fmt::format("file owned by uid {}, not {} (refused)", st.st_uid, opts_.drop_uid));
+  if (static_cast<uint64_t>(st.st_size) > opts_.max_message_size + kEnvelopeSlack)
+    return to_bad(
+        claimed, name,
+        fmt::format("file of {} bytes exceeds max_message_size {}", st.st_size, opts_.max_message_size));
+  auto info = parse_drop_fd(fd.get());
+  if (!info) return to_bad(claimed, name, info.error().message);
+  if (info->message_size() > opts_.max_message_size)
+    return to_bad(claimed, name,
+                  fmt::format("message of {} bytes exceeds max_message_size {}", info->message_size(),
+                              opts_.max_message_size));
+  fd.reset();
+  Entry e = entry_from(*info, id);
+  EntryRef ref{Place::queue, 0, e.arrived, id};
+  if (auto r = write_entry(entry_path(ref), e); !r) return r.error();
+  crashpoint("pickup.after_entry");
+  if (auto r = durable_rename(claimed, body_path(id)); !r) return r.error();
+  crashpoint("pickup.after_body");
+  if (auto r = lock.release(); !r) return r.error();
+  return PickupResult{PickupOutcome::queued, std::move(id),        "",
+                      info->sender,          info->message_size(), info->recipients.size()};
+}
+
+// bad/NAME.reason is written before bad/NAME appears, so a file in bad/ always has its reason.
+Result<PickupResult> Spool::to_bad(const std::string& from, std::string_view name, std::string reason) {
+  std::string target = opts_.dir + "/bad/" + std::string(name);
+  if (path_exists(target) || path_exists(target + ".reason"))
+    target = fmt::format("{}/bad/{}.{}", opts_.dir, name, unique_suffix());
+  if (auto r = atomic_write(opts_.dir + "/tmp", target + ".reason", {reason, "\n"}); !r) return r.error();
+  if (auto r = durable_rename(from, target); !r) return r.error();
+  return outcome_only(PickupOutcome::bad, std::move(reason));
+}
+
+Result<std::string> Spool::enqueue(const NewMessage& msg) {
+  if (!msg.sender.empty() && !valid_mailbox(msg.sender))
+    return make_error("invalid sender <" + msg.sender + ">");
+  if (msg.recipients.empty()) return make_error("no recipients");
+  // The body file is an envelope-first drop file, so recover() can hand it back to incoming/.
+  std::string head = "MAIL FROM:<" + msg.sender + ">\n";
+  for (const auto& r : msg.recipients) {
+    if (!valid_mailbox(r)) return make_error("invalid recipient <" + r + ">");
+    head += "RCPT TO:<" + r + ">\n";
+  }
+  head += "\n";
+  DropParser parser;
+  (void)parser.feed(head);
+  (void)parser.feed(msg.message);
+  auto info = parser.finish();
+  if (!info) return make_error("message not queueable: " + info.error().message);
+  std::string id = new_id();
+  auto lock = try_lock(id);
+  if (!lock) return lock.error();
+  if (!*lock) return make_error("fresh queue id " + id + " is already locked");
+  std::string body = body_path(id);
+  if (auto r = atomic_write(opts_.dir + "/tmp", body + ".new", {head, msg.message}); !r) return r.error();
+  crashpoint("enqueue.after_body");
+  Entry e = entry_from(*info, id);
+  if (auto r = write_entry(entry_path(EntryRef{Place::queue, 0, e.arrived, id}), e); !r) return r.error();
+  crashpoint("enqueue.after_entry");
+  if (auto r = durable_rename(body + ".new", body); !r) return r.error();
+  if (auto r = (*lock)->release(); !r) return r.error();
+  return id;
+}
+
+}  // namespace spoold::spool

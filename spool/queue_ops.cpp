@@ -1,0 +1,74 @@
+// spool/queue_ops.cpp — what happens to an entry once it is queued: claim (lock + read), move
+// between tiers / hold / failed, removal, and access to its body.
+// Rule: all of these need the entry's Lock; a move first rewrites the envelope in place
+// (atomic_write) and then renames it, so a crash between leaves one valid envelope — at worst in
+// its old place with new contents, which only means an early retry (at-least-once).
+// Removal renames the envelope to data/ID.done first, so recover() can finish it.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include "spool/crashpoint.h"
+#include "spool/spool.h"
+
+namespace spoold::spool {
+
+Result<std::optional<Claimed>> Spool::claim(const EntryRef& ref) {
+  auto lock = try_lock(ref.id);
+  if (!lock) return lock.error();
+  if (!*lock) return std::optional<Claimed>();
+  if (!path_exists(entry_path(ref))) return std::optional<Claimed>();  // moved or removed meanwhile
+  auto e = read(ref);
+  if (!e) return e.error();
+  // An entry whose pickup was interrupted after the envelope was written: finish it now.
+  std::string body = body_path(ref.id);
+  if (!path_exists(body) && path_exists(body + ".new")) {
+    if (auto r = durable_rename(body + ".new", body); !r) return r.error();
+  }
+  return std::optional<Claimed>(Claimed{std::move(**lock), ref, std::move(*e)});
+}
+
+Result<void> Spool::move(Claimed& c, Place place, int tier, int64_t when) {
+  if (!c.lock.still_held()) return make_error("lock for " + c.ref.id + " is no longer held");
+  if (place == Place::queue && (tier < 0 || tier >= tiers()))
+    return make_error(fmt::format("tier {} out of range 0..{}", tier, tiers() - 1));
+  if (place != Place::queue) tier = 0;
+  std::string from = entry_path(c.ref);
+  if (auto r = write_entry(from, c.entry); !r) return r;
+  crashpoint("move.after_write");
+  EntryRef to{place, tier, when, c.ref.id};
+  std::string target = entry_path(to);
+  if (target != from) {
+    if (auto r = durable_rename(from, target); !r) return r;
+  }
+  crashpoint("move.after_rename");
+  c.ref = std::move(to);
+  return {};
+}
+
+Result<void> Spool::fail(Claimed& c, std::string reason, int64_t now) {
+  c.entry.reason = std::move(reason);
+  return move(c, Place::failed, 0, now);
+}
+
+Result<void> Spool::remove(Claimed& c) {
+  if (!c.lock.still_held()) return make_error("lock for " + c.ref.id + " is no longer held");
+  std::string body = body_path(c.ref.id);
+  if (auto r = durable_rename(entry_path(c.ref), body + ".done"); !r) return r;
+  crashpoint("remove.after_envelope");
+  if (::unlink(body.c_str()) != 0 && errno != ENOENT) return sys_error("unlink", body);
+  crashpoint("remove.after_body");
+  if (::unlink((body + ".done").c_str()) != 0 && errno != ENOENT) return sys_error("unlink", body + ".done");
+  if (auto r = fsync_dir(opts_.dir + "/data"); !r) return r;
+  return c.lock.release();
+}
+
+Result<Body> Spool::open_body(const Entry& e) const {
+  std::string path = body_path(e.id);
+  Fd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd.valid()) return sys_error("open body", path);
+  return Body{std::move(fd), e.body_offset, e.body_size};
+}
+
+}  // namespace spoold::spool

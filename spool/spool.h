@@ -1,0 +1,198 @@
+// spool/spool.h — the on-disk queue: layout, pickup of drop files, queue entries, tier moves,
+// locks, scans. The daemon calls it from the libuv thread pool; it never touches an event loop.
+// Rule: every change is made of durable steps (atomic_write / rename + fsync(dir)) ordered so a
+// crash between any two leaves either the drop file or exactly one entry; recover() finishes or
+// undoes the interrupted step. An entry is changed only while its Lock is held (Claimed).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+#include "spool/atomic_write.h"
+#include "spool/drop.h"
+#include "spool/entry.h"
+#include "spool/fs_util.h"
+#include "spool/lock.h"
+
+namespace spoold::spool {
+
+inline constexpr int kSpoolVersion = 1;  // the VERSION file says "spoold-spool 1"
+
+struct Options {
+  std::string dir;                                // spool_dir
+  std::vector<std::chrono::seconds> tier_delays;  // one per tier; tier_delays.size() = number of tiers
+  uint64_t max_message_size = 50ull * 1024 * 1024;
+  std::chrono::seconds lock_stale_after{600};
+  std::string instance;  // written into lock files; "" = hostname
+  std::string hostname;  // part of the queue-id host hash
+  long owner_uid = -1;   // the uid the spool must belong to; -1 = geteuid()
+  long drop_uid = -1;    // the uid drop files must belong to; -1 = owner_uid
+};
+
+// Where an entry's envelope lives. queue: queue/<tier>/; hold: hold/; failed: failed/.
+enum class Place { queue, hold, failed };
+std::string_view to_string(Place p);
+
+// An entry as seen in a directory listing: "<when>-<id>" where `when` is the due time (queue),
+// the time it was held (hold) or the time it failed (failed), in unix seconds.
+struct EntryRef {
+  Place place = Place::queue;
+  int tier = 0;  // meaningful for Place::queue
+  int64_t when = 0;
+  std::string id;
+  std::string file_name() const;  // "<when>-<id>", when zero-padded to 10 digits
+};
+
+// Parses "<digits>-<id>"; nullopt for anything else (locks, dot-files, foreign names).
+std::optional<EntryRef> parse_entry_name(std::string_view name, Place place, int tier);
+// The arrival time (unix seconds) encoded at the front of a queue id; -1 if not an id.
+int64_t id_time(std::string_view id);
+
+// An entry we hold the lock for. Destroying it releases the lock.
+struct Claimed {
+  Lock lock;
+  EntryRef ref;
+  Entry entry;
+};
+
+// A new message given in memory (bounces, DSNs, `sendmail` fallback).
+struct NewMessage {
+  std::string sender;  // "" = null sender
+  std::vector<std::string> recipients;
+  std::string_view message;  // the RFC 5322 message
+};
+
+enum class PickupOutcome { queued, bad, gone, ignored };
+std::string_view to_string(PickupOutcome o);
+
+struct PickupResult {
+  PickupOutcome outcome = PickupOutcome::gone;
+  std::string id;      // queued
+  std::string reason;  // bad (also written to bad/NAME.reason)
+  std::string sender;  // queued: for "QID: from=<sender>, size=BYTES, nrcpt=N"
+  uint64_t size = 0;
+  size_t nrcpt = 0;
+};
+
+struct RecoverReport {
+  size_t pickups_completed = 0;  // entry was written: the body was moved into place
+  size_t drops_restored = 0;     // no entry yet: the claimed drop went back to incoming/
+  size_t removals_completed = 0;
+  size_t temp_files_removed = 0;
+  size_t dead_locks_removed = 0;  // locks left by a dead process (or older than lock_stale_after)
+  size_t busy = 0;                // left alone because another live process holds the lock
+};
+
+struct PlaceStats {
+  size_t count = 0;
+  int64_t oldest_arrival = 0;  // from the queue ids; 0 when empty
+};
+
+struct SpoolStats {
+  std::vector<PlaceStats> tiers;
+  PlaceStats hold, failed;
+  size_t incoming = 0, bad = 0;
+};
+
+// The message bytes of an entry: read `size` bytes starting at `offset` of fd.
+struct Body {
+  Fd fd;
+  uint64_t offset = 0;
+  uint64_t size = 0;
+};
+
+// Streams one directory of entries, yielding those with when <= cutoff, at most `max` per batch.
+class Scan {
+ public:
+  Result<std::vector<EntryRef>> next(size_t max);
+  bool done() const { return done_; }
+
+ private:
+  friend class Spool;
+  Scan(DirReader dir, Place place, int tier, int64_t cutoff)
+      : dir_(std::move(dir)), place_(place), tier_(tier), cutoff_(cutoff) {}
+  DirReader dir_;
+  Place place_;
+  int tier_;
+  int64_t cutoff_;
+  bool done_ = false;
+};
+
+class Spool {
+ public:
+  // Creates the layout if missing (0700), checks owner and VERSION. Refuses a spool owned by
+  // another uid or written by a newer, unknown format.
+  static Result<Spool> open(Options opts);
+
+  const Options& options() const { return opts_; }
+  int tiers() const { return static_cast<int>(opts_.tier_delays.size()); }
+  const std::string& dir() const { return opts_.dir; }
+  // When an entry whose last attempt was at `last_attempt` is next due in `tier`.
+  int64_t due_after(int tier, int64_t last_attempt) const;
+
+  // Run once at start (and safe to run any time): finish or undo steps a crash interrupted.
+  Result<RecoverReport> recover();
+
+  // Up to `max` names in incoming/ that pickup() would look at (dot-files and locks skipped).
+  Result<std::vector<std::string>> list_incoming(size_t max) const;
+  // Claims incoming/NAME, parses it and creates its entry in queue/0 (due at once).
+  Result<PickupResult> pickup(std::string_view name);
+  // Durably queues a message given in memory into queue/0; returns its id.
+  Result<std::string> enqueue(const NewMessage& msg);
+
+  // Entries in queue/<tier> (or hold/, failed/) with when <= cutoff, streamed.
+  Result<Scan> scan(Place place, int tier, int64_t cutoff) const;
+  // Locks the entry and reads it; nullopt if another process holds it or it has moved/gone.
+  Result<std::optional<Claimed>> claim(const EntryRef& ref);
+  // Finds an entry by id in any place (a directory walk; for operator commands, not hot paths).
+  Result<std::optional<EntryRef>> find(std::string_view id) const;
+  // Reads an entry without locking (status, show).
+  Result<Entry> read(const EntryRef& ref) const;
+
+  // Writes c.entry and moves it to place/tier with the given `when` (due/held/failed time).
+  Result<void> move(Claimed& c, Place place, int tier, int64_t when);
+  // Shorthands: keep the place, reschedule; next tier; hold/release; fail.
+  Result<void> reschedule(Claimed& c, int tier, int64_t due) { return move(c, Place::queue, tier, due); }
+  Result<void> hold(Claimed& c, int64_t now) { return move(c, Place::hold, 0, now); }
+  Result<void> release_to_queue(Claimed& c, int64_t now) { return move(c, Place::queue, 0, now); }
+  Result<void> fail(Claimed& c, std::string reason, int64_t now);
+  // Removes envelope and body (delivered, or failed/ past retention); releases the lock.
+  Result<void> remove(Claimed& c);
+
+  Result<Body> open_body(const Entry& e) const;
+  Result<SpoolStats> stats() const;
+  // The file system's clock as seen from this spool (for lock and retention decisions).
+  Result<int64_t> fs_time() const;
+
+  // Paths (for the daemon's logs and spoolctl).
+  std::string place_dir(Place place, int tier) const;
+  std::string entry_path(const EntryRef& ref) const;
+  std::string body_path(std::string_view id) const;
+  std::string lock_path(std::string_view id) const;
+  std::string new_id() const;
+
+ private:
+  explicit Spool(Options opts);
+  Result<void> create_layout();
+  Result<void> check_version();
+  Result<std::optional<Lock>> try_lock(std::string_view id) const;
+  Result<PickupResult> to_bad(const std::string& from, std::string_view name, std::string reason);
+  Result<PickupResult> finish_pickup(const std::string& claimed, std::string_view name, std::string id,
+                                     Lock& lock);
+  Result<void> write_entry(const std::string& path, const Entry& e) const;
+  Result<bool> recover_new(std::string_view id, RecoverReport& rep);
+  Result<bool> recover_done(std::string_view id, RecoverReport& rep);
+  Result<bool> recover_lock(std::string_view id, RecoverReport& rep);
+  Result<void> clean_stale_temps(const std::string& dir, bool lock_temps_only, RecoverReport& rep);
+
+  Options opts_;
+  std::string host_hash_;  // 6 hex digits of hash(instance/hostname)
+};
+
+}  // namespace spoold::spool

@@ -1,0 +1,250 @@
+// tests/spool/lock_test.cpp — NFS-safe locks with real processes: many forked holders hammering
+// one lock must never overlap, and two processes breaking one stale lock at once must produce
+// exactly one winner — for a provably dead owner and for a lock aged by the file system's clock.
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "spool/fs_util.h"
+#include "spool/lock.h"
+#include "tests/support/fixtures.h"
+
+using namespace spoold::spool;
+using namespace std::chrono_literals;
+using spoold::test::read_file;
+using spoold::test::TempDir;
+using spoold::test::write_file;
+
+namespace {
+
+LockOptions opts(const std::string& instance = "inst-a", std::chrono::seconds stale = 600s) {
+  return LockOptions{instance, stale};
+}
+
+std::optional<Lock> acquire(const std::string& path, const LockOptions& o) {
+  auto r = Lock::try_acquire(path, o);
+  if (!r.ok()) FAIL(r.error().message);
+  return std::move(*r);
+}
+
+// Forks `n` children running fn(i) → exit code; returns the exit codes (-1 for a signal).
+std::vector<int> run_children(int n, const std::function<int(int)>& fn) {
+  std::vector<pid_t> pids;
+  for (int i = 0; i < n; ++i) {
+    pid_t pid = ::fork();
+    if (pid == 0) ::_exit(fn(i));
+    pids.push_back(pid);
+  }
+  std::vector<int> codes;
+  for (pid_t pid : pids) {
+    int st = 0;
+    ::waitpid(pid, &st, 0);
+    codes.push_back(WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+  }
+  return codes;
+}
+
+long dead_pid() {
+  pid_t pid = ::fork();
+  if (pid == 0) ::_exit(0);
+  ::waitpid(pid, nullptr, 0);
+  return pid;
+}
+
+size_t count_lines(const std::string& text, const std::string& prefix) {
+  size_t n = 0, pos = 0;
+  while ((pos = text.find(prefix, pos)) != std::string::npos) {
+    ++n;
+    pos += prefix.size();
+  }
+  return n;
+}
+
+// A gate children wait on so they start breaking at the same moment.
+struct Gate {
+  int fds[2];
+  Gate() { REQUIRE(::pipe(fds) == 0); }
+  ~Gate() {
+    ::close(fds[0]);
+    if (fds[1] >= 0) ::close(fds[1]);
+  }
+  void wait_in_child() {
+    ::close(fds[1]);
+    char c;
+    (void)::read(fds[0], &c, 1);  // returns at EOF, when the parent closes its end
+  }
+  void open_gate() {
+    ::close(fds[1]);
+    fds[1] = -1;
+  }
+};
+
+// Two processes try once at the same moment; each winner appends "W" and holds the lock a while.
+size_t winners_of_race(const std::string& lock, const std::string& log, const LockOptions& o) {
+  Gate gate;
+  std::vector<pid_t> pids;
+  for (int i = 0; i < 2; ++i) {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      gate.wait_in_child();
+      auto r = Lock::try_acquire(lock, o);
+      if (!r.ok()) ::_exit(2);
+      if (r->has_value()) {
+        int fd = ::open(log.c_str(), O_WRONLY | O_APPEND | O_CREAT, 0600);
+        (void)::write(fd, "W\n", 2);
+        ::close(fd);
+        std::this_thread::sleep_for(400ms);  // hold it while the other one is still trying
+      }
+      ::_exit(0);
+    }
+    pids.push_back(pid);
+  }
+  std::this_thread::sleep_for(50ms);
+  gate.open_gate();
+  for (pid_t pid : pids) {
+    int st = 0;
+    ::waitpid(pid, &st, 0);
+    CHECK((WIFEXITED(st) && WEXITSTATUS(st) == 0));
+  }
+  return count_lines(read_file(log), "W\n");
+}
+
+}  // namespace
+
+TEST_CASE("a lock is exclusive, names its owner and is released", "[lock]") {
+  TempDir dir;
+  std::string path = dir / "E1.lock";
+  {
+    auto a = acquire(path, opts());
+    REQUIRE(a.has_value());
+    auto owner = read_lock_owner(path);
+    REQUIRE(owner.ok());
+    CHECK(owner->instance == "inst-a");
+    CHECK(owner->pid == ::getpid());
+    CHECK(owner->boot_id == boot_id());
+    CHECK(std::abs(owner->time - static_cast<int64_t>(::time(nullptr))) <= 2);
+    CHECK_FALSE(acquire(path, opts()).has_value());
+    CHECK_FALSE(acquire(path, opts("inst-b")).has_value());
+    CHECK(a->still_held());
+  }
+  CHECK_FALSE(spoold::spool::path_exists(path));
+  auto again = acquire(path, opts());
+  CHECK(again.has_value());
+  // Only the lock itself is left in the directory: the link temp file is gone.
+  CHECK(spoold::test::list_dir(dir.path()).size() <= 3);
+}
+
+TEST_CASE("refresh touches the lock; a lock taken over is not released by its old holder", "[lock]") {
+  TempDir dir;
+  std::string path = dir / "E2.lock";
+  auto a = acquire(path, opts());
+  REQUIRE(a.has_value());
+  struct timespec old[2] = {{::time(nullptr) - 100, 0}, {::time(nullptr) - 100, 0}};
+  REQUIRE(::utimensat(AT_FDCWD, path.c_str(), old, 0) == 0);
+  REQUIRE(a->refresh().ok());
+  struct stat st {};
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  CHECK(std::abs(st.st_mtim.tv_sec - ::time(nullptr)) <= 2);
+  // Someone breaks it (as if it went stale) and takes it.
+  REQUIRE(::rename(path.c_str(), (path + ".aside").c_str()) == 0);
+  auto b = acquire(path, opts("inst-b"));
+  REQUIRE(b.has_value());
+  CHECK_FALSE(a->still_held());
+  CHECK_FALSE(a->refresh().ok());
+  CHECK_FALSE(a->release().ok());
+  CHECK(b->still_held());  // a's release did not remove b's lock
+  auto owner = read_lock_owner(path);
+  REQUIRE(owner.ok());
+  CHECK(owner->instance == "inst-b");
+}
+
+TEST_CASE("a live lock is never broken", "[lock]") {
+  TempDir dir;
+  std::string path = dir / "E3.lock";
+  // Another host, fresh: not stale.
+  write_file(path, fmt::format("other-host 12345 some-boot {}\n", ::time(nullptr)));
+  CHECK_FALSE(acquire(path, opts()).has_value());
+  // Same host and boot, owner alive (our parent process).
+  write_file(path, fmt::format("inst-a {} {} {}\n", ::getppid(), boot_id(), ::time(nullptr)));
+  CHECK_FALSE(acquire(path, opts()).has_value());
+  // Same instance but another boot: not provably dead (could be a misconfigured twin).
+  write_file(path, fmt::format("inst-a {} other-boot {}\n", dead_pid(), ::time(nullptr)));
+  CHECK_FALSE(acquire(path, opts()).has_value());
+  // Unreadable contents: judged by age only, and it is fresh.
+  write_file(path, "garbage");
+  CHECK_FALSE(acquire(path, opts()).has_value());
+  CHECK(read_file(path) == "garbage");
+}
+
+TEST_CASE("many processes hammering one lock never hold it together", "[lock][processes]") {
+  TempDir dir;
+  std::string path = dir / "HOT.lock";
+  std::string holder = dir / "holder";
+  std::string log = dir / "log";
+  constexpr int kProcs = 5, kRounds = 40;
+  auto codes = run_children(kProcs, [&](int i) {
+    auto o = opts(i % 2 ? "inst-a" : "inst-b");
+    auto deadline = std::chrono::steady_clock::now() + 60s;
+    for (int round = 0; round < kRounds; ++round) {
+      std::optional<Lock> lock;
+      while (!lock) {
+        if (std::chrono::steady_clock::now() > deadline) return 3;
+        auto r = Lock::try_acquire(path, o);
+        if (!r.ok()) return 4;
+        lock = std::move(*r);
+        if (!lock) std::this_thread::sleep_for(std::chrono::microseconds(200 + 100 * i));
+      }
+      // Inside the critical section: the holder file must not exist yet.
+      int fd = ::open(holder.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
+      if (fd < 0) return 5;  // two holders at once
+      ::close(fd);
+      int logfd = ::open(log.c_str(), O_WRONLY | O_APPEND | O_CREAT, 0600);
+      std::string line = fmt::format("{} {}\n", i, round);
+      (void)::write(logfd, line.data(), line.size());
+      ::close(logfd);
+      std::this_thread::sleep_for(std::chrono::microseconds(300));
+      ::unlink(holder.c_str());
+      if (!lock->release().ok()) return 6;
+    }
+    return 0;
+  });
+  for (int c : codes) CHECK(c == 0);
+  auto text = read_file(log);
+  CHECK(static_cast<int>(std::count(text.begin(), text.end(), '\n')) == kProcs * kRounds);
+  CHECK_FALSE(spoold::spool::path_exists(path));
+}
+
+TEST_CASE("two processes breaking a dead owner's lock: one winner", "[lock][processes]") {
+  for (int round = 0; round < 6; ++round) {
+    TempDir dir;
+    std::string path = dir / "DEAD.lock";
+    write_file(path, fmt::format("inst-a {} {} {}\n", dead_pid(), boot_id(), ::time(nullptr)));
+    CHECK(winners_of_race(path, dir / "log", opts()) == 1);
+  }
+}
+
+TEST_CASE("two processes breaking a lock aged by the file system clock: one winner", "[lock][processes]") {
+  for (int round = 0; round < 6; ++round) {
+    TempDir dir;
+    std::string path = dir / "OLD.lock";
+    // Owner on another host (alive as far as we can know), but not refreshed for 2 minutes.
+    write_file(path, fmt::format("other-host 1 other-boot {}\n", ::time(nullptr) - 120));
+    struct timespec old[2] = {{::time(nullptr) - 120, 0}, {::time(nullptr) - 120, 0}};
+    REQUIRE(::utimensat(AT_FDCWD, path.c_str(), old, 0) == 0);
+    CHECK_FALSE(acquire(path, opts("inst-a", 600s)).has_value());  // not stale under a 10 min limit
+    CHECK(winners_of_race(path, dir / "log", opts("inst-a", 60s)) == 1);
+    auto leftovers = spoold::test::list_dir(dir.path());
+    for (auto& n : leftovers) CHECK(n.find(".stale.") == std::string::npos);
+  }
+}

@@ -1,0 +1,614 @@
+// tests/spool/queue_test.cpp — the spool on real directories: layout and refusals, pickup of every
+// kind of drop file, entries moving between tiers / hold / failed, due scans in bounded batches,
+// and crash simulation: a forked child abort()s at each crash point, the parent recovers and
+// checks that exactly one entry (or the untouched drop) is left.
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <functional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "spool/crashpoint.h"
+#include "spool/spool.h"
+#include "tests/support/fixtures.h"
+
+using namespace spoold::spool;
+using namespace std::chrono_literals;
+using spoold::test::read_file;
+using spoold::test::TempDir;
+using spoold::test::write_file;
+
+namespace {
+
+const std::string kMessage =
+    "From: Alice <alice@example.com>\nTo: bob@example.org\nSubject: test\n\nHello Bob.\n";
+const std::string kEnvelope =
+    "MAIL FROM:<alice@example.com>\nRCPT TO:<bob@example.org>\nRCPT TO:<carol@example.org>\n\n";
+
+std::vector<std::string> names_in(const std::string& dir) {
+  std::vector<std::string> out;
+  for (auto& n : spoold::test::list_dir(dir))
+    if (n != "." && n != "..") out.push_back(n);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+struct Fixture {
+  TempDir tmp;
+  std::string dir = tmp / "spool";
+
+  Options opts() const {
+    Options o;
+    o.dir = dir;
+    o.tier_delays = {0s, 1800s, 14400s};
+    o.max_message_size = 64 * 1024;
+    o.lock_stale_after = 600s;
+    o.instance = "test-instance";
+    o.hostname = "host.test";
+    return o;
+  }
+  Spool open(Options o) const {
+    auto r = Spool::open(std::move(o));
+    if (!r.ok()) FAIL(r.error().message);
+    return std::move(*r);
+  }
+  Spool open() const { return open(opts()); }
+  // Drops a file the documented way: written elsewhere on the file system, renamed in.
+  void drop(const std::string& name, const std::string& content) const {
+    std::string t = dir + "/tmp/.drop-" + name;
+    write_file(t, content);
+    REQUIRE(::rename(t.c_str(), (dir + "/incoming/" + name).c_str()) == 0);
+  }
+  // Every envelope in queue/*, hold/ and failed/ as "place/name".
+  std::vector<std::string> envelopes() const {
+    std::vector<std::string> out;
+    for (const char* sub : {"queue/0", "queue/1", "queue/2", "hold", "failed"})
+      for (auto& n : names_in(dir + "/" + sub))
+        if (n.find(".lock") == std::string::npos && n[0] != '.') out.push_back(std::string(sub) + "/" + n);
+    return out;
+  }
+};
+
+std::vector<EntryRef> scan_all(Spool& s, Place place, int tier, int64_t cutoff, size_t batch) {
+  auto sc = s.scan(place, tier, cutoff);
+  REQUIRE(sc.ok());
+  std::vector<EntryRef> out;
+  for (int guard = 0; guard < 10000 && !sc->done(); ++guard) {
+    auto b = sc->next(batch);
+    REQUIRE(b.ok());
+    CHECK(b->size() <= batch);
+    out.insert(out.end(), b->begin(), b->end());
+  }
+  CHECK(sc->done());
+  return out;
+}
+
+std::string body_message(Spool& s, const Entry& e) {
+  auto b = s.open_body(e);
+  REQUIRE(b.ok());
+  std::string out(b->size, '\0');
+  REQUIRE(::pread(b->fd.get(), out.data(), out.size(), static_cast<off_t>(b->offset)) ==
+          static_cast<ssize_t>(out.size()));
+  return out;
+}
+
+// Runs fn in a forked child with SPOOLD_CRASH_AT=point; true if the child died of abort().
+bool crashes_at(const std::string& point, const std::function<void()>& fn) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    struct rlimit no_core {
+      0, 0
+    };
+    ::setrlimit(RLIMIT_CORE, &no_core);
+    ::signal(SIGABRT, SIG_DFL);  // Catch2's fatal-signal reporter belongs to the parent
+    ::setenv("SPOOLD_CRASH_AT", point.c_str(), 1);
+    fn();
+    ::_exit(0);
+  }
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  return WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT;
+}
+
+PickupResult pickup_ok(Spool& s, const std::string& name) {
+  auto r = s.pickup(name);
+  if (!r.ok()) FAIL(r.error().message);
+  return *r;
+}
+
+Claimed claim_ok(Spool& s, const EntryRef& ref) {
+  auto c = s.claim(ref);
+  if (!c.ok()) FAIL(c.error().message);
+  REQUIRE(c->has_value());
+  return std::move(**c);
+}
+
+EntryRef only_ref(Spool& s, Place place = Place::queue, int tier = 0) {
+  auto refs = scan_all(s, place, tier, INT64_MAX, 100);
+  REQUIRE(refs.size() == 1);
+  return refs[0];
+}
+
+}  // namespace
+
+TEST_CASE("crash points are compiled into this test build", "[spool]") {
+  REQUIRE(crashpoints_enabled());
+}
+
+TEST_CASE("open creates the layout and the version marker", "[spool][layout]") {
+  Fixture f;
+  auto s = f.open();
+  for (const char* d : {"", "/incoming", "/queue", "/queue/0", "/queue/1", "/queue/2", "/failed", "/bad",
+                        "/hold", "/tmp", "/data"}) {
+    struct stat st {};
+    INFO(d);
+    REQUIRE(::stat((f.dir + d).c_str(), &st) == 0);
+    CHECK(S_ISDIR(st.st_mode));
+    CHECK((st.st_mode & 0777) == 0700);
+  }
+  CHECK(read_file(f.dir + "/VERSION") == "spoold-spool 1\n");
+  struct stat st {};
+  REQUIRE(::stat((f.dir + "/VERSION").c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+  CHECK(names_in(f.dir + "/tmp").empty());
+  // Opening again is fine and changes nothing.
+  auto again = Spool::open(f.opts());
+  CHECK(again.ok());
+}
+
+TEST_CASE("open refuses a newer or unknown version and a foreign owner", "[spool][layout]") {
+  Fixture f;
+  { auto s = f.open(); }
+  write_file(f.dir + "/VERSION", "spoold-spool 2\n");
+  auto newer = Spool::open(f.opts());
+  REQUIRE_FALSE(newer.ok());
+  CHECK(newer.error().message.find("spool format 2 is not supported") != std::string::npos);
+  write_file(f.dir + "/VERSION", "something else\n");
+  auto garbage = Spool::open(f.opts());
+  REQUIRE_FALSE(garbage.ok());
+  CHECK(garbage.error().message.find("not a spoold spool") != std::string::npos);
+  write_file(f.dir + "/VERSION", "spoold-spool 1\n");
+  auto o = f.opts();
+  o.owner_uid = static_cast<long>(::geteuid()) + 1;
+  auto foreign = Spool::open(o);
+  REQUIRE_FALSE(foreign.ok());
+  CHECK(foreign.error().message.find("owned by uid") != std::string::npos);
+}
+
+TEST_CASE("queue ids sort by arrival and are unique", "[spool][ids]") {
+  Fixture f;
+  auto s = f.open();
+  std::set<std::string> seen;
+  std::string prev;
+  for (int i = 0; i < 2000; ++i) {
+    std::string id = s.new_id();
+    CHECK(id.size() == 30);
+    CHECK(id > prev);  // counter and time both grow within one process
+    CHECK(seen.insert(id).second);
+    CHECK(std::abs(id_time(id) - static_cast<int64_t>(::time(nullptr))) <= 2);
+    prev = id;
+  }
+  auto other = f.opts();
+  other.instance = "another-host";
+  auto s2 = f.open(other);
+  CHECK(s2.new_id().substr(14, 6) != s.new_id().substr(14, 6));  // host hash differs
+}
+
+TEST_CASE("pickup of an envelope-first drop keeps the body in place", "[spool][pickup]") {
+  Fixture f;
+  auto s = f.open();
+  f.drop("m1", kEnvelope + kMessage);
+  struct stat before {};
+  REQUIRE(::stat((f.dir + "/incoming/m1").c_str(), &before) == 0);
+  auto r = pickup_ok(s, "m1");
+  REQUIRE(r.outcome == PickupOutcome::queued);
+  CHECK(r.sender == "alice@example.com");
+  CHECK(r.nrcpt == 2);
+  CHECK(r.size == kMessage.size());
+  CHECK(names_in(f.dir + "/incoming").empty());
+  auto env = f.envelopes();
+  REQUIRE(env.size() == 1);
+  CHECK(env[0] == "queue/0/" + EntryRef{Place::queue, 0, id_time(r.id), r.id}.file_name());
+  // The body is the drop file itself (same inode), not a copy.
+  struct stat after {};
+  REQUIRE(::stat(s.body_path(r.id).c_str(), &after) == 0);
+  CHECK(after.st_ino == before.st_ino);
+  CHECK(names_in(f.dir + "/data") == std::vector<std::string>{r.id});
+  auto c = claim_ok(s, only_ref(s));
+  CHECK(c.entry.id == r.id);
+  CHECK(c.entry.sender == "alice@example.com");
+  REQUIRE(c.entry.recipients.size() == 2);
+  CHECK(c.entry.recipients[1].address == "carol@example.org");
+  CHECK(c.entry.recipients[1].state == RcptState::pending);
+  CHECK(c.entry.flags.missing_date);
+  CHECK(c.entry.flags.missing_message_id);
+  CHECK(c.entry.arrived == id_time(r.id));
+  CHECK(body_message(s, c.entry) == kMessage);
+}
+
+TEST_CASE("pickup of a bare RFC 5322 drop uses sendmail -t semantics", "[spool][pickup]") {
+  Fixture f;
+  auto s = f.open();
+  std::string msg =
+      "From: a@x.org\r\nTo: b@x.org\r\nBcc: hidden@x.org\r\nDate: today\r\n\r\nbody \xe2\x9c\x93\r\n";
+  f.drop("bare", msg);
+  auto r = pickup_ok(s, "bare");
+  REQUIRE(r.outcome == PickupOutcome::queued);
+  auto c = claim_ok(s, only_ref(s));
+  CHECK(c.entry.sender == "a@x.org");
+  REQUIRE(c.entry.recipients.size() == 2);
+  CHECK(c.entry.recipients[1].address == "hidden@x.org");
+  CHECK(c.entry.flags.has_bcc);
+  CHECK(c.entry.flags.eight_bit);
+  CHECK_FALSE(c.entry.flags.missing_date);
+  CHECK(c.entry.body_offset == 0);
+  CHECK(body_message(s, c.entry) == msg);
+}
+
+TEST_CASE("unusable drop files go to bad/ with a reason", "[spool][pickup]") {
+  Fixture f;
+  auto o = f.opts();
+  o.max_message_size = 1000;
+  auto s = f.open(o);
+  struct Case {
+    std::string name;
+    std::function<void()> make;
+    std::string reason;
+  };
+  std::string outside = f.tmp / "outside";
+  write_file(outside, kEnvelope + kMessage);
+  std::vector<Case> cases = {
+      {"garbage", [&] { f.drop("garbage", "hello\n"); }, "neither an envelope"},
+      {"norcpt", [&] { f.drop("norcpt", "From: a@x.org\n\nbody\n"); }, "no recipients"},
+      {"huge", [&] { f.drop("huge", kEnvelope + kMessage + std::string(2000, 'x')); },
+       "exceeds max_message_size"},
+      {"symlink", [&] { REQUIRE(::symlink(outside.c_str(), (f.dir + "/incoming/symlink").c_str()) == 0); },
+       "symbolic link"},
+      {"fifo", [&] { REQUIRE(::mkfifo((f.dir + "/incoming/fifo").c_str(), 0600) == 0); }, "FIFO"},
+      {"hardlink",
+       [&] {
+         write_file(f.tmp / "hl", kEnvelope + kMessage);
+         REQUIRE(::link((f.tmp / "hl").c_str(), (f.dir + "/incoming/hardlink").c_str()) == 0);
+       },
+       "hard links"},
+  };
+  for (auto& c : cases) {
+    INFO(c.name);
+    c.make();
+    auto r = pickup_ok(s, c.name);
+    CHECK(r.outcome == PickupOutcome::bad);
+    CHECK(r.reason.find(c.reason) != std::string::npos);
+    CHECK(path_exists(f.dir + "/bad/" + c.name));
+    CHECK(read_file(f.dir + "/bad/" + c.name + ".reason") == r.reason + "\n");
+  }
+  CHECK(names_in(f.dir + "/incoming").empty());
+  CHECK(f.envelopes().empty());
+  CHECK(read_file(outside) == kEnvelope + kMessage);  // the symlink target was never touched
+  auto st = s.stats();
+  REQUIRE(st.ok());
+  CHECK(st->bad == cases.size());
+  // A second bad file of the same name does not overwrite the first.
+  f.drop("garbage", "again\n");
+  auto again = pickup_ok(s, "garbage");
+  CHECK(again.outcome == PickupOutcome::bad);
+  CHECK(read_file(f.dir + "/bad/garbage") == "hello\n");
+}
+
+TEST_CASE("drop files owned by another uid are refused", "[spool][pickup]") {
+  Fixture f;
+  auto o = f.opts();
+  o.drop_uid = static_cast<long>(::geteuid()) + 1;
+  auto s = f.open(o);
+  f.drop("mine", kEnvelope + kMessage);
+  auto r = pickup_ok(s, "mine");
+  CHECK(r.outcome == PickupOutcome::bad);
+  CHECK(r.reason.find("owned by uid") != std::string::npos);
+}
+
+TEST_CASE("dot-files and lock names in incoming/ are ignored; vanished drops are gone", "[spool][pickup]") {
+  Fixture f;
+  auto s = f.open();
+  f.drop(".partial", kEnvelope + kMessage);
+  f.drop("x.lock", kEnvelope + kMessage);
+  f.drop("real", kEnvelope + kMessage);
+  auto list = s.list_incoming(10);
+  REQUIRE(list.ok());
+  CHECK(*list == std::vector<std::string>{"real"});
+  CHECK(pickup_ok(s, ".partial").outcome == PickupOutcome::ignored);
+  CHECK(pickup_ok(s, "x.lock").outcome == PickupOutcome::ignored);
+  CHECK(pickup_ok(s, "../VERSION").outcome == PickupOutcome::ignored);
+  CHECK(pickup_ok(s, "nonexistent").outcome == PickupOutcome::gone);
+  CHECK(path_exists(f.dir + "/incoming/.partial"));
+  CHECK(names_in(f.dir + "/data").empty());  // a vanished drop leaves no lock behind
+  auto limited = s.list_incoming(0);
+  REQUIRE(limited.ok());
+  CHECK(limited->empty());
+}
+
+TEST_CASE("enqueue writes a message given in memory durably", "[spool][enqueue]") {
+  Fixture f;
+  auto s = f.open();
+  auto id = s.enqueue(NewMessage{"", {"bob@example.org", "x@y.org"}, kMessage});
+  REQUIRE(id.ok());
+  auto c = claim_ok(s, only_ref(s));
+  CHECK(c.entry.id == *id);
+  CHECK(c.entry.sender.empty());
+  CHECK(c.entry.recipients.size() == 2);
+  CHECK(body_message(s, c.entry) == kMessage);
+  // The body file is itself an envelope-first drop file.
+  CHECK(read_file(s.body_path(*id)).rfind("MAIL FROM:<>\nRCPT TO:<bob@example.org>\n", 0) == 0);
+  CHECK_FALSE(s.enqueue(NewMessage{"bad sender", {"x@y.org"}, kMessage}).ok());
+  CHECK_FALSE(s.enqueue(NewMessage{"", {}, kMessage}).ok());
+  CHECK_FALSE(s.enqueue(NewMessage{"", {"x\r\n@y.org"}, kMessage}).ok());
+}
+
+TEST_CASE("entries move between tiers, hold and failed, and are removed", "[spool][queue]") {
+  Fixture f;
+  auto s = f.open();
+  f.drop("m", kEnvelope + kMessage);
+  auto id = pickup_ok(s, "m").id;
+  {
+    auto c = claim_ok(s, only_ref(s));
+    c.entry.recipients[0].state = RcptState::sent;
+    c.entry.recipients[0].last_reply = "250 2.0.0 Ok";
+    c.entry.recipients[1].last_reply = "451 4.3.0 later";
+    c.entry.recipients[1].attempts = 1;
+    c.entry.last_attempt = 1000;
+    c.entry.attempts = 1;
+    REQUIRE(s.reschedule(c, 1, s.due_after(1, 1000)).ok());
+    CHECK(c.ref.tier == 1);
+    CHECK(c.ref.when == 1000 + 1800);
+  }
+  CHECK(f.envelopes() == std::vector<std::string>{"queue/1/0000002800-" + id});
+  auto ref = only_ref(s, Place::queue, 1);
+  auto e = s.read(ref);
+  REQUIRE(e.ok());
+  CHECK(e->recipients[0].state == RcptState::sent);
+  CHECK(e->recipients[1].last_reply == "451 4.3.0 later");
+  {
+    auto c = claim_ok(s, ref);
+    REQUIRE(s.hold(c, 5000).ok());
+  }
+  CHECK(f.envelopes() == std::vector<std::string>{"hold/0000005000-" + id});
+  {
+    auto found = s.find(id);
+    REQUIRE(found.ok());
+    REQUIRE(found->has_value());
+    CHECK((*found)->place == Place::hold);
+    auto c = claim_ok(s, **found);
+    REQUIRE(s.release_to_queue(c, 6000).ok());
+  }
+  CHECK(f.envelopes() == std::vector<std::string>{"queue/0/0000006000-" + id});
+  {
+    auto c = claim_ok(s, only_ref(s));
+    c.entry.recipients[1].state = RcptState::expired;
+    REQUIRE(s.fail(c, "expired after the last tier", 7000).ok());
+  }
+  CHECK(f.envelopes() == std::vector<std::string>{"failed/0000007000-" + id});
+  auto failed = s.read(only_ref(s, Place::failed));
+  REQUIRE(failed.ok());
+  CHECK(failed->reason == "expired after the last tier");
+  CHECK(failed->all_final());
+  {
+    auto c = claim_ok(s, only_ref(s, Place::failed));
+    REQUIRE(s.remove(c).ok());
+  }
+  CHECK(f.envelopes().empty());
+  CHECK(names_in(f.dir + "/data").empty());
+  CHECK(names_in(f.dir + "/tmp").empty());
+}
+
+TEST_CASE("claims exclude each other and notice moved entries", "[spool][queue]") {
+  Fixture f;
+  auto s = f.open();
+  f.drop("m", kEnvelope + kMessage);
+  pickup_ok(s, "m");
+  auto ref = only_ref(s);
+  {
+    auto c = claim_ok(s, ref);
+    auto second = s.claim(ref);
+    REQUIRE(second.ok());
+    CHECK_FALSE(second->has_value());
+    REQUIRE(s.reschedule(c, 2, 123).ok());
+  }
+  auto stale = s.claim(ref);  // the old name is gone
+  REQUIRE(stale.ok());
+  CHECK_FALSE(stale->has_value());
+  CHECK(names_in(f.dir + "/data").size() == 1);  // no lock left behind
+  auto bad_tier = claim_ok(s, only_ref(s, Place::queue, 2));
+  CHECK_FALSE(s.reschedule(bad_tier, 3, 0).ok());
+}
+
+TEST_CASE("scans yield due entries in bounded batches", "[spool][scan]") {
+  Fixture f;
+  auto s = f.open();
+  std::set<std::string> due_ids;
+  for (int i = 1; i <= 25; ++i) {
+    auto id = s.enqueue(NewMessage{"a@x.org", {"b@x.org"}, kMessage});
+    REQUIRE(id.ok());
+    auto c = claim_ok(s, EntryRef{Place::queue, 0, id_time(*id), *id});
+    REQUIRE(s.reschedule(c, 1, i * 100).ok());
+    if (i * 100 <= 1250) due_ids.insert(*id);
+  }
+  for (size_t batch : {1u, 4u, 7u, 100u}) {
+    INFO(batch);
+    auto refs = scan_all(s, Place::queue, 1, 1250, batch);
+    std::set<std::string> got;
+    for (auto& r : refs) {
+      CHECK(r.when <= 1250);
+      CHECK(r.tier == 1);
+      got.insert(r.id);
+    }
+    CHECK(got == due_ids);
+    CHECK(refs.size() == due_ids.size());  // no duplicates
+  }
+  CHECK(scan_all(s, Place::queue, 0, INT64_MAX, 10).empty());
+  // Lock files and dot-files in a tier directory are not entries.
+  write_file(f.dir + "/queue/1/.hidden", "x");
+  write_file(f.dir + "/queue/1/0000000001-ABC.lock", "x");
+  CHECK(scan_all(s, Place::queue, 1, INT64_MAX, 10).size() == 25);
+  auto st = s.stats();
+  REQUIRE(st.ok());
+  REQUIRE(st->tiers.size() == 3);
+  CHECK(st->tiers[0].count == 0);
+  CHECK(st->tiers[1].count == 25);
+  CHECK(std::abs(st->tiers[1].oldest_arrival - static_cast<int64_t>(::time(nullptr))) <= 5);
+  CHECK(st->hold.count == 0);
+  CHECK(st->failed.count == 0);
+}
+
+TEST_CASE("entry names carry the due time", "[spool][scan]") {
+  auto r = parse_entry_name("0000001234-0655F1A2B0F4240ABCDEF00303900A1", Place::queue, 2);
+  REQUIRE(r.has_value());
+  CHECK(r->when == 1234);
+  CHECK(r->tier == 2);
+  CHECK(r->file_name() == "0000001234-0655F1A2B0F4240ABCDEF00303900A1");
+  for (const char* bad : {"", "-abc", "123", "123-", "12a-ABC", "123-AB.lock", "123-AB C", ".123-AB"})
+    CHECK_FALSE(parse_entry_name(bad, Place::queue, 0).has_value());
+}
+
+// ---- crash simulation ----------------------------------------------------------------------
+
+TEST_CASE("a crash at any step of pickup leaves the drop or exactly one entry", "[spool][crash]") {
+  for (const char* point : {"pickup.after_lock", "pickup.after_claim", "atomic.after_fsync",
+                            "atomic.after_rename", "pickup.after_entry", "pickup.after_body"}) {
+    INFO(point);
+    Fixture f;
+    auto s = f.open();
+    f.drop("m", kEnvelope + kMessage);
+    REQUIRE(crashes_at(point, [&] {
+      auto child = Spool::open(f.opts());
+      if (child.ok()) (void)child->pickup("m");
+    }));
+    auto rep = s.recover();
+    REQUIRE(rep.ok());
+    auto incoming = s.list_incoming(10);
+    REQUIRE(incoming.ok());
+    CHECK(incoming->size() + f.envelopes().size() == 1);
+    for (auto& name : *incoming) CHECK(pickup_ok(s, name).outcome == PickupOutcome::queued);
+    REQUIRE(f.envelopes().size() == 1);
+    std::string id;
+    {
+      auto c = claim_ok(s, only_ref(s));
+      id = c.entry.id;
+      CHECK(c.entry.recipients.size() == 2);
+      CHECK(body_message(s, c.entry) == kMessage);
+    }
+    // Nothing but the body is left in data/: no claimed drop, no lock of the dead child.
+    CHECK(names_in(f.dir + "/data") == std::vector<std::string>{id});
+  }
+}
+
+TEST_CASE("a crash at any step of enqueue leaves a restorable drop or one entry", "[spool][crash]") {
+  for (const char* point :
+       {"atomic.after_fsync", "atomic.after_rename", "enqueue.after_body", "enqueue.after_entry"}) {
+    INFO(point);
+    Fixture f;
+    auto s = f.open();
+    REQUIRE(crashes_at(point, [&] {
+      auto child = Spool::open(f.opts());
+      if (child.ok()) (void)child->enqueue(NewMessage{"", {"bob@example.org"}, kMessage});
+    }));
+    REQUIRE(s.recover().ok());
+    auto incoming = s.list_incoming(10);
+    REQUIRE(incoming.ok());
+    for (auto& name : *incoming) CHECK(pickup_ok(s, name).outcome == PickupOutcome::queued);
+    auto env = f.envelopes();
+    if (std::string(point) == "atomic.after_fsync") {
+      // The body never reached data/: nothing was queued, and nothing half-written remains.
+      CHECK(env.empty());
+      continue;
+    }
+    REQUIRE(env.size() == 1);
+    auto c = claim_ok(s, only_ref(s));
+    CHECK(c.entry.sender.empty());
+    CHECK(c.entry.recipients.size() == 1);
+    CHECK(body_message(s, c.entry) == kMessage);
+  }
+}
+
+TEST_CASE("a crash at any step of an entry update leaves exactly one entry", "[spool][crash]") {
+  for (const char* point :
+       {"atomic.after_fsync", "atomic.after_rename", "move.after_write", "move.after_rename"}) {
+    INFO(point);
+    Fixture f;
+    auto s = f.open();
+    f.drop("m", kEnvelope + kMessage);
+    auto id = pickup_ok(s, "m").id;
+    auto ref = only_ref(s);
+    REQUIRE(crashes_at(point, [&] {
+      auto child = Spool::open(f.opts());
+      if (!child.ok()) return;
+      auto c = child->claim(ref);
+      if (!c.ok() || !c->has_value()) return;
+      (*c)->entry.recipients[0].state = RcptState::sent;
+      (*c)->entry.last_attempt = 4000;
+      (void)child->reschedule(**c, 1, 5000);
+    }));
+    REQUIRE(s.recover().ok());
+    auto env = f.envelopes();
+    REQUIRE(env.size() == 1);
+    auto found = s.find(id);
+    REQUIRE(found.ok());
+    REQUIRE(found->has_value());
+    auto c = claim_ok(s, **found);  // the dead child's lock is broken: same host, pid gone
+    bool updated = c.entry.recipients[0].state == RcptState::sent;
+    bool moved = c.ref.tier == 1 && c.ref.when == 5000;
+    CHECK((updated || !moved));  // moved implies updated: the envelope is rewritten before it moves
+    CHECK(c.entry.recipients[1].state == RcptState::pending);
+    CHECK(body_message(s, c.entry) == kMessage);
+  }
+}
+
+TEST_CASE("a crash at any step of a removal is finished by recover", "[spool][crash]") {
+  for (const char* point : {"remove.after_envelope", "remove.after_body"}) {
+    INFO(point);
+    Fixture f;
+    auto s = f.open();
+    f.drop("m", kEnvelope + kMessage);
+    pickup_ok(s, "m");
+    auto ref = only_ref(s);
+    REQUIRE(crashes_at(point, [&] {
+      auto child = Spool::open(f.opts());
+      if (!child.ok()) return;
+      auto c = child->claim(ref);
+      if (c.ok() && c->has_value()) (void)child->remove(**c);
+    }));
+    auto rep = s.recover();
+    REQUIRE(rep.ok());
+    CHECK(rep->removals_completed == 1);
+    CHECK(f.envelopes().empty());
+    CHECK(names_in(f.dir + "/data").empty());
+  }
+}
+
+TEST_CASE("recover leaves live locks and fresh temporary files alone", "[spool][recover]") {
+  Fixture f;
+  auto s = f.open();
+  f.drop("m", kEnvelope + kMessage);
+  pickup_ok(s, "m");
+  auto c = claim_ok(s, only_ref(s));  // held by this (live) process
+  write_file(f.dir + "/tmp/t.123.0.tmp", "being written by someone");
+  auto rep = s.recover();
+  REQUIRE(rep.ok());
+  CHECK(rep->dead_locks_removed == 0);
+  CHECK(rep->temp_files_removed == 0);
+  CHECK(c.lock.still_held());
+  CHECK(path_exists(f.dir + "/tmp/t.123.0.tmp"));
+  // Once old by the file system's clock, the temporary file goes.
+  struct timespec old[2] = {{::time(nullptr) - 3600, 0}, {::time(nullptr) - 3600, 0}};
+  REQUIRE(::utimensat(AT_FDCWD, (f.dir + "/tmp/t.123.0.tmp").c_str(), old, 0) == 0);
+  auto rep2 = s.recover();
+  REQUIRE(rep2.ok());
+  CHECK(rep2->temp_files_removed == 1);
+  CHECK_FALSE(path_exists(f.dir + "/tmp/t.123.0.tmp"));
+}
