@@ -150,6 +150,9 @@ Session::Impl::Impl(uv_loop_t* loop, SessionOptions o, SessionCallbacks cb)
 EngineHooks Session::Impl::hooks() {
   EngineHooks h;
   h.on_command = [this](std::string_view c) { transcript('>', c); };
+  h.on_transition = [this](State from, State to) {
+    if (cb_.on_trace) cb_.on_trace(fmt::format("{} -> {}", to_string(from), to_string(to)));
+  };
   h.on_reply = [this](const Reply& r) {
     for (std::size_t i = 0; i < r.lines.size(); ++i)
       transcript('<',

@@ -46,6 +46,8 @@ struct SessionCallbacks {
   std::function<void(const Outcome& reason)> on_closed;
   // Warnings worth a log line (response injection after STARTTLS, TLS not verified, ...).
   std::function<void(std::string_view message)> on_warning;
+  // Optional debug trace: every engine state transition ("ehlo -> ready"). Must not destroy the Session.
+  std::function<void(std::string_view transition)> on_trace;
 };
 
 using TransactionCallback = std::function<void(const TransactionResult& result)>;

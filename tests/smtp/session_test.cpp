@@ -146,6 +146,7 @@ struct Run {
   std::optional<Outcome> closed;
   std::vector<TransactionResult> results;
   std::vector<std::string> warnings;
+  std::vector<std::string> trace;
   bool encrypted = false;
   bool verified = false;
   Capabilities caps;
@@ -197,6 +198,7 @@ Run deliver(SessionOptions o, std::vector<Transaction> txns, const std::string& 
   };
   cb.on_closed = [&](const Outcome& why) { run.closed = why; };
   cb.on_warning = [&](std::string_view w) { run.warnings.emplace_back(w); };
+  cb.on_trace = [&](std::string_view t) { run.trace.emplace_back(t); };
   s = std::make_unique<Session>(&loop.loop, std::move(o), std::move(cb));
   bool finished = loop.run_until([&] { return run.closed.has_value(); }, 20s);
   s.reset();
@@ -223,6 +225,8 @@ TEST_CASE("aiosmtpd, plaintext: body on the wire is exact, Bcc gone, clean QUIT"
   CHECK(run.results[0].recipients[0].outcome.enhanced == "2.0.0");
   CHECK(run.closed->status == Status::sent);
   CHECK(!run.encrypted);
+  CHECK(run.trace.front() == "init -> greeting");
+  CHECK(run.trace.back() == "quit -> closed");
   auto msgs = srv->messages();
   REQUIRE(msgs.size() == 1);
   CHECK(msgs[0].find("MAIL FROM:<sender@client.test>\nRCPT TO:<a@sink.test>\nRCPT TO:<b@sink.test>\n") == 0);
