@@ -5,9 +5,11 @@
 // Resolver. Every lookup ends in finish() exactly once (or is cancelled by shutdown()).
 #include <fmt/format.h>
 
+#include <cassert>
 #include <deque>
 #include <map>
 #include <optional>
+#include <thread>
 
 #include "dns/answer.h"
 #include "dns/channel.h"
@@ -96,6 +98,7 @@ class Resolver::Impl {
   bool shutting_down_ = false;
   std::shared_ptr<char> alive_ = std::make_shared<char>();  // expires when shutdown() starts
   std::mt19937 rng_{std::random_device{}()};
+  std::thread::id loop_thread_ = std::this_thread::get_id();  // c-ares and libuv are not thread-safe
 };
 
 namespace {
@@ -234,6 +237,7 @@ Resolver::Impl::Lookup* Resolver::Impl::find(uint64_t id) {
 }
 
 void Resolver::Impl::resolve_next_hops(const std::string& domain, NextHopsCallback cb) {
+  assert(std::this_thread::get_id() == loop_thread_);
   if (shutting_down_) return cb(cancelled());
   Lookup& l = new_lookup(LookupKind::mx, detail::normalize_name(domain), std::move(cb));
   if (!detail::valid_name(l.name))
@@ -243,6 +247,7 @@ void Resolver::Impl::resolve_next_hops(const std::string& domain, NextHopsCallba
 }
 
 void Resolver::Impl::resolve_hosts(const std::vector<HostPort>& hosts, NextHopsCallback cb) {
+  assert(std::this_thread::get_id() == loop_thread_);
   if (shutting_down_) return cb(cancelled());
   std::string names;
   for (const auto& h : hosts) names += (names.empty() ? "" : ", ") + h.host;

@@ -234,6 +234,10 @@ TEST_CASE("names: normalisation, validity, equality, IP literals", "[dns][unit]"
   CHECK_FALSE(valid_name("a..b"));
   CHECK_FALSE(valid_name(".a"));
   CHECK_FALSE(valid_name("bad name.example"));
+  CHECK_FALSE(
+      valid_name("b\xc3\xbc"
+                 "cher.example"));  // IDNs must arrive as A-labels
+  CHECK(valid_name("xn--bcher-kva.example"));
   CHECK_FALSE(valid_name(std::string(64, 'a') + ".example"));
   CHECK(valid_name(std::string(63, 'a') + ".example"));
   CHECK(same_name("Mail.Example.", "mail.example"));
