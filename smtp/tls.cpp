@@ -5,6 +5,10 @@
 #include <fmt/format.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
+#include <sys/stat.h>
+
+#include <map>
+#include <mutex>
 
 namespace spoold::smtp {
 
@@ -26,20 +30,50 @@ std::string openssl_errors() {
   return out.empty() ? "unknown TLS error" : out;
 }
 
+struct CachedContext {
+  std::shared_ptr<SSL_CTX> ctx;
+  bool loaded = false;  // the CA certificates could be loaded
+  std::string error;
+};
+
+// Building an SSL_CTX with the system CA bundle costs tens of milliseconds of CPU on the loop
+// thread, so one context per CA source is shared (SSL_CTX is reference counted and safe to share).
+// The key includes the file's mtime and size, so a replaced ca_file is picked up after a reload.
+CachedContext shared_context(const std::string& ca_file) {
+  static std::mutex mu;
+  static std::map<std::string, CachedContext> cache;
+  std::string key = ca_file;
+  struct stat st {};
+  if (!ca_file.empty() && ::stat(ca_file.c_str(), &st) == 0)
+    key += fmt::format("|{}|{}", static_cast<long long>(st.st_mtime), static_cast<long long>(st.st_size));
+  std::lock_guard<std::mutex> lock(mu);
+  if (auto it = cache.find(key); it != cache.end()) return it->second;
+  CachedContext c;
+  c.ctx.reset(SSL_CTX_new(TLS_client_method()), SSL_CTX_free);
+  if (!c.ctx) {
+    c.error = "SSL_CTX_new: " + openssl_errors();
+    return c;  // not cached: may work next time
+  }
+  SSL_CTX_set_min_proto_version(c.ctx.get(), TLS1_2_VERSION);
+  int r = ca_file.empty() ? SSL_CTX_set_default_verify_paths(c.ctx.get())
+                          : SSL_CTX_load_verify_locations(c.ctx.get(), ca_file.c_str(), nullptr);
+  c.loaded = r == 1;
+  if (!c.loaded) c.error = "cannot load CA certificates: " + openssl_errors();
+  ERR_clear_error();
+  cache[key] = c;
+  return c;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<TlsClient>> TlsClient::create(const TlsOptions& o) {
   ERR_clear_error();
   std::unique_ptr<TlsClient> t(new TlsClient());  // private constructor: make_unique cannot reach it
   t->verify_ = o.verify;
-  t->ctx_.reset(SSL_CTX_new(TLS_client_method()));
-  if (!t->ctx_) return make_error("SSL_CTX_new: " + openssl_errors());
-  SSL_CTX_set_min_proto_version(t->ctx_.get(), TLS1_2_VERSION);
-  int loaded = o.ca_file.empty() ? SSL_CTX_set_default_verify_paths(t->ctx_.get())
-                                 : SSL_CTX_load_verify_locations(t->ctx_.get(), o.ca_file.c_str(), nullptr);
-  if (loaded != 1 && o.verify) return make_error("cannot load CA certificates: " + openssl_errors());
-  ERR_clear_error();
-  SSL_CTX_set_verify(t->ctx_.get(), o.verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nullptr);
+  CachedContext c = shared_context(o.ca_file);
+  if (!c.ctx) return make_error(c.error);
+  if (!c.loaded && o.verify) return make_error(c.error);
+  t->ctx_ = c.ctx;
   t->ssl_.reset(SSL_new(t->ctx_.get()));
   if (!t->ssl_) return make_error("SSL_new: " + openssl_errors());
   t->rbio_ = BIO_new(BIO_s_mem());
@@ -51,6 +85,7 @@ Result<std::unique_ptr<TlsClient>> TlsClient::create(const TlsOptions& o) {
   }
   SSL_set_bio(t->ssl_.get(), t->rbio_, t->wbio_);
   SSL_set_connect_state(t->ssl_.get());
+  SSL_set_verify(t->ssl_.get(), o.verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nullptr);
   if (!o.host.empty()) {
     if (!is_ip_literal(o.host)) SSL_set_tlsext_host_name(t->ssl_.get(), o.host.c_str());
     // Checked even when not enforced, so the log can say whether the peer would have verified.

@@ -1,6 +1,6 @@
 // smtp/tls.h — a TLS client over OpenSSL 3 memory BIOs: the socket stays with libuv, this object
 // only turns ciphertext from the network into plaintext and back. No blocking sockets, no fds.
-// Rule: every OpenSSL object is owned by a unique_ptr with its free function; verification is
+// Rule: every OpenSSL object is owned by a smart pointer with its free function; verification is
 // SSL_VERIFY_PEER + SSL_set1_host when asked, and otherwise still evaluated (for logging) but not
 // enforced.
 #pragma once
@@ -47,13 +47,10 @@ class TlsClient {
   TlsClient() = default;
   std::string ssl_error(int ret);
 
-  struct CtxFree {
-    void operator()(SSL_CTX* c) const { SSL_CTX_free(c); }
-  };
   struct SslFree {
     void operator()(SSL* s) const { SSL_free(s); }
   };
-  std::unique_ptr<SSL_CTX, CtxFree> ctx_;
+  std::shared_ptr<SSL_CTX> ctx_;  // shared by every client with the same CA source (see tls.cpp)
   std::unique_ptr<SSL, SslFree> ssl_;
   BIO* rbio_ = nullptr;  // owned by ssl_
   BIO* wbio_ = nullptr;  // owned by ssl_

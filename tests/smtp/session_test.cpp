@@ -287,7 +287,8 @@ TEST_CASE("aiosmtpd, AUTH LOGIN chosen by name works; a wrong password is perman
   CHECK(srv->messages().size() == 1);
 }
 
-TEST_CASE("aiosmtpd, verify fails for the wrong name: temporary, nothing sent", "[session][integration]") {
+TEST_CASE("aiosmtpd, verify fails for the wrong name, a missing ca_file, an unknown CA: temporary",
+          "[session][integration]") {
   auto srv = aiosmtpd({"--cert", cert().cert, "--key", cert().key});
   auto o = options(srv->port, TlsPolicy::verify);
   o.ca_file = cert().cert;
@@ -297,6 +298,19 @@ TEST_CASE("aiosmtpd, verify fails for the wrong name: temporary, nothing sent", 
   REQUIRE(run.closed);
   CHECK(run.closed->status == Status::temporary);
   CHECK(run.closed->text.find("certificate verification failed") != std::string::npos);
+
+  o.tls_host = "localhost";
+  o.ca_file = "/nonexistent/ca.pem";
+  auto no_ca = deliver(o, {message({"a@sink.test"})});
+  REQUIRE(no_ca.closed);
+  CHECK(no_ca.closed->status == Status::temporary);
+  CHECK(no_ca.closed->text.find("cannot load CA certificates") != std::string::npos);
+
+  o.ca_file = "";  // the system store does not know the self-signed certificate
+  auto system = deliver(o, {message({"a@sink.test"})});
+  REQUIRE(system.closed);
+  CHECK(system.closed->status == Status::temporary);
+  CHECK(system.closed->text.find("certificate verification failed") != std::string::npos);
   CHECK(srv->messages().empty());
 }
 
