@@ -94,6 +94,7 @@ class Resolver {
   void resolve_next_hops(const std::string& domain, NextHopsCallback cb);
 
   // A+AAAA of one static/relay host (an IP literal needs no query). One hop on success.
+  // `host` is bare ("::1", not "[::1]"): split route strings with parse_host_port() first.
   void resolve_host(const std::string& host, uint16_t port, NextHopsCallback cb);
 
   // A route's static host list, in configured order (preference = index). Hosts without an

@@ -438,3 +438,24 @@ TEST_CASE("static route hosts resolve without MX; IP literals need no query", "[
   r.reset();
   CHECK(loop.drain_and_close() == 0);
 }
+
+TEST_CASE("create() checks the server list; an empty host list fails", "[dns][integration]") {
+  Loop loop;
+  Options o;
+  o.servers = {"127.0.0.1:5353", "[::1]:5353", "127.0.0.2"};
+  CHECK(Resolver::create(loop.get(), o).ok());
+  o.servers = {"dns.example:53"};  // c-ares takes addresses only
+  auto bad = Resolver::create(loop.get(), o);
+  REQUIRE_FALSE(bad.ok());
+  CHECK_THAT(bad.error().message, Catch::Contains("dns.example"));
+
+  o.servers = {"127.0.0.1:1"};
+  auto r = make_resolver(loop, o);
+  std::optional<NextHops> none;
+  r->resolve_hosts({}, [&](NextHops h) { none = std::move(h); });
+  CHECK_FALSE(none.has_value());  // never called back from inside the call
+  REQUIRE(loop.run_until([&] { return none.has_value(); }));
+  CHECK(none->status == Status::permanent);
+  r.reset();
+  CHECK(loop.drain_and_close() == 0);
+}
