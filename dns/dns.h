@@ -51,7 +51,8 @@ struct Address {
 
 // One host to try, in order. For static hosts `preference` is the position in the route list.
 struct NextHop {
-  std::string host;  // MX exchange (no trailing dot), the domain itself for implicit MX, or the static host
+  std::string
+      host;  // MX exchange (lower-case, no trailing dot), the domain for implicit MX, or the static host
   int preference = 0;
   uint16_t port = 25;
   std::vector<Address> addresses;  // never empty in a successful result; ordered by AddressPreference
@@ -98,7 +99,7 @@ class Resolver {
   void resolve_host(const std::string& host, uint16_t port, NextHopsCallback cb);
 
   // A route's static host list, in configured order (preference = index). Hosts without an
-  // address are skipped; temporary/permanent only if none is left.
+  // address are skipped; none left → temporary (a typo in a route must not bounce mail).
   void resolve_hosts(const std::vector<HostPort>& hosts, NextHopsCallback cb);
 
   // Lookups not yet answered (for status output and tests).
