@@ -247,11 +247,9 @@ Result<Submission> build_submission(std::string message, const SubmitOptions& o)
   return s;
 }
 
-Result<std::string> write_drop(const std::string& spool_dir, std::string_view drop, bool group_readable) {
+Result<std::string> write_drop(const std::string& spool_dir, std::string_view drop) {
   auto tmp = spool::TempFile::create(spool_dir + "/tmp");
   if (!tmp) return make_error(tmp.error().message, kExTempFail);
-  if (group_readable && ::fchmod(tmp->fd(), 0640) != 0)
-    return make_error(fmt::format("chmod {}: {}", tmp->path(), std::strerror(errno)), kExTempFail);
   if (auto r = tmp->write(drop); !r) return make_error(r.error().message, kExTempFail);
   std::string name = fmt::format("sendmail.{}.{}", std::time(nullptr), spool::unique_suffix());
   if (auto r = tmp->commit(spool_dir + "/incoming/" + name); !r)

@@ -43,11 +43,10 @@ struct Submission {
 // leading mbox "From " line is dropped, and the result is checked with the spool's own parser.
 Result<Submission> build_submission(std::string message, const SubmitOptions& opts);
 
-// Writes the drop into <spool_dir>/incoming/ under a fresh name; returns that name. The spool
-// layout is created (Spool::open) when tmp/ or incoming/ is missing. Errors carry kExTempFail.
-// group_readable: mode 0640 instead of 0600 (see docs/spoolctl.md, permissions).
-Result<std::string> write_drop(const std::string& spool_dir, std::string_view drop,
-                               bool group_readable = false);
+// Writes the drop into <spool_dir>/incoming/ under a fresh name ("sendmail.<time>.<unique>") and
+// returns that name. The file is created mode 0600 in tmp/ and is owned by whoever runs this (see
+// ctl/privileges.h for who that is). Errors carry kExTempFail.
+Result<std::string> write_drop(const std::string& spool_dir, std::string_view drop);
 
 // Exposed for tests: the RFC 5322 header fields of `message` (names lower-cased, values unfolded).
 struct HeaderField {
