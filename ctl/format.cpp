@@ -138,22 +138,22 @@ std::string format_list(const Json& list, int64_t now) {
   (void)now;
   const auto& msgs = list["messages"].as_array();
   if (msgs.empty()) return "Mail queue is empty\n";
-  std::string out = fmt::format("{:<31} {:>8} {:<20}  {}\n", "-Queue ID-", "--Size--", "----Arrival Time----",
+  std::string out = fmt::format("{:<31} {:>8} {:<20} {}\n", "-Queue ID-", "--Size--", "----Arrival Time----",
                                 "-Sender/Recipient-------");
   int64_t bytes = 0;
   for (const auto& m : msgs) {
     bytes += m["size"].as_int();
     std::string id = m["id"].as_string() + (m["held"].as_bool() ? "!" : "");
     std::string sender = m["sender"].as_string().empty() ? "MAILER-DAEMON" : m["sender"].as_string();
-    out += fmt::format("{:<31} {:>8} {:<20}  {}\n", id, m["size"].as_int(),
+    out += fmt::format("{:<31} {:>8} {:<20} {}\n", id, m["size"].as_int(),
                        local_time(m["arrived"].as_int(), "%a %b %e %H:%M:%S"), sender);
     if (m["place"].as_string() == "failed")
-      out += fmt::format("{:63}(failed: {})\n", "", m["reason"].as_string());
+      out += fmt::format("{:62}(failed: {})\n", "", m["reason"].as_string());
     for (const auto& r : m["recipients"].as_array()) {
       const std::string& state = r["state"].as_string();
       if (!r["last_reply"].as_string().empty())
-        out += fmt::format("{:63}({})\n", "", r["last_reply"].as_string());
-      out += fmt::format("{:63}{}{}\n", "", r["address"].as_string(),
+        out += fmt::format("{:62}({})\n", "", r["last_reply"].as_string());
+      out += fmt::format("{:62}{}{}\n", "", r["address"].as_string(),
                          state == "pending" ? "" : " [" + state + "]");
     }
     out += "\n";

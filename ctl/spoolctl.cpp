@@ -85,6 +85,10 @@ Result<Json> ask(const config::Config& cfg, const Json& req, const char* prog) {
 }
 
 int print_answer(const CtlArgs& a, const Json& answer, const char* prog) {
+  if (a.json) {  // scripts get the answer as it is, errors included
+    std::string line = answer.dump() + "\n";
+    std::fwrite(line.data(), 1, line.size(), stdout);
+  }
   if (!answer["ok"].as_bool()) {
     std::fprintf(stderr, "%s: %s\n", prog, answer["error"].as_string().c_str());
     return 1;
@@ -92,7 +96,7 @@ int print_answer(const CtlArgs& a, const Json& answer, const char* prog) {
   int64_t now = std::time(nullptr);
   std::string out;
   if (a.json) {
-    out = answer.dump() + "\n";
+    // printed above
   } else if (a.command == "status") {
     out = format_status(answer, now);
   } else if (a.command == "list") {

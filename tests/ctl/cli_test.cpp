@@ -560,6 +560,7 @@ TEST_CASE_METHOD(Cli, "with a daemon listening, spoolctl asks it and prints its 
   auto e = ctl({"list", "--json"});
   CHECK(e.status == 1);
   CHECK(contains(e.err, "the daemon says no"));
+  CHECK(json_of(e)["error"].as_string() == "the daemon says no");
 
   auto reqs = d.requests();
   REQUIRE(reqs.size() == 4);
