@@ -1,13 +1,16 @@
-// fuzz/smtp_reply_fuzz.cpp — libFuzzer target for what an SMTP server can send us: the reply parser,
-// and the whole engine fed a hostile byte stream (with STARTTLS, AUTH and pipelining offered).
+// fuzz/smtp_reply_fuzz.cpp — libFuzzer target for the SMTP client's untrusted inputs: what a server
+// sends (the reply parser, and the whole engine fed a hostile byte stream with STARTTLS, AUTH and
+// pipelining offered), and what a user stored (the body encoder).
 // Rule: no input may crash, read out of bounds, loop forever, or make the engine send anything
-// after it ended; every recipient of a submitted transaction ends with exactly one outcome.
+// after it ended; every recipient of a submitted transaction ends with exactly one outcome; the
+// encoded body never holds a bare CR or LF and ends the data exactly once, at its end.
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
 #include <variant>
 
+#include "smtp/body_encoder.h"
 #include "smtp/engine.h"
 #include "smtp/reply.h"
 
@@ -70,11 +73,28 @@ void fuzz_engine(std::string_view data) {
   if (e.has_output()) __builtin_trap();
 }
 
+void fuzz_encoder(std::string_view data) {
+  BodyEncoder enc({"Date: x"});
+  std::string out;
+  std::size_t step = data.empty() ? 1 : 1 + static_cast<unsigned char>(data[0]) % 17;
+  for (std::size_t i = 0; i < data.size(); i += step)
+    if (!enc.feed(data.substr(i, step), out)) return;  // overlong line: refused, nothing more to check
+  if (!enc.finish(out)) return;
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    if (out[i] == '\r' && (i + 1 >= out.size() || out[i + 1] != '\n')) __builtin_trap();
+    if (out[i] == '\n' && (i == 0 || out[i - 1] != '\r')) __builtin_trap();
+  }
+  std::string_view w = out;
+  if (!w.ends_with("\r\n.\r\n")) __builtin_trap();
+  if (w.find("\r\n.\r\n") != w.size() - 5) __builtin_trap();  // no early end of data
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::string_view in(reinterpret_cast<const char*>(data), size);
   fuzz_parser(in);
   fuzz_engine(in);
+  fuzz_encoder(in);
   return 0;
 }
