@@ -18,15 +18,31 @@ Result<std::optional<Claimed>> Spool::claim(const EntryRef& ref) {
   auto lock = try_lock(ref.id);
   if (!lock) return lock.error();
   if (!*lock) return std::optional<Claimed>();
-  if (!path_exists(entry_path(ref))) return std::optional<Claimed>();  // moved or removed meanwhile
-  auto e = read(ref);
-  if (!e) return e.error();
+  auto text = read_small_file(entry_path(ref), kMaxEntryBytes);
+  if (!text) {
+    if (text.error().code == ENOENT) return std::optional<Claimed>();  // moved or removed meanwhile
+    return text.error();
+  }
+  auto e = parse_entry(*text);
+  if (e && e->id != ref.id) e = make_error("the id inside does not match the file name");
+  if (!e) return quarantine(ref, e.error().message);
   // An entry whose pickup was interrupted after the envelope was written: finish it now.
   std::string body = body_path(ref.id);
   if (!path_exists(body) && path_exists(body + ".new")) {
     if (auto r = durable_rename(body + ".new", body); !r) return r.error();
   }
   return std::optional<Claimed>(Claimed{std::move(**lock), ref, std::move(*e)});
+}
+
+// An envelope that cannot be read would be retried on every scan for ever: it goes to
+// bad/<name>.entry with a reason (its body stays in data/<id>), and the caller gets an error.
+Error Spool::quarantine(const EntryRef& ref, const std::string& why) {
+  std::string target = fmt::format("{}/bad/{}.entry", opts_.dir, ref.file_name());
+  std::string reason =
+      fmt::format("unreadable queue entry {} (body: data/{}): {}", entry_path(ref), ref.id, why);
+  if (auto r = atomic_write(opts_.dir + "/tmp", target + ".reason", {reason, "\n"}); !r) return r.error();
+  if (auto r = durable_rename(entry_path(ref), target); !r) return r.error();
+  return make_error(reason + " — moved to " + target);
 }
 
 Result<void> Spool::move(Claimed& c, Place place, int tier, int64_t when) {

@@ -149,6 +149,7 @@ class Spool {
   // Entries in queue/<tier> (or hold/, failed/) with when <= cutoff, streamed.
   Result<Scan> scan(Place place, int tier, int64_t cutoff) const;
   // Locks the entry and reads it; nullopt if another process holds it or it has moved/gone.
+  // An unreadable envelope is moved to bad/<name>.entry (+ .reason) and reported as an error.
   Result<std::optional<Claimed>> claim(const EntryRef& ref);
   // Finds an entry by id in any place (a directory walk; for operator commands, not hot paths).
   Result<std::optional<EntryRef>> find(std::string_view id) const;
@@ -186,6 +187,7 @@ class Spool {
   Result<PickupResult> finish_pickup(const std::string& claimed, std::string_view name, std::string id,
                                      Lock& lock);
   Result<void> write_entry(const std::string& path, const Entry& e) const;
+  Error quarantine(const EntryRef& ref, const std::string& why);
   Result<bool> recover_new(std::string_view id, RecoverReport& rep);
   Result<bool> recover_done(std::string_view id, RecoverReport& rep);
   Result<bool> recover_lock(std::string_view id, RecoverReport& rep);

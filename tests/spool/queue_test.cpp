@@ -612,3 +612,74 @@ TEST_CASE("recover leaves live locks and fresh temporary files alone", "[spool][
   CHECK(rep2->temp_files_removed == 1);
   CHECK_FALSE(path_exists(f.dir + "/tmp/t.123.0.tmp"));
 }
+
+TEST_CASE("an unreadable envelope is moved to bad/ instead of failing every scan", "[spool][queue]") {
+  Fixture f;
+  auto s = f.open();
+  f.drop("m", kEnvelope + kMessage);
+  auto id = pickup_ok(s, "m").id;
+  auto ref = only_ref(s);
+  write_file(s.entry_path(ref),
+             "spoold-entry 1\nid " + id + "\nrcpt pending 0 <a@x.org> x\n");  // no end line
+  auto c = s.claim(ref);
+  REQUIRE_FALSE(c.ok());
+  CHECK(c.error().message.find("truncated") != std::string::npos);
+  CHECK(f.envelopes().empty());
+  CHECK(path_exists(f.dir + "/bad/" + ref.file_name() + ".entry"));
+  CHECK(read_file(f.dir + "/bad/" + ref.file_name() + ".entry.reason").find("data/" + id) !=
+        std::string::npos);
+  CHECK(path_exists(s.body_path(id)));                               // the message itself is kept
+  CHECK(names_in(f.dir + "/data") == std::vector<std::string>{id});  // lock released
+  auto st = s.stats();
+  REQUIRE(st.ok());
+  CHECK(st->bad == 1);
+}
+
+TEST_CASE("a crash while breaking a dead owner's lock leaves the entry claimable", "[spool][crash]") {
+  Fixture f;
+  auto s = f.open();
+  f.drop("m", kEnvelope + kMessage);
+  auto id = pickup_ok(s, "m").id;
+  auto ref = only_ref(s);
+  pid_t dead = ::fork();
+  if (dead == 0) ::_exit(0);
+  ::waitpid(dead, nullptr, 0);
+  write_file(s.lock_path(id), "test-instance " + std::to_string(dead) + " " + boot_id() + " 1\n");
+  REQUIRE(crashes_at("lock.after_break_rename", [&] {
+    auto child = Spool::open(f.opts());
+    if (child.ok()) (void)child->claim(ref);
+  }));
+  {
+    auto c = claim_ok(s, ref);  // the lock was renamed aside before the crash: free now
+    CHECK(c.entry.id == id);
+  }
+  // The renamed-aside lock is swept once it is older than lock_stale_after.
+  std::vector<std::string> aside;
+  for (auto& n : names_in(f.dir + "/data"))
+    if (n.find(".lock.stale.") != std::string::npos) aside.push_back(n);
+  REQUIRE(aside.size() == 1);
+  struct timespec old[2] = {{::time(nullptr) - 3600, 0}, {::time(nullptr) - 3600, 0}};
+  REQUIRE(::utimensat(AT_FDCWD, (f.dir + "/data/" + aside[0]).c_str(), old, 0) == 0);
+  auto rep = s.recover();
+  REQUIRE(rep.ok());
+  CHECK(rep->temp_files_removed == 1);
+  CHECK(names_in(f.dir + "/data") == std::vector<std::string>{id});
+}
+
+TEST_CASE("recover removes a dead process's leftover lock", "[spool][recover]") {
+  Fixture f;
+  auto s = f.open();
+  REQUIRE(crashes_at("pickup.after_lock", [&] {
+    f.drop("m", kEnvelope + kMessage);
+    auto child = Spool::open(f.opts());
+    if (child.ok()) (void)child->pickup("m");
+  }));
+  auto locks = names_in(f.dir + "/data");
+  REQUIRE(locks.size() == 1);
+  CHECK(locks[0].find(".lock") != std::string::npos);
+  auto rep = s.recover();
+  REQUIRE(rep.ok());
+  CHECK(rep->dead_locks_removed == 1);
+  CHECK(names_in(f.dir + "/data").empty());
+  CHECK(names_in(f.dir + "/incoming") == std::vector<std::string>{"m"});
+}
