@@ -1,0 +1,122 @@
+// daemon/control_commands.cpp — the daemon's side of the control protocol. Spool reads and changes
+// are the same functions spoolctl uses offline (control/views.h, control/ops.h), run on the thread
+// pool; the daemon adds its live data and wakes the scheduler after a change. `bounce` is the one
+// command only the daemon can do: it runs the entry through the normal outcome path, which queues
+// the DSN before the entry goes to failed/.
+#include <ctime>
+
+#include "control/ops.h"
+#include "control/protocol.h"
+#include "control/views.h"
+#include "daemon/daemon.h"
+#include "daemon/inflight.h"
+#include "daemon/log.h"
+
+namespace spoold::daemon {
+
+namespace {
+int64_t unix_now() {
+  return static_cast<int64_t>(std::time(nullptr));
+}
+}  // namespace
+
+void Daemon::handle_control(const control::Json& request, Reply reply) {
+  const std::string cmd = request["cmd"].as_string();
+  if (stopping_) {
+    reply(control::error_response("spoold is stopping"));
+    return;
+  }
+  if (cmd == "reload") {
+    reload();
+    reply(control::ok_response());
+    return;
+  }
+  if (cmd == "bounce") {
+    bounce_ids(request, std::move(reply));
+    return;
+  }
+  auto answer = std::make_shared<control::Json>();
+  spool::Spool* sp = &*spool_;
+  bool changes = cmd != "status" && cmd != "list" && cmd != "show";
+  ++pool_jobs_;
+  run_in_pool(
+      &loop_, [sp, answer, request] { *answer = control::answer_from_spool(*sp, request, unix_now()); },
+      [this, cmd, answer, changes, reply] {
+        --pool_jobs_;
+        if (cmd == "status" && (*answer)["ok"].as_bool()) {
+          auto live = live_status();
+          for (const auto& [k, v] : live.as_object()) answer->set(k, v);
+        }
+        reply(*answer);
+        if (changes && !stopping_)
+          for (size_t t = 0; t < scanning_.size(); ++t) tick(static_cast<int>(t));
+        maybe_continue();
+      });
+}
+
+void Daemon::bounce_ids(const control::Json& request, Reply reply) {
+  std::vector<std::string> ids;
+  for (const auto& v : request["ids"].as_array()) ids.push_back(v.as_string());
+  if (ids.empty()) {
+    reply(control::error_response("bounce needs at least one id"));
+    return;
+  }
+  struct Out {
+    std::vector<spool::Claimed> claimed;
+    control::OpResult result;
+  };
+  auto out = std::make_shared<Out>();
+  auto skip = std::make_shared<std::set<std::string>>(inflight_ids_);
+  spool::Spool* sp = &*spool_;
+  ++pool_jobs_;
+  run_in_pool(
+      &loop_,
+      [sp, ids, out, skip] {
+        for (const auto& id : ids) {
+          if (skip->count(id)) {
+            out->result.errors.push_back({id, "in flight"});
+            continue;
+          }
+          auto ref = sp->find(id);
+          if (!ref.ok() || !*ref) {
+            out->result.errors.push_back({id, "no such message"});
+            continue;
+          }
+          if ((*ref)->place == spool::Place::failed) {
+            out->result.errors.push_back({id, "already in failed/"});
+            continue;
+          }
+          auto c = sp->claim(**ref);
+          if (!c.ok() || !*c) {
+            out->result.errors.push_back({id, c.ok() ? "in flight" : c.error().message});
+            continue;
+          }
+          out->claimed.push_back(std::move(**c));
+          out->result.done.push_back(id);
+        }
+      },
+      [this, out, reply] {
+        --pool_jobs_;
+        for (auto& c : out->claimed) {
+          // Every pending recipient fails permanently; finish() queues the DSN and files the entry.
+          auto f = std::make_unique<InFlight>(std::move(c));
+          std::uint64_t token = next_token_++;
+          const auto& e = f->claimed.entry;
+          f->results.resize(e.recipients.size());
+          for (size_t i = 0; i < e.recipients.size(); ++i)
+            if (!e.recipients[i].final())
+              f->results[i] = RecipientResult{
+                  i,
+                  smtp::Outcome{smtp::Status::permanent, 0, "5.0.0", "message bounced by the administrator"},
+                  "none", true};
+          inflight_ids_.insert(e.id);
+          inflight_.emplace(token, std::move(f));
+          log::info("{}: bounced by the administrator", e.id);
+          finish(token);
+        }
+        reply(out->result.to_json());
+        maybe_continue();
+      });
+}
+
+}  // namespace spoold::daemon

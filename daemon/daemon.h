@@ -1,0 +1,110 @@
+// daemon/daemon.h — spoold itself: the libuv loop that owns the scheduler (tier timers, pickup
+// watcher), the delivery engine, outcome handling, the control socket and signal handling.
+// Rule: the loop thread never scans a directory or fsyncs: every spool call runs on the libuv
+// thread pool (run_in_pool), and its result comes back to the loop in the done callback.
+#pragma once
+
+#include <uv.h>
+
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "control/json.h"
+#include "daemon/control_server.h"
+#include "daemon/delivery.h"
+#include "daemon/uv_handle.h"
+#include "dns/dns.h"
+#include "spool/spool.h"
+
+namespace spoold::daemon {
+
+struct RunOptions {
+  bool once = false;  // attempt what is due now, wait for it, exit
+  std::string config_path;
+};
+
+struct Counters {
+  std::uint64_t picked_up = 0, sent = 0, deferred = 0, bounced = 0, expired = 0;
+};
+
+class Daemon {
+ public:
+  Daemon(std::shared_ptr<const config::Config> config, RunOptions options);
+  ~Daemon();
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  // Runs until SIGTERM/SIGINT (or, with --once, until the due work is done). Returns the exit code.
+  int run();
+
+ private:
+  struct InFlight;
+
+  // Lifecycle (daemon.cpp)
+  Result<void> start();
+  void stop(const char* why);
+  void reload();
+  void on_signal(int signum);
+  void finish_stop();
+
+  // Scheduling (scheduler.cpp)
+  void arm_tier_timers();
+  void tick(int tier);
+  void tick_done(int tier, std::vector<spool::Claimed> claimed, std::vector<spool::PickupResult> pickups,
+                 bool more);
+  void start_delivery(spool::Claimed claimed);
+  void watch_incoming();
+  void maybe_continue();
+  void refresh_locks();
+  void expire_failed();
+  size_t capacity() const;
+
+  // Outcomes (outcome.cpp)
+  void on_part_done(std::uint64_t token, std::vector<RecipientResult> results);
+  void finish(std::uint64_t token);
+
+  // Control (daemon.cpp)
+  void handle_control(const control::Json& request, Reply reply);
+  void bounce_ids(const control::Json& request, Reply reply);
+  control::Json live_status() const;
+
+  std::shared_ptr<const config::Config> cfg_;
+  std::vector<std::shared_ptr<const config::Config>> old_configs_;  // kept alive for running work
+  RunOptions opt_;
+  uv_loop_t loop_{};
+  std::optional<spool::Spool> spool_;
+  std::unique_ptr<dns::Resolver> resolver_;
+  std::unique_ptr<DeliveryEngine> engine_;
+  std::unique_ptr<ControlServer> control_;
+  std::vector<std::unique_ptr<Timer>> tier_timers_;
+  std::unique_ptr<Timer> refresh_timer_, retention_timer_, watchdog_timer_, stop_timer_, kick_timer_;
+  std::vector<std::unique_ptr<SignalWatch>> signals_;
+  std::unique_ptr<uv_fs_event_t> incoming_watch_;
+
+  std::map<std::uint64_t, std::unique_ptr<InFlight>> inflight_;
+  std::set<std::string> inflight_ids_;
+  std::uint64_t next_token_ = 1;
+  std::vector<bool> scanning_, more_, again_;
+  Counters counters_;
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  bool stopping_ = false;
+  int exit_code_ = 0;
+  size_t pool_jobs_ = 0;  // thread-pool jobs whose done callback has not run yet
+  int once_passes_ = 0;
+  bool dsn_queued_ = false;  // a bounce or warning was queued since the last --once pass
+  bool stopped_ = false;
+};
+
+// Maps config → the plain option structs of the libraries below.
+spool::Options spool_options(const config::Config& c);
+dns::Options dns_options(const config::Config& c);
+
+}  // namespace spoold::daemon

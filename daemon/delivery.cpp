@@ -1,0 +1,603 @@
+// daemon/delivery.cpp — see delivery.h. A Destination is one next hop (an MX domain, a static host
+// list or a relay group); its Conns are pooled SMTP sessions. Connection-level failures (no reply,
+// 421) send the part on to the next address; other replies are final for this attempt.
+#include "daemon/delivery.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <deque>
+#include <optional>
+
+#include "daemon/log.h"
+#include "daemon/uv_handle.h"
+
+namespace spoold::daemon {
+
+using Clock = std::chrono::steady_clock;
+namespace {
+
+constexpr auto kBadAddressMemory = std::chrono::seconds(60);  // skip a refusing host this long
+constexpr auto kHopsLifetime = std::chrono::seconds(60);      // re-resolve a destination after this
+
+smtp::Timeouts to_smtp(const config::Timeouts& t) {
+  smtp::Timeouts s;
+  s.connect = t.connect;
+  s.greeting = t.greeting;
+  s.ehlo = t.ehlo;
+  s.starttls = t.ehlo;
+  s.auth = t.ehlo;
+  s.mail = t.mail;
+  s.rcpt = t.rcpt;
+  s.data = t.data;
+  s.block = t.block;
+  s.dot = t.dot;
+  s.rset = t.mail;
+  s.quit = t.mail;
+  return s;
+}
+
+smtp::TlsPolicy to_smtp(config::TlsPolicy p) {
+  switch (p) {
+    case config::TlsPolicy::none:
+      return smtp::TlsPolicy::none;
+    case config::TlsPolicy::opportunistic:
+      return smtp::TlsPolicy::opportunistic;
+    case config::TlsPolicy::required:
+      return smtp::TlsPolicy::required;
+    case config::TlsPolicy::verify:
+      return smtp::TlsPolicy::verify;
+  }
+  return smtp::TlsPolicy::opportunistic;
+}
+
+smtp::AuthMechanism to_smtp(config::AuthMechanism m) {
+  switch (m) {
+    case config::AuthMechanism::automatic:
+      return smtp::AuthMechanism::automatic;
+    case config::AuthMechanism::plain:
+      return smtp::AuthMechanism::plain;
+    case config::AuthMechanism::login:
+      return smtp::AuthMechanism::login;
+    case config::AuthMechanism::cram_md5:
+      return smtp::AuthMechanism::cram_md5;
+    case config::AuthMechanism::xoauth2:
+      return smtp::AuthMechanism::xoauth2;
+  }
+  return smtp::AuthMechanism::automatic;
+}
+
+bool connection_level(const smtp::Outcome& o) {
+  return o.status == smtp::Status::temporary && (o.code == 0 || o.code == 421) && !o.possible_duplicate;
+}
+
+std::string default_enhanced(const smtp::Outcome& o) {
+  if (!o.enhanced.empty()) return o.enhanced;
+  switch (o.status) {
+    case smtp::Status::sent:
+      return "2.0.0";
+    case smtp::Status::temporary:
+      return "4.0.0";
+    case smtp::Status::permanent:
+      return "5.0.0";
+  }
+  return "4.0.0";
+}
+
+}  // namespace
+
+struct DeliveryEngine::Conn {
+  enum class St { connecting, idle, busy, closing };
+  DeliveryEngine::Destination* dest = nullptr;
+  std::unique_ptr<smtp::Session> session;
+  std::string host, ip;
+  int port = 25;
+  size_t server = 0;  // relay server index (relay destinations only)
+  St st = St::connecting;
+  Clock::time_point opened = Clock::now();
+  int messages = 0;
+  bool retire = false;
+  std::optional<Part> current;
+  std::unique_ptr<Timer> idle_timer;
+  std::string relay() const {
+    return ip.find(':') != std::string::npos ? fmt::format("{}[{}]:{}", host, ip, port)
+                                             : fmt::format("{}[{}]:{}", host, ip, port);
+  }
+};
+
+class DeliveryEngine::Destination {
+ public:
+  Destination(DeliveryEngine& eng, HopKey key) : eng_(eng), key_(std::move(key)), rate_timer_(eng.loop_) {
+    if (key_.kind == config::RouteKind::relay)
+      if (const auto* g = eng_.config_->relay(key_.name)) servers_.resize(g->servers.size());
+  }
+
+  void enqueue(Part p) {
+    queue_.push_back(std::move(p));
+    pump();
+  }
+
+  size_t queued() const { return queue_.size(); }
+  size_t sessions() const { return conns_.size(); }
+  const HopKey& key() const { return key_; }
+  bool waiting() const { return !queue_.empty(); }
+  bool empty() const { return queue_.empty() && conns_.empty() && !resolving_; }
+
+  void pump() {
+    if (eng_.stopping_) {
+      fail_queue(smtp::Outcome{smtp::Status::temporary, 0, "4.3.2", "mail system is shutting down"}, false);
+      quit_idle();
+      return;
+    }
+    if (queue_.empty()) return;
+    if (!hops_ok_ || Clock::now() > hops_expire_) {
+      resolve();
+      return;
+    }
+    for (auto& c : conns_)
+      if (c->st == Conn::St::idle && !c->retire && !queue_.empty()) assign(*c);
+    open_connections();
+  }
+
+  void quit_idle() {
+    for (auto& c : conns_)
+      if (c->st == Conn::St::idle) begin_quit(*c);
+  }
+
+  void abort_all() {
+    // Destroying a session aborts it; its transaction callback reports temporary outcomes first.
+    std::vector<Conn*> all;
+    for (auto& c : conns_) all.push_back(c.get());
+    for (Conn* c : all)
+      if (c->session) c->session->quit();
+  }
+
+ private:
+  struct ServerState {
+    int total = 0, robin = 0, awake = 0;
+    Clock::time_point asleep_until{};
+  };
+
+  void resolve() {
+    if (resolving_) return;
+    resolving_ = true;
+    auto cb = [this](dns::NextHops h) {
+      resolving_ = false;
+      if (!h.ok()) {
+        hops_ok_ = false;
+        auto status = h.status == dns::Status::permanent ? smtp::Status::permanent : smtp::Status::temporary;
+        std::string code = status == smtp::Status::permanent ? "5.1.2" : "4.4.3";
+        fail_queue(smtp::Outcome{status, 0, code, h.reason});
+        eng_.maybe_drained();
+        return;
+      }
+      hops_ = std::move(h);
+      hops_ok_ = true;
+      hops_expire_ = Clock::now() + kHopsLifetime;
+      pump();
+    };
+    const auto& cfg = *eng_.config_;
+    if (key_.kind == config::RouteKind::mx) {
+      eng_.resolver_.resolve_next_hops(key_.name, cb);
+      return;
+    }
+    std::vector<dns::HostPort> hosts;
+    if (key_.kind == config::RouteKind::hosts) {
+      const auto& r = cfg.routes.at(key_.route_index);
+      for (const auto& h : r.hosts) {
+        auto hp = dns::parse_host_port(h, static_cast<uint16_t>(cfg.delivery.port));
+        if (hp.ok()) hosts.push_back(*hp);
+      }
+    } else if (const auto* g = cfg.relay(key_.name)) {
+      for (const auto& s : g->servers) hosts.push_back(dns::HostPort{s.host, static_cast<uint16_t>(s.port)});
+    }
+    eng_.resolver_.resolve_hosts(hosts, cb);
+  }
+
+  bool address_bad(const std::string& ip) const {
+    auto it = eng_.bad_addresses_.find(ip);
+    return it != eng_.bad_addresses_.end() && Clock::now() < it->second;
+  }
+
+  bool server_usable(size_t i) {
+    if (i >= servers_.size()) return true;
+    const auto* g = eng_.config_->relay(key_.name);
+    if (!g || i >= g->servers.size()) return false;
+    const auto& s = g->servers[i];
+    auto& st = servers_[i];
+    if (s.max_messages > 0 && st.total >= s.max_messages) return false;  // retired for good
+    if (st.asleep_until != Clock::time_point{} && Clock::now() < st.asleep_until) return false;
+    if (st.asleep_until != Clock::time_point{}) st.asleep_until = {}, st.awake = 0;
+    return true;
+  }
+
+  struct Pick {
+    const dns::NextHop* hop = nullptr;
+    const dns::Address* addr = nullptr;
+  };
+
+  // The next address to open a connection to: hops in order (a relay group rotates for
+  // round_robin), addresses in order, skipping recently failed ones and retired relay servers.
+  std::optional<Pick> pick() {
+    std::vector<const dns::NextHop*> order;
+    for (const auto& h : hops_.hops) order.push_back(&h);
+    const auto* g = key_.kind == config::RouteKind::relay ? eng_.config_->relay(key_.name) : nullptr;
+    if (g && g->strategy == config::RelayStrategy::round_robin && !order.empty()) {
+      // Start at the first hop whose server index is >= rr_next_.
+      std::stable_partition(order.begin(), order.end(), [&](const dns::NextHop* h) {
+        return static_cast<size_t>(h->preference) >= rr_next_;
+      });
+    }
+    for (const auto* h : order) {
+      if (g && !server_usable(static_cast<size_t>(h->preference))) continue;
+      for (const auto& a : h->addresses)
+        if (!address_bad(a.ip)) return Pick{h, &a};
+    }
+    return std::nullopt;
+  }
+
+  void open_connections() {
+    const auto& d = eng_.config_->delivery;
+    size_t connecting = 0;
+    for (auto& c : conns_)
+      if (c->st == Conn::St::connecting) ++connecting;
+    while (queue_.size() > connecting &&
+           conns_.size() < static_cast<size_t>(d.max_sessions_per_destination) &&
+           eng_.sessions_ < static_cast<size_t>(d.max_sessions)) {
+      auto p = pick();
+      if (!p) {
+        if (conns_.empty()) {
+          // Nothing to try: every address failed recently. Defer what waits, with the last reason.
+          fail_queue(last_error_.text.empty()
+                         ? smtp::Outcome{smtp::Status::temporary, 0, "4.4.1", "no usable next-hop address"}
+                         : last_error_);
+          hops_ok_ = false;  // look again next time
+        }
+        return;
+      }
+      open(*p->hop, *p->addr);
+      ++connecting;
+    }
+  }
+
+  smtp::SessionOptions session_options(const dns::NextHop& hop, const dns::Address& addr) {
+    const auto& cfg = *eng_.config_;
+    smtp::SessionOptions o;
+    o.ip = addr.ip;
+    o.port = hop.port;
+    o.bind_address = cfg.delivery.bind_address;
+    o.engine.ehlo_name = cfg.hostname;
+    o.engine.tls = to_smtp(cfg.delivery.tls);
+    o.engine.timeouts = to_smtp(cfg.delivery.timeouts);
+    o.engine.envelope_limit = static_cast<size_t>(cfg.delivery.envelope_limit);
+    o.tls_host = hop.host;
+    o.ca_file = cfg.delivery.ca_file;
+    if (!cfg.delivery.transcript_dir.empty())
+      o.transcript_path =
+          fmt::format("{}/{}-{}-{}.log", cfg.delivery.transcript_dir, hop.host, getpid(), ++serial_);
+    if (key_.kind == config::RouteKind::relay) {
+      const auto* g = cfg.relay(key_.name);
+      size_t i = static_cast<size_t>(hop.preference);
+      if (g && i < g->servers.size()) {
+        const auto& s = g->servers[i];
+        switch (s.tls) {
+          case config::RelayTls::none:
+            o.engine.tls = smtp::TlsPolicy::none;
+            break;
+          case config::RelayTls::starttls:
+            o.engine.tls = s.verify ? smtp::TlsPolicy::verify : smtp::TlsPolicy::required;
+            break;
+          case config::RelayTls::smtps:
+            o.engine.implicit_tls = true;
+            o.engine.tls = s.verify ? smtp::TlsPolicy::verify : smtp::TlsPolicy::required;
+            break;
+        }
+        if (s.auth) {
+          o.engine.auth.mechanism = to_smtp(s.auth->mechanism);
+          o.engine.auth.user = s.auth->user;
+          o.engine.auth.secret = s.auth->secret;
+          o.engine.auth.allow_plaintext = s.tls == config::RelayTls::none;
+        }
+      }
+    }
+    return o;
+  }
+
+  void open(const dns::NextHop& hop, const dns::Address& addr) {
+    auto c = std::make_unique<Conn>();
+    Conn* conn = c.get();
+    conn->dest = this;
+    conn->host = hop.host;
+    conn->ip = addr.ip;
+    conn->port = hop.port;
+    conn->server = static_cast<size_t>(hop.preference);
+    if (key_.kind == config::RouteKind::relay &&
+        eng_.config_->relay(key_.name)->strategy == config::RelayStrategy::round_robin)
+      rr_next_ = conn->server + 1 >= servers_.size() ? 0 : conn->server + 1;
+    conn->idle_timer = std::make_unique<Timer>(eng_.loop_);
+    smtp::SessionCallbacks cbs;
+    cbs.on_ready = [this, conn] {
+      conn->st = Conn::St::idle;
+      pump();
+      if (conn->st == Conn::St::idle) arm_idle(*conn);
+    };
+    cbs.on_closed = [this, conn](const smtp::Outcome& why) { on_closed(conn, why); };
+    cbs.on_warning = [conn](std::string_view w) { log::warning("{}: {}", conn->relay(), w); };
+    conns_.push_back(std::move(c));
+    ++eng_.sessions_;
+    conn->session = std::make_unique<smtp::Session>(eng_.loop_, session_options(hop, addr), std::move(cbs));
+  }
+
+  void arm_idle(Conn& c) {
+    auto ms = static_cast<uint64_t>(eng_.config_->delivery.idle_timeout.count());
+    Conn* conn = &c;
+    c.idle_timer->start(ms, 0, [this, conn] {
+      if (conn->st == Conn::St::idle) begin_quit(*conn);
+    });
+  }
+
+  void begin_quit(Conn& c) {
+    c.st = Conn::St::closing;
+    c.idle_timer->stop();
+    c.session->quit();
+  }
+
+  // Takes the first queued part that has not already failed at this address.
+  void assign(Conn& c) {
+    auto it = std::find_if(queue_.begin(), queue_.end(), [&](const Part& p) {
+      return std::find(p.tried.begin(), p.tried.end(), c.ip) == p.tried.end();
+    });
+    if (it == queue_.end()) return;
+    if (!take_token()) return;
+    Part part = std::move(*it);
+    queue_.erase(it);
+    c.idle_timer->stop();
+    c.st = Conn::St::busy;
+
+    smtp::Transaction t;
+    t.sender = part.sender;
+    t.recipients = part.recipients;
+    t.size = part.size;
+    t.missing_date = part.missing_date;
+    t.missing_message_id = part.missing_message_id;
+    smtp::BodySource body;
+    int fd = ::open(part.body_path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      // The body vanished (deleted by an operator?): nothing to send; report temporary.
+      c.st = Conn::St::idle;
+      std::vector<RecipientResult> rs;
+      for (size_t i = 0; i < part.indices.size(); ++i)
+        rs.push_back({part.indices[i],
+                      smtp::Outcome{smtp::Status::temporary, 0, "4.3.0", "cannot open the stored message"},
+                      "none"});
+      eng_.done_(part.token, std::move(rs));
+      arm_idle(c);
+      return;
+    }
+    body.fd = fd;
+    body.offset = part.body_offset;
+    c.current = std::move(part);
+    Conn* conn = &c;
+    c.session->submit(std::move(t), std::move(body),
+                      [this, conn](const smtp::TransactionResult& r) { on_transaction(conn, r); });
+    ::close(fd);  // the session dup()ed it
+  }
+
+  bool take_token() {
+    double rate = eng_.config_->delivery.rate_limit;
+    if (rate <= 0) return true;
+    auto now = Clock::now();
+    double burst = std::max(1.0, rate);
+    if (last_refill_ == Clock::time_point{}) tokens_ = burst, last_refill_ = now;
+    tokens_ = std::min(burst, tokens_ + std::chrono::duration<double>(now - last_refill_).count() * rate);
+    last_refill_ = now;
+    if (tokens_ >= 1.0) {
+      tokens_ -= 1.0;
+      return true;
+    }
+    if (!rate_timer_.active()) {
+      auto wait_ms = static_cast<uint64_t>((1.0 - tokens_) / rate * 1000.0) + 1;
+      rate_timer_.start(wait_ms, 0, [this] { pump(); });
+    }
+    return false;
+  }
+
+  void on_transaction(Conn* c, const smtp::TransactionResult& r) {
+    Part part = std::move(*c->current);
+    c->current.reset();
+    ++c->messages;
+    note_server_message(*c);
+    std::vector<RecipientResult> done;
+    Part retry = part;
+    retry.recipients.clear();
+    retry.indices.clear();
+    bool more_addresses = has_untried_address(part, c->ip);
+    for (size_t i = 0; i < r.recipients.size() && i < part.indices.size(); ++i) {
+      const auto& o = r.recipients[i].outcome;
+      if (connection_level(o) && more_addresses) {
+        retry.recipients.push_back(part.recipients[i]);
+        retry.indices.push_back(part.indices[i]);
+        last_error_ = o;
+        continue;
+      }
+      smtp::Outcome out = o;
+      out.enhanced = default_enhanced(o);
+      done.push_back({part.indices[i], out, c->relay()});
+    }
+    if (!retry.indices.empty()) {
+      retry.tried.push_back(c->ip);
+      queue_.push_front(std::move(retry));
+    }
+    if (!done.empty()) eng_.done_(part.token, std::move(done));
+    // The token may have ended the last part of a message; the engine itself is still alive.
+    const auto& d = eng_.config_->delivery;
+    if ((d.max_messages_per_connection > 0 && c->messages >= d.max_messages_per_connection) ||
+        Clock::now() - c->opened >= d.max_connection_time)
+      c->retire = true;
+    if (!c->session->alive()) return;  // on_closed follows
+    if (c->retire) {
+      begin_quit(*c);
+      pump();
+      return;
+    }
+    c->st = Conn::St::idle;
+    pump();
+    if (c->st == Conn::St::idle) arm_idle(*c);
+  }
+
+  void note_server_message(Conn& c) {
+    if (key_.kind != config::RouteKind::relay || c.server >= servers_.size()) return;
+    const auto* g = eng_.config_->relay(key_.name);
+    if (!g || c.server >= g->servers.size()) return;
+    const auto& s = g->servers[c.server];
+    auto& st = servers_[c.server];
+    ++st.total, ++st.robin, ++st.awake;
+    if (s.max_messages > 0 && st.total >= s.max_messages) c.retire = true;
+    if (s.max_messages_per_robin > 0 && st.robin >= s.max_messages_per_robin) {
+      st.robin = 0;
+      c.retire = true;  // the next connection goes to the next server in the robin
+    }
+    if (s.max_messages_while_awake > 0 && st.awake >= s.max_messages_while_awake) {
+      st.asleep_until = Clock::now() + s.sleep_length;
+      c.retire = true;
+    }
+  }
+
+  bool has_untried_address(const Part& p, const std::string& failed_ip) const {
+    for (const auto& h : hops_.hops)
+      for (const auto& a : h.addresses) {
+        if (a.ip == failed_ip || address_bad(a.ip)) continue;
+        if (std::find(p.tried.begin(), p.tried.end(), a.ip) == p.tried.end()) return true;
+      }
+    return false;
+  }
+
+  void on_closed(Conn* c, const smtp::Outcome& why) {
+    bool never_ready = c->st == Conn::St::connecting;
+    log::debug("{}: session closed after {} messages ({}: {})", c->relay(), c->messages,
+               smtp::to_string(why.status), why.text);
+    if (why.status != smtp::Status::sent) {
+      last_error_ = why;
+      if (last_error_.enhanced.empty()) last_error_.enhanced = default_enhanced(why);
+      // A relay that refuses us before any transaction (AUTH 535, TLS required, 5xx greeting) is a
+      // configuration problem on one side or the other: defer the mail (as Postfix's soft bounce
+      // does), never bounce it. The address is skipped for a while, so there is no retry storm.
+      if (never_ready && key_.kind == config::RouteKind::relay &&
+          last_error_.status == smtp::Status::permanent) {
+        last_error_.status = smtp::Status::temporary;
+        if (!last_error_.enhanced.empty()) last_error_.enhanced[0] = '4';
+      }
+      if (never_ready) {
+        eng_.bad_addresses_[c->ip] = Clock::now() + kBadAddressMemory;
+        log::info("{}: connection failed: {}", c->relay(), why.text);
+      }
+    }
+    if (c->current) {
+      // The session ended without a transaction result (should not happen): defer the part.
+      Part p = std::move(*c->current);
+      std::vector<RecipientResult> rs;
+      for (size_t i : p.indices)
+        rs.push_back({i, why.status == smtp::Status::sent ? smtp::Outcome{} : why, "none"});
+      eng_.done_(p.token, std::move(rs));
+    }
+    auto it = std::find_if(conns_.begin(), conns_.end(), [&](const auto& p) { return p.get() == c; });
+    // Destroying the Session from inside its own callback is allowed (smtp/session.h).
+    std::unique_ptr<Conn> dying = std::move(*it);
+    conns_.erase(it);
+    dying.reset();
+    eng_.session_closed();
+    pump();
+    eng_.maybe_drained();
+  }
+
+  void fail_queue(const smtp::Outcome& why, bool attempted = true) {
+    while (!queue_.empty()) {
+      Part p = std::move(queue_.front());
+      queue_.pop_front();
+      std::vector<RecipientResult> rs;
+      for (size_t i : p.indices) rs.push_back({i, why, "none", attempted});
+      eng_.done_(p.token, std::move(rs));
+    }
+  }
+
+  DeliveryEngine& eng_;
+  HopKey key_;
+  std::deque<Part> queue_;
+  std::vector<std::unique_ptr<Conn>> conns_;
+  bool resolving_ = false;
+  bool hops_ok_ = false;
+  dns::NextHops hops_;
+  Clock::time_point hops_expire_{};
+  smtp::Outcome last_error_;
+  double tokens_ = 0;
+  Clock::time_point last_refill_{};
+  Timer rate_timer_;
+  std::vector<ServerState> servers_;
+  size_t rr_next_ = 0;
+  unsigned serial_ = 0;
+};
+
+DeliveryEngine::DeliveryEngine(uv_loop_t* loop, const config::Config& config, dns::Resolver& resolver,
+                               PartDone done)
+    : loop_(loop), config_(&config), resolver_(resolver), done_(std::move(done)) {}
+
+DeliveryEngine::~DeliveryEngine() = default;
+
+void DeliveryEngine::submit(Part part) {
+  std::string k = part.key.str();
+  auto it = dests_.find(k);
+  if (it == dests_.end()) it = dests_.emplace(k, std::make_unique<Destination>(*this, part.key)).first;
+  it->second->enqueue(std::move(part));
+}
+
+void DeliveryEngine::reconfigure(const config::Config& config) {
+  config_ = &config;
+  // Idle destinations are rebuilt with the new routes; busy ones keep going until empty.
+  for (auto it = dests_.begin(); it != dests_.end();)
+    it = it->second->empty() ? dests_.erase(it) : std::next(it);
+}
+
+void DeliveryEngine::shutdown(std::function<void()> drained) {
+  stopping_ = true;
+  drained_ = std::move(drained);
+  for (auto& [_, d] : dests_) d->pump();
+  maybe_drained();
+}
+
+void DeliveryEngine::abort_all() {
+  for (auto& [_, d] : dests_) d->abort_all();
+}
+
+size_t DeliveryEngine::queued() const {
+  size_t n = 0;
+  for (const auto& [_, d] : dests_) n += d->queued();
+  return n;
+}
+
+std::vector<DestinationStats> DeliveryEngine::stats() const {
+  std::vector<DestinationStats> out;
+  for (const auto& [k, d] : dests_)
+    if (d->sessions() || d->queued()) out.push_back({k, d->sessions(), d->queued()});
+  return out;
+}
+
+void DeliveryEngine::session_closed() {
+  if (sessions_ > 0) --sessions_;
+  pump_waiting();
+}
+
+void DeliveryEngine::pump_waiting() {
+  if (stopping_) return;
+  for (auto& [_, d] : dests_)
+    if (d->waiting()) d->pump();
+}
+
+void DeliveryEngine::maybe_drained() {
+  if (!stopping_ || !drained_ || sessions_ > 0) return;
+  auto fn = std::move(drained_);
+  drained_ = nullptr;
+  fn();
+}
+
+}  // namespace spoold::daemon

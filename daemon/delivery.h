@@ -1,0 +1,96 @@
+// daemon/delivery.h — the delivery engine: per-next-hop destinations, each with a queue of message
+// parts and a pool of SMTP sessions, under the global and per-destination session limits and a
+// per-destination rate limit (token bucket).
+// Rule: the engine only carries parts and reports per-recipient outcomes through PartDone; it never
+// touches the spool (the scheduler records outcomes durably). Everything runs on the loop thread.
+#pragma once
+
+#include <uv.h>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "daemon/router.h"
+#include "dns/dns.h"
+#include "smtp/smtp.h"
+
+namespace spoold::daemon {
+
+// One message's recipients for one next hop. The engine owns it until PartDone.
+struct Part {
+  std::string qid;
+  std::string sender;
+  std::vector<std::string> recipients;  // addresses, in the order of `indices`
+  std::vector<size_t> indices;          // positions in the queue entry
+  std::string body_path;                // the stored message
+  std::uint64_t body_offset = 0;
+  std::uint64_t size = 0;
+  bool eight_bit = false;
+  std::string missing_date, missing_message_id;  // header values to add, "" = present
+  HopKey key;
+  std::vector<std::string> tried;  // addresses that failed at connection level for this part
+  std::uint64_t token = 0;         // the caller's handle, returned in PartDone
+};
+
+struct RecipientResult {
+  size_t index = 0;  // position in the queue entry
+  smtp::Outcome outcome;
+  std::string relay = "none";  // "HOST[IP]:PORT" or "none"
+  bool attempted = true;       // false: never tried (shutdown); the entry is left as it was
+};
+
+using PartDone = std::function<void(std::uint64_t token, std::vector<RecipientResult> results)>;
+
+struct DestinationStats {
+  std::string hop;
+  size_t sessions = 0;
+  size_t queued = 0;
+};
+
+class DeliveryEngine {
+ public:
+  DeliveryEngine(uv_loop_t* loop, const config::Config& config, dns::Resolver& resolver, PartDone done);
+  ~DeliveryEngine();
+  DeliveryEngine(const DeliveryEngine&) = delete;
+  DeliveryEngine& operator=(const DeliveryEngine&) = delete;
+
+  void submit(Part part);
+  // Config reload: new sessions use the new settings; running ones finish as they are.
+  void reconfigure(const config::Config& config);
+  // Graceful stop: no new sessions; queued parts are failed as temporary ("shutting down"); idle
+  // sessions QUIT; running transactions finish. `drained` runs when no session is left.
+  void shutdown(std::function<void()> drained);
+  // Hard stop after the grace period: abort every session (their parts end temporary).
+  void abort_all();
+
+  size_t sessions() const { return sessions_; }
+  size_t queued() const;
+  std::vector<DestinationStats> stats() const;
+
+  class Destination;
+  struct Conn;
+
+ private:
+  friend class Destination;
+  void pump_waiting();
+  void session_closed();
+  void maybe_drained();
+
+  uv_loop_t* loop_;
+  const config::Config* config_;
+  dns::Resolver& resolver_;
+  PartDone done_;
+  std::map<std::string, std::unique_ptr<Destination>> dests_;
+  size_t sessions_ = 0;
+  bool stopping_ = false;
+  std::function<void()> drained_;
+  // Addresses that failed to connect recently, skipped by every destination until the time passes.
+  std::map<std::string, std::chrono::steady_clock::time_point> bad_addresses_;
+};
+
+}  // namespace spoold::daemon

@@ -1,0 +1,20 @@
+// daemon/inflight.h — one queue entry being delivered: its lock, and the outcome of each recipient
+// as the parts (one per next hop) report back. Private to the daemon.
+#pragma once
+
+#include <optional>
+#include <vector>
+
+#include "daemon/daemon.h"
+
+namespace spoold::daemon {
+
+struct Daemon::InFlight {
+  explicit InFlight(spool::Claimed c) : claimed(std::move(c)) {}
+  spool::Claimed claimed;
+  size_t parts_left = 0;
+  std::vector<std::optional<RecipientResult>> results;  // by recipient index
+  bool finishing = false;  // the outcome job is on the thread pool: hands off the lock
+};
+
+}  // namespace spoold::daemon

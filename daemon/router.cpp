@@ -1,0 +1,68 @@
+// daemon/router.cpp — see router.h.
+#include "daemon/router.h"
+
+#include <cctype>
+
+namespace spoold::daemon {
+
+std::string HopKey::str() const {
+  switch (kind) {
+    case config::RouteKind::mx:
+      return "mx:" + name;
+    case config::RouteKind::relay:
+      return "relay:" + name;
+    case config::RouteKind::hosts:
+      return "hosts:" + name;
+  }
+  return name;
+}
+
+std::string domain_of(const std::string& address) {
+  auto at = address.rfind('@');
+  if (at == std::string::npos) return "";
+  std::string d = address.substr(at + 1);
+  if (!d.empty() && d.front() == '[') return d;  // address literal: keep as is
+  for (auto& c : d) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  while (!d.empty() && d.back() == '.') d.pop_back();
+  return d;
+}
+
+HopKey route(const config::Config& config, const std::string& domain) {
+  for (size_t i = 0; i < config.routes.size(); ++i) {
+    const auto& r = config.routes[i];
+    for (const auto& pattern : r.match) {
+      if (!config::domain_matches(pattern, domain)) continue;
+      HopKey k;
+      k.kind = r.kind;
+      k.route_index = i;
+      if (r.kind == config::RouteKind::relay) {
+        k.name = r.relay;
+      } else if (r.kind == config::RouteKind::hosts) {
+        for (const auto& h : r.hosts) k.name += (k.name.empty() ? "" : ",") + h;
+      } else {
+        k.name = domain;
+      }
+      return k;
+    }
+  }
+  return HopKey{config::RouteKind::mx, domain, config.routes.size()};
+}
+
+std::vector<HopGroup> group_by_hop(const config::Config& config, const std::vector<std::string>& recipients,
+                                   const std::vector<size_t>& which) {
+  std::vector<HopGroup> groups;
+  for (size_t idx : which) {
+    HopKey k = route(config, domain_of(recipients[idx]));
+    bool found = false;
+    for (auto& g : groups)
+      if (g.key == k) {
+        g.recipients.push_back(idx);
+        found = true;
+        break;
+      }
+    if (!found) groups.push_back(HopGroup{k, {idx}});
+  }
+  return groups;
+}
+
+}  // namespace spoold::daemon

@@ -1,0 +1,34 @@
+// daemon/router.h — which next hop a recipient domain goes to (DESIGN.md `routes`, first match wins).
+// Rule: recipients with the same HopKey share connections; one message is split into one part per key.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+
+namespace spoold::daemon {
+
+struct HopKey {
+  config::RouteKind kind = config::RouteKind::mx;
+  std::string name;  // mx: the domain (lower case); relay: the group name; hosts: the route's host list
+  size_t route_index = 0;
+  std::string str() const;  // "mx:example.org", "relay:corp", "hosts:127.0.0.1:2525"
+  bool operator==(const HopKey& o) const { return kind == o.kind && name == o.name; }
+  bool operator<(const HopKey& o) const { return str() < o.str(); }
+};
+
+// The domain of an address (after the last '@'), lower-cased; "" when there is none.
+std::string domain_of(const std::string& address);
+
+HopKey route(const config::Config& config, const std::string& domain);
+
+// Groups recipient indices by next hop, in first-seen order.
+struct HopGroup {
+  HopKey key;
+  std::vector<size_t> recipients;
+};
+std::vector<HopGroup> group_by_hop(const config::Config& config, const std::vector<std::string>& recipients,
+                                   const std::vector<size_t>& which);
+
+}  // namespace spoold::daemon

@@ -1,0 +1,257 @@
+// daemon/scheduler.cpp — when work is looked for: one timer per tier (priority × scan_interval),
+// inotify on incoming/ for immediate pickup, and a refill when in-memory work drops below half.
+// Rule: at most kMaxInFlight entries are held in memory; the rest stay on disk for a later scan,
+// so memory follows concurrency, not queue length. Scans and claims run on the thread pool.
+#include <ctime>
+#include <set>
+
+#include "daemon/daemon.h"
+#include "daemon/dsn.h"
+#include "daemon/inflight.h"
+#include "daemon/log.h"
+
+namespace spoold::daemon {
+
+namespace {
+constexpr size_t kMaxInFlight = 4096;
+constexpr size_t kScanChunk = 256;
+
+int64_t unix_now() {
+  return static_cast<int64_t>(std::time(nullptr));
+}
+}  // namespace
+
+size_t Daemon::capacity() const {
+  return inflight_.size() >= kMaxInFlight ? 0 : kMaxInFlight - inflight_.size();
+}
+
+void Daemon::arm_tier_timers() {
+  tier_timers_.clear();
+  auto base = static_cast<uint64_t>(cfg_->queue.scan_interval.count());
+  for (size_t t = 0; t < cfg_->queue.tiers.size(); ++t) {
+    auto every = base * static_cast<uint64_t>(cfg_->queue.tiers[t].priority);
+    auto timer = std::make_unique<Timer>(&loop_);
+    int tier = static_cast<int>(t);
+    timer->start(every, every, [this, tier] { tick(tier); });
+    tier_timers_.push_back(std::move(timer));
+  }
+}
+
+void Daemon::watch_incoming() {
+  incoming_watch_ = std::make_unique<uv_fs_event_t>();
+  uv_fs_event_init(&loop_, incoming_watch_.get());
+  incoming_watch_->data = this;
+  std::string dir = cfg_->spool_dir + "/incoming";
+  int rc = uv_fs_event_start(
+      incoming_watch_.get(),
+      [](uv_fs_event_t* h, const char*, int, int status) {
+        if (status == 0) static_cast<Daemon*>(h->data)->tick(0);
+      },
+      dir.c_str(), 0);
+  if (rc != 0) log::warning("cannot watch {} ({}): relying on the tier-0 scan", dir, uv_strerror(rc));
+}
+
+void Daemon::tick(int tier) {
+  if (stopping_ || !spool_) return;
+  if (scanning_[static_cast<size_t>(tier)]) {
+    again_[static_cast<size_t>(tier)] = true;
+    return;
+  }
+  size_t cap = capacity();
+  if (cap == 0) {
+    more_[static_cast<size_t>(tier)] = true;
+    return;
+  }
+  scanning_[static_cast<size_t>(tier)] = true;
+  ++pool_jobs_;
+  struct Out {
+    std::vector<spool::Claimed> claimed;
+    std::vector<spool::PickupResult> pickups;
+    std::vector<std::string> errors;
+    bool more = false;
+  };
+  auto out = std::make_shared<Out>();
+  auto skip = std::make_shared<std::set<std::string>>(inflight_ids_);
+  spool::Spool* sp = &*spool_;
+  run_in_pool(
+      &loop_,
+      [sp, tier, cap, out, skip] {
+        if (tier == 0) {
+          auto names = sp->list_incoming(cap);
+          if (!names.ok()) {
+            out->errors.push_back("incoming: " + names.error().message);
+          } else {
+            if (names->size() >= cap) out->more = true;
+            for (const auto& n : *names) {
+              auto r = sp->pickup(n);
+              if (r.ok()) {
+                out->pickups.push_back(std::move(*r));
+              } else {
+                out->errors.push_back(fmt::format("pickup of {}: {}", n, r.error().message));
+              }
+            }
+          }
+        }
+        // The cutoff is taken after the pickups, so what was just picked up is due in this pass.
+        auto scan = sp->scan(spool::Place::queue, tier, unix_now());
+        if (!scan.ok()) {
+          out->errors.push_back(fmt::format("scan of tier {}: {}", tier, scan.error().message));
+          return;
+        }
+        while (out->claimed.size() < cap && !scan->done()) {
+          auto batch = scan->next(kScanChunk);
+          if (!batch.ok()) {
+            out->errors.push_back(fmt::format("scan of tier {}: {}", tier, batch.error().message));
+            return;
+          }
+          for (const auto& ref : *batch) {
+            if (skip->count(ref.id)) continue;
+            if (out->claimed.size() >= cap) {
+              out->more = true;
+              break;
+            }
+            auto c = sp->claim(ref);
+            if (!c.ok()) {
+              out->errors.push_back(fmt::format("{}: {}", ref.id, c.error().message));
+            } else if (*c) {
+              out->claimed.push_back(std::move(**c));
+            }
+          }
+        }
+      },
+      [this, tier, out] {
+        --pool_jobs_;
+        for (const auto& e : out->errors) log::warning("{}", e);
+        tick_done(tier, std::move(out->claimed), std::move(out->pickups), out->more);
+      });
+}
+
+void Daemon::tick_done(int tier, std::vector<spool::Claimed> claimed,
+                       std::vector<spool::PickupResult> pickups, bool more) {
+  auto t = static_cast<size_t>(tier);
+  scanning_[t] = false;
+  more_[t] = more;
+  for (const auto& p : pickups) {
+    if (p.outcome == spool::PickupOutcome::queued) {
+      ++counters_.picked_up;
+      log::pickup({p.id, p.sender, p.size, p.nrcpt});
+    } else if (p.outcome == spool::PickupOutcome::bad) {
+      log::warning("drop file moved to bad/: {}", p.reason);
+    }
+  }
+  if (stopping_) {
+    claimed.clear();  // releases the locks untouched; the next start picks them up
+  } else {
+    for (auto& c : claimed) start_delivery(std::move(c));
+  }
+  if (again_[t]) {
+    again_[t] = false;
+    tick(tier);
+  }
+  maybe_continue();
+}
+
+void Daemon::start_delivery(spool::Claimed claimed) {
+  auto f = std::make_unique<InFlight>(std::move(claimed));
+  const spool::Entry& e = f->claimed.entry;
+  std::uint64_t token = next_token_++;
+  f->results.resize(e.recipients.size());
+  std::vector<size_t> pending;
+  std::vector<std::string> addresses;
+  for (size_t i = 0; i < e.recipients.size(); ++i) {
+    addresses.push_back(e.recipients[i].address);
+    if (!e.recipients[i].final()) pending.push_back(i);
+  }
+  auto groups = group_by_hop(*cfg_, addresses, pending);
+  f->parts_left = groups.size();
+  inflight_ids_.insert(e.id);
+  InFlight* raw = f.get();
+  inflight_.emplace(token, std::move(f));
+  if (groups.empty()) {
+    finish(token);  // nothing pending (a crash after the last outcome): just complete it
+    return;
+  }
+  const spool::Entry& en = raw->claimed.entry;
+  for (auto& g : groups) {
+    Part p;
+    p.qid = en.id;
+    p.sender = en.sender;
+    for (size_t i : g.recipients) p.recipients.push_back(en.recipients[i].address);
+    p.indices = g.recipients;
+    p.body_path = spool_->body_path(en.id);
+    p.body_offset = en.body_offset;
+    p.size = en.body_size;
+    p.eight_bit = en.flags.eight_bit;
+    if (en.flags.missing_date)
+      p.missing_date = rfc5322_date(std::chrono::system_clock::from_time_t(static_cast<time_t>(en.arrived)));
+    if (en.flags.missing_message_id) p.missing_message_id = fmt::format("<{}@{}>", en.id, cfg_->hostname);
+    p.key = g.key;
+    p.token = token;
+    engine_->submit(std::move(p));  // may report outcomes synchronously (e.g. while stopping)
+  }
+}
+
+void Daemon::maybe_continue() {
+  if (stopping_) {
+    finish_stop();
+    return;
+  }
+  bool busy = pool_jobs_ > 0 || !inflight_.empty();
+  for (size_t t = 0; t < more_.size(); ++t) {
+    if (more_[t] && !scanning_[t] && capacity() >= kMaxInFlight / 2) {
+      more_[t] = false;
+      tick(static_cast<int>(t));
+      busy = true;
+    }
+  }
+  if (!opt_.once || busy) return;
+  for (size_t t = 0; t < scanning_.size(); ++t)
+    if (scanning_[t]) return;
+  // --once: everything due when we started has been attempted. Bounces and warnings queued by this
+  // run are due now too: one more pass over tier 0 picks them up (bounded, so a loop cannot form).
+  if (once_passes_ < 3 && dsn_queued_) {
+    dsn_queued_ = false;
+    ++once_passes_;
+    tick(0);
+    return;
+  }
+  stop("--once finished");
+}
+
+void Daemon::refresh_locks() {
+  for (auto& [_, f] : inflight_) {
+    if (f->finishing) continue;
+    if (auto r = f->claimed.lock.refresh(); !r.ok())
+      log::warning("{}: lock lost: {}", f->claimed.entry.id, r.error().message);
+  }
+}
+
+void Daemon::expire_failed() {
+  if (stopping_) return;
+  ++pool_jobs_;
+  spool::Spool* sp = &*spool_;
+  int64_t cutoff =
+      unix_now() - std::chrono::duration_cast<std::chrono::seconds>(cfg_->queue.failed_retention).count();
+  auto removed = std::make_shared<size_t>(0);
+  run_in_pool(
+      &loop_,
+      [sp, cutoff, removed] {
+        auto scan = sp->scan(spool::Place::failed, 0, cutoff);
+        if (!scan.ok()) return;
+        for (int rounds = 0; rounds < 1000 && !scan->done(); ++rounds) {
+          auto batch = scan->next(kScanChunk);
+          if (!batch.ok()) return;
+          for (const auto& ref : *batch) {
+            auto c = sp->claim(ref);
+            if (c.ok() && *c && sp->remove(**c).ok()) ++*removed;
+          }
+        }
+      },
+      [this, removed] {
+        --pool_jobs_;
+        if (*removed) log::info("removed {} dead letters older than failed_retention", *removed);
+        maybe_continue();
+      });
+}
+
+}  // namespace spoold::daemon

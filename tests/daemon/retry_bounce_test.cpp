@@ -1,0 +1,88 @@
+// tests/daemon/retry_bounce_test.cpp — deferrals walk the tiers, permanent failures and expiry bounce
+// with an RFC 3464 DSN, the null sender is never bounced.
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <thread>
+
+#include "tests/daemon/harness.h"
+
+using namespace spoold::test;
+using namespace std::chrono_literals;
+
+namespace {
+size_t count_dsn(const std::vector<SinkMessage>& msgs, const std::string& to) {
+  size_t n = 0;
+  for (const auto& m : msgs)
+    if ((m.meta["from"].as_string().empty() || m.meta["from"].as_string() == "<>") &&
+        !m.meta["rcpts"].as_array().empty() && m.meta["rcpts"].as_array()[0].as_string() == to)
+      ++n;
+  return n;
+}
+}  // namespace
+
+TEST_CASE("a permanent failure bounces once with a DSN; the rest is delivered", "[daemon]") {
+  Env env;
+  env.drop("m", envelope_message("alice@example.com", {"perm-x@example.net", "ok@example.net"}, "p"));
+  REQUIRE(env.run_once() == 0);
+  INFO(env.log());
+  auto msgs = env.sink().messages();
+  REQUIRE(count_dsn(msgs, "alice@example.com") == 1);
+  const SinkMessage* dsn = nullptr;
+  for (const auto& m : msgs)
+    if (m.meta["from"].as_string() == "<>") dsn = &m;
+  REQUIRE(dsn);
+  CHECK(dsn->data.find("Content-Type: multipart/report; report-type=delivery-status") != std::string::npos);
+  CHECK(dsn->data.find("Final-Recipient: rfc822; perm-x@example.net") != std::string::npos);
+  CHECK(dsn->data.find("Action: failed") != std::string::npos);
+  CHECK(dsn->data.find("Status: 5.1.1") != std::string::npos);
+  CHECK(dsn->data.find("Diagnostic-Code: smtp; 550 5.1.1") != std::string::npos);
+  CHECK(dsn->data.find("Reporting-MTA: dns; spoold.test") != std::string::npos);
+  CHECK(dsn->data.find("From: Mail Delivery System <MAILER-DAEMON@spoold.test>") != std::string::npos);
+  CHECK(dsn->data.find("Subject: p") != std::string::npos);  // original headers attached
+  CHECK(env.log().find("to=<perm-x@example.net>") != std::string::npos);
+  CHECK(env.log().find("status=bounced (550 5.1.1") != std::string::npos);
+  CHECK(env.entries("failed").size() == 1);  // the dead letter is kept
+  CHECK(env.entries("queue/0").empty());
+}
+
+TEST_CASE("the null sender is never bounced", "[daemon]") {
+  Env env;
+  env.drop("m", envelope_message("", {"reject@example.net"}, "bounce of a bounce"));
+  REQUIRE(env.run_once() == 0);
+  INFO(env.log());
+  CHECK(env.sink().count() == 0);
+  CHECK(env.entries("failed").size() == 1);
+}
+
+TEST_CASE("a temporary failure walks the tiers and expires into a bounce", "[daemon]") {
+  Env env;  // tiers 0, 1s, 2s
+  env.drop("m", envelope_message("alice@example.com", {"temp-x@example.net"}, "t"));
+  REQUIRE(env.run_once() == 0);
+  CHECK(env.entries("queue/1").size() == 1);
+  CHECK(env.log().find("status=deferred (451 4.3.0") != std::string::npos);
+  REQUIRE(env.run_once() == 0);  // not yet due: nothing happens
+  CHECK(env.entries("queue/1").size() == 1);
+  std::this_thread::sleep_for(1200ms);
+  REQUIRE(env.run_once() == 0);
+  CHECK(env.entries("queue/2").size() == 1);
+  std::this_thread::sleep_for(2200ms);
+  REQUIRE(env.run_once() == 0);
+  INFO(env.log());
+  CHECK(env.log().find("status=expired") != std::string::npos);
+  CHECK(env.entries("queue/2").empty());
+  CHECK(env.entries("failed").size() == 1);
+  auto msgs = env.sink().messages();
+  REQUIRE(count_dsn(msgs, "alice@example.com") == 1);
+  CHECK(msgs.back().data.find("Status: 4.4.7") != std::string::npos);
+}
+
+TEST_CASE("an unreachable next hop defers with relay=none-style reason and keeps the message", "[daemon]") {
+  int dead = free_port();
+  Env env("routes:\n  - { match: [\"*\"], hosts: [\"127.0.0.1:" + std::to_string(dead) + "\"] }\n", false);
+  env.drop("m", envelope_message("alice@example.com", {"bob@example.net"}, "x"));
+  REQUIRE(env.run_once() == 0);
+  INFO(env.log());
+  CHECK(env.entries("queue/1").size() == 1);
+  CHECK(env.log().find("status=deferred") != std::string::npos);
+}
