@@ -132,10 +132,12 @@ void BodyScanner::feed(std::string_view chunk) {
     }
     if (c == '\r' || c == '\n') {
       info_.longest_line = std::max(info_.longest_line, cur_);
+      info_.wire_size += 2;
       cur_ = 0;
       pending_cr_ = c == '\r';
     } else {
       ++cur_;
+      ++info_.wire_size;
     }
   }
 }
@@ -143,6 +145,7 @@ void BodyScanner::feed(std::string_view chunk) {
 BodyInfo BodyScanner::result() const {
   BodyInfo r = info_;
   r.longest_line = std::max(r.longest_line, cur_);
+  if (cur_ > 0) r.wire_size += 2;  // the CRLF the encoder adds to an unterminated last line
   return r;
 }
 

@@ -75,6 +75,11 @@ bool address_safe(std::string_view s) {
   });
 }
 
+// RFC 1870: the size on the wire (CRLFs counted) when the scan knows it, else the stored size.
+std::uint64_t declared_size(const Transaction& t) {
+  return t.body_info && t.body_info->wire_size > 0 ? t.body_info->wire_size : t.size;
+}
+
 std::string upper(std::string_view s) {
   std::string u(s);
   for (char& c : u) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
@@ -244,7 +249,7 @@ void Engine::send_mail() {
 std::string Engine::mail_command() const {
   const Transaction& t = txn_->t;
   std::string cmd = "MAIL FROM:<" + t.sender + ">";
-  if (caps_.size_announced) cmd += fmt::format(" SIZE={}", t.size);
+  if (caps_.size_announced) cmd += fmt::format(" SIZE={}", declared_size(t));
   if (t.body_info && t.body_info->eight_bit && caps_.eight_bit_mime) cmd += " BODY=8BITMIME";
   if (txn_->utf8) cmd += " SMTPUTF8";
   return cmd;
@@ -524,10 +529,10 @@ void Engine::precheck() {
     for (std::size_t i = 0; i < x.st.size(); ++i)
       if (x.st[i] == Rcpt::queued) x.set(i, o);
   };
-  if (caps_.size_announced && caps_.size > 0 && t.size > caps_.size)
+  if (caps_.size_announced && caps_.size > 0 && declared_size(t) > caps_.size)
     return fail_all(
         local(Status::permanent, "5.3.4",
-              fmt::format("message size {} exceeds the server's limit of {}", t.size, caps_.size)));
+              fmt::format("message size {} exceeds the server's limit of {}", declared_size(t), caps_.size)));
   if (t.body_info && t.body_info->longest_line > BodyEncoder::kMaxLine)
     return fail_all(local(Status::permanent, "5.6.0",
                           fmt::format("message has a line of {} octets (the limit is {})",

@@ -91,6 +91,9 @@ struct EngineOptions {
 struct BodyInfo {
   bool eight_bit = false;        // a byte >= 0x80 somewhere
   std::size_t longest_line = 0;  // octets, line ending excluded
+  // RFC 1870 message size: octets with CRLF line ends, not counting dot-stuffing; 0 = unknown,
+  // then Transaction::size is declared instead.
+  std::uint64_t wire_size = 0;
 };
 
 // One message to carry to one next hop.

@@ -107,7 +107,7 @@ TEST_CASE("a line over 998 octets is a permanent error, 998 is fine", "[body]") 
   }
 }
 
-TEST_CASE("the scanner finds 8-bit bytes and the longest line", "[body]") {
+TEST_CASE("the scanner finds 8-bit bytes, the longest line and the exact wire size", "[body]") {
   struct Case {
     std::string input;
     bool eight_bit;
@@ -119,14 +119,26 @@ TEST_CASE("the scanner finds 8-bit bytes and the longest line", "[body]") {
       {"ab\rcdef", false, 4},
       {"a\xc3\xa9\n", true, 3},
       {std::string(1200, 'y') + "\r\n", false, 1200},
+      {".\n..x\r\n\r.", false, 3},
+      {"A: 1\n\na\n.\nMAIL FROM:<x>", false, 13},
   };
   for (const auto& c : cases) {
+    INFO(c.input.substr(0, 40));
+    // The size is what the encoder emits, without the final ".\r\n" and the stuffed dots.
+    std::string wire;
+    BodyEncoder enc;
+    bool legal = enc.feed(c.input, wire).ok() && enc.finish(wire).ok();
+    std::size_t stuffed = 0;  // RFC 1870 does not count the doubled dots
+    for (std::size_t at = 0; legal && at + 3 < wire.size(); at = wire.find("\r\n", at) + 2)
+      if (wire[at] == '.') ++stuffed;
     for (std::size_t step : {std::size_t{1}, std::size_t{2}, std::size_t{4096}}) {
       BodyScanner s;
       for (std::size_t i = 0; i < c.input.size(); i += step)
         s.feed(std::string_view(c.input).substr(i, step));
       CHECK(s.result().eight_bit == c.eight_bit);
       CHECK(s.result().longest_line == c.longest);
+      CHECK(legal == (c.longest <= BodyEncoder::kMaxLine));
+      if (legal) CHECK(s.result().wire_size == wire.size() - 3 - stuffed);
     }
   }
 }

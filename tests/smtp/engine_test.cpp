@@ -405,7 +405,7 @@ std::vector<Scenario> scenarios() {
                ""});
   {
     Transaction t = txn({"a@y.test"}, 42);
-    t.body_info = BodyInfo{true, 10};
+    t.body_info = BodyInfo{true, 10, 0};
     v.push_back(
         {"8-bit body and 8BITMIME offered: BODY=8BITMIME and SIZE=",
          opts(),
@@ -416,7 +416,27 @@ std::vector<Scenario> scenarios() {
          {},
          State::mail,
          ""});
-    t.body_info = BodyInfo{false, 999};
+    Transaction grown = txn({"a@y.test"}, 4000);
+    grown.body_info = BodyInfo{false, 10, 4999};  // LF → CRLF made it bigger than stored
+    v.push_back({"SIZE uses the wire size when known: over the limit, nothing sent",
+                 opts(),
+                 grown,
+                 {{"<start>", ""},
+                  {"220 mx.test\r\n", "EHLO client.test\r\n"},
+                  {"250-mx\r\n250 SIZE 4998\r\n", "QUIT\r\n"}},
+                 {"a@y.test permanent 0 5.3.4"},
+                 State::quit,
+                 ""});
+    v.push_back({"SIZE= declares the wire size when known",
+                 opts(),
+                 grown,
+                 {{"<start>", ""},
+                  {"220 mx.test\r\n", "EHLO client.test\r\n"},
+                  {"250-mx\r\n250 SIZE 5000\r\n", "MAIL FROM:<s@x.test> SIZE=4999\r\n"}},
+                 {},
+                 State::mail,
+                 ""});
+    t.body_info = BodyInfo{false, 999, 0};
     v.push_back({"a known overlong line fails before MAIL",
                  opts(),
                  t,
