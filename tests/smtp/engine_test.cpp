@@ -742,6 +742,61 @@ TEST_CASE("base64 and CRAM-MD5 helpers", "[auth]") {
   CHECK(auth::choose(AuthMechanism::xoauth2, {"XOAUTH2"}, true) == AuthMechanism::xoauth2);
 }
 
+TEST_CASE("quit() before ready or during a transaction waits for a safe point", "[engine]") {
+  Engine early(opts());
+  early.start();
+  early.quit();
+  early.receive("220 hi\r\n");
+  CHECK(early.take_output() == "EHLO client.test\r\n");
+  early.receive("250 mx\r\n");
+  CHECK(early.take_output() == "QUIT\r\n");
+  early.connection_closed("EOF");  // EOF instead of 221 after QUIT is a clean end
+  CHECK(early.state() == State::closed);
+
+  Engine busy(opts());
+  busy.start();
+  busy.receive("220 hi\r\n250 mx\r\n");
+  busy.submit(txn({"a@y.test"}));
+  busy.quit();
+  busy.receive("250 ok\r\n250 ok\r\n354 go\r\n");
+  busy.body_end();
+  busy.take_output();
+  busy.receive("250 queued\r\n");
+  CHECK(busy.take_output() == "QUIT\r\n");
+  busy.receive("221 bye\r\n");
+  CHECK(busy.state() == State::closed);
+  bool clean = false;
+  for (auto& ev : busy.take_events())
+    if (auto* end = std::get_if<SessionEnded>(&ev)) clean = end->reason.status == Status::sent;
+  CHECK(clean);
+}
+
+TEST_CASE("greeting and EHLO failures map to the reply class", "[engine]") {
+  struct Case {
+    std::vector<std::string> said;
+    Status status;
+    int code;
+  };
+  const std::vector<Case> cases = {
+      {{"421 4.3.2 busy\r\n"}, Status::temporary, 421},
+      {{"450 later\r\n"}, Status::temporary, 450},
+      {{"220 hi\r\n", "451 4.3.0 later\r\n"}, Status::temporary, 451},
+      {{"220 hi\r\n", "500 no\r\n", "550 5.7.1 go away\r\n"}, Status::permanent, 550},
+  };
+  for (const auto& c : cases) {
+    Engine e(opts());
+    e.start();
+    for (const auto& s : c.said) e.receive(s);
+    REQUIRE(e.state() == State::failed);
+    std::optional<Outcome> why;
+    for (auto& ev : e.take_events())
+      if (auto* end = std::get_if<SessionEnded>(&ev)) why = end->reason;
+    REQUIRE(why);
+    CHECK(why->status == c.status);
+    CHECK(why->code == c.code);
+  }
+}
+
 TEST_CASE("dsn_code falls back to the status class", "[types]") {
   CHECK(dsn_code(Outcome{Status::permanent, 550, "5.1.1", "x", false}) == "5.1.1");
   CHECK(dsn_code(Outcome{Status::permanent, 550, "", "x", false}) == "5.0.0");
