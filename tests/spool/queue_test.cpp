@@ -683,3 +683,81 @@ TEST_CASE("recover removes a dead process's leftover lock", "[spool][recover]") 
   CHECK(names_in(f.dir + "/data").empty());
   CHECK(names_in(f.dir + "/incoming") == std::vector<std::string>{"m"});
 }
+
+TEST_CASE("processes hammering one entry never hold it together and lose no update", "[spool][lock]") {
+  Fixture f;
+  auto s = f.open();
+  f.drop("m", kEnvelope + kMessage);
+  pickup_ok(s, "m");
+  const EntryRef ref = only_ref(s);
+  const std::string holder = f.tmp / "holder";
+  constexpr int kProcs = 4, kRounds = 25;
+  std::vector<pid_t> pids;
+  for (int i = 0; i < kProcs; ++i) {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      auto child = Spool::open(f.opts());
+      if (!child.ok()) ::_exit(2);
+      auto deadline = std::chrono::steady_clock::now() + 60s;
+      for (int round = 0; round < kRounds; ++round) {
+        std::optional<Claimed> c;
+        while (!c) {
+          if (std::chrono::steady_clock::now() > deadline) ::_exit(3);
+          auto r = child->claim(ref);
+          if (!r.ok()) ::_exit(4);
+          c = std::move(*r);
+          if (!c) ::usleep(200);
+        }
+        int fd = ::open(holder.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
+        if (fd < 0) ::_exit(5);  // someone else is inside too
+        ::close(fd);
+        c->entry.attempts += 1;  // a read-modify-write that would lose counts without exclusion
+        c->entry.recipients[0].last_reply = "round " + std::to_string(round) + " by " + std::to_string(i);
+        if (!child->reschedule(*c, 0, ref.when).ok()) ::_exit(6);
+        ::unlink(holder.c_str());
+      }
+      ::_exit(0);
+    }
+    pids.push_back(pid);
+  }
+  for (pid_t pid : pids) {
+    int st = 0;
+    ::waitpid(pid, &st, 0);
+    CHECK((WIFEXITED(st) && WEXITSTATUS(st) == 0));
+  }
+  auto e = s.read(ref);
+  REQUIRE(e.ok());
+  CHECK(e->attempts == kProcs * kRounds);
+  CHECK(f.envelopes().size() == 1);
+  CHECK(names_in(f.dir + "/data").size() == 1);  // no lock left
+}
+
+TEST_CASE("a lock left by another host is broken only after lock_stale_after", "[spool][lock]") {
+  Fixture f;
+  auto o = f.opts();
+  o.lock_stale_after = 60s;
+  auto s = f.open(o);
+  f.drop("m", kEnvelope + kMessage);
+  auto id = pickup_ok(s, "m").id;
+  auto ref = only_ref(s);
+  write_file(s.lock_path(id), "other-host 4242 other-boot 1\n");
+  auto busy = s.claim(ref);
+  REQUIRE(busy.ok());
+  CHECK_FALSE(busy->has_value());  // fresh by the file system's clock, whatever its contents say
+  struct timespec old[2] = {{::time(nullptr) - 120, 0}, {::time(nullptr) - 120, 0}};
+  REQUIRE(::utimensat(AT_FDCWD, s.lock_path(id).c_str(), old, 0) == 0);
+  auto c = claim_ok(s, ref);
+  auto owner = read_lock_owner(s.lock_path(id));
+  REQUIRE(owner.ok());
+  CHECK(owner->instance == "test-instance");
+  CHECK(owner->pid == ::getpid());
+  // While we hold it and refresh it, it never looks stale to anyone.
+  REQUIRE(::utimensat(AT_FDCWD, s.lock_path(id).c_str(), old, 0) == 0);
+  REQUIRE(c.lock.refresh().ok());
+  auto other = o;
+  other.instance = "other-host";
+  auto s2 = f.open(other);
+  auto second = s2.claim(ref);
+  REQUIRE(second.ok());
+  CHECK_FALSE(second->has_value());
+}
