@@ -13,8 +13,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <csignal>
 #include <cstring>
 #include <ctime>
+#include <optional>
 #include <thread>
 
 #include "control/json.h"
@@ -569,3 +571,80 @@ TEST_CASE_METHOD(Cli, "with a daemon listening, spoolctl asks it and prints its 
   CHECK(Json::parse(reqs[2])->dump() == R"({"cmd":"bounce","ids":["X1","X2"]})");
   CHECK(Json::parse(reqs[3])->dump() == R"({"cmd":"list"})");
 }
+
+#ifdef SPOOLD_TEST_DAEMON
+// ---- against the real spoold ----------------------------------------------------------------
+
+namespace {
+
+// Runs `args` until it exits 0 (the entry may be in flight for a moment); bounded by `timeout`.
+bool until_ok(Cli& cli, std::vector<std::string> args, std::chrono::milliseconds timeout = 10s) {
+  return test::wait_until([&] { return cli.ctl(args).status == 0; }, timeout);
+}
+
+std::optional<Json> parsed(const Run& r) {
+  auto j = Json::parse(r.out.substr(0, r.out.find('\n')));
+  if (!j) return std::nullopt;
+  return *j;
+}
+
+}  // namespace
+
+TEST_CASE_METHOD(Cli, "with spoold running every command goes through its control socket", "[daemon]") {
+  // Nothing listens on `port`: every delivery is refused and deferred, so entries stay put.
+  int port = test::free_port();
+  test::write_file(config, "hostname: mail.test\nspool_dir: " + spool_dir + "\ncontrol_socket: " + socket +
+                               "\ndns: { servers: [\"127.0.0.1:" + std::to_string(test::free_port(true)) +
+                               "\"] }\nroutes:\n  - { match: [\"*\"], hosts: [\"127.0.0.1:" +
+                               std::to_string(port) + "\"] }\n");
+  test::Process daemon({std::string(SPOOLD_BINARY_DIR) + "/daemon/spoold", "--config", config},
+                       tmp / "spoold.out", tmp / "spoold.err");
+  auto running = [&] {
+    auto j = parsed(ctl({"status", "--json"}));
+    return j && (*j)["daemon"]["running"].as_bool();
+  };
+  REQUIRE(test::wait_until(running, 15s));
+
+  REQUIRE(sendmail({"bob@example.org"}, "Subject: via daemon\n\nx\n").status == 0);
+  std::string id;
+  auto deferred = [&] {
+    auto j = parsed(ctl({"list", "--tier", "1", "--json"}));
+    if (!j || (*j)["messages"].as_array().empty()) return false;
+    const Json& m = (*j)["messages"].as_array()[0];
+    id = m["id"].as_string();
+    return !m["recipients"].as_array()[0]["last_reply"].as_string().empty();
+  };
+  REQUIRE(test::wait_until(deferred, 15s));
+
+  auto status = ctl({"status"});
+  CHECK(status.status == 0);
+  CHECK(status.err.empty());
+  CHECK(contains(status.out, "spoold: running, pid "));
+  CHECK(contains(status.out, "picked_up 1"));
+  auto list = ctl({"list"});
+  CHECK(list.err.empty());
+  CHECK(contains(list.out, id));
+  auto show = parsed(ctl({"show", id, "--json"}));
+  REQUIRE(show);
+  CHECK(contains((*show)["message"]["headers"].as_string(), "Subject: via daemon"));
+  CHECK(contains(run("mailq", {"-C", config}).out, id));
+
+  REQUIRE(until_ok(*this, {"hold", id}));
+  CHECK(parsed(ctl({"show", id, "--json"})).value()["message"]["held"].as_bool());
+  REQUIRE(until_ok(*this, {"release", id}));
+  REQUIRE(until_ok(*this, {"flush", "--json"}));  // exit 1 while the released entry is in flight
+  REQUIRE(until_ok(*this, {"bounce", id}));
+  auto failed = [&] {
+    auto j = parsed(ctl({"list", "--place", "failed", "--json"}));
+    return j && !(*j)["messages"].as_array().empty() &&
+           (*j)["messages"].as_array()[0]["id"].as_string() == id;
+  };
+  REQUIRE(test::wait_until(failed, 15s));
+  REQUIRE(until_ok(*this, {"requeue", id}));
+  REQUIRE(until_ok(*this, {"delete", id}));
+  CHECK(ctl({"show", id}).status == 1);
+  CHECK(ctl({"reload"}).status == 0);
+  int st = daemon.stop(SIGTERM, 10s);
+  CHECK((st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0));
+}
+#endif
