@@ -615,3 +615,24 @@ TEST_CASE("IPv6 loopback: connect to ::1, peer() brackets the address", "[sessio
   CHECK(peer == fmt::format("[::1]:{}", srv->port));
   CHECK(closed->status == Status::sent);
 }
+
+TEST_CASE("raw server: a peer that stops reading mid-body trips the block timeout",
+          "[session][integration]") {
+  auto srv = raw("stall-body", {"--stall", "8"});
+  auto o = options(srv->port);
+  o.engine.timeouts.block = 400ms;
+  // Far more than the loopback socket buffers hold, so a write must stay pending.
+  std::string big = "Subject: big\n\n";
+  std::string line(998, 'b');
+  line += '\n';
+  while (big.size() < 48u * 1024 * 1024) big += line;
+  auto start = std::chrono::steady_clock::now();
+  auto run = deliver(o, {message({"a@sink.test"})}, big);
+  CHECK(std::chrono::steady_clock::now() - start < 7s);
+  REQUIRE(run.results.size() == 1);
+  const auto& out = run.results[0].recipients[0].outcome;
+  CHECK(out.status == Status::temporary);
+  CHECK(!out.possible_duplicate);
+  REQUIRE(run.closed);
+  CHECK(run.closed->text == "timeout in state body");
+}

@@ -6,6 +6,7 @@
 #   stall-ehlo  greets, then never answers EHLO
 #   stall-dot   accepts everything but never answers the final dot
 #   reset-data  closes the connection (RST) in the middle of the message body
+#   stall-body  stops reading after the 354, so the client's writes block
 #   421-rcpt    answers the second RCPT with 421 and closes
 #   452-after-2 accepts at most two RCPTs per transaction (452 4.5.3 for more); logs each delivery
 # Results go to --log (one line per fact). Rule: every wait is bounded (socket timeouts, lifetime).
@@ -79,6 +80,10 @@ def serve_transactions(c, a, pipelining):
             c.send("250 2.1.5 ok\r\n")
         elif verb == "DATA":
             c.send("354 go\r\n")
+            if a.scenario == "stall-body":
+                c.log("not reading")
+                time.sleep(a.stall)
+                return
             if a.scenario == "reset-data":
                 c.buf += c.recv_some()
                 c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
