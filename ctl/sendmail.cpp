@@ -49,13 +49,7 @@ bool is_dir(const std::string& path) {
 // Creates the spool layout (as its owner) when a drop arrives before spoold ever ran.
 Result<void> ensure_layout(const config::Config& cfg) {
   if (is_dir(cfg.spool_dir + "/incoming") && is_dir(cfg.spool_dir + "/tmp")) return {};
-  spool::Options o;
-  o.dir = cfg.spool_dir;
-  for (const auto& t : cfg.queue.tiers)
-    o.tier_delays.push_back(std::chrono::duration_cast<std::chrono::seconds>(t.delay));
-  o.hostname = cfg.hostname;
-  o.instance = cfg.instance;
-  auto sp = spool::Spool::open(o);
+  auto sp = spool::Spool::open(spool_options(cfg));
   if (!sp) return sp.error();
   return {};
 }

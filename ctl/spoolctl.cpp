@@ -45,18 +45,6 @@ Json request_of(const CtlArgs& a) {
   return req;
 }
 
-spool::Options spool_options(const config::Config& cfg) {
-  spool::Options o;
-  o.dir = cfg.spool_dir;
-  for (const auto& t : cfg.queue.tiers)
-    o.tier_delays.push_back(std::chrono::duration_cast<std::chrono::seconds>(t.delay));
-  o.max_message_size = cfg.queue.max_message_size;
-  o.lock_stale_after = std::chrono::duration_cast<std::chrono::seconds>(cfg.queue.lock_stale_after);
-  o.instance = cfg.instance;
-  o.hostname = cfg.hostname;
-  return o;
-}
-
 // The offline answer: the same request handled by control::answer_from_spool.
 Result<Json> answer_offline(const config::Config& cfg, const Json& req) {
   struct stat st {};
@@ -114,6 +102,18 @@ int print_answer(const CtlArgs& a, const Json& answer, const char* prog) {
 }
 
 }  // namespace
+
+spool::Options spool_options(const config::Config& cfg) {
+  spool::Options o;
+  o.dir = cfg.spool_dir;
+  for (const auto& t : cfg.queue.tiers)
+    o.tier_delays.push_back(std::chrono::duration_cast<std::chrono::seconds>(t.delay));
+  o.max_message_size = cfg.queue.max_message_size;
+  o.lock_stale_after = std::chrono::duration_cast<std::chrono::seconds>(cfg.queue.lock_stale_after);
+  o.instance = cfg.instance;
+  o.hostname = cfg.hostname;
+  return o;
+}
 
 Result<config::Config> load_config(const std::string& flag, const char* prog) {
   std::string path = config::default_path(flag);
