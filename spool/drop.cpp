@@ -132,7 +132,7 @@ Result<void> DropParser::on_line(std::string_view line, uint64_t end_offset) {
     }
   }
   if (state_ == State::envelope) return on_envelope_line(line, end_offset);
-  return on_header_line(line, end_offset);
+  return on_header_line(line);
 }
 
 Result<void> DropParser::on_envelope_line(std::string_view line, uint64_t end_offset) {
@@ -161,7 +161,7 @@ Result<void> DropParser::on_envelope_line(std::string_view line, uint64_t end_of
   return fail(fmt::format("line {}: expected RCPT TO or an empty line in the envelope", line_no_));
 }
 
-Result<void> DropParser::on_header_line(std::string_view line, uint64_t end_offset) {
+Result<void> DropParser::on_header_line(std::string_view line) {
   if (line.empty()) {
     if (auto r = end_field(); !r) return r;
     state_ = State::body;
@@ -184,7 +184,6 @@ Result<void> DropParser::on_header_line(std::string_view line, uint64_t end_offs
     // Not a header: like Postfix, the header section ends and this line starts the body.
     state_ = State::body;
     if (!info_.eight_bit && has_8bit(line)) info_.eight_bit = true;
-    (void)end_offset;
     return {};
   }
   if (!info_.eight_bit && has_8bit(line)) info_.eight_bit = true;

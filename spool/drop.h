@@ -54,7 +54,7 @@ class DropParser {
   Result<void> fail(std::string message);
   Result<void> on_line(std::string_view line, uint64_t end_offset);
   Result<void> on_envelope_line(std::string_view line, uint64_t end_offset);
-  Result<void> on_header_line(std::string_view line, uint64_t end_offset);
+  Result<void> on_header_line(std::string_view line);
   Result<void> end_field();
   Result<void> add_recipient(std::string addr);
   void scan_body(std::string_view bytes);

@@ -1,4 +1,5 @@
-// spool/fs_util.h — small POSIX helpers shared inside the spool library (not part of its API):
+// spool/fs_util.h — small POSIX helpers of the spool library (spool.h includes it for Scan;
+// other libraries should not need it):
 // errno → Error, an RAII directory stream, the file system's idea of "now", small-file reads.
 // Rule: no helper here keeps state between calls; all of them are safe on any thread.
 #pragma once
