@@ -197,6 +197,17 @@ TEST_CASE_METHOD(Cli, "sendmail -f forms and -r") {
   CHECK(senders == std::vector<std::string>{"", "me@example.com"});
 }
 
+TEST_CASE_METHOD(Cli, "sendmail -t reads CRLF input and folded headers") {
+  auto r = sendmail(
+      {"-t"},
+      "From: a@example.com\r\nTo: b@example.org,\r\n  c@example.org\r\nSubject: crlf\r\n\r\nx\r\n.\r\n");
+  CHECK(r.status == 0);
+  auto p = pickup_one();
+  CHECK(addresses(p.entry) == std::vector<std::string>{"b@example.org", "c@example.org"});
+  CHECK(p.message ==
+        "From: a@example.com\r\nTo: b@example.org,\r\n  c@example.org\r\nSubject: crlf\r\n\r\nx\r\n");
+}
+
 TEST_CASE_METHOD(Cli, "sendmail -F sets the display name of the From: it adds") {
   CHECK(sendmail({"-F", "Cron Daemon", "-f", "cron@example.com", "a@example.org"}, "Subject: s\n\nx\n")
             .status == 0);
@@ -413,6 +424,16 @@ TEST_CASE_METHOD(Queue, "flush offline makes deferred messages due now") {
   auto ids = ctl({"flush", a, "0000000000000000000000000000AA"});
   CHECK(ids.status == 1);
   CHECK(contains(ids.err, "0000000000000000000000000000AA: no such message"));
+}
+
+TEST_CASE_METHOD(Queue, "sendmail -q flushes, -bi has nothing to do") {
+  auto q = run("sendmail", {"-C", config, "-q"});
+  CHECK(q.status == 0);
+  CHECK(q.out == "flushed 1 message\n");
+  CHECK(where(b).when <= std::time(nullptr));
+  auto bi = run("sendmail", {"-C", config, "-bi"});
+  CHECK(bi.status == 0);
+  CHECK(contains(bi.err, "no alias database"));
 }
 
 TEST_CASE_METHOD(Queue, "hold, release, delete and requeue offline") {
