@@ -178,6 +178,8 @@ std::optional<milliseconds> Engine::timeout() const {
 }
 
 std::string Engine::take_output() {
+  replies_due_ += replies_unsent_;  // from now on the server may answer them
+  replies_unsent_ = 0;
   return std::exchange(out_, {});
 }
 std::vector<Event> Engine::take_events() {
@@ -187,6 +189,7 @@ std::vector<Event> Engine::take_events() {
 void Engine::send_command(std::string_view cmd, std::string_view logged) {
   out_.append(cmd);
   out_ += "\r\n";
+  ++replies_unsent_;
   if (hooks_.on_command) hooks_.on_command(logged.empty() ? cmd : logged);
 }
 
@@ -200,6 +203,9 @@ void Engine::enter(State s) {
   switch (s) {
     case State::tls_handshake:
       emit(StartTls{});
+      break;
+    case State::greeting:
+      replies_due_ = 1;  // the banner comes without a command
       break;
     case State::ehlo:
       send_command("EHLO " + opt_.ehlo_name);
@@ -225,6 +231,9 @@ void Engine::enter(State s) {
     case State::body:
       encoder_.emplace(missing_headers(txn_->t));
       emit(BodyWanted{});
+      break;
+    case State::dot:
+      ++replies_unsent_;  // for the "." the body encoder (or on_data) appended
       break;
     case State::rset:
       send_command("RSET");
@@ -305,6 +314,8 @@ void Engine::tls_done(bool ok, std::string_view detail) {
   encrypted_ = true;
   caps_ = Capabilities{};  // RFC 3207 §4.2: forget everything learnt before TLS
   parser_ = ReplyParser{};
+  replies_due_ = 0;
+  replies_unsent_ = 0;
   enter(opt_.implicit_tls ? State::greeting : State::ehlo);
 }
 
@@ -340,6 +351,15 @@ void Engine::on_reply(const Reply& r) {
     fail_session(outcome_of(r));
     return;
   }
+  // A reply to a command we have not sent yet (lock-step) or never sent: the server is out of
+  // step, or someone is injecting replies; matching it to a command would be a guess.
+  if (replies_due_ == 0) {
+    fail_session(local(Status::temporary, "4.5.0",
+                       fmt::format("reply {} {} arrived before its command was sent (state {})", r.code,
+                                   r.text(), to_string(state_))));
+    return;
+  }
+  --replies_due_;
   switch (state_) {
     case State::greeting:
       on_greeting(r);

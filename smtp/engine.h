@@ -160,6 +160,10 @@ class Engine {
   std::string out_;
   std::vector<Event> events_;
   std::uint64_t epoch_ = 0;
+  // Replies the server owes us for commands the transport has taken (may arrive now), and for
+  // commands still in out_ (may not arrive yet).
+  std::size_t replies_due_ = 0;
+  std::size_t replies_unsent_ = 0;
 
   AuthMechanism auth_mech_ = AuthMechanism::none;
   int auth_step_ = 0;

@@ -106,6 +106,12 @@ EngineOptions opts(TlsPolicy tls = TlsPolicy::none) {
   return o;
 }
 
+// A well-behaved server: it answers only after the client's pending bytes went out.
+void serve(Engine& e, std::string_view reply) {
+  e.take_output();
+  e.receive(reply);
+}
+
 struct Scenario {
   std::string name;
   EngineOptions options;
@@ -661,19 +667,19 @@ TEST_CASE("timeouts follow RFC 5321 defaults per state and options override them
   e2.start();
   CHECK(*e2.timeout() == milliseconds(1234));
   auto epoch = e2.timer_epoch();
-  e2.receive("220 hi\r\n");
+  serve(e2, "220 hi\r\n");
   CHECK(e2.timer_epoch() != epoch);
   CHECK(e2.state() == State::ehlo);
-  e2.receive("250 hi\r\n");
+  serve(e2, "250 hi\r\n");
   CHECK(e2.state() == State::ready);
   CHECK(!e2.timeout());  // idle: the pool decides how long to keep it
   Transaction t = txn({"a@y.test"});
   e2.submit(t);
   CHECK(*e2.timeout() == milliseconds(300'000));  // mail
-  e2.receive("250 ok\r\n");
-  e2.receive("250 ok\r\n");
+  serve(e2, "250 ok\r\n");
+  serve(e2, "250 ok\r\n");
   CHECK(*e2.timeout() == milliseconds(120'000));  // data
-  e2.receive("354 go\r\n");
+  serve(e2, "354 go\r\n");
   CHECK(*e2.timeout() == milliseconds(180'000));  // block
   e2.body_chunk("x\n");
   e2.body_end();
@@ -696,7 +702,8 @@ TEST_CASE("a line over 998 octets found while streaming aborts without the dot",
 TEST_CASE("a second submit while busy is refused, and several transactions share a connection", "[engine]") {
   Engine e(opts());
   e.start();
-  e.receive("220 hi\r\n250 mx\r\n");
+  serve(e, "220 hi\r\n");
+  serve(e, "250 mx\r\n");
   e.take_output();
   e.submit(txn({"a@y.test"}));
   e.submit(txn({"b@y.test"}));
@@ -705,10 +712,12 @@ TEST_CASE("a second submit while busy is refused, and several transactions share
   auto* refused = std::get_if<TransactionDone>(&events.back());
   REQUIRE(refused);
   CHECK(refused->result.recipients[0].outcome.text.find("not idle") != std::string::npos);
-  e.receive("250 ok\r\n250 ok\r\n354 go\r\n");
+  serve(e, "250 ok\r\n");
+  serve(e, "250 ok\r\n");
+  serve(e, "354 go\r\n");
   e.body_chunk("x");
   e.body_end();
-  e.receive("250 ok\r\n");
+  serve(e, "250 ok\r\n");
   CHECK(e.idle());
   e.take_output();
   e.submit(txn({"b@y.test"}));
@@ -719,9 +728,10 @@ TEST_CASE("unexpected replies and 421 while idle end the session", "[engine]") {
   for (const char* said : {"421 4.4.2 idle timeout\r\n", "250 spurious\r\n"}) {
     Engine e(opts());
     e.start();
-    e.receive("220 hi\r\n250 mx\r\n");
+    serve(e, "220 hi\r\n");
+    serve(e, "250 mx\r\n");
     REQUIRE(e.idle());
-    e.receive(said);
+    serve(e, said);
     CHECK(e.state() == State::failed);
   }
 }
@@ -755,10 +765,13 @@ TEST_CASE("quit() before ready or during a transaction waits for a safe point", 
 
   Engine busy(opts());
   busy.start();
-  busy.receive("220 hi\r\n250 mx\r\n");
+  serve(busy, "220 hi\r\n");
+  serve(busy, "250 mx\r\n");
   busy.submit(txn({"a@y.test"}));
   busy.quit();
-  busy.receive("250 ok\r\n250 ok\r\n354 go\r\n");
+  serve(busy, "250 ok\r\n");
+  serve(busy, "250 ok\r\n");
+  serve(busy, "354 go\r\n");
   busy.body_end();
   busy.take_output();
   busy.receive("250 queued\r\n");
@@ -786,7 +799,7 @@ TEST_CASE("greeting and EHLO failures map to the reply class", "[engine]") {
   for (const auto& c : cases) {
     Engine e(opts());
     e.start();
-    for (const auto& s : c.said) e.receive(s);
+    for (const auto& s : c.said) serve(e, s);
     REQUIRE(e.state() == State::failed);
     std::optional<Outcome> why;
     for (auto& ev : e.take_events())
@@ -811,4 +824,28 @@ TEST_CASE("an EHLO name with controls cannot inject commands", "[engine]") {
   e.start();
   e.receive("220 hi\r\n");
   CHECK(e.take_output() == "EHLO evilMAILFROM:<x>\r\n");
+}
+
+TEST_CASE("a reply that arrives before its command was sent ends the session", "[engine]") {
+  // Lock-step: the 250 cannot answer an EHLO that is still in the engine's output.
+  Engine e(opts());
+  e.start();
+  e.receive("220 hi\r\n250 mx\r\n");
+  CHECK(e.state() == State::failed);
+  std::string why;
+  for (auto& ev : e.take_events())
+    if (auto* end = std::get_if<SessionEnded>(&ev)) why = end->reason.text;
+  CHECK(why.find("arrived before its command was sent") != std::string::npos);
+
+  // A surplus reply to a lone MAIL in lock-step must not be taken as the RCPT's answer.
+  Engine f(opts());
+  f.start();
+  serve(f, "220 hi\r\n");
+  serve(f, "250 mx\r\n");
+  f.submit(txn({"a@y.test"}));
+  serve(f, "250 ok\r\n250 2.1.5 fake rcpt ok\r\n");
+  CHECK(f.state() == State::failed);
+  for (auto& ev : f.take_events())
+    if (auto* done = std::get_if<TransactionDone>(&ev))
+      CHECK(done->result.recipients[0].outcome.status == Status::temporary);
 }
