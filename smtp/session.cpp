@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 
 #include "smtp/body_encoder.h"
 #include "smtp/engine.h"
@@ -90,6 +91,11 @@ class Session::Impl : public std::enable_shared_from_this<Impl> {
   static void on_timer(uv_timer_t* t);
   static void on_close(uv_handle_t* h);
 
+  struct ScanWork;
+  void start_scan(Transaction txn);
+  static void scan_in_pool(uv_work_t* req);
+  static void scan_done(uv_work_t* req, int status);
+
   void received(std::string_view bytes);
   void tls_progress();
   void pump();
@@ -131,6 +137,7 @@ class Session::Impl : public std::enable_shared_from_this<Impl> {
   std::uint64_t body_pos_ = 0;
   bool body_active_ = false;
   TransactionCallback done_;
+  std::optional<Transaction> scanning_;  // submitted, waiting for the body scan (thread pool)
 
   std::unique_ptr<std::FILE, FileCloser> transcript_;
 
@@ -206,6 +213,7 @@ void Session::Impl::begin(std::shared_ptr<Impl> self) {
 void Session::Impl::detach() {
   cb_ = SessionCallbacks{};
   done_ = nullptr;
+  scanning_.reset();
   if (!engine_.ended()) engine_.abort("session destroyed by its owner");
   engine_.take_events();
   close_transport();
@@ -320,26 +328,65 @@ void Session::Impl::submit(Transaction txn, BodySource body, TransactionCallback
   body_ = std::move(body);
   body_fd_.reset();
   if (body_.fd >= 0) body_fd_ = UniqueFd(::fcntl(body_.fd, F_DUPFD_CLOEXEC, 0));
-  if (!txn.body_info) {  // learn 8-bit and line lengths before MAIL (synchronous, see header)
+  done_ = std::move(done);
+  if (!txn.body_info && body_fd_.get() >= 0) return start_scan(std::move(txn));
+  if (!txn.body_info) {  // an in-memory body: scanning it here is cheap
     BodyScanner scan;
-    if (body_fd_.get() >= 0) {
-      std::string buf(kBodyChunk, '\0');
-      for (std::uint64_t pos = body_.offset;;) {
-        ssize_t n = ::pread(body_fd_.get(), buf.data(), buf.size(), static_cast<off_t>(pos));
-        if (n <= 0) break;
-        scan.feed(std::string_view(buf.data(), static_cast<std::size_t>(n)));
-        pos += static_cast<std::uint64_t>(n);
-      }
-    } else {
-      scan.feed(body_.data);
-    }
+    scan.feed(body_.data);
     txn.body_info = scan.result();
   }
-  done_ = std::move(done);
   engine_.submit(std::move(txn));
   pump();
 }
 
+// Learning BodyInfo means reading the whole stored message: done on the libuv thread pool, so the
+// loop never waits on it (DESIGN.md guarantee 4). The work item keeps Impl alive until it returns.
+struct Session::Impl::ScanWork {
+  uv_work_t req{};
+  std::shared_ptr<Impl> owner;
+  UniqueFd fd;
+  std::uint64_t offset = 0;
+  BodyScanner scan;
+};
+
+void Session::Impl::start_scan(Transaction txn) {
+  auto work = std::make_unique<ScanWork>();
+  work->owner = shared_from_this();
+  work->fd = UniqueFd(::fcntl(body_fd_.get(), F_DUPFD_CLOEXEC, 0));
+  work->offset = body_.offset;
+  work->req.data = work.get();
+  scanning_ = std::move(txn);
+  int r = uv_queue_work(loop_, &work->req, scan_in_pool, scan_done);
+  if (r != 0) {  // no thread pool: fall back to scanning here
+    scan_in_pool(&work->req);
+    scan_done(&work->req, 0);
+    return;
+  }
+  work.release();  // owned by the request until scan_done
+}
+
+void Session::Impl::scan_in_pool(uv_work_t* req) {
+  auto* w = static_cast<ScanWork*>(req->data);
+  std::string buf(kBodyChunk, '\0');
+  for (std::uint64_t pos = w->offset;;) {
+    ssize_t n = ::pread(w->fd.get(), buf.data(), buf.size(), static_cast<off_t>(pos));
+    if (n <= 0) break;  // a read error shows again (and is reported) when the body is sent
+    w->scan.feed(std::string_view(buf.data(), static_cast<std::size_t>(n)));
+    pos += static_cast<std::uint64_t>(n);
+  }
+}
+
+// May run the transaction callback (which may destroy the Session handle; `owner` keeps Impl).
+void Session::Impl::scan_done(uv_work_t* req, int) {
+  std::unique_ptr<ScanWork> w(static_cast<ScanWork*>(req->data));
+  Impl* self = w->owner.get();
+  if (!self->scanning_) return;  // the session ended meanwhile and already answered
+  Transaction txn = std::move(*self->scanning_);
+  self->scanning_.reset();
+  txn.body_info = w->scan.result();
+  self->engine_.submit(std::move(txn));
+  self->pump();
+}
 // Reads and encodes one chunk; the next one is read after its write completed (on_write → pump).
 void Session::Impl::feed_body() {
   if (!body_active_ || writing_ || !queued_.empty() || engine_.state() != State::body) return;
@@ -461,6 +508,13 @@ void Session::Impl::handle(Event& ev) {
     body_ = BodySource{};
     if (auto cb = std::exchange(done_, nullptr)) cb(done->result);
   } else if (auto* end = std::get_if<SessionEnded>(&ev)) {
+    if (scanning_) {  // submitted, but the engine never saw it: every recipient is temporary
+      TransactionResult r;
+      for (auto& a : scanning_->recipients) r.recipients.push_back({a, end->reason});
+      for (auto& rr : r.recipients) rr.outcome.status = Status::temporary;
+      scanning_.reset();
+      if (auto cb = std::exchange(done_, nullptr)) cb(r);
+    }
     transcript('*', fmt::format("session ended: {} {}", to_string(end->reason.status), end->reason.text));
     bool clean = end->reason.status == Status::sent;
     if (clean && tls_ && tls_->handshake_done()) {

@@ -28,9 +28,11 @@ struct SessionOptions {
   std::string transcript_path;  // "" = no transcript; else ">"/"<" lines, no secrets, no bodies
 };
 
-// Where the stored message is: `fd` from `offset` to its end (read with pread in 64 KiB chunks,
-// synchronously on the loop thread — a local file, bounded per chunk). The session dup()s fd, so
-// the caller may close its own copy at once. With fd < 0, `data` holds the message instead.
+// Where the stored message is: `fd` from `offset` to its end. While sending, it is read with pread
+// in 64 KiB chunks on the loop thread (a local file, one chunk per completed write); the scan that
+// fills an unset Transaction::body_info reads the whole file on the libuv thread pool instead.
+// The session dup()s fd, so the caller may close its own copy at once. With fd < 0, `data` holds
+// the message instead.
 struct BodySource {
   int fd = -1;
   std::uint64_t offset = 0;

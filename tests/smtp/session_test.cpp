@@ -470,7 +470,9 @@ TEST_CASE("connection refused and TLS required without STARTTLS are temporary se
 
 TEST_CASE("destroying the Session inside its own callbacks is safe", "[session][integration]") {
   auto srv = aiosmtpd();
-  for (int variant = 0; variant < 2; ++variant) {
+  TempDir files;
+  write_file(files / "msg", "Subject: x\n\ny\n");
+  for (int variant = 0; variant < 3; ++variant) {
     Loop loop;
     std::unique_ptr<Session> s;
     bool ready = false, done = false, closed = false;
@@ -478,6 +480,13 @@ TEST_CASE("destroying the Session inside its own callbacks is safe", "[session][
     cb.on_ready = [&] {
       ready = true;
       if (variant == 0) return s.reset();  // drop the connection without QUIT
+      if (variant == 2) {                  // destroyed while the body scan runs on the thread pool
+        int fd = ::open((files / "msg").c_str(), O_RDONLY | O_CLOEXEC);
+        s->submit(message({"a@sink.test"}), BodySource{fd, 0, ""},
+                  [&](const TransactionResult&) { done = true; });
+        ::close(fd);
+        return s.reset();
+      }
       Transaction t = message({"a@sink.test"});
       s->submit(t, BodySource{-1, 0, "Subject: x\n\ny\n"}, [&](const TransactionResult&) {
         done = true;
@@ -488,7 +497,7 @@ TEST_CASE("destroying the Session inside its own callbacks is safe", "[session][
     s = std::make_unique<Session>(&loop.loop, options(srv->port), cb);
     REQUIRE(loop.run_until([&] { return !s; }, 10s));
     CHECK(ready);
-    CHECK(done == (variant == 1));
+    CHECK(done == (variant == 1));               // variant 2: no callback after destruction
     CHECK(!closed);                              // no callback after destruction
     loop.run_until([] { return false; }, 50ms);  // let the close callbacks run
   }
