@@ -14,17 +14,20 @@
 
 namespace spoold::test {
 
-Sink::Sink(const std::string& dir, std::vector<std::string> extra_args) : dir_(dir), port_(free_port()) {
+Sink::Sink(const std::string& dir, std::vector<std::string> extra_args, const std::string& host, int port)
+    : dir_(dir), port_(port ? port : free_port()) {
   ::mkdir(dir.c_str(), 0755);
   std::vector<std::string> argv{
       system_python(), std::string(SPOOLD_SOURCE_DIR) + "/tests/support/smtp_sink.py",
       "--port",        std::to_string(port_),
-      "--outdir",      dir};
+      "--outdir",      dir,
+      "--host",        host};
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   proc_ = std::make_unique<Process>(argv, dir + ".out", dir + ".err");
   if (!wait_until([&] { return ::access((dir + "/ready").c_str(), F_OK) == 0; }, std::chrono::seconds(20)) ||
-      !wait_for_port("127.0.0.1", port_, std::chrono::seconds(10)))
-    throw std::runtime_error("SMTP sink did not start: " + read_file(dir + ".err"));
+      !wait_for_port(host, port_, std::chrono::seconds(10)))
+    throw std::runtime_error("SMTP sink " + host + ":" + std::to_string(port_) +
+                             " did not start: " + read_file(dir + ".err"));
 }
 
 std::vector<SinkMessage> Sink::messages() const {

@@ -19,7 +19,8 @@ struct SinkMessage {
 
 class Sink {
  public:
-  explicit Sink(const std::string& dir, std::vector<std::string> extra_args = {});
+  explicit Sink(const std::string& dir, std::vector<std::string> extra_args = {}, const std::string& host = "127.0.0.1",
+                int port = 0);
   int port() const { return port_; }
   std::vector<SinkMessage> messages() const;
   size_t count() const;
