@@ -66,8 +66,10 @@ class Session {
   bool idle() const;
   // True while the connection is usable (not closed or failing); idle() or busy.
   bool alive() const;
-  // Precondition: idle(). `done` runs once with one outcome per recipient (in order); it may
-  // submit the next transaction or quit() or destroy the Session.
+  // Carries one message to this hop: all its recipients, split into SMTP transactions of at most
+  // envelope_limit (452/552-refused ones retried in a further transaction) by the engine.
+  // `done` runs once with one outcome per recipient, in order; it may submit the next message,
+  // quit() or destroy the Session. Not idle(): `done` runs at once, every recipient temporary.
   void submit(Transaction txn, BodySource body, TransactionCallback done);
   // QUIT when idle (after the running transaction otherwise), then close; on_closed follows.
   void quit();
