@@ -12,6 +12,7 @@
 
 #include "daemon/log.h"
 #include "daemon/uv_handle.h"
+#include "spool/crashpoint.h"
 
 namespace spoold::daemon {
 
@@ -324,6 +325,8 @@ class DeliveryEngine::Destination {
     };
     cbs.on_closed = [this, conn](const smtp::Outcome& why) { on_closed(conn, why); };
     cbs.on_warning = [conn](std::string_view w) { log::warning("{}: {}", conn->relay(), w); };
+    if (spool::crashpoints_enabled())  // test builds: crash between any two SMTP states ("smtp:dot -> ready")
+      cbs.on_trace = [](std::string_view t) { spool::crashpoint("smtp:" + std::string(t)); };
     conns_.push_back(std::move(c));
     ++eng_.sessions_;
     conn->session = std::make_unique<smtp::Session>(eng_.loop_, session_options(hop, addr), std::move(cbs));
