@@ -348,6 +348,10 @@ class DeliveryEngine::Destination {
 
   // Takes the first queued part that has not already failed at this address.
   void assign(Conn& c) {
+    if (Clock::now() - c.opened >= eng_.config_->delivery.max_connection_time) {
+      begin_quit(c);  // too old to start another transaction on: retire, a fresh one follows
+      return;
+    }
     auto it = std::find_if(queue_.begin(), queue_.end(), [&](const Part& p) {
       return std::find(p.tried.begin(), p.tried.end(), c.ip) == p.tried.end();
     });

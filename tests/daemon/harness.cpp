@@ -126,6 +126,14 @@ void Env::start() {
     throw std::runtime_error("spoold did not start: " + this->log());
 }
 
+void Env::signal(int sig) {
+  if (daemon_) ::kill(daemon_->pid(), sig);
+}
+
+int Env::daemon_pid() const {
+  return daemon_ ? daemon_->pid() : -1;
+}
+
 int Env::stop(int sig) {
   if (!daemon_) return -1;
   int st = daemon_->stop(sig, std::chrono::seconds(40));

@@ -19,8 +19,8 @@ struct SinkMessage {
 
 class Sink {
  public:
-  explicit Sink(const std::string& dir, std::vector<std::string> extra_args = {}, const std::string& host = "127.0.0.1",
-                int port = 0);
+  explicit Sink(const std::string& dir, std::vector<std::string> extra_args = {},
+                const std::string& host = "127.0.0.1", int port = 0);
   int port() const { return port_; }
   std::vector<SinkMessage> messages() const;
   size_t count() const;
@@ -51,6 +51,9 @@ class Env {
   // Start/stop a long-running daemon.
   void start();
   int stop(int sig = 15);
+  void signal(int sig);  // to the running daemon
+  int daemon_pid() const;
+  std::string control_socket() const { return dir_ / "control.sock"; }
   std::string log() const;
   std::vector<std::string> entries(const std::string& place) const;  // names, locks/dot-files excluded
 

@@ -1,0 +1,74 @@
+// tests/daemon/limits_test.cpp — the delivery limits, observed at a real server: envelope_limit
+// splitting, rate_limit, max_connection_time, and the delay warning DSN.
+#include <signal.h>
+
+#include <catch2/catch.hpp>
+#include <thread>
+
+#include "tests/daemon/harness.h"
+
+using namespace spoold::test;
+using namespace std::chrono_literals;
+
+TEST_CASE("envelope_limit splits recipients into several transactions", "[daemon][limits]") {
+  Env env("delivery:\n  envelope_limit: 2\n");
+  env.drop("m", envelope_message("a@example.com",
+                                 {"r1@example.net", "r2@example.net", "r3@example.net", "r4@example.net",
+                                  "r5@example.net"},
+                                 "split"));
+  REQUIRE(env.run_once() == 0);
+  INFO(env.log());
+  auto msgs = env.sink().messages();
+  REQUIRE(msgs.size() == 3);
+  CHECK(msgs[0].meta["rcpts"].as_array().size() == 2);
+  CHECK(msgs[1].meta["rcpts"].as_array().size() == 2);
+  CHECK(msgs[2].meta["rcpts"].as_array().size() == 1);
+  CHECK(env.sink().sessions() == 1);  // all on one connection
+}
+
+TEST_CASE("rate_limit spaces messages to one destination", "[daemon][limits]") {
+  Env env("delivery:\n  rate_limit: 4\n");
+  for (int i = 0; i < 10; ++i)
+    env.drop("m" + std::to_string(i),
+             envelope_message("a@example.com", {"b@example.net"}, std::to_string(i)));
+  auto t0 = std::chrono::steady_clock::now();
+  REQUIRE(env.run_once() == 0);
+  auto took = std::chrono::steady_clock::now() - t0;
+  CHECK(env.sink().count() == 10);
+  // A burst of 4, then one every 250 ms: at least 1.5 s for 10.
+  CHECK(took >= 1400ms);
+}
+
+TEST_CASE("a connection older than max_connection_time is not reused", "[daemon][limits]") {
+  Env env("delivery:\n  max_connection_time: 1s\n  idle_timeout: 30s\n");
+  env.start();
+  env.drop("m1", envelope_message("a@example.com", {"b@example.net"}, "first"));
+  REQUIRE(env.sink().wait_count(1, 10s));
+  env.drop("m2", envelope_message("a@example.com", {"b@example.net"}, "second"));
+  REQUIRE(env.sink().wait_count(2, 10s));
+  std::this_thread::sleep_for(1200ms);
+  env.drop("m3", envelope_message("a@example.com", {"b@example.net"}, "third"));
+  REQUIRE(env.sink().wait_count(3, 10s));
+  auto msgs = env.sink().messages();
+  CHECK(msgs[0].meta["session"].as_int() == msgs[1].meta["session"].as_int());  // reused while young
+  CHECK(msgs[2].meta["session"].as_int() != msgs[1].meta["session"].as_int());  // retired when old
+  CHECK(env.stop(SIGTERM) == 0);
+}
+
+TEST_CASE("delay_warning_tier sends one 'delayed' DSN", "[daemon][limits]") {
+  Env env(
+      "queue:\n  scan_interval: 200ms\n  delay_warning_tier: 1\n  tiers:\n"
+      "    - { delay: 0 }\n    - { delay: 1s }\n    - { delay: 2s }\n");
+  env.drop("m", envelope_message("alice@example.com", {"temp-1@example.net"}, "slow"));
+  REQUIRE(env.run_once() == 0);
+  INFO(env.log());
+  auto msgs = env.sink().messages();
+  REQUIRE(msgs.size() == 1);
+  CHECK(msgs[0].meta["rcpts"].as_array()[0].as_string() == "alice@example.com");
+  CHECK(msgs[0].data.find("Action: delayed") != std::string::npos);
+  CHECK(msgs[0].data.find("Subject: Delayed Mail") != std::string::npos);
+  CHECK(env.entries("queue/1").size() == 1);  // still queued
+  std::this_thread::sleep_for(1200ms);
+  REQUIRE(env.run_once() == 0);
+  CHECK(env.sink().count() == 1);  // only one warning
+}
