@@ -209,8 +209,8 @@ void Daemon::finish(std::uint64_t token) {
         job->claimed.entry = job->entry;
         Result<void> r;
         switch (job->action) {
-          case Action::release:
-            r = job->claimed.lock.release();
+          case Action::release:  // not attempted (stopping): as it was; a fresh drop gets queued
+            r = job->claimed.fresh ? sp->reschedule(job->claimed, 0, job->due) : job->claimed.lock.release();
             break;
           case Action::remove:
             r = sp->remove(job->claimed);

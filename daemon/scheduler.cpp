@@ -82,10 +82,13 @@ void Daemon::tick(int tier) {
             out->errors.push_back("incoming: " + names.error().message);
           } else {
             if (names->size() >= cap) out->more = true;
+            // Fresh drops are claimed for delivery at once, without writing an envelope: the
+            // common case (delivered on the first attempt) then costs no fsync (spool.h).
             for (const auto& n : *names) {
-              auto r = sp->pickup(n);
+              auto r = sp->claim_fresh(n);
               if (r.ok()) {
-                out->pickups.push_back(std::move(*r));
+                out->pickups.push_back(std::move(r->result));
+                if (r->claimed) out->claimed.push_back(std::move(*r->claimed));
               } else {
                 out->errors.push_back(fmt::format("pickup of {}: {}", n, r.error().message));
               }
@@ -178,7 +181,7 @@ void Daemon::start_delivery(spool::Claimed claimed) {
     p.sender = en.sender;
     for (size_t i : g.recipients) p.recipients.push_back(en.recipients[i].address);
     p.indices = g.recipients;
-    p.body_path = spool_->body_path(en.id);
+    p.body_path = spool_->body_file(raw->claimed);
     p.body_offset = en.body_offset;
     p.size = en.body_size;
     p.eight_bit = en.flags.eight_bit;

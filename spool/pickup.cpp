@@ -83,32 +83,45 @@ Result<PickupResult> Spool::pickup(std::string_view name) {
   return finish_pickup(claimed, name, std::move(id), **lock);
 }
 
-Result<PickupResult> Spool::finish_pickup(const std::string& claimed, std::string_view name, std::string id,
-                                          Lock& lock) {
+// Checks the claimed drop (kind, links, owner, size) and parses it. On refusal the file is already
+// in bad/ and `bad` says so; the returned error then has code -1 (not an I/O failure).
+Result<DropInfo> Spool::inspect_drop(const std::string& claimed, std::string_view name, PickupResult& bad) {
+  auto refuse = [&](std::string why) -> Result<DropInfo> {
+    auto r = to_bad(claimed, name, std::move(why));
+    if (!r) return r.error();
+    bad = std::move(*r);
+    return make_error(bad.reason, -1);
+  };
   Fd fd(::open(claimed.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
   if (!fd.valid()) {
-    if (errno == ELOOP) return to_bad(claimed, name, "symbolic link refused");
-    return to_bad(claimed, name, fmt::format("cannot open: {}", std::strerror(errno)));
+    if (errno == ELOOP) return refuse("symbolic link refused");
+    return refuse(fmt::format("cannot open: {}", std::strerror(errno)));
   }
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return sys_error("fstat", claimed);
-  if (!S_ISREG(st.st_mode)) return to_bad(claimed, name, file_kind(st.st_mode) + " refused");
-  if (st.st_nlink != 1)
-    return to_bad(claimed, name, fmt::format("file has {} hard links (refused)", st.st_nlink));
+  if (!S_ISREG(st.st_mode)) return refuse(file_kind(st.st_mode) + " refused");
+  if (st.st_nlink != 1) return refuse(fmt::format("file has {} hard links (refused)", st.st_nlink));
   if (static_cast<long>(st.st_uid) != opts_.drop_uid)
-    return to_bad(claimed, name,
-                  fmt::format("file owned by uid {}, not {} (refused)", st.st_uid, opts_.drop_uid));
+    return refuse(fmt::format("file owned by uid {}, not {} (refused)", st.st_uid, opts_.drop_uid));
   if (static_cast<uint64_t>(st.st_size) > opts_.max_message_size + kEnvelopeSlack)
-    return to_bad(
-        claimed, name,
+    return refuse(
         fmt::format("file of {} bytes exceeds max_message_size {}", st.st_size, opts_.max_message_size));
   auto info = parse_drop_fd(fd.get());
-  if (!info) return to_bad(claimed, name, info.error().message);
+  if (!info) return refuse(info.error().message);
   if (info->message_size() > opts_.max_message_size)
-    return to_bad(claimed, name,
-                  fmt::format("message of {} bytes exceeds max_message_size {}", info->message_size(),
+    return refuse(fmt::format("message of {} bytes exceeds max_message_size {}", info->message_size(),
                               opts_.max_message_size));
-  fd.reset();
+  return info;
+}
+
+Result<PickupResult> Spool::finish_pickup(const std::string& claimed, std::string_view name, std::string id,
+                                          Lock& lock) {
+  PickupResult bad;
+  auto info = inspect_drop(claimed, name, bad);
+  if (!info) {
+    if (info.error().code == -1) return bad;
+    return info.error();
+  }
   Entry e = entry_from(*info, id);
   EntryRef ref{Place::queue, 0, e.arrived, id};
   if (auto r = write_entry(entry_path(ref), e); !r) return r.error();
@@ -118,6 +131,41 @@ Result<PickupResult> Spool::finish_pickup(const std::string& claimed, std::strin
   if (auto r = lock.release(); !r) return r.error();
   return PickupResult{PickupOutcome::queued, std::move(id),        "",
                       info->sender,          info->message_size(), info->recipients.size()};
+}
+
+Result<FreshPickup> Spool::claim_fresh(std::string_view name) {
+  FreshPickup out;
+  if (ignored_name(name)) {
+    out.result = outcome_only(PickupOutcome::ignored);
+    return out;
+  }
+  std::string id = new_id();
+  auto lock = try_lock(id);
+  if (!lock) return lock.error();
+  if (!*lock) return make_error("fresh queue id " + id + " is already locked");
+  std::string claimed = body_path(id) + ".new";
+  std::string from = opts_.dir + "/incoming/" + std::string(name);
+  if (::rename(from.c_str(), claimed.c_str()) != 0) {
+    if (errno == ENOENT) {  // another daemon claimed it
+      out.result = outcome_only(PickupOutcome::gone);
+      return out;
+    }
+    return sys_error("claim", from);
+  }
+  crashpoint("fresh.after_claim");
+  PickupResult bad;
+  auto info = inspect_drop(claimed, name, bad);
+  if (!info) {
+    if (info.error().code != -1) return info.error();
+    out.result = std::move(bad);
+    return out;
+  }
+  Entry e = entry_from(*info, id);
+  out.result = PickupResult{PickupOutcome::queued,  id, "", info->sender, info->message_size(),
+                            info->recipients.size()};
+  out.claimed.emplace(
+      Claimed{std::move(**lock), EntryRef{Place::queue, 0, e.arrived, id}, std::move(e), true});
+  return out;
 }
 
 // bad/NAME.reason is written before bad/NAME appears, so a file in bad/ always has its reason.

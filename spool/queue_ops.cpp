@@ -50,10 +50,20 @@ Result<void> Spool::move(Claimed& c, Place place, int tier, int64_t when) {
   if (place == Place::queue && (tier < 0 || tier >= tiers()))
     return make_error(fmt::format("tier {} out of range 0..{}", tier, tiers() - 1));
   if (place != Place::queue) tier = 0;
+  EntryRef to{place, tier, when, c.ref.id};
+  if (c.fresh) {
+    // The envelope is written straight to its target place, then the body takes its final name;
+    // recover_new() finds an envelope anywhere, so a crash between the two completes, not repeats.
+    if (auto r = write_entry(entry_path(to), c.entry); !r) return r;
+    crashpoint("fresh.after_entry");
+    if (auto r = durable_rename(body_path(c.ref.id) + ".new", body_path(c.ref.id)); !r) return r;
+    c.fresh = false;
+    c.ref = std::move(to);
+    return {};
+  }
   std::string from = entry_path(c.ref);
   if (auto r = write_entry(from, c.entry); !r) return r;
   crashpoint("move.after_write");
-  EntryRef to{place, tier, when, c.ref.id};
   std::string target = entry_path(to);
   if (target != from) {
     if (auto r = durable_rename(from, target); !r) return r;
@@ -71,6 +81,13 @@ Result<void> Spool::fail(Claimed& c, std::string reason, int64_t now) {
 Result<void> Spool::remove(Claimed& c) {
   if (!c.lock.still_held()) return make_error("lock for " + c.ref.id + " is no longer held");
   std::string body = body_path(c.ref.id);
+  if (c.fresh) {
+    // Nothing else exists on disk. No fsync: if the unlink is lost (power failure), recover()
+    // returns the drop to incoming/ and it is sent again — at-least-once, never lost.
+    if (::unlink((body + ".new").c_str()) != 0 && errno != ENOENT) return sys_error("unlink", body + ".new");
+    crashpoint("fresh.after_remove");
+    return c.lock.release();
+  }
   if (auto r = durable_rename(entry_path(c.ref), body + ".done"); !r) return r;
   crashpoint("remove.after_envelope");
   if (::unlink(body.c_str()) != 0 && errno != ENOENT) return sys_error("unlink", body);
@@ -83,6 +100,10 @@ Result<void> Spool::remove(Claimed& c) {
 Result<Body> Spool::open_body(const Entry& e) const {
   std::string path = body_path(e.id);
   Fd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd.valid() && errno == ENOENT) {  // a fresh claim: the body still has its claim name
+    path += ".new";
+    fd = Fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  }
   if (!fd.valid()) return sys_error("open body", path);
   return Body{std::move(fd), e.body_offset, e.body_size};
 }

@@ -356,9 +356,10 @@ Result<bool> Spool::recover_new(std::string_view id, RecoverReport& rep) {
   }
   std::string claimed = body_path(id) + ".new";
   if (!path_exists(claimed)) return false;  // finished meanwhile
-  int64_t t = id_time(id);
-  EntryRef ref{Place::queue, 0, t, std::string(id)};
-  if (t >= 0 && path_exists(entry_path(ref))) {
+  // The envelope may be anywhere: a fresh claim writes it straight into its target place.
+  auto where = find(id);
+  if (!where) return where.error();
+  if (*where) {
     if (auto r = durable_rename(claimed, body_path(id)); !r) return r.error();
     ++rep.pickups_completed;
   } else {

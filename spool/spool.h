@@ -59,6 +59,9 @@ struct Claimed {
   Lock lock;
   EntryRef ref;
   Entry entry;
+  // A drop claimed by claim_fresh(): its body is data/ID.new and no envelope exists on disk yet.
+  // move() writes the envelope first (then the body takes its final name); remove() just unlinks.
+  bool fresh = false;
 };
 
 // A new message given in memory (bounces, DSNs, `sendmail` fallback).
@@ -78,6 +81,12 @@ struct PickupResult {
   std::string sender;  // queued: for "QID: from=<sender>, size=BYTES, nrcpt=N"
   uint64_t size = 0;
   size_t nrcpt = 0;
+};
+
+// claim_fresh(): the pickup outcome, and for a good drop the claimed message ready to deliver.
+struct FreshPickup {
+  PickupResult result;
+  std::optional<Claimed> claimed;
 };
 
 struct RecoverReport {
@@ -143,6 +152,14 @@ class Spool {
   Result<std::vector<std::string>> list_incoming(size_t max) const;
   // Claims incoming/NAME, parses it and creates its entry in queue/0 (due at once).
   Result<PickupResult> pickup(std::string_view name);
+  // The fast path for a drop that will be attempted at once: lock a new id, rename the drop to
+  // data/ID.new and parse it — no envelope is written and nothing is fsynced (a drop is durable
+  // when its writer renamed it in; a crash leaves it in incoming/ or in data/ID.new, which
+  // recover() returns to incoming/). The caller either removes it (delivered: one unlink) or
+  // move()s it, which writes the envelope durably — so the common case costs no fsync at all.
+  Result<FreshPickup> claim_fresh(std::string_view name);
+  // The file holding the message of a claimed entry (data/ID, or data/ID.new when fresh).
+  std::string body_file(const Claimed& c) const { return body_path(c.ref.id) + (c.fresh ? ".new" : ""); }
   // Durably queues a message given in memory into queue/0; returns its id.
   Result<std::string> enqueue(const NewMessage& msg);
 
@@ -184,6 +201,7 @@ class Spool {
   Result<void> check_version();
   Result<std::optional<Lock>> try_lock(std::string_view id) const;
   Result<PickupResult> to_bad(const std::string& from, std::string_view name, std::string reason);
+  Result<DropInfo> inspect_drop(const std::string& claimed, std::string_view name, PickupResult& bad);
   Result<PickupResult> finish_pickup(const std::string& claimed, std::string_view name, std::string id,
                                      Lock& lock);
   Result<void> write_entry(const std::string& path, const Entry& e) const;

@@ -761,3 +761,94 @@ TEST_CASE("a lock left by another host is broken only after lock_stale_after", "
   REQUIRE(second.ok());
   CHECK_FALSE(second->has_value());
 }
+
+// ---- the fast path: claim_fresh ----------------------------------------------------------------
+
+TEST_CASE("claim_fresh claims a drop without writing an envelope; remove just unlinks", "[spool][fresh]") {
+  Fixture f;
+  auto s = f.open();
+  f.drop("m", kEnvelope + kMessage);
+  auto r = s.claim_fresh("m");
+  REQUIRE(r.ok());
+  CHECK(r->result.outcome == PickupOutcome::queued);
+  REQUIRE(r->claimed.has_value());
+  Claimed& c = *r->claimed;
+  CHECK(c.fresh);
+  CHECK(c.entry.recipients.size() == 2);
+  CHECK(f.envelopes().empty());  // nothing written
+  CHECK(s.body_file(c) == f.dir + "/data/" + c.entry.id + ".new");
+  CHECK(body_message(s, c.entry) == kMessage);
+  REQUIRE(s.remove(c).ok());
+  CHECK(names_in(f.dir + "/data").empty());
+  CHECK(names_in(f.dir + "/incoming").empty());
+}
+
+TEST_CASE("a fresh claim that must be remembered is moved with its envelope", "[spool][fresh]") {
+  Fixture f;
+  auto s = f.open();
+  f.drop("m", kEnvelope + kMessage);
+  auto r = s.claim_fresh("m");
+  REQUIRE(r.ok());
+  REQUIRE(r->claimed.has_value());
+  Claimed& c = *r->claimed;
+  std::string id = c.entry.id;
+  c.entry.recipients[0].state = RcptState::sent;
+  REQUIRE(s.reschedule(c, 1, 5000).ok());
+  CHECK_FALSE(c.fresh);
+  CHECK(f.envelopes() ==
+        std::vector<std::string>{"queue/1/" + EntryRef{Place::queue, 1, 5000, id}.file_name()});
+  CHECK(::access((f.dir + "/data/" + id).c_str(), F_OK) == 0);
+  c.lock.release().ok();
+  auto again = claim_ok(s, only_ref(s, Place::queue, 1));
+  CHECK(again.entry.recipients[0].state == RcptState::sent);
+  CHECK(body_message(s, again.entry) == kMessage);
+}
+
+TEST_CASE("bad drops go to bad/ through claim_fresh too", "[spool][fresh]") {
+  Fixture f;
+  auto s = f.open();
+  f.drop("junk", "this is not mail\n");
+  auto r = s.claim_fresh("junk");
+  REQUIRE(r.ok());
+  CHECK(r->result.outcome == PickupOutcome::bad);
+  CHECK_FALSE(r->claimed.has_value());
+  CHECK(::access((f.dir + "/bad/junk.reason").c_str(), F_OK) == 0);
+}
+
+TEST_CASE("a crash at any step of the fresh path loses nothing and leaves one copy",
+          "[spool][crash][fresh]") {
+  // fresh.after_claim: drop renamed into data/ID.new, nothing else → recover returns it to incoming/.
+  // fresh.after_entry: envelope written in queue/1, body still data/ID.new → recover completes it.
+  // fresh.after_remove: delivered and unlinked → nothing left (the lock of the dead child goes).
+  for (const char* point : {"fresh.after_claim", "fresh.after_entry", "fresh.after_remove"}) {
+    INFO(point);
+    Fixture f;
+    auto s = f.open();
+    f.drop("m", kEnvelope + kMessage);
+    std::string p = point;
+    REQUIRE(crashes_at(point, [&] {
+      auto child = Spool::open(f.opts());
+      if (!child.ok()) return;
+      auto r = child->claim_fresh("m");
+      if (!r.ok() || !r->claimed) return;
+      if (p == "fresh.after_entry") (void)child->reschedule(*r->claimed, 1, 5000);
+      if (p == "fresh.after_remove") (void)child->remove(*r->claimed);
+    }));
+    REQUIRE(s.recover().ok());
+    auto incoming = s.list_incoming(10);
+    REQUIRE(incoming.ok());
+    if (p == "fresh.after_claim") {
+      CHECK(incoming->size() == 1);
+      CHECK(f.envelopes().empty());
+    } else if (p == "fresh.after_entry") {
+      CHECK(incoming->empty());
+      REQUIRE(f.envelopes().size() == 1);
+      auto c = claim_ok(s, only_ref(s, Place::queue, 1));
+      CHECK(body_message(s, c.entry) == kMessage);
+    } else {
+      CHECK(incoming->empty());
+      CHECK(f.envelopes().empty());
+      CHECK(names_in(f.dir + "/data").empty());
+    }
+  }
+}
