@@ -1,6 +1,7 @@
 // tests/daemon/process_test.cpp — the daemon as a process: SIGTERM mid-run loses nothing, SIGHUP
 // reloads (and a bad new file keeps the old config), the control socket answers.
 #include <signal.h>
+#include <sys/wait.h>
 
 #include <catch2/catch.hpp>
 #include <set>
@@ -98,4 +99,37 @@ TEST_CASE("the control socket answers status and flush", "[daemon][control]") {
       },
       5s));
   CHECK(env.stop(SIGTERM) == 0);
+}
+
+TEST_CASE("--check-config and --version", "[daemon][cli]") {
+  Env env;
+  {
+    Process p({Env::spoold_binary(), "--check-config", "--config", env.config_path()}, env.dir() / "cc.out",
+              env.dir() / "cc.err");
+    CHECK(p.wait(10s) == 0);
+    CHECK(read_file(env.dir() / "cc.out").find("configuration OK") != std::string::npos);
+  }
+  write_file(env.dir() / "bad.yaml", "delivery:\n  max_sesions: 3\n  port: 0\n");
+  {
+    Process p({Env::spoold_binary(), "--check-config", "--config", env.dir() / "bad.yaml"}, env.dir() / "bad.out",
+              env.dir() / "bad.err");
+    int st = p.wait(10s);
+    REQUIRE(WIFEXITED(st));
+    CHECK(WEXITSTATUS(st) == 1);
+    std::string err = read_file(env.dir() / "bad.err");
+    CHECK(err.find(env.dir() / "bad.yaml:2:3: delivery.max_sesions: unknown key (did you mean 'max_sessions'?)") !=
+          std::string::npos);
+    CHECK(err.find(":3:9: delivery.port: must be between 1 and 65535") != std::string::npos);
+  }
+  {
+    Process p({Env::spoold_binary(), "--version"}, env.dir() / "v.out");
+    CHECK(p.wait(10s) == 0);
+    CHECK(read_file(env.dir() / "v.out").rfind("spoold ", 0) == 0);
+  }
+  {
+    Process p({Env::spoold_binary(), "--bogus"}, "", env.dir() / "u.err");
+    int st = p.wait(10s);
+    REQUIRE(WIFEXITED(st));
+    CHECK(WEXITSTATUS(st) == 2);
+  }
 }
