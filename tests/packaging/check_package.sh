@@ -138,6 +138,24 @@ for page in man8/spoold.8 man8/spoolctl.8 man5/spoold.yaml.5; do
 done
 check "spoold --version prints $VERSION" test "$("$ROOT/usr/sbin/spoold" --version)" = "spoold $VERSION"
 
+# The programs through their installed names, on a scratch spool (no daemon, no network).
+printf 'spool_dir: %s\ncontrol_socket: %s\nhostname: pkg.test\n' "$WORK/spool" "$WORK/control.sock" \
+  >"$WORK/smoke.yaml"
+if printf 'Subject: packaging\n\nhello\n' | "$ROOT/usr/lib/sendmail" -C "$WORK/smoke.yaml" you@example.org \
+    2>"$WORK/sendmail.err"; then
+  pass
+else
+  cat "$WORK/sendmail.err" >&2
+  fail "/usr/lib/sendmail -C ... accepts a message"
+fi
+drops=("$WORK"/spool/incoming/sendmail.*)
+check "sendmail left one drop file in incoming/ (found ${#drops[@]})" test "${#drops[@]}" -eq 1
+check "the drop is addressed to you@example.org" grep -qx 'RCPT TO:<you@example.org>' "${drops[0]:-/dev/null}"
+check "/usr/bin/mailq answers as mailq" \
+  bash -c "'$ROOT/usr/bin/mailq' -C '$WORK/smoke.yaml' 2>/dev/null | grep -qx 'Mail queue is empty'"
+check "/usr/sbin/spoolctl answers as spoolctl" \
+  bash -c "'$ROOT/usr/sbin/spoolctl' --config '$WORK/smoke.yaml' --json status 2>/dev/null | grep -q '\"incoming\":1'"
+
 # --- the shipped config --------------------------------------------------------------------------
 echo "== config"
 check "the shipped config loads" "$ROOT/usr/sbin/spoold" --check-config --config "$ROOT/etc/spoold/spoold.yaml"
@@ -190,6 +208,55 @@ for d in "" incoming tmp data queue hold failed bad; do
     test "$(stat -c '%a %u %g' "$SYS/var/spool/spoold/$d" 2>&1)" = "700 $uid $(cut -d: -f4 <<<"$pw")"
 done
 check "/run/spoold is 755 spoold" test "$(stat -c '%a %u' "$SYS/run/spoold" 2>&1)" = "755 $uid"
+
+# --- maintainer scripts, run against stub commands that log what they are asked to do -------------
+echo "== maintainer scripts"
+STUBS=$WORK/stubs
+mkdir -p "$STUBS"
+for cmd in systemd-sysusers systemd-tmpfiles adduser install deb-systemd-helper deb-systemd-invoke systemctl; do
+  printf '#!/bin/sh\necho "%s $*" >>"$STUB_LOG"\n' "$cmd" >"$STUBS/$cmd"
+done
+# getent: the user does not exist yet. dpkg-statoverride --list prints $STUB_OVERRIDE when set.
+printf '#!/bin/sh\nexit 2\n' >"$STUBS/getent"
+printf '%s\n' '#!/bin/sh' \
+  'if [ "$1" = --list ]; then [ -n "$STUB_OVERRIDE" ] || exit 1; echo "$STUB_OVERRIDE"; exit 0; fi' \
+  'echo "dpkg-statoverride $*" >>"$STUB_LOG"' >"$STUBS/dpkg-statoverride"
+cp "$(command -v grep)" "$STUBS/grep"
+chmod +x "$STUBS"/*
+run_script() {  # run_script LOG OVERRIDE PATH SCRIPT ARGS...
+  local log=$1 override=$2 path=$3
+  shift 3
+  : >"$log"
+  env -i STUB_LOG="$log" STUB_OVERRIDE="$override" PATH="$path" /bin/sh "$@"
+}
+has() { grep -qxF "$2" "$1"; }
+L=$WORK/maint.log
+check "postinst configure succeeds" run_script "$L" "" "$STUBS:/usr/bin:/bin" "$WORK/control/postinst" configure ""
+check "postinst runs systemd-sysusers" has "$L" "systemd-sysusers /usr/lib/sysusers.d/spoold.conf"
+check "postinst runs systemd-tmpfiles" has "$L" "systemd-tmpfiles --create /usr/lib/tmpfiles.d/spoold.conf"
+check "postinst makes spoolctl 4755 spoold:spoold" \
+  has "$L" "dpkg-statoverride --update --add spoold spoold 4755 /usr/sbin/spoolctl"
+check "postinst enables the unit" has "$L" "deb-systemd-helper enable spoold.service"
+check "postinst with an admin's override succeeds" \
+  run_script "$L" "root root 0755 /usr/sbin/spoolctl" "$STUBS:/usr/bin:/bin" "$WORK/control/postinst" configure ""
+check "... and keeps that override" test -z "$(grep 'dpkg-statoverride' "$L")"
+# Without systemd's tools (only the stubs on PATH, less those two): adduser and install -d.
+for cmd in systemd-sysusers systemd-tmpfiles; do mv "$STUBS/$cmd" "$STUBS/$cmd.off"; done
+check "postinst without systemd succeeds" run_script "$L" "" "$STUBS" "$WORK/control/postinst" configure ""
+check "postinst falls back to adduser --system" \
+  grep -q '^adduser .*--system --group --home /var/spool/spoold .* spoold$' "$L"
+check "postinst falls back to install -d 0700 for the spool" \
+  has "$L" "install -d -o spoold -g spoold -m 0700 /var/spool/spoold/incoming"
+for cmd in systemd-sysusers systemd-tmpfiles; do mv "$STUBS/$cmd.off" "$STUBS/$cmd"; done
+check "postrm purge succeeds" \
+  run_script "$L" "spoold spoold 4755 /usr/sbin/spoolctl" "$STUBS:/usr/bin:/bin" "$WORK/control/postrm" purge
+check "postrm purge removes our override" has "$L" "dpkg-statoverride --remove /usr/sbin/spoolctl"
+check "postrm purge with an admin's override succeeds" \
+  run_script "$L" "root root 0755 /usr/sbin/spoolctl" "$STUBS:/usr/bin:/bin" "$WORK/control/postrm" purge
+check "... and keeps that override" test -z "$(grep 'dpkg-statoverride' "$L")"
+check "prerm remove succeeds" run_script "$L" "" "$STUBS:/usr/bin:/bin" "$WORK/control/prerm" remove
+check "postinst refuses an unknown action" \
+  bash -c "! env -i PATH='$STUBS' STUB_LOG=/dev/null /bin/sh '$WORK/control/postinst' bogus 2>/dev/null"
 
 # --- the systemd unit ----------------------------------------------------------------------------
 echo "== systemd-analyze"
