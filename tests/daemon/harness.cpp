@@ -117,10 +117,10 @@ int Env::run_once(std::chrono::milliseconds timeout) {
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-void Env::start() {
+void Env::start(std::vector<std::string> env) {
   std::string log = dir_ / ("daemon-" + std::to_string(++runs_) + ".log");
   daemon_ = std::make_unique<Process>(std::vector<std::string>{spoold_binary(), "--config", config_path()},
-                                      "", log);
+                                      "", log, std::move(env));
   if (!wait_until([&] { return ::access((dir_ / "control.sock").c_str(), F_OK) == 0; },
                   std::chrono::seconds(10)))
     throw std::runtime_error("spoold did not start: " + this->log());

@@ -49,7 +49,7 @@ class Env {
   // spoold --once; returns the exit status; the log is appended to log().
   int run_once(std::chrono::milliseconds timeout = std::chrono::seconds(60));
   // Start/stop a long-running daemon.
-  void start();
+  void start(std::vector<std::string> env = {});
   int stop(int sig = 15);
   void signal(int sig);  // to the running daemon
   int daemon_pid() const;

@@ -1,7 +1,12 @@
 // tests/daemon/process_test.cpp — the daemon as a process: SIGTERM mid-run loses nothing, SIGHUP
 // reloads (and a bad new file keeps the old config), the control socket answers.
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
+
+#include <cstring>
+#include <sstream>
 
 #include <catch2/catch.hpp>
 #include <set>
@@ -111,13 +116,14 @@ TEST_CASE("--check-config and --version", "[daemon][cli]") {
   }
   write_file(env.dir() / "bad.yaml", "delivery:\n  max_sesions: 3\n  port: 0\n");
   {
-    Process p({Env::spoold_binary(), "--check-config", "--config", env.dir() / "bad.yaml"}, env.dir() / "bad.out",
-              env.dir() / "bad.err");
+    Process p({Env::spoold_binary(), "--check-config", "--config", env.dir() / "bad.yaml"},
+              env.dir() / "bad.out", env.dir() / "bad.err");
     int st = p.wait(10s);
     REQUIRE(WIFEXITED(st));
     CHECK(WEXITSTATUS(st) == 1);
     std::string err = read_file(env.dir() / "bad.err");
-    CHECK(err.find(env.dir() / "bad.yaml:2:3: delivery.max_sesions: unknown key (did you mean 'max_sessions'?)") !=
+    CHECK(err.find(env.dir() /
+                   "bad.yaml:2:3: delivery.max_sesions: unknown key (did you mean 'max_sessions'?)") !=
           std::string::npos);
     CHECK(err.find(":3:9: delivery.port: must be between 1 and 65535") != std::string::npos);
   }
@@ -132,4 +138,50 @@ TEST_CASE("--check-config and --version", "[daemon][cli]") {
     REQUIRE(WIFEXITED(st));
     CHECK(WEXITSTATUS(st) == 2);
   }
+}
+
+TEST_CASE("systemd readiness: READY=1 once serving, STOPPING=1 on SIGTERM", "[daemon][systemd]") {
+  Env env;
+  std::string path = env.dir() / "notify.sock";
+  int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::strncpy(sa.sun_path, path.c_str(), sizeof sa.sun_path - 1);
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+  std::string got;
+  auto drain = [&] {
+    char buf[512];
+    for (;;) {
+      ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+      if (n <= 0) break;
+      got.append(buf, static_cast<size_t>(n)).append("\n");
+    }
+    return got;
+  };
+  env.start({"NOTIFY_SOCKET=" + path});
+  CHECK(wait_until([&] { return drain().find("READY=1") != std::string::npos; }, 10s));
+  CHECK(env.stop(SIGTERM) == 0);
+  drain();
+  CHECK(got.find("STOPPING=1") != std::string::npos);
+  ::close(fd);
+}
+
+TEST_CASE("logging.format json gives the same fields as JSON lines", "[daemon][log]") {
+  Env env("logging: { format: json }\n");
+  env.drop("m", envelope_message("alice@example.com", {"bob@example.net"}, "json"));
+  REQUIRE(env.run_once() == 0);
+  std::istringstream lines(env.log());
+  bool pickup = false, sent = false;
+  for (std::string line; std::getline(lines, line);) {
+    auto j = spoold::control::Json::parse(line);
+    REQUIRE(j.ok());  // every line is a JSON object
+    if ((*j)["from"].as_string() == "alice@example.com" && (*j)["nrcpt"].as_int() == 1) pickup = true;
+    if ((*j)["to"].as_string() == "bob@example.net" && (*j)["status"].as_string() == "sent" &&
+        (*j)["dsn"].as_string() == "2.0.0" && (*j)["tier"].as_int() == 0 &&
+        (*j)["relay"].as_string().find("127.0.0.1[127.0.0.1]:") == 0 && !(*j)["qid"].as_string().empty())
+      sent = true;
+  }
+  CHECK(pickup);
+  CHECK(sent);
 }
