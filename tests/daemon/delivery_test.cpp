@@ -43,7 +43,7 @@ TEST_CASE("--once delivers both drop formats and empties the queue", "[daemon]")
 
 TEST_CASE("a malformed drop goes to bad/ with a reason and does not stop the rest", "[daemon]") {
   Env env;
-  env.drop("junk", std::string("\x01\x02\x03 not mail at all\n", 22));
+  env.drop("junk", "\x01\x02\x03 not mail at all\n");
   env.drop("good", envelope_message("a@example.com", {"b@example.net"}, "ok"));
   REQUIRE(env.run_once() == 0);
   CHECK(env.sink().count() == 1);
