@@ -1,0 +1,44 @@
+// tests/reliability/rel_util.h — what the reliability tests share on top of the daemon harness:
+// messages with unique Message-IDs, counting them at the sink, running spoold with extra
+// environment (crash points, faketime), and auditing a spool for leftovers.
+// Rule: every count is derived from what the real sink wrote and what is really on disk.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "tests/daemon/harness.h"
+
+namespace spoold::test::rel {
+
+// An envelope-first drop file whose message carries "Message-ID: <MID>".
+std::string message(const std::string& mid, const std::string& from, const std::vector<std::string>& rcpts,
+                    const std::string& body = "Hello.\n");
+
+// The Message-ID header of a received message (top-level header section only), "" if none.
+std::string message_id(const std::string& data);
+
+// How often each Message-ID arrived at the sink (recipients are counted once per message file).
+std::map<std::string, int> message_id_counts(const Sink& sink);
+
+// spoold --config CFG [args] with extra "K=V" environment entries; returns the exit status as
+// Env::run_once does (128+signal when killed, -1 on timeout). The log goes to log_path.
+int run_spoold(const std::string& config, const std::vector<std::string>& args,
+               const std::vector<std::string>& env, const std::string& log_path,
+               std::chrono::milliseconds timeout = std::chrono::seconds(60));
+
+// Every file under the spool that is not a directory, relative to it ("queue/0/…", "data/…").
+std::vector<std::string> spool_files(const std::string& spool);
+
+// Files that must not survive a finished run: anything in incoming/, queue/*, hold/, bad/, tmp/,
+// any lock artefact, and bodies in data/ that no failed/ entry refers to.
+std::vector<std::string> leftovers(const std::string& spool);
+
+// VmRSS of a live process in KiB (0 if unreadable).
+long rss_kib(int pid);
+
+std::string join(const std::vector<std::string>& v, const std::string& sep = ", ");
+
+}  // namespace spoold::test::rel
