@@ -7,21 +7,33 @@
 using namespace spoold::test;
 using namespace std::chrono_literals;
 
+namespace {
+
+// An aiosmtpd relay with STARTTLS (self-signed) and AUTH for mailer:s3cret; the config's relay
+// group "corp" points at it with the given password, and every domain routes there.
+struct TlsAuthRelay {
+  Env env{"", false};
+  std::unique_ptr<Sink> relay;
+  explicit TlsAuthRelay(const std::string& password) {
+    make_certificate(env.dir().path());
+    write_file(env.dir() / "relay.pw", password + "\n");
+    relay = std::make_unique<Sink>(
+        env.dir() / "relay", std::vector<std::string>{"--tls-cert", env.dir() / "cert.pem", "--tls-key",
+                                                      env.dir() / "key.pem", "--auth", "mailer:s3cret"});
+    write_file(env.config_path(),
+               read_file(env.config_path()) + "relays:\n  corp:\n    servers:\n" +
+                   "      - { host: 127.0.0.1, port: " + std::to_string(relay->port()) +
+                   ", tls: starttls, verify: false,\n" + "          auth: { user: mailer, password_file: " +
+                   (env.dir() / "relay.pw") + " } }\n" + "routes:\n  - { match: [\"*\"], relay: corp }\n");
+  }
+};
+
+}  // namespace
+
 TEST_CASE("a relay with STARTTLS and AUTH gets the mail", "[daemon][relay]") {
-  Env env("", false);
-  make_certificate(env.dir().path());
-  write_file(env.dir() / "relay.pw", "s3cret\n");
-  Sink relay(env.dir() / "relay", {"--tls-cert", env.dir() / "cert.pem", "--tls-key", env.dir() / "key.pem",
-                                   "--auth", "mailer:s3cret"});
-  write_file(env.config_path(), read_file(env.config_path()) +
-                                    "relays:\n  corp:\n    servers:\n"
-                                    "      - { host: 127.0.0.1, port: " +
-                                    std::to_string(relay.port()) +
-                                    ", tls: starttls, verify: false,\n"
-                                    "          auth: { user: mailer, password_file: " +
-                                    (env.dir() / "relay.pw") +
-                                    " } }\n"
-                                    "routes:\n  - { match: [\"*\"], relay: corp }\n");
+  TlsAuthRelay w("s3cret");
+  Env& env = w.env;
+  Sink& relay = *w.relay;
   env.drop("m", envelope_message("alice@example.com", {"bob@example.net"}, "via relay"));
   REQUIRE(env.run_once() == 0);
   INFO(env.log());
@@ -31,20 +43,9 @@ TEST_CASE("a relay with STARTTLS and AUTH gets the mail", "[daemon][relay]") {
 }
 
 TEST_CASE("a wrong relay password is not retried in a storm and keeps the message", "[daemon][relay]") {
-  Env env("", false);
-  make_certificate(env.dir().path());
-  write_file(env.dir() / "relay.pw", "wrong\n");
-  Sink relay(env.dir() / "relay", {"--tls-cert", env.dir() / "cert.pem", "--tls-key", env.dir() / "key.pem",
-                                   "--auth", "mailer:s3cret"});
-  write_file(env.config_path(), read_file(env.config_path()) +
-                                    "relays:\n  corp:\n    servers:\n"
-                                    "      - { host: 127.0.0.1, port: " +
-                                    std::to_string(relay.port()) +
-                                    ", tls: starttls, verify: false,\n"
-                                    "          auth: { user: mailer, password_file: " +
-                                    (env.dir() / "relay.pw") +
-                                    " } }\n"
-                                    "routes:\n  - { match: [\"*\"], relay: corp }\n");
+  TlsAuthRelay w("wrong");
+  Env& env = w.env;
+  Sink& relay = *w.relay;
   env.drop("m", envelope_message("alice@example.com", {"bob@example.net"}, "via relay"));
   int rc = env.run_once(std::chrono::seconds(20));
   INFO(env.log());
