@@ -2,6 +2,7 @@
 // inotify on incoming/ for immediate pickup, and a refill when in-memory work drops below half.
 // Rule: at most kMaxInFlight entries are held in memory; the rest stay on disk for a later scan,
 // so memory follows concurrency, not queue length. Scans and claims run on the thread pool.
+#include <algorithm>
 #include <ctime>
 #include <set>
 
@@ -15,6 +16,9 @@ namespace spoold::daemon {
 namespace {
 constexpr size_t kMaxInFlight = 4096;
 constexpr size_t kScanChunk = 256;
+// Drops claimed per thread-pool job: small enough that the first deliveries start while the rest
+// of a large incoming/ is still being claimed (the next job follows at once when more are left).
+constexpr size_t kPickupChunk = 256;
 
 int64_t unix_now() {
   return static_cast<int64_t>(std::time(nullptr));
@@ -77,11 +81,12 @@ void Daemon::tick(int tier) {
       &loop_,
       [sp, tier, cap, out, skip] {
         if (tier == 0) {
-          auto names = sp->list_incoming(cap);
+          size_t want = std::min(cap, kPickupChunk);
+          auto names = sp->list_incoming(want);
           if (!names.ok()) {
             out->errors.push_back("incoming: " + names.error().message);
           } else {
-            if (names->size() >= cap) out->more = true;
+            if (names->size() >= want) out->more = true;
             // Fresh drops are claimed for delivery at once, without writing an envelope: the
             // common case (delivered on the first attempt) then costs no fsync (spool.h).
             for (const auto& n : *names) {
