@@ -368,6 +368,8 @@ class DeliveryEngine::Destination {
     t.size = part.size;
     t.missing_date = part.missing_date;
     t.missing_message_id = part.missing_message_id;
+    if (part.longest_line > 0)  // known from pickup: no second read of the body before MAIL
+      t.body_info = smtp::BodyInfo{part.eight_bit, static_cast<size_t>(part.longest_line), 0};
     smtp::BodySource body;
     int fd = ::open(part.body_path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {

@@ -31,6 +31,7 @@ struct Part {
   std::uint64_t body_offset = 0;
   std::uint64_t size = 0;
   bool eight_bit = false;
+  std::uint64_t longest_line = 0;                // 0 = unknown: the session scans the body before MAIL
   std::string missing_date, missing_message_id;  // header values to add, "" = present
   HopKey key;
   std::vector<std::string> tried;  // addresses that failed at connection level for this part

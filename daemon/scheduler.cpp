@@ -190,6 +190,7 @@ void Daemon::start_delivery(spool::Claimed claimed) {
     p.body_offset = en.body_offset;
     p.size = en.body_size;
     p.eight_bit = en.flags.eight_bit;
+    p.longest_line = en.longest_line;
     if (en.flags.missing_date)
       p.missing_date = rfc5322_date(std::chrono::system_clock::from_time_t(static_cast<time_t>(en.arrived)));
     if (en.flags.missing_message_id) p.missing_message_id = fmt::format("<{}@{}>", en.id, cfg_->hostname);

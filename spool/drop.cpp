@@ -116,6 +116,28 @@ Result<void> DropParser::feed(std::string_view chunk) {
 void DropParser::scan_body(std::string_view bytes) {
   offset_ += bytes.size();
   if (!info_.eight_bit && has_8bit(bytes)) info_.eight_bit = true;
+  // Line lengths as the SMTP encoder will cut them (LF, CRLF or a lone CR ends a line), so the
+  // sender can refuse an over-long line before connecting instead of scanning the file again.
+  for (char c : bytes) {
+    if (c == '\n' || c == '\r') {
+      body_line_ = 0;
+    } else {
+      ++body_line_;
+      if (body_line_ > info_.longest_line) info_.longest_line = body_line_;
+    }
+  }
+}
+
+void DropParser::note_line_length(std::string_view line) {
+  // A lone CR inside a header line also ends a line on the wire.
+  size_t start = 0;
+  for (;;) {
+    size_t cr = line.find('\r', start);
+    size_t len = (cr == std::string_view::npos ? line.size() : cr) - start;
+    if (len > info_.longest_line) info_.longest_line = len;
+    if (cr == std::string_view::npos) break;
+    start = cr + 1;
+  }
 }
 
 Result<void> DropParser::on_line(std::string_view line, uint64_t end_offset) {
@@ -162,6 +184,7 @@ Result<void> DropParser::on_envelope_line(std::string_view line, uint64_t end_of
 }
 
 Result<void> DropParser::on_header_line(std::string_view line) {
+  note_line_length(line);
   if (line.empty()) {
     if (auto r = end_field(); !r) return r;
     state_ = State::body;

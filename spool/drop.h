@@ -32,6 +32,7 @@ struct DropInfo {
   bool has_bcc = false;                 // a Bcc: header is present — never transmit it
   bool crlf = false;                    // some line ended in CRLF
   bool bare_lf = false;                 // some line ended in a bare LF
+  uint64_t longest_line = 0;            // octets of the message's longest line (LF, CRLF or CR ends one)
   uint64_t message_size() const { return size - body_offset; }
 };
 
@@ -58,6 +59,7 @@ class DropParser {
   Result<void> end_field();
   Result<void> add_recipient(std::string addr);
   void scan_body(std::string_view bytes);
+  void note_line_length(std::string_view line);  // a whole header line, without its ending
 
   DropLimits limits_;
   State state_ = State::start;
@@ -71,6 +73,7 @@ class DropParser {
   std::string from_addr_;
   uint64_t offset_ = 0;  // bytes consumed so far
   uint64_t header_bytes_ = 0;
+  uint64_t body_line_ = 0;  // length of the body line being scanned
   size_t line_no_ = 0;
 };
 

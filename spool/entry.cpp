@@ -182,6 +182,8 @@ struct Reader {
       return set(e.body_offset, rest);
     } else if (key == "body-size") {
       return set(e.body_size, rest);
+    } else if (key == "longest-line") {
+      return set(e.longest_line, rest);
     } else if (key == "flags") {
       auto f = parse_flags(rest);
       if (!f) return f.error();
@@ -241,6 +243,7 @@ std::string format_entry(const Entry& e) {
                      e.attempts);
   out += fmt::format("body-offset {}\nbody-size {}\nflags {}\n", e.body_offset, e.body_size,
                      format_flags(e.flags));
+  if (e.longest_line > 0) out += fmt::format("longest-line {}\n", e.longest_line);
   out += "from " + angle(e.sender) + "\n";
   for (const auto& r : e.recipients) {
     std::string_view reply = std::string_view(r.last_reply).substr(0, kMaxReplyText);

@@ -43,11 +43,12 @@ struct Entry {
   std::string id;
   std::string sender;  // "" = null sender <>
   std::vector<Recipient> recipients;
-  int64_t arrived = 0;       // unix seconds when picked up / enqueued
-  int64_t last_attempt = 0;  // unix seconds, 0 = never attempted
-  int attempts = 0;          // delivery attempts of the whole message
-  uint64_t body_offset = 0;  // where the RFC 5322 message starts in the body file
-  uint64_t body_size = 0;    // bytes of the RFC 5322 message
+  int64_t arrived = 0;        // unix seconds when picked up / enqueued
+  int64_t last_attempt = 0;   // unix seconds, 0 = never attempted
+  int attempts = 0;           // delivery attempts of the whole message
+  uint64_t body_offset = 0;   // where the RFC 5322 message starts in the body file
+  uint64_t body_size = 0;     // bytes of the RFC 5322 message
+  uint64_t longest_line = 0;  // octets of its longest line; 0 = unknown (written by older daemons)
   EntryFlags flags;
   std::string reason;  // why it is in failed/ (empty elsewhere)
 

@@ -51,6 +51,7 @@ Entry entry_from(const DropInfo& info, std::string id) {
   for (const auto& r : info.recipients) e.recipients.push_back(Recipient{r, RcptState::pending, 0, ""});
   e.body_offset = info.body_offset;
   e.body_size = info.message_size();
+  e.longest_line = info.longest_line;
   e.flags.missing_date = info.missing_date;
   e.flags.missing_message_id = info.missing_message_id;
   e.flags.eight_bit = info.eight_bit;

@@ -86,3 +86,16 @@ TEST_CASE("an unreachable next hop defers with relay=none-style reason and keeps
   CHECK(env.entries("queue/1").size() == 1);
   CHECK(env.log().find("status=deferred") != std::string::npos);
 }
+
+TEST_CASE("a message with a line over 998 octets bounces without being sent", "[daemon]") {
+  Env env;
+  env.drop("m",
+           envelope_message("alice@example.com", {"bob@example.net"}, "long", std::string(1200, 'x') + "\n"));
+  REQUIRE(env.run_once() == 0);
+  INFO(env.log());
+  CHECK(env.log().find("status=bounced") != std::string::npos);
+  CHECK(env.log().find("998") != std::string::npos);
+  auto msgs = env.sink().messages();
+  REQUIRE(msgs.size() == 1);  // only the DSN reached the server
+  CHECK(msgs[0].meta["rcpts"].as_array()[0].as_string() == "alice@example.com");
+}

@@ -402,3 +402,29 @@ TEST_CASE("RFC 5321 mailbox validation", "[address]") {
     CHECK(valid_mailbox(c.addr) == c.valid);
   }
 }
+
+TEST_CASE("the longest line is measured as the SMTP encoder will cut lines", "[spool][drop]") {
+  struct Case {
+    std::string text;
+    uint64_t longest;
+  };
+  std::string env = "MAIL FROM:<a@example.com>\nRCPT TO:<b@example.org>\n\n";
+  const std::vector<Case> cases = {
+      {env + "Subject: hi\n\nshort\n", 11},                                  // "Subject: hi"
+      {env + "Subject: x\r\n\r\n" + std::string(1000, 'a') + "\r\n", 1000},  // CRLF not counted
+      {env + "Subject: x\n\n" + std::string(500, 'a') + "\r" + std::string(600, 'b') + "\n", 600},  // lone CR
+      {env + "Subject: x\n\n" + std::string(998, 'a'), 998},  // no final newline
+      {env + "Subject: " + std::string(1200, 'h') + "\n\nbody\n", 1209},
+  };
+  for (const auto& c : cases) {
+    for (size_t chunk : {size_t(1), size_t(7), size_t(4096)}) {
+      DropParser p;
+      for (size_t i = 0; i < c.text.size(); i += chunk)
+        REQUIRE(p.feed(std::string_view(c.text).substr(i, chunk)).ok());
+      auto info = p.finish();
+      REQUIRE(info.ok());
+      INFO("chunk " << chunk << " expecting " << c.longest);
+      CHECK(info->longest_line == c.longest);
+    }
+  }
+}
