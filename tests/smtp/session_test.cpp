@@ -430,8 +430,11 @@ TEST_CASE("raw server: a reset in the middle of DATA is temporary, not a duplica
           "[session][integration]") {
   auto srv = raw("reset-data");
   std::string big = "Subject: big\n\n";
-  for (int i = 0; i < 40000; ++i)
-    big += "0123456789012345678901234567890123456789\n";  // ~1.6 MB, many chunks
+  // ~16 MB: more than the kernel's socket buffers on both sides can hold (tcp_wmem/rmem max are
+  // 4-6 MB), so the reset always lands before the client could have sent the final dot. With
+  // 1.6 MB a loaded machine sometimes buffered all of it, and the outcome was rightly "possible
+  // duplicate".
+  for (int i = 0; i < 400000; ++i) big += "0123456789012345678901234567890123456789\n";
   auto run = deliver(options(srv->port), {message({"a@sink.test"})}, big);
   REQUIRE(run.results.size() == 1);
   const auto& out = run.results[0].recipients[0].outcome;
