@@ -175,7 +175,8 @@ TEST_CASE("kill -9 at random moments over 2,000 messages loses nothing", "[crash
                                                            "sender@r.test", {"rcpt@r.test"}));
     Process d({Env::spoold_binary(), "--config", env.config_path()}, "",
               env.dir() / ("kill-" + std::to_string(round) + ".log"));
-    std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(300, 2500)(rng)));
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(std::uniform_int_distribution<int>(300, 2500)(rng)));
     REQUIRE(d.running());
     ::kill(d.pid(), SIGKILL);
     REQUIRE(d.wait(10s) != -1);

@@ -5,10 +5,12 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <unistd.h>
 #include <algorithm>
 #include <cctype>
 #include <fstream>
 #include <set>
+#include <stdexcept>
 
 namespace spoold::test::rel {
 
@@ -119,6 +121,111 @@ std::string join(const std::vector<std::string>& v, const std::string& sep) {
   std::string s;
   for (const auto& x : v) s += (s.empty() ? "" : sep) + x;
   return s;
+}
+
+}  // namespace spoold::test::rel
+
+namespace spoold::test::rel {
+
+std::string instance_config(const Env& env, const std::string& instance, int port) {
+  std::string yaml = read_file(env.config_path());
+  std::string sock_key = "control_socket: ";
+  auto at = yaml.find(sock_key);
+  auto eol = yaml.find('\n', at);
+  yaml.replace(at, eol - at, sock_key + (env.dir() / (instance + ".sock")));
+  if (port != 0) {
+    std::string from = "127.0.0.1:" + std::to_string(const_cast<Env&>(env).sink().port());
+    for (auto p = yaml.find(from); p != std::string::npos; p = yaml.find(from, p + 1))
+      yaml.replace(p, from.size(), "127.0.0.1:" + std::to_string(port));
+  }
+  yaml += "instance: " + instance + "\n";
+  std::string path = env.dir() / (instance + ".yaml");
+  write_file(path, yaml);
+  return path;
+}
+
+Daemon::Daemon(const Env& env, const std::string& instance, const std::string& config,
+               const std::vector<std::string>& environment)
+    : log_(env.dir() / ("daemon-" + instance + ".log")) {
+  std::vector<std::string> argv{Env::spoold_binary(), "--config", config};
+  std::string sock = env.dir() / (instance + ".sock");
+  ::unlink(sock.c_str());
+  proc_ = std::make_unique<Process>(argv, "", log_, environment);
+  if (!wait_until([&] { return ::access(sock.c_str(), F_OK) == 0; }, std::chrono::seconds(15)))
+    throw std::runtime_error("spoold " + instance + " did not start: " + read_file(log_));
+}
+
+HostileServer::HostileServer(const TempDir& dir, const std::string& mode,
+                             const std::vector<std::string>& extra)
+    : port_(free_port()) {
+  std::string tag = "hostile-" + std::to_string(port_);
+  log_ = dir / (tag + ".events");
+  std::string ready = dir / (tag + ".ready");
+  std::vector<std::string> argv{
+      system_python(), std::string(SPOOLD_SOURCE_DIR) + "/tests/reliability/hostile_smtp.py",
+      "--port",        std::to_string(port_),
+      "--mode",        mode,
+      "--log",         log_,
+      "--ready",       ready};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  proc_ = std::make_unique<Process>(argv, dir / (tag + ".out"), dir / (tag + ".err"));
+  if (!wait_until([&] { return ::access(ready.c_str(), F_OK) == 0; }, std::chrono::seconds(20)) ||
+      !wait_for_port("127.0.0.1", port_, std::chrono::seconds(10)))
+    throw std::runtime_error("hostile server did not start: " + read_file(dir / (tag + ".err")));
+}
+
+size_t HostileServer::count(const std::string& event) const {
+  size_t n = 0;
+  std::string text = log();
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t eol = text.find('\n', pos);
+    if (eol == std::string::npos) eol = text.size();
+    std::string line = text.substr(pos, eol - pos);
+    auto sp = line.find(' ');
+    if (sp != std::string::npos && line.compare(sp + 1, event.size(), event) == 0 &&
+        (line.size() == sp + 1 + event.size() || line[sp + 1 + event.size()] == ' '))
+      ++n;
+    pos = eol + 1;
+  }
+  return n;
+}
+
+std::map<std::string, std::string> lock_owners(const std::string& spool) {
+  std::map<std::string, std::string> out;
+  for (const auto& n : list_dir(spool + "/data")) {
+    if (n.size() < 6 || n.substr(n.size() - 5) != ".lock") continue;
+    std::string text = read_file(spool + "/data/" + n);  // "" when it went away meanwhile
+    if (auto sp = text.find(' '); sp != std::string::npos)
+      out[n.substr(0, n.size() - 5)] = text.substr(0, sp);
+  }
+  return out;
+}
+
+std::map<std::string, double> arrival_times(const std::string& sink_dir) {
+  std::map<std::string, double> out;
+  for (const auto& n : list_dir(sink_dir)) {
+    if (n.size() < 6 || n.substr(n.size() - 4) != ".eml") continue;
+    struct stat st {};
+    if (::stat((sink_dir + "/" + n).c_str(), &st) != 0) continue;
+    double t = static_cast<double>(st.st_mtim.tv_sec) + static_cast<double>(st.st_mtim.tv_nsec) / 1e9;
+    std::string id = message_id(read_file(sink_dir + "/" + n));
+    if (!out.count(id) || out[id] > t) out[id] = t;
+  }
+  return out;
+}
+
+std::vector<std::string> faketime_env(const std::string& offset) {
+  return {"LD_PRELOAD=/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1", "FAKETIME=" + offset,
+          "FAKETIME_DONT_RESET=1",
+          // libfaketime would turn utimensat(NULL) ("now", as the lock refresh does) into an explicit
+          // faked time; the kernel, and an NFS server (SET_TO_SERVER_TIME), stamp their own clock.
+          // FAKE_UTIME=1 keeps the real behaviour (see docs/reliability.md).
+          "FAKE_UTIME=1"};
+}
+
+double now_unix() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 }  // namespace spoold::test::rel

@@ -42,3 +42,52 @@ long rss_kib(int pid);
 std::string join(const std::vector<std::string>& v, const std::string& sep = ", ");
 
 }  // namespace spoold::test::rel
+
+namespace spoold::test::rel {
+
+// A config for one more daemon on env's spool: its own instance name and control socket, and the
+// sink's port replaced by `port` when non-zero (a route to another server). Returns its path.
+std::string instance_config(const Env& env, const std::string& instance, int port = 0);
+
+// A spoold started with `config` and extra environment (e.g. faketime_env("+1h")).
+// Waits for its control socket; killed (SIGKILL) on destruction if still running.
+class Daemon {
+ public:
+  Daemon(const Env& env, const std::string& instance, const std::string& config,
+         const std::vector<std::string>& environment = {});
+  int pid() const { return proc_->pid(); }
+  Process& process() { return *proc_; }
+  std::string log() const { return read_file(log_); }
+
+ private:
+  std::string log_;
+  std::unique_ptr<Process> proc_;
+};
+
+// hostile_smtp.py in one mode, listening on a free loopback port; its event log is log().
+class HostileServer {
+ public:
+  HostileServer(const TempDir& dir, const std::string& mode, const std::vector<std::string>& extra = {});
+  int port() const { return port_; }
+  std::string log() const { return read_file(log_); }
+  size_t count(const std::string& event) const;  // lines with this event
+
+ private:
+  int port_;
+  std::string log_;
+  std::unique_ptr<Process> proc_;
+};
+
+// Lock files in data/ and the instance named in each (first field of the lock file).
+std::map<std::string, std::string> lock_owners(const std::string& spool);
+
+// Sink arrival time (unix seconds, from the .json file's mtime) of each Message-ID, first arrival.
+std::map<std::string, double> arrival_times(const std::string& sink_dir);
+
+double now_unix();
+
+// Environment that runs a program under libfaketime with this offset ("+1h", "-1h"). Preloaded
+// directly: the faketime(1) wrapper forks, and a kill would hit the wrapper, not the daemon.
+std::vector<std::string> faketime_env(const std::string& offset);
+
+}  // namespace spoold::test::rel

@@ -1,0 +1,187 @@
+#!/usr/bin/python3
+"""tests/reliability/hostile_smtp.py — a scripted, misbehaving SMTP server on loopback.
+
+One behaviour per process (--mode). Every event is appended to --log as "TIME EVENT DETAIL" lines
+(TIME = monotonic-free unix seconds with decimals) so tests can check when the client sent what and
+when it hung up. Writes --ready once listening. Runs until SIGTERM, at most an hour.
+Modes:
+  silent            accept, never send a byte
+  stall:CMD         behave until CMD (EHLO MAIL RCPT DATA DOT), then never answer it
+  reset_in_data     after DATA's 354 and some body bytes, close with RST
+  421_after_rcpt    answer RCPT with 421 and close
+  garbage           greet with binary junk lines
+  nul               greet with NUL bytes inside reply lines
+  long_line         greet with a 100 KB line
+  endless_multiline answer EHLO with a million "250-" lines (never the last one)
+  starttls_inject   offer STARTTLS, answer "220" plus an injected "250" in the same packet, then TLS
+  auth_fail         offer AUTH PLAIN LOGIN and answer every AUTH with 535
+"""
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import ssl
+import struct
+import time
+
+args = None
+
+
+def log(event, detail=""):
+    with open(args.log, "a") as f:
+        f.write("{:.3f} {} {}\n".format(time.time(), event, detail.replace("\n", " ")))
+
+
+async def readline(reader):
+    line = await reader.readline()
+    if not line:
+        raise ConnectionError("eof")
+    text = line.decode("latin-1").rstrip("\r\n")
+    log("recv", text[:200])
+    return text
+
+
+def rst(writer):
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.close()
+
+
+async def forever():
+    await asyncio.sleep(3600)
+
+
+async def session(reader, writer):
+    log("connect")
+    mode = args.mode
+    stall = mode.split(":", 1)[1] if mode.startswith("stall:") else None
+    try:
+        if mode == "silent":
+            await forever()
+        if mode == "garbage":
+            writer.write(bytes(range(256)) * 4 + b"\r\n\xff\xfe\r\n")
+            await writer.drain()
+            await readline(reader)
+            await forever()
+        if mode == "nul":
+            writer.write(b"220\x00 hostile\x00\x00 ESMTP\r\n")
+            await writer.drain()
+            await readline(reader)
+            writer.write(b"250\x00ok\r\n")
+            await writer.drain()
+            await forever()
+        if mode == "long_line":
+            writer.write(b"220 " + b"x" * 100 * 1024 + b"\r\n")
+            await writer.drain()
+            await readline(reader)
+            await forever()
+        writer.write(b"220 hostile.test ESMTP\r\n")
+        await writer.drain()
+        tls_done = False
+        while True:
+            cmd = await readline(reader)
+            verb = cmd.split(" ", 1)[0].upper()
+            if stall == verb:
+                log("stall", verb)
+                await forever()
+            if verb in ("EHLO", "HELO"):
+                if mode == "endless_multiline":
+                    chunk = b"250-hostile.test endless\r\n" * 10000
+                    for _ in range(100):
+                        writer.write(chunk)
+                        await writer.drain()
+                    log("multiline_sent")
+                    await forever()
+                lines = ["hostile.test", "PIPELINING", "8BITMIME"]
+                if mode == "starttls_inject" and not tls_done:
+                    lines.append("STARTTLS")
+                if mode == "auth_fail":
+                    lines.append("AUTH PLAIN LOGIN")
+                out = "".join("250-{}\r\n".format(l) for l in lines[:-1]) + "250 {}\r\n".format(lines[-1])
+                writer.write(out.encode())
+            elif verb == "STARTTLS":
+                writer.write(b"220 go ahead\r\n250 injected-before-tls\r\n")
+                await writer.drain()
+                ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+                ctx.load_cert_chain(args.tls_cert, args.tls_key)
+                await writer.start_tls(ctx)
+                tls_done = True
+                log("tls")
+                continue
+            elif verb == "AUTH":
+                writer.write(b"535 5.7.8 authentication failed\r\n")
+            elif verb == "MAIL":
+                writer.write(b"250 2.1.0 ok\r\n")
+            elif verb == "RCPT":
+                if mode == "421_after_rcpt":
+                    writer.write(b"421 4.3.2 closing, go away\r\n")
+                    await writer.drain()
+                    writer.close()
+                    log("closed", "421")
+                    return
+                writer.write(b"250 2.1.5 ok\r\n")
+            elif verb == "DATA":
+                writer.write(b"354 go ahead\r\n")
+                await writer.drain()
+                if mode == "reset_in_data":
+                    await reader.read(10)
+                    log("reset")
+                    rst(writer)
+                    return
+                while True:
+                    line = await reader.readline()
+                    if not line:
+                        raise ConnectionError("eof in data")
+                    if line in (b".\r\n", b".\n"):
+                        break
+                log("recv", "DOT")
+                if stall == "DOT":
+                    log("stall", "DOT")
+                    await forever()
+                writer.write(b"250 2.0.0 accepted\r\n")
+                log("accepted")
+            elif verb == "RSET" or verb == "NOOP":
+                writer.write(b"250 ok\r\n")
+            elif verb == "QUIT":
+                writer.write(b"221 bye\r\n")
+                await writer.drain()
+                writer.close()
+                return
+            else:
+                writer.write(b"502 5.5.2 what\r\n")
+            await writer.drain()
+    except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, OSError) as e:
+        log("disconnect", type(e).__name__)
+    finally:
+        try:
+            writer.close()
+        except Exception:
+            pass
+
+
+async def main():
+    server = await asyncio.start_server(session, "127.0.0.1", args.port, limit=1 << 20)
+    with open(args.ready, "w") as f:
+        f.write(str(os.getpid()))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    try:
+        await asyncio.wait_for(stop.wait(), 3600)
+    except asyncio.TimeoutError:
+        pass
+    server.close()
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--mode", required=True)
+    ap.add_argument("--log", required=True)
+    ap.add_argument("--ready", required=True)
+    ap.add_argument("--tls-cert")
+    ap.add_argument("--tls-key")
+    args = ap.parse_args()
+    asyncio.run(main())
