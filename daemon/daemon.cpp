@@ -74,6 +74,7 @@ Daemon::~Daemon() {
   stop_timer_.reset();
   kick_timer_.reset();
   control_.reset();
+  outcome_batch_.reset();
   inflight_.clear();
   engine_.reset();
   resolver_.reset();
@@ -95,6 +96,7 @@ Result<void> Daemon::start() {
   auto res = dns::Resolver::create(&loop_, dns_options(*cfg_));
   if (!res.ok()) return make_error("dns: " + res.error().message);
   resolver_ = std::move(*res);
+  outcome_batch_ = std::make_unique<PoolBatch>(&loop_);
   engine_ = std::make_unique<DeliveryEngine>(
       &loop_, *cfg_, *resolver_,
       [this](std::uint64_t token, std::vector<RecipientResult> r) { on_part_done(token, std::move(r)); });

@@ -20,6 +20,7 @@
 #include "control/json.h"
 #include "daemon/control_server.h"
 #include "daemon/delivery.h"
+#include "daemon/pool_batch.h"
 #include "daemon/uv_handle.h"
 #include "dns/dns.h"
 #include "spool/spool.h"
@@ -84,6 +85,7 @@ class Daemon {
   std::unique_ptr<dns::Resolver> resolver_;
   std::unique_ptr<DeliveryEngine> engine_;
   std::unique_ptr<ControlServer> control_;
+  std::unique_ptr<PoolBatch> outcome_batch_;  // outcome writes, gathered per loop iteration
   std::vector<std::unique_ptr<Timer>> tier_timers_;
   std::unique_ptr<Timer> refresh_timer_, retention_timer_, watchdog_timer_, stop_timer_, kick_timer_;
   std::vector<std::unique_ptr<SignalWatch>> signals_;

@@ -184,8 +184,7 @@ void Daemon::finish(std::uint64_t token) {
                                : now;
   spool::Spool* sp = &*spool_;
   ++pool_jobs_;
-  run_in_pool(
-      &loop_,
+  outcome_batch_->add(
       [sp, job] {
         if (job->dsn) {
           job->dsn->original_headers = read_headers(*sp, job->entry);
