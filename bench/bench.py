@@ -830,7 +830,8 @@ def w6(system, rep):
             lats = lat(lambda i: write_drop(s.spool, "l%07d" % i, drop_bytes(i, rcpt_for(i),
                                                                              SIZE_1K), True), sink)
             return result(n, t0, time.time(), s.group.usage() - c0, vm_hwm_mb(s.pid()),
-                          p50=pct(lats, 50) * 1e3, p99=pct(lats, 99) * 1e3)
+                          p50=pct(lats, 50) * 1e3, p99=pct(lats, 99) * 1e3,
+                          max=max(lats) * 1e3, over_1s=sum(1 for x in lats if x > 1))
         finally:
             s.stop()
             s.cleanup()
@@ -849,7 +850,8 @@ def w6(system, rep):
                                preexec_fn=p.group.join_fn())
             lats = lat(send, sink)
             return result(n, t0, time.time(), p.group.usage() - c0, rs.stop(),
-                          p50=pct(lats, 50) * 1e3, p99=pct(lats, 99) * 1e3)
+                          p50=pct(lats, 50) * 1e3, p99=pct(lats, 99) * 1e3,
+                          max=max(lats) * 1e3, over_1s=sum(1 for x in lats if x > 1))
         finally:
             p.stop()
             p.cleanup()
@@ -932,10 +934,13 @@ def print_table(all_res):
         a, b = med(sp, "msgs"), med(pf, "msgs")
         ratio = "%.2f×" % (a / b) if a and b else "—"
         extra = []
-        if med(sp, "p50") is not None:
-            extra.append("spoold p50 %.1f ms p99 %.1f ms" % (med(sp, "p50"), med(sp, "p99")))
-        if med(pf, "p50") is not None:
-            extra.append("Postfix p50 %.1f ms p99 %.1f ms" % (med(pf, "p50"), med(pf, "p99")))
+        for name, rs in (("spoold", sp), ("Postfix", pf)):
+            if med(rs, "p50") is not None:
+                ok = [r for r in rs if "p99" in r]
+                extra.append("%s p50 %.1f ms, p99 %.1f ms (worst rep %.1f ms), max %s ms, %d drop(s) > 1 s"
+                             % (name, med(rs, "p50"), med(rs, "p99"), max(r["p99"] for r in ok),
+                                fmt(max((r.get("max", 0) for r in ok), default=None)),
+                                sum(r.get("over_1s", 0) for r in ok)))
         if med(sp, "idle_pct") is not None:
             extra.append("%d waiting; %d due delivered in %.1f s; idle CPU %.2f%% of a core"
                          % (sp[0]["waiting"], sp[0]["n"], med(sp, "secs"), med(sp, "idle_pct")))
