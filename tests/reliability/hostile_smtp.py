@@ -49,8 +49,13 @@ def rst(writer):
     writer.close()
 
 
-async def forever():
-    await asyncio.sleep(3600)
+async def until_eof(reader):
+    """Never answers again, but notices (and logs) when the client hangs up."""
+    while True:
+        data = await asyncio.wait_for(reader.read(65536), 3600)
+        if not data:
+            log("disconnect", "eof")
+            return
 
 
 async def session(reader, writer):
@@ -59,24 +64,24 @@ async def session(reader, writer):
     stall = mode.split(":", 1)[1] if mode.startswith("stall:") else None
     try:
         if mode == "silent":
-            await forever()
+            return await until_eof(reader)
         if mode == "garbage":
             writer.write(bytes(range(256)) * 4 + b"\r\n\xff\xfe\r\n")
             await writer.drain()
             await readline(reader)
-            await forever()
+            return await until_eof(reader)
         if mode == "nul":
             writer.write(b"220\x00 hostile\x00\x00 ESMTP\r\n")
             await writer.drain()
             await readline(reader)
             writer.write(b"250\x00ok\r\n")
             await writer.drain()
-            await forever()
+            return await until_eof(reader)
         if mode == "long_line":
             writer.write(b"220 " + b"x" * 100 * 1024 + b"\r\n")
             await writer.drain()
             await readline(reader)
-            await forever()
+            return await until_eof(reader)
         writer.write(b"220 hostile.test ESMTP\r\n")
         await writer.drain()
         tls_done = False
@@ -85,7 +90,7 @@ async def session(reader, writer):
             verb = cmd.split(" ", 1)[0].upper()
             if stall == verb:
                 log("stall", verb)
-                await forever()
+                return await until_eof(reader)
             if verb in ("EHLO", "HELO"):
                 if mode == "endless_multiline":
                     chunk = b"250-hostile.test endless\r\n" * 10000
@@ -93,7 +98,7 @@ async def session(reader, writer):
                         writer.write(chunk)
                         await writer.drain()
                     log("multiline_sent")
-                    await forever()
+                    return await until_eof(reader)
                 lines = ["hostile.test", "PIPELINING", "8BITMIME"]
                 if mode == "starttls_inject" and not tls_done:
                     lines.append("STARTTLS")
@@ -139,7 +144,7 @@ async def session(reader, writer):
                 log("recv", "DOT")
                 if stall == "DOT":
                     log("stall", "DOT")
-                    await forever()
+                    return await until_eof(reader)
                 writer.write(b"250 2.0.0 accepted\r\n")
                 log("accepted")
             elif verb == "RSET" or verb == "NOOP":
@@ -162,7 +167,7 @@ async def session(reader, writer):
 
 
 async def main():
-    server = await asyncio.start_server(session, "127.0.0.1", args.port, limit=1 << 20)
+    server = await asyncio.start_server(session, args.host, args.port, limit=1 << 20)
     with open(args.ready, "w") as f:
         f.write(str(os.getpid()))
     stop = asyncio.Event()
@@ -179,6 +184,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--mode", required=True)
+    ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--log", required=True)
     ap.add_argument("--ready", required=True)
     ap.add_argument("--tls-cert")

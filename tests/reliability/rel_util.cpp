@@ -117,6 +117,25 @@ long rss_kib(int pid) {
   return 0;
 }
 
+void route_domain(const Env& env, const std::string& domain, int port, const std::string& host) {
+  std::string yaml = read_file(env.config_path());
+  auto at = yaml.find("routes:\n");
+  if (at == std::string::npos) throw std::runtime_error("no routes in " + env.config_path());
+  yaml.insert(at + 8, "  - { match: [\"" + domain + "\"], hosts: [\"" + host + ":" + std::to_string(port) +
+                          "\"] }\n");
+  write_file(env.config_path(), yaml);
+}
+
+int find_pid(const std::string& needle) {
+  for (const auto& n : list_dir("/proc")) {
+    if (n.empty() || !std::isdigit(static_cast<unsigned char>(n[0]))) continue;
+    std::string cmd = read_file("/proc/" + n + "/cmdline");
+    std::replace(cmd.begin(), cmd.end(), '\0', ' ');
+    if (cmd.find(needle) != std::string::npos && cmd.find("spoold") != std::string::npos) return std::stoi(n);
+  }
+  return 0;
+}
+
 std::string join(const std::vector<std::string>& v, const std::string& sep) {
   std::string s;
   for (const auto& x : v) s += (s.empty() ? "" : sep) + x;
@@ -156,7 +175,7 @@ Daemon::Daemon(const Env& env, const std::string& instance, const std::string& c
 }
 
 HostileServer::HostileServer(const TempDir& dir, const std::string& mode,
-                             const std::vector<std::string>& extra)
+                             const std::vector<std::string>& extra, const std::string& host)
     : port_(free_port()) {
   std::string tag = "hostile-" + std::to_string(port_);
   log_ = dir / (tag + ".events");
@@ -166,11 +185,12 @@ HostileServer::HostileServer(const TempDir& dir, const std::string& mode,
       "--port",        std::to_string(port_),
       "--mode",        mode,
       "--log",         log_,
-      "--ready",       ready};
+      "--ready",       ready,
+      "--host",        host};
   argv.insert(argv.end(), extra.begin(), extra.end());
   proc_ = std::make_unique<Process>(argv, dir / (tag + ".out"), dir / (tag + ".err"));
   if (!wait_until([&] { return ::access(ready.c_str(), F_OK) == 0; }, std::chrono::seconds(20)) ||
-      !wait_for_port("127.0.0.1", port_, std::chrono::seconds(10)))
+      !wait_for_port(host, port_, std::chrono::seconds(10)))
     throw std::runtime_error("hostile server did not start: " + read_file(dir / (tag + ".err")));
 }
 

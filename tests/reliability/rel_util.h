@@ -39,6 +39,12 @@ std::vector<std::string> leftovers(const std::string& spool);
 // VmRSS of a live process in KiB (0 if unreadable).
 long rss_kib(int pid);
 
+// Adds a first route in env's config: `domain` goes to 127.0.0.1:port (the rest still to the sink).
+void route_domain(const Env& env, const std::string& domain, int port, const std::string& host = "127.0.0.1");
+
+// The pid of the first process whose command line contains `needle` (0 if none).
+int find_pid(const std::string& needle);
+
 std::string join(const std::vector<std::string>& v, const std::string& sep = ", ");
 
 }  // namespace spoold::test::rel
@@ -67,7 +73,8 @@ class Daemon {
 // hostile_smtp.py in one mode, listening on a free loopback port; its event log is log().
 class HostileServer {
  public:
-  HostileServer(const TempDir& dir, const std::string& mode, const std::vector<std::string>& extra = {});
+  HostileServer(const TempDir& dir, const std::string& mode, const std::vector<std::string>& extra = {},
+                const std::string& host = "127.0.0.1");
   int port() const { return port_; }
   std::string log() const { return read_file(log_); }
   size_t count(const std::string& event) const;  // lines with this event
