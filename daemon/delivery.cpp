@@ -99,6 +99,7 @@ struct DeliveryEngine::Conn {
   Clock::time_point opened = Clock::now();
   int messages = 0;
   bool retire = false;
+  bool holds_slot = true;  // counted against delivery.max_sessions (until it starts closing)
   std::optional<Part> current;
   std::unique_ptr<Timer> idle_timer;
   std::string relay() const {
@@ -123,6 +124,7 @@ class DeliveryEngine::Destination {
   size_t sessions() const { return conns_.size(); }
   const HopKey& key() const { return key_; }
   bool waiting() const { return !queue_.empty(); }
+  bool blocked() const { return blocked_ && !queue_.empty(); }
   bool empty() const { return queue_.empty() && conns_.empty() && !resolving_; }
 
   void pump() {
@@ -244,8 +246,15 @@ class DeliveryEngine::Destination {
     for (auto& c : conns_)
       if (c->st == Conn::St::connecting) ++connecting;
     while (queue_.size() > connecting &&
-           conns_.size() < static_cast<size_t>(d.max_sessions_per_destination) &&
-           eng_.sessions_ < static_cast<size_t>(d.max_sessions)) {
+           conns_.size() < static_cast<size_t>(d.max_sessions_per_destination)) {
+      // At the global limit, an idle pooled connection elsewhere gives up its slot (Postfix keeps
+      // idle connections only while nobody else needs the session): without this, 20 idle
+      // connections would hold back every other destination until their idle_timeout.
+      if (eng_.slots_ >= static_cast<size_t>(d.max_sessions) && !eng_.reclaim_idle(this)) {
+        blocked_ = true;  // an idle connection elsewhere will make room (idle())
+        break;
+      }
+      blocked_ = false;
       auto p = pick();
       if (!p) {
         if (conns_.empty()) {
@@ -321,7 +330,7 @@ class DeliveryEngine::Destination {
     cbs.on_ready = [this, conn] {
       conn->st = Conn::St::idle;
       pump();
-      if (conn->st == Conn::St::idle) arm_idle(*conn);
+      if (conn->st == Conn::St::idle) idle(*conn);
     };
     cbs.on_closed = [this, conn](const smtp::Outcome& why) { on_closed(conn, why); };
     cbs.on_warning = [conn](std::string_view w) { log::warning("{}: {}", conn->relay(), w); };
@@ -329,7 +338,19 @@ class DeliveryEngine::Destination {
       cbs.on_trace = [](std::string_view t) { spool::crashpoint("smtp:" + std::string(t)); };
     conns_.push_back(std::move(c));
     ++eng_.sessions_;
+    ++eng_.slots_;
     conn->session = std::make_unique<smtp::Session>(eng_.loop_, session_options(hop, addr), std::move(cbs));
+  }
+
+  // A connection with nothing to do: kept for idle_timeout, unless another destination is waiting
+  // for a session slot — then it makes room at once.
+  void idle(Conn& c) {
+    if (eng_.someone_blocked(this)) {
+      begin_quit(c);
+      eng_.pump_waiting();
+      return;
+    }
+    arm_idle(c);
   }
 
   void arm_idle(Conn& c) {
@@ -343,9 +364,28 @@ class DeliveryEngine::Destination {
   void begin_quit(Conn& c) {
     c.st = Conn::St::closing;
     c.idle_timer->stop();
+    release_slot(c);  // a closing connection no longer holds back new ones
     c.session->quit();
   }
 
+  void release_slot(Conn& c) {
+    if (!c.holds_slot) return;
+    c.holds_slot = false;
+    if (eng_.slots_ > 0) --eng_.slots_;
+  }
+
+ public:
+  // Quits one idle connection of this destination; false when it has none.
+  bool quit_one_idle() {
+    for (auto& c : conns_)
+      if (c->st == Conn::St::idle) {
+        begin_quit(*c);
+        return true;
+      }
+    return false;
+  }
+
+ private:
   // Takes the first queued part that has not already failed at this address.
   void assign(Conn& c) {
     if (Clock::now() - c.opened >= eng_.config_->delivery.max_connection_time) {
@@ -381,7 +421,7 @@ class DeliveryEngine::Destination {
                       smtp::Outcome{smtp::Status::temporary, 0, "4.3.0", "cannot open the stored message"},
                       "none"});
       eng_.done_(part.token, std::move(rs));
-      arm_idle(c);
+      idle(c);
       return;
     }
     body.fd = fd;
@@ -452,7 +492,7 @@ class DeliveryEngine::Destination {
     }
     c->st = Conn::St::idle;
     pump();
-    if (c->st == Conn::St::idle) arm_idle(*c);
+    if (c->st == Conn::St::idle) idle(*c);
   }
 
   void note_server_message(Conn& c) {
@@ -514,6 +554,7 @@ class DeliveryEngine::Destination {
     // Destroying the Session from inside its own callback is allowed (smtp/session.h).
     std::unique_ptr<Conn> dying = std::move(*it);
     conns_.erase(it);
+    release_slot(*dying);
     dying.reset();
     eng_.session_closed();
     pump();
@@ -535,6 +576,7 @@ class DeliveryEngine::Destination {
   std::deque<Part> queue_;
   std::vector<std::unique_ptr<Conn>> conns_;
   bool resolving_ = false;
+  bool blocked_ = false;  // waits for a global session slot
   bool hops_ok_ = false;
   dns::NextHops hops_;
   Clock::time_point hops_expire_{};
@@ -594,6 +636,18 @@ std::vector<DestinationStats> DeliveryEngine::stats() const {
 void DeliveryEngine::session_closed() {
   if (sessions_ > 0) --sessions_;
   pump_waiting();
+}
+
+bool DeliveryEngine::reclaim_idle(Destination* except) {
+  for (auto& [_, d] : dests_)
+    if (d.get() != except && d->quit_one_idle()) return true;
+  return false;
+}
+
+bool DeliveryEngine::someone_blocked(const Destination* except) const {
+  for (const auto& [_, d] : dests_)
+    if (d.get() != except && d->blocked()) return true;
+  return false;
 }
 
 void DeliveryEngine::pump_waiting() {

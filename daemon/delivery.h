@@ -80,6 +80,8 @@ class DeliveryEngine {
   friend class Destination;
   void pump_waiting();
   void session_closed();
+  bool reclaim_idle(Destination* except);
+  bool someone_blocked(const Destination* except) const;
   void maybe_drained();
 
   uv_loop_t* loop_;
@@ -87,7 +89,8 @@ class DeliveryEngine {
   dns::Resolver& resolver_;
   PartDone done_;
   std::map<std::string, std::unique_ptr<Destination>> dests_;
-  size_t sessions_ = 0;
+  size_t sessions_ = 0;  // every open session, closing ones included (stop waits for these)
+  size_t slots_ = 0;     // sessions counted against delivery.max_sessions (closing ones are not)
   bool stopping_ = false;
   std::function<void()> drained_;
   // Addresses that failed to connect recently, skipped by every destination until the time passes.

@@ -72,3 +72,22 @@ TEST_CASE("delay_warning_tier sends one 'delayed' DSN", "[daemon][limits]") {
   REQUIRE(env.run_once() == 0);
   CHECK(env.sink().count() == 1);  // only one warning
 }
+
+TEST_CASE("an idle pooled connection gives its slot to a destination that waits", "[daemon][limits]") {
+  Env env("delivery:\n  max_sessions: 1\n  max_sessions_per_destination: 1\n  idle_timeout: 60s\n", false);
+  Sink a(env.dir() / "a"), b(env.dir() / "b"), c(env.dir() / "c");
+  write_file(env.config_path(),
+             read_file(env.config_path()) + "routes:\n" +
+                 "  - { match: [\"a.test\"], hosts: [\"127.0.0.1:" + std::to_string(a.port()) + "\"] }\n" +
+                 "  - { match: [\"b.test\"], hosts: [\"127.0.0.1:" + std::to_string(b.port()) + "\"] }\n" +
+                 "  - { match: [\"c.test\"], hosts: [\"127.0.0.1:" + std::to_string(c.port()) + "\"] }\n");
+  for (const char* d : {"a", "b", "c"})
+    env.drop(d, envelope_message("x@example.com", {std::string("r@") + d + ".test"}, d));
+  auto t0 = std::chrono::steady_clock::now();
+  REQUIRE(env.run_once(std::chrono::seconds(50)) == 0);
+  INFO(env.log());
+  CHECK(a.count() == 1);
+  CHECK(b.count() == 1);
+  CHECK(c.count() == 1);
+  CHECK(std::chrono::steady_clock::now() - t0 < 20s);  // not three idle_timeouts
+}
