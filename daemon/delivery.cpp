@@ -198,8 +198,12 @@ class DeliveryEngine::Destination {
     eng_.resolver_.resolve_hosts(hosts, cb);
   }
 
-  bool address_bad(const std::string& ip) const {
-    auto it = eng_.bad_addresses_.find(ip);
+  // A server is an address *and* a port: a refusing submission port must not block port 25 of
+  // the same host, nor one sink another on the same IP.
+  static std::string server_key(const std::string& ip, int port) { return fmt::format("{}|{}", ip, port); }
+
+  bool address_bad(const std::string& key) const {
+    auto it = eng_.bad_addresses_.find(key);
     return it != eng_.bad_addresses_.end() && Clock::now() < it->second;
   }
 
@@ -235,7 +239,7 @@ class DeliveryEngine::Destination {
     for (const auto* h : order) {
       if (g && !server_usable(static_cast<size_t>(h->preference))) continue;
       for (const auto& a : h->addresses)
-        if (!address_bad(a.ip)) return Pick{h, &a};
+        if (!address_bad(server_key(a.ip, h->port))) return Pick{h, &a};
     }
     return std::nullopt;
   }
@@ -393,7 +397,7 @@ class DeliveryEngine::Destination {
       return;
     }
     auto it = std::find_if(queue_.begin(), queue_.end(), [&](const Part& p) {
-      return std::find(p.tried.begin(), p.tried.end(), c.ip) == p.tried.end();
+      return std::find(p.tried.begin(), p.tried.end(), server_key(c.ip, c.port)) == p.tried.end();
     });
     if (it == queue_.end()) return;
     if (!take_token()) return;
@@ -461,7 +465,7 @@ class DeliveryEngine::Destination {
     Part retry = part;
     retry.recipients.clear();
     retry.indices.clear();
-    bool more_addresses = has_untried_address(part, c->ip);
+    bool more_addresses = has_untried_address(part, server_key(c->ip, c->port));
     for (size_t i = 0; i < r.recipients.size() && i < part.indices.size(); ++i) {
       const auto& o = r.recipients[i].outcome;
       if (connection_level(o) && more_addresses) {
@@ -475,7 +479,7 @@ class DeliveryEngine::Destination {
       done.push_back({part.indices[i], out, c->relay()});
     }
     if (!retry.indices.empty()) {
-      retry.tried.push_back(c->ip);
+      retry.tried.push_back(server_key(c->ip, c->port));
       queue_.push_front(std::move(retry));
     }
     if (!done.empty()) eng_.done_(part.token, std::move(done));
@@ -513,11 +517,12 @@ class DeliveryEngine::Destination {
     }
   }
 
-  bool has_untried_address(const Part& p, const std::string& failed_ip) const {
+  bool has_untried_address(const Part& p, const std::string& failed) const {
     for (const auto& h : hops_.hops)
       for (const auto& a : h.addresses) {
-        if (a.ip == failed_ip || address_bad(a.ip)) continue;
-        if (std::find(p.tried.begin(), p.tried.end(), a.ip) == p.tried.end()) return true;
+        std::string key = server_key(a.ip, h.port);
+        if (key == failed || address_bad(key)) continue;
+        if (std::find(p.tried.begin(), p.tried.end(), key) == p.tried.end()) return true;
       }
     return false;
   }
@@ -538,7 +543,7 @@ class DeliveryEngine::Destination {
         if (!last_error_.enhanced.empty()) last_error_.enhanced[0] = '4';
       }
       if (never_ready) {
-        eng_.bad_addresses_[c->ip] = Clock::now() + kBadAddressMemory;
+        eng_.bad_addresses_[server_key(c->ip, c->port)] = Clock::now() + kBadAddressMemory;
         log::info("{}: connection failed: {}", c->relay(), why.text);
       }
     }

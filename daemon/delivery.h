@@ -34,7 +34,7 @@ struct Part {
   std::uint64_t longest_line = 0;                // 0 = unknown: the session scans the body before MAIL
   std::string missing_date, missing_message_id;  // header values to add, "" = present
   HopKey key;
-  std::vector<std::string> tried;  // addresses that failed at connection level for this part
+  std::vector<std::string> tried;  // servers ("ip|port") that failed at connection level for this part
   std::uint64_t token = 0;         // the caller's handle, returned in PartDone
 };
 
@@ -93,7 +93,8 @@ class DeliveryEngine {
   size_t slots_ = 0;     // sessions counted against delivery.max_sessions (closing ones are not)
   bool stopping_ = false;
   std::function<void()> drained_;
-  // Addresses that failed to connect recently, skipped by every destination until the time passes.
+  // Servers ("ip|port") that failed before any transaction recently, skipped by every destination
+  // until the time passes.
   std::map<std::string, std::chrono::steady_clock::time_point> bad_addresses_;
 };
 
