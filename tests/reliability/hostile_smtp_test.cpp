@@ -156,3 +156,59 @@ TEST_CASE("a protocol error from one server does not block another server on the
   CHECK(r.good_delivered == static_cast<size_t>(kGood));
   CHECK(r.log.find("no usable next-hop address") == std::string::npos);
 }
+
+// Plaintext injected after the STARTTLS 220, a certificate that fails `verify`, and an AUTH
+// failure at a relay: never "sent" on the strength of the bad exchange, deferred or bounced with a
+// logged reason, nothing lost, and the good destination keeps flowing.
+TEST_CASE("STARTTLS injection, bad certificate, AUTH failure", "[hostile][smtp][tls]") {
+  TempDir tmp;
+  make_certificate(tmp.path());
+  SECTION("plaintext injected after STARTTLS 220") {
+    rel::HostileServer server(tmp, "starttls_inject",
+                              {"--tls-cert", tmp / "cert.pem", "--tls-key", tmp / "key.pem"}, "127.0.0.2");
+    Env env(config());
+    rel::route_domain(env, "bad.test", server.port(), "127.0.0.2");
+    Run r = run(env);
+    INFO(r.log << "\nserver:\n" << server.log());
+    CHECK(r.log.find("to=<victim@bad.test>") != std::string::npos);
+    // Either the session was dropped (deferred) or the injected line was discarded and the real
+    // post-TLS EHLO answer used; the injected "250" must never be taken as the EHLO reply.
+    bool sent = r.log.find("to=<victim@bad.test>, relay=127.0.0.2") != std::string::npos &&
+                r.log.find("status=sent (250 2.0.0 accepted") != std::string::npos;
+    bool deferred = env.entries("queue/1").size() == 1;
+    CHECK((sent || deferred));
+    if (sent) CHECK(server.count("tls") == 1);  // what was accepted was accepted over TLS
+    CHECK(r.good_delivered == static_cast<size_t>(kGood));
+  }
+  SECTION("a self-signed certificate with a verifying relay") {
+    Sink tls_sink(tmp / "tls-sink", {"--tls-cert", tmp / "cert.pem", "--tls-key", tmp / "key.pem"},
+                  "127.0.0.2");
+    Env env(config("relays:\n  strict:\n    servers:\n      - { host: 127.0.0.2, port: " +
+                   std::to_string(tls_sink.port()) + ", tls: starttls, verify: true }\n"));
+    std::string yaml = read_file(env.config_path());
+    yaml.insert(yaml.find("routes:\n") + 8, "  - { match: [\"bad.test\"], relay: strict }\n");
+    write_file(env.config_path(), yaml);
+    Run r = run(env);
+    INFO(r.log);
+    CHECK(r.log.find("to=<victim@bad.test>") != std::string::npos);
+    CHECK(tls_sink.count() == 0);  // nothing handed to a server that failed verification
+    CHECK(env.entries("queue/1").size() + env.entries("failed").size() == 1);
+    CHECK(r.good_delivered == static_cast<size_t>(kGood));
+  }
+  SECTION("AUTH rejected by the relay") {
+    rel::HostileServer server(tmp, "auth_fail", {}, "127.0.0.2");
+    write_file(tmp / "pw", "secret\n");
+    Env env(config("relays:\n  authrelay:\n    servers:\n      - { host: 127.0.0.2, port: " +
+                   std::to_string(server.port()) +
+                   ", tls: none, auth: { user: u, password_file: " + (tmp / "pw") + " } }\n"));
+    std::string yaml = read_file(env.config_path());
+    yaml.insert(yaml.find("routes:\n") + 8, "  - { match: [\"bad.test\"], relay: authrelay }\n");
+    write_file(env.config_path(), yaml);
+    Run r = run(env);
+    INFO(r.log << "\nserver:\n" << server.log());
+    CHECK(r.log.find("to=<victim@bad.test>") != std::string::npos);
+    CHECK(server.count("accepted") == 0);
+    CHECK(env.entries("queue/1").size() + env.entries("failed").size() == 1);
+    CHECK(r.good_delivered == static_cast<size_t>(kGood));
+  }
+}
