@@ -241,7 +241,9 @@ std::vector<std::string> faketime_env(const std::string& offset) {
           // libfaketime would turn utimensat(NULL) ("now", as the lock refresh does) into an explicit
           // faked time; the kernel, and an NFS server (SET_TO_SERVER_TIME), stamp their own clock.
           // FAKE_UTIME=1 keeps the real behaviour (see docs/reliability.md).
-          "FAKE_UTIME=1"};
+          "FAKE_UTIME=1",
+          // An ASan build would refuse a preload that comes before its runtime.
+          "ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=1:abort_on_error=1"};
 }
 
 double now_unix() {
