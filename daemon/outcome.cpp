@@ -137,6 +137,14 @@ void Daemon::finish(std::uint64_t token) {
         if (rc.state == spool::RcptState::bounced || rc.state == spool::RcptState::expired) failed = true;
       action = failed ? Action::to_failed : Action::remove;
     }
+  } else if (e.pending() == 0) {
+    // Nothing left to attempt: a crash between recording the final outcomes and the last move
+    // (into failed/, or the removal) left the entry behind. Its bounce, if any, was queued before
+    // the outcomes were written, so only the move is finished here.
+    bool failed = false;
+    for (const auto& rc : e.recipients)
+      if (rc.state == spool::RcptState::bounced || rc.state == spool::RcptState::expired) failed = true;
+    action = failed ? Action::to_failed : Action::remove;
   }
 
   log::debug("{}: attempt over: {} recipients, attempted={}, action={}", e.id, e.recipients.size(), attempted,
@@ -170,6 +178,7 @@ void Daemon::finish(std::uint64_t token) {
     Action action;
     int tier;
     int64_t due;
+    int64_t now = 0;  // failed/ entries are named by the time they failed
     std::string error;
     bool dsn_queued = false;
   };
@@ -178,6 +187,7 @@ void Daemon::finish(std::uint64_t token) {
   job->dsn = std::move(dsn);
   job->action = action;
   job->tier = next_tier;
+  job->now = now;
   job->due = next_tier < tiers ? now + std::chrono::duration_cast<std::chrono::seconds>(
                                            cfg_->queue.tiers[static_cast<size_t>(next_tier)].delay)
                                            .count()
@@ -215,7 +225,7 @@ void Daemon::finish(std::uint64_t token) {
             r = sp->remove(job->claimed);
             break;
           case Action::to_failed:
-            r = sp->fail(job->claimed, "undeliverable", job->due);
+            r = sp->fail(job->claimed, "undeliverable", job->now);
             break;
           case Action::next_tier: {
             int t = std::min(job->tier, sp->tiers() - 1);

@@ -56,17 +56,21 @@ TEST_CASE("the null sender is never bounced", "[daemon]") {
 }
 
 TEST_CASE("a temporary failure walks the tiers and expires into a bounce", "[daemon]") {
-  Env env;  // tiers 0, 1s, 2s
+  // Tier delays long enough that a loaded machine cannot make the entry due between two runs.
+  Env env(
+      "queue:\n  scan_interval: 200ms\n  tiers:\n    - { delay: 0 }\n    - { delay: 3s }\n    - { delay: 4s "
+      "}\n");
   env.drop("m", envelope_message("alice@example.com", {"temp-x@example.net"}, "t"));
   REQUIRE(env.run_once() == 0);
+  INFO(env.log());
   CHECK(env.entries("queue/1").size() == 1);
   CHECK(env.log().find("status=deferred (451 4.3.0") != std::string::npos);
   REQUIRE(env.run_once() == 0);  // not yet due: nothing happens
   CHECK(env.entries("queue/1").size() == 1);
-  std::this_thread::sleep_for(1200ms);
+  std::this_thread::sleep_for(3200ms);
   REQUIRE(env.run_once() == 0);
   CHECK(env.entries("queue/2").size() == 1);
-  std::this_thread::sleep_for(2200ms);
+  std::this_thread::sleep_for(4200ms);
   REQUIRE(env.run_once() == 0);
   INFO(env.log());
   CHECK(env.log().find("status=expired") != std::string::npos);
