@@ -40,11 +40,16 @@ if command -v perf >/dev/null; then
   echo "== perf record, W1 $N messages" >&2
   ip netns exec "$NS" /usr/bin/python3 bench/bench.py --only W1 --systems spoold \
     --wrap "perf record -F 1999 -g -o $OUT/perf.data" --json "$OUT/perf.json" >/dev/null 2>"$OUT/perf.err" || true
-  perf report -i "$OUT/perf.data" --no-children --sort dso,symbol --stdio 2>/dev/null \
-    | grep -v '^$' | grep -E '^ +[0-9]' | head -40 >"$OUT/perf-top.txt" || true
-  perf report -i "$OUT/perf.data" --no-children --sort dso --stdio 2>/dev/null \
+  perf report -i "$OUT/perf.data" --no-children -g none --sort dso,symbol --stdio 2>/dev/null \
+    | grep -E '^ +[0-9]' | cut -c1-120 | head -40 >"$OUT/perf-top.txt" || true
+  perf report -i "$OUT/perf.data" --no-children -g none --sort dso --stdio 2>/dev/null \
     | grep -E '^ +[0-9]' | head -15 >"$OUT/perf-dso.txt" || true
   echo "-- by DSO"; cat "$OUT/perf-dso.txt"
   echo "-- top symbols (self)"; cat "$OUT/perf-top.txt"
 fi
-echo "W1 results under the tools (slowed down by them): $(cat "$OUT/strace.json")" | cut -c1-400
+echo "-- fsyncs by directory/file (strace -y, 20 messages)"
+ip netns exec "$NS" env BENCH_N=20 /usr/bin/python3 bench/bench.py --only W1 --systems spoold \
+  --wrap "strace -f -y -e trace=fsync,fdatasync -o $OUT/fsync-paths.txt" --json "$OUT/y.json" >/dev/null
+grep -o 'fsync([0-9]*<[^>]*>' "$OUT/fsync-paths.txt" | sed -E 's/.*<//; s#.*/spool/##; s/[0-9A-F]{30}/ID/g; s/t\.[0-9a-f]+\.[0-9a-f]+\.tmp/t.N.tmp/' \
+  | sort | uniq -c | sort -rn | awk '{printf "%6.2f per message  %s\n", $1/20, $2}'
+echo "W1 under strace (slowed down by it): $(tr -d ' \n' <"$OUT/strace.json")" | cut -c1-300
