@@ -925,6 +925,21 @@ def main():
         with open(a.json, "w") as f:
             json.dump(all_res, f, indent=1)
     print_table(all_res)
+    remove_cgroups()
+
+
+def remove_cgroups():
+    """The per-run cpuacct groups are empty once every process has gone: remove them."""
+    for d in os.listdir(CG_ROOT):
+        if os.path.isdir(os.path.join(CG_ROOT, d)):
+            try:
+                os.rmdir(os.path.join(CG_ROOT, d))
+            except OSError:
+                pass
+    try:
+        os.rmdir(CG_ROOT)
+    except OSError:
+        pass
 
 
 def print_table(all_res):
