@@ -69,6 +69,7 @@ Daemon::~Daemon() {
   signals_.clear();
   tier_timers_.clear();
   refresh_timer_.reset();
+  sweep_timer_.reset();
   retention_timer_.reset();
   watchdog_timer_.reset();
   stop_timer_.reset();
@@ -117,6 +118,11 @@ Result<void> Daemon::start() {
     refresh_timer_ = std::make_unique<Timer>(&loop_);
     auto every = static_cast<uint64_t>(std::max<long long>(1000, cfg_->queue.lock_stale_after.count() / 4));
     refresh_timer_->start(every, every, [this] { refresh_locks(); });
+    // Another daemon on this spool may die holding fresh claims (data/ID.new, no envelope yet):
+    // nobody's scan would ever see them, so recovery runs again once their locks can be stale.
+    sweep_timer_ = std::make_unique<Timer>(&loop_);
+    auto sweep = static_cast<uint64_t>(std::max<long long>(1000, cfg_->queue.lock_stale_after.count()));
+    sweep_timer_->start(sweep, sweep, [this] { sweep_orphans(); });
     retention_timer_ = std::make_unique<Timer>(&loop_);
     retention_timer_->start(60'000, 3'600'000, [this] { expire_failed(); });
     if (auto wd = sd_watchdog_interval()) {
@@ -162,6 +168,7 @@ void Daemon::stop(const char* why) {
   sd_notify("STOPPING=1");
   tier_timers_.clear();
   refresh_timer_.reset();
+  sweep_timer_.reset();
   retention_timer_.reset();
   watchdog_timer_.reset();
   kick_timer_.reset();

@@ -65,6 +65,7 @@ class Daemon {
   void watch_incoming();
   void maybe_continue();
   void refresh_locks();
+  void sweep_orphans();
   void expire_failed();
   size_t capacity() const;
 
@@ -87,7 +88,8 @@ class Daemon {
   std::unique_ptr<ControlServer> control_;
   std::unique_ptr<PoolBatch> outcome_batch_;  // outcome writes, gathered per loop iteration
   std::vector<std::unique_ptr<Timer>> tier_timers_;
-  std::unique_ptr<Timer> refresh_timer_, retention_timer_, watchdog_timer_, stop_timer_, kick_timer_;
+  std::unique_ptr<Timer> refresh_timer_, sweep_timer_, retention_timer_, watchdog_timer_, stop_timer_,
+      kick_timer_;
   std::vector<std::unique_ptr<SignalWatch>> signals_;
   std::unique_ptr<uv_fs_event_t> incoming_watch_;
 

@@ -235,6 +235,28 @@ void Daemon::refresh_locks() {
   }
 }
 
+void Daemon::sweep_orphans() {
+  if (stopping_) return;
+  ++pool_jobs_;
+  spool::Spool* sp = &*spool_;
+  auto rep = std::make_shared<Result<spool::RecoverReport>>(make_error("not run"));
+  run_in_pool(
+      &loop_, [sp, rep] { *rep = sp->recover(); },
+      [this, rep] {
+        --pool_jobs_;
+        if (!rep->ok()) {
+          log::warning("spool sweep: {}", rep->error().message);
+        } else if ((*rep)->drops_restored || (*rep)->pickups_completed || (*rep)->removals_completed) {
+          log::info(
+              "spool sweep: {} claimed drops of a dead process returned to incoming/, {} pickups and {} "
+              "removals completed",
+              (*rep)->drops_restored, (*rep)->pickups_completed, (*rep)->removals_completed);
+          tick(0);
+        }
+        maybe_continue();
+      });
+}
+
 void Daemon::expire_failed() {
   if (stopping_) return;
   ++pool_jobs_;

@@ -27,10 +27,8 @@ struct Point {
 // Strict points are all reached before the first final dot of the run (one session at a time), so
 // nothing can have been delivered yet and every message must arrive exactly once.
 const Point kPoints[] = {
-    {"pickup.after_lock", false},
-    {"pickup.after_claim", false},
-    {"pickup.after_entry", false},
-    {"pickup.after_body", false},
+    // The daemon claims drops with Spool::claim_fresh (spool.h): no envelope until one is needed.
+    {"fresh.after_claim", false},
     {"smtp:greeting -> ehlo", false},
     {"smtp:ehlo -> ready", false},
     {"smtp:ready -> mail", false},
@@ -46,7 +44,8 @@ const Point kPoints[] = {
     {"outcome.before_tier_move", true},
     {"enqueue.after_body", true},
     {"enqueue.after_entry", true},
-    {"move.after_rename", true},
+    {"fresh.after_entry", true},   // a deferral or bounce writes the envelope of a fresh claim
+    {"fresh.after_remove", true},  // delivered and unlinked, lock not yet released
     {"remove.after_envelope", true},
     {"remove.after_body", true},
     {"atomic.after_fsync", true},
@@ -149,12 +148,30 @@ TEST_CASE("a crash at any named step loses no message", "[crash]") {
     }
 }
 
-// Bug (daemon/outcome.cpp Daemon::finish): a crash after Spool::fail() rewrote the entry in
-// queue/<tier> with every recipient final but before the rename into failed/ leaves the entry in
-// the queue forever: the next run finds nothing to attempt and only releases it.
-TEST_CASE("a crash while moving a bounced message to failed/ is finished on restart", "[crash][!mayfail]") {
+// A crash between rewriting an entry that has just expired (every recipient final, bounce queued)
+// and its rename into failed/: the next run must finish the move, not leave it queued for ever.
+// (This was a bug: finish() released such an entry untouched.) The message has to be a queued
+// entry, not a fresh claim, so it is deferred through every tier first.
+TEST_CASE("a crash while moving an expired message to failed/ is finished on restart", "[crash]") {
   REQUIRE(spoold::spool::crashpoints_enabled());
-  crash_and_recover({"move.after_write", true}, false);
+  Env env(kConfig);
+  env.drop("m6", rel::message(mid(6), "sender@r.test", {"temp6@r.test"}));
+  REQUIRE(env.run_once() == 0);  // tier 0 → queue/1
+  REQUIRE(env.entries("queue/1").size() == 1);
+  std::this_thread::sleep_for(1200ms);
+  REQUIRE(env.run_once() == 0);  // tier 1 → queue/2 (the last tier)
+  REQUIRE(env.entries("queue/2").size() == 1);
+  std::this_thread::sleep_for(2200ms);
+  int st = rel::run_spoold(env.config_path(), {"--once"}, {"SPOOLD_CRASH_AT=move.after_write"},
+                           env.dir() / "once-crash.log");
+  INFO(read_file(env.dir() / "once-crash.log"));
+  REQUIRE(st == 128 + SIGABRT);  // expired, bounce queued, entry rewritten — then the crash
+  run_until_idle(env);
+  INFO(env.log());
+  CHECK(env.entries("queue/2").empty());
+  CHECK(env.entries("failed").size() == 1);
+  CHECK(dsn_count(env.sink(), "temp6@r.test") >= 1);
+  CHECK(rel::leftovers(env.spool()).empty());
 }
 
 TEST_CASE("kill -9 at random moments over 2,000 messages loses nothing", "[crash][kill]") {

@@ -36,6 +36,7 @@ std::map<std::string, std::string> held_by(const Env& env, const std::string& in
   for (const auto& [id, owner] : rel::lock_owners(env.spool())) {
     if (owner != instance) continue;
     std::string body = read_file(env.spool() + "/data/" + id);
+    if (body.empty()) body = read_file(env.spool() + "/data/" + id + ".new");  // a fresh claim
     auto sep = body.find("\n\n");  // the body file starts with the drop file's envelope
     if (sep != std::string::npos) out[id] = rel::message_id(body.substr(sep + 2));
   }
