@@ -333,6 +333,7 @@ class DeliveryEngine::Destination {
     smtp::SessionCallbacks cbs;
     cbs.on_ready = [this, conn] {
       conn->st = Conn::St::idle;
+      connect_failures_.erase(server_key(conn->ip, conn->port));
       pump();
       if (conn->st == Conn::St::idle) idle(*conn);
     };
@@ -543,8 +544,16 @@ class DeliveryEngine::Destination {
         if (!last_error_.enhanced.empty()) last_error_.enhanced[0] = '4';
       }
       if (never_ready) {
-        eng_.bad_addresses_[server_key(c->ip, c->port)] = Clock::now() + kBadAddressMemory;
-        log::info("{}: connection failed: {}", c->relay(), why.text);
+        // delivery.connect_attempts (Bulkmail's Tries): a server is given that many tries in a row
+        // before it is skipped for a while; a success resets the count.
+        std::string key = server_key(c->ip, c->port);
+        int tries = ++connect_failures_[key];
+        if (tries >= eng_.config_->delivery.connect_attempts) {
+          eng_.bad_addresses_[key] = Clock::now() + kBadAddressMemory;
+          connect_failures_.erase(key);
+        }
+        log::info("{}: connection failed (try {} of {}): {}", c->relay(), tries,
+                  eng_.config_->delivery.connect_attempts, why.text);
       }
     }
     if (c->current) {
@@ -581,7 +590,8 @@ class DeliveryEngine::Destination {
   std::deque<Part> queue_;
   std::vector<std::unique_ptr<Conn>> conns_;
   bool resolving_ = false;
-  bool blocked_ = false;  // waits for a global session slot
+  std::map<std::string, int> connect_failures_;  // server key → failed tries in a row
+  bool blocked_ = false;                         // waits for a global session slot
   bool hops_ok_ = false;
   dns::NextHops hops_;
   Clock::time_point hops_expire_{};

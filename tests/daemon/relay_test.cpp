@@ -80,3 +80,65 @@ TEST_CASE("round robin over two relays switches after max_messages_per_robin", "
   CHECK(b.count() == 10);
   CHECK(a.sessions() == 2);  // 5 messages per connection, then the other server
 }
+
+namespace {
+
+// A relay group "g" over the given servers (YAML flow maps), every domain routed to it, one
+// session at a time so the order of use is deterministic.
+void relay_group(Env& env, const std::string& strategy, const std::vector<std::string>& servers) {
+  std::string yaml = "relays:\n  g:\n    strategy: " + strategy + "\n    servers:\n";
+  for (const auto& s : servers) yaml += "      - " + s + "\n";
+  yaml += "routes:\n  - { match: [\"*\"], relay: g }\n";
+  write_file(env.config_path(), read_file(env.config_path()) + yaml);
+}
+
+std::string server(int port, const std::string& extra = "") {
+  return "{ host: 127.0.0.1, port: " + std::to_string(port) + ", tls: none" +
+         (extra.empty() ? "" : ", " + extra) + " }";
+}
+
+void drop_n(Env& env, int n) {
+  for (int i = 0; i < n; ++i)
+    env.drop("m" + std::to_string(i),
+             envelope_message("a@example.com", {"b@example.net"}, std::to_string(i)));
+}
+
+}  // namespace
+
+TEST_CASE("failover uses the first relay that answers, after connect_attempts tries", "[daemon][relay]") {
+  Env env("delivery:\n  max_sessions_per_destination: 1\n  connect_attempts: 2\n", false);
+  Sink good(env.dir() / "good");
+  int dead = free_port();
+  relay_group(env, "failover", {server(dead), server(good.port())});
+  drop_n(env, 5);
+  REQUIRE(env.run_once() == 0);
+  INFO(env.log());
+  CHECK(good.count() == 5);
+  CHECK(env.log().find("connection failed (try 1 of 2)") != std::string::npos);
+  CHECK(env.log().find("connection failed (try 2 of 2)") != std::string::npos);
+  CHECK(env.log().find("try 3 of 2") == std::string::npos);  // then skipped, not hammered
+}
+
+TEST_CASE("max_messages retires a relay server; while_awake puts it to sleep", "[daemon][relay]") {
+  SECTION("max_messages") {
+    Env env("delivery:\n  max_sessions_per_destination: 1\n", false);
+    Sink a(env.dir() / "a"), b(env.dir() / "b");
+    relay_group(env, "failover", {server(a.port(), "max_messages: 3"), server(b.port())});
+    drop_n(env, 8);
+    REQUIRE(env.run_once() == 0);
+    INFO(env.log());
+    CHECK(a.count() == 3);
+    CHECK(b.count() == 5);
+  }
+  SECTION("max_messages_while_awake + sleep_length") {
+    Env env("delivery:\n  max_sessions_per_destination: 1\n", false);
+    Sink a(env.dir() / "a"), b(env.dir() / "b");
+    relay_group(env, "failover",
+                {server(a.port(), "max_messages_while_awake: 2, sleep_length: 60s"), server(b.port())});
+    drop_n(env, 6);
+    REQUIRE(env.run_once() == 0);
+    INFO(env.log());
+    CHECK(a.count() == 2);  // then asleep for 60 s: the rest goes to b
+    CHECK(b.count() == 4);
+  }
+}
