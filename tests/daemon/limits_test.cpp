@@ -91,3 +91,33 @@ TEST_CASE("an idle pooled connection gives its slot to a destination that waits"
   CHECK(c.count() == 1);
   CHECK(std::chrono::steady_clock::now() - t0 < 20s);  // not three idle_timeouts
 }
+
+TEST_CASE("a 452 for too many recipients sends the rest in the next transaction", "[daemon][limits]") {
+  // tests/smtp/servers/raw_server.py "452-after-2": at most two RCPTs per transaction.
+  Env env("", false);
+  int port = free_port();
+  Process server(
+      {system_python(), std::string(SPOOLD_SOURCE_DIR) + "/tests/smtp/servers/raw_server.py", "--port",
+       std::to_string(port), "--scenario", "452-after-2", "--log", env.dir() / "raw.log"},
+      env.dir() / "raw.out", env.dir() / "raw.err");
+  REQUIRE(wait_for_port("127.0.0.1", port, 10s));
+  write_file(env.config_path(),
+             read_file(env.config_path()) +
+                 "routes:\n  - { match: [\"*\"], hosts: [\"127.0.0.1:" + std::to_string(port) + "\"] }\n");
+  env.drop("m", envelope_message("a@example.com",
+                                 {"r1@example.net", "r2@example.net", "r3@example.net", "r4@example.net",
+                                  "r5@example.net"},
+                                 "452"));
+  REQUIRE(env.run_once() == 0);
+  INFO(env.log() << "\nserver:\n" << read_file(env.dir() / "raw.log"));
+  std::string log = env.log();
+  size_t sent = 0;
+  for (auto p = log.find("status=sent"); p != std::string::npos; p = log.find("status=sent", p + 1)) ++sent;
+  CHECK(sent == 5);
+  CHECK(log.find("status=deferred") == std::string::npos);
+  CHECK(env.entries("queue/1").empty());
+  std::string srv = read_file(env.dir() / "raw.log");
+  size_t bodies = 0;
+  for (auto p = srv.find("body "); p != std::string::npos; p = srv.find("body ", p + 1)) ++bodies;
+  CHECK(bodies == 3);  // 2 + 2 + 1 recipients
+}
