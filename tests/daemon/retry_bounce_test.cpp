@@ -81,14 +81,22 @@ TEST_CASE("a temporary failure walks the tiers and expires into a bounce", "[dae
   CHECK(msgs.back().data.find("Status: 4.4.7") != std::string::npos);
 }
 
-TEST_CASE("an unreachable next hop defers with relay=none-style reason and keeps the message", "[daemon]") {
-  int dead = free_port();
-  Env env("routes:\n  - { match: [\"*\"], hosts: [\"127.0.0.1:" + std::to_string(dead) + "\"] }\n", false);
+TEST_CASE("an unreachable next hop defers; the message goes out at its tier's time", "[daemon]") {
+  int port = free_port();
+  Env env("routes:\n  - { match: [\"*\"], hosts: [\"127.0.0.1:" + std::to_string(port) + "\"] }\n", false);
   env.drop("m", envelope_message("alice@example.com", {"bob@example.net"}, "x"));
   REQUIRE(env.run_once() == 0);
   INFO(env.log());
   CHECK(env.entries("queue/1").size() == 1);
+  CHECK(env.log().find("to=<bob@example.net>, relay=none") != std::string::npos);
   CHECK(env.log().find("status=deferred") != std::string::npos);
+  // The server comes up; once tier 1's delay (1 s) has passed the message is delivered.
+  Sink late(env.dir() / "late", {}, "127.0.0.1", port);
+  std::this_thread::sleep_for(1200ms);
+  REQUIRE(env.run_once() == 0);
+  CHECK(late.count() == 1);
+  CHECK(env.entries("queue/1").empty());
+  CHECK(env.log().find("tier=1, dsn=2.0.0, status=sent") != std::string::npos);
 }
 
 TEST_CASE("a message with a line over 998 octets bounces without being sent", "[daemon]") {
