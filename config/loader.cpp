@@ -44,6 +44,41 @@ size_t edit_distance(const std::string& a, const std::string& b) {
   return prev[b.size()];
 }
 
+// The first line of a password file. Read at load time, so it must not hang or exhaust memory:
+// only a regular file (a FIFO or /dev/zero is refused, opened without blocking) of at most
+// kMaxSecretFile bytes; a trailing CR/LF is not part of the secret.
+constexpr off_t kMaxSecretFile = 64 * 1024;
+
+Result<std::string> read_secret(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0) return Error{fmt::format("cannot read password file '{}': {}", path, std::strerror(errno))};
+  struct FdGuard {
+    int fd;
+    ~FdGuard() { ::close(fd); }
+  } guard{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0)
+    return Error{fmt::format("cannot read password file '{}': {}", path, std::strerror(errno))};
+  if (!S_ISREG(st.st_mode)) return Error{fmt::format("password file '{}' is not a regular file", path)};
+  if (st.st_size > kMaxSecretFile)
+    return Error{fmt::format("password file '{}' is too large ({} bytes, at most {})", path,
+                             static_cast<long long>(st.st_size), static_cast<long long>(kMaxSecretFile))};
+  std::string data(static_cast<size_t>(st.st_size), '\0');
+  size_t got = 0;
+  while (got < data.size()) {
+    ssize_t n = ::read(fd, data.data() + got, data.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Error{fmt::format("cannot read password file '{}': {}", path, std::strerror(errno))};
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  data.resize(got);
+  auto eol = data.find('\n');
+  if (eol != std::string::npos) data.resize(eol);
+  if (!data.empty() && data.back() == '\r') data.pop_back();
+  return data;
+}
+
 bool valid_hostport(const std::string& s) {
   if (s.empty()) return false;
   std::string host = s;
@@ -418,14 +453,11 @@ class Loader {
       if (k == "user") str(v, key, a.user);
       if (k == "password_file") {
         str(v, key, a.password_file);
-        std::ifstream in(a.password_file);
-        if (!in) {
-          error(v, key,
-                fmt::format("cannot read password file '{}': {}", a.password_file, std::strerror(errno)));
-        } else {
-          std::getline(in, a.secret);  // first line; a trailing newline is not part of the secret
-          if (!a.secret.empty() && a.secret.back() == '\r') a.secret.pop_back();
-        }
+        auto secret = read_secret(a.password_file);
+        if (!secret.ok())
+          error(v, key, secret.error().message);
+        else
+          a.secret = std::move(*secret);
       }
     });
     if (n.IsMap() && !n["user"]) error(n, path, "missing 'user'");

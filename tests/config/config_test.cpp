@@ -1,6 +1,10 @@
 // tests/config/config_test.cpp — the config loader: defaults, the full DESIGN.md example, and a
 // table of bad files, each with the exact line:col and key its error must name.
+#include <sys/stat.h>
 #include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
 
 #include "config/config.h"
 #include "tests/support/fixtures.h"
@@ -261,6 +265,43 @@ TEST_CASE("load_file reports an unreadable file") {
   auto r = load_file("/nonexistent/spoold.yaml");
   REQUIRE_FALSE(r.ok());
   CHECK(r.error().message.find("/nonexistent/spoold.yaml:1:1: cannot read config") == 0);
+}
+
+TEST_CASE("a password file must be a small regular file (read at load time, never hangs)") {
+  auto relay = [](const std::string& pw) {
+    return "relays:\n  corp:\n    servers:\n      - host: a\n        auth: { user: u, password_file: " + pw +
+           " }\n";
+  };
+  char dir_template[] = "/tmp/spoold-config-test.XXXXXX";
+  REQUIRE(mkdtemp(dir_template) != nullptr);
+  std::string dir = dir_template;
+  std::string fifo = dir + "/fifo", big = dir + "/big", good = dir + "/good";
+  REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+  { std::ofstream(big) << std::string(70 * 1024, 'x'); }
+  { std::ofstream(good) << "s3cret\r\nsecond line\n"; }
+
+  struct Case {
+    std::string path, expect;
+  };
+  std::vector<Case> bad = {
+      {"/dev/zero", "password file '/dev/zero' is not a regular file"},
+      {fifo, "password file '" + fifo + "' is not a regular file"},  // opened without blocking
+      {dir, "password file '" + dir + "' is not a regular file"},
+      {big, "password file '" + big + "' is too large (71680 bytes, at most 65536)"},
+  };
+  for (const auto& c : bad) {
+    auto r = load_string(relay(c.path), "t.yaml");
+    REQUIRE_FALSE(r.ok());
+    INFO("error: " << r.error().message);
+    CHECK(r.error().message.find("t.yaml:5:41: relays.corp.servers[0].auth.password_file: " + c.expect) !=
+          std::string::npos);
+  }
+  auto r = load_string(relay(good), "t.yaml");
+  REQUIRE(r.ok());
+  const Config& c = *r;
+  REQUIRE(c.relay("corp") != nullptr);
+  CHECK(c.relay("corp")->servers.at(0).auth->secret == "s3cret");
+  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("default_path precedence") {
