@@ -251,9 +251,11 @@ Result<void> DropParser::end_field() {
 }
 
 Result<void> DropParser::add_recipient(std::string addr) {
-  if (std::find(info_.recipients.begin(), info_.recipients.end(), addr) != info_.recipients.end()) return {};
+  // A set, not a scan of the list: a header section of repeated addresses must stay linear.
+  if (seen_.count(addr)) return {};
   if (info_.recipients.size() >= limits_.max_recipients)
     return fail(fmt::format("more than {} recipients", limits_.max_recipients));
+  seen_.insert(addr);
   info_.recipients.push_back(std::move(addr));
   return {};
 }

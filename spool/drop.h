@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 #include "common/result.h"
@@ -64,6 +65,7 @@ class DropParser {
   DropLimits limits_;
   State state_ = State::start;
   DropInfo info_;
+  std::unordered_set<std::string> seen_;  // info_.recipients, for O(1) de-duplication
   std::string error_;
   std::string line_;        // the current, incomplete physical line (header section only)
   std::string field_name_;  // lower-case name of the header field being unfolded

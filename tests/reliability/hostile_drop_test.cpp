@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <catch2/catch.hpp>
 
 #include "tests/reliability/rel_util.h"
@@ -78,4 +79,44 @@ TEST_CASE("hostile drop files go to bad/ with a reason or are ignored; the daemo
   CHECK(counts["linked@drop.test"] == 0);
   // The file a symlink pointed at is untouched.
   CHECK(read_file(env.dir() / "outside").find("outside@drop.test") != std::string::npos);
+}
+
+// 100,000 recipients: over the parser's caps (spool/drop.h DropLimits: 10,000 recipients, 256 KB
+// for one unfolded address header) in either drop format, and one address repeated 40,000 times
+// (de-duplicated in linear time: one recipient). The capped files go to bad/ saying why; nothing
+// blocks the good message.
+TEST_CASE("100,000 recipients go to bad/ with a reason; repeated addresses are one recipient",
+          "[hostile][drop]") {
+  Env env("queue:\n  scan_interval: 200ms\n  tiers:\n    - { delay: 0, priority: 1 }\n");
+  env.drop("good", rel::message("good@many.test", "sender@r.test", {"rcpt@r.test"}));
+  std::string envelope = "MAIL FROM:<a@r.test>\n";
+  std::string to = "To: ";
+  for (int i = 0; i < 100000; ++i) {
+    envelope += fmt::format("RCPT TO:<u{}@r.test>\n", i);
+    to += fmt::format("{}u{}@r.test", i ? ",\n " : "", i);
+  }
+  env.drop("envelope-100k", envelope + "\nSubject: many\n\nbody\n");
+  env.drop("header-100k", "From: a@r.test\n" + to + "\nSubject: many\n\nbody\n");
+  std::string repeated = "MAIL FROM:<a@r.test>\n";
+  for (int i = 0; i < 40000; ++i) repeated += "RCPT TO:<rcpt@r.test>\n";
+  env.drop("repeated", repeated + "\nMessage-ID: <repeated@many.test>\nSubject: one rcpt\n\nbody\n");
+
+  auto t0 = std::chrono::steady_clock::now();
+  int st = env.run_once(60s);
+  double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  INFO(env.log() << "\nspool:\n" << rel::join(rel::spool_files(env.spool()), "\n"));
+  REQUIRE(st == 0);
+  CHECK(took < 30);
+  auto counts = rel::message_id_counts(env.sink());
+  CHECK(counts["good@many.test"] == 1);
+  CHECK(counts["repeated@many.test"] == 1);
+  for (const auto& m : env.sink().messages())
+    if (rel::message_id(m.data) == "repeated@many.test") CHECK(m.meta["rcpts"].as_array().size() == 1);
+  CHECK(read_file(env.spool() + "/bad/envelope-100k.reason").find("more than 10000 recipients") !=
+        std::string::npos);
+  CHECK(read_file(env.spool() + "/bad/header-100k.reason").find("to: header longer than 262144 bytes") !=
+        std::string::npos);
+  CHECK(::access((env.spool() + "/bad/envelope-100k").c_str(), F_OK) == 0);
+  CHECK(::access((env.spool() + "/bad/header-100k").c_str(), F_OK) == 0);
+  CHECK(rel::leftovers(env.spool()).size() == 4);  // the two bad files and their reasons
 }
