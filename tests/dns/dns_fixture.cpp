@@ -16,20 +16,14 @@ using spoold::test::Process;
 
 Dnsmasq::Dnsmasq(std::vector<std::string> extra_args) : port_(spoold::test::free_port()) {
   std::vector<std::string> argv = {"/usr/sbin/dnsmasq",
-                                   "--no-daemon",
-                                   "--port=" + std::to_string(port_),
-                                   "--listen-address=127.0.0.1",
-                                   "--bind-interfaces",
-                                   "--no-resolv",
-                                   "--no-hosts",
-                                   "--conf-file=/dev/null",
-                                   "--user=root",
-                                   "--pid-file=",
-                                   "--local=/test/",
-                                   "--local-ttl=300",
-                                   "--cache-size=0",
-                                   "--log-queries",
-                                   "--log-facility=" + (dir_ / "queries.log")};
+                                   // Not --no-daemon: in that (debug) mode dnsmasq serves a TCP
+                                   // connection in its main process and answers no UDP query until
+                                   // the client closes it — c-ares keeps it open after a TC fallback.
+                                   "--keep-in-foreground", "--port=" + std::to_string(port_),
+                                   "--listen-address=127.0.0.1", "--bind-interfaces", "--no-resolv",
+                                   "--no-hosts", "--conf-file=/dev/null", "--user=root",
+                                   "--pid-file=", "--local=/test/", "--local-ttl=300", "--cache-size=0",
+                                   "--log-queries", "--log-facility=" + (dir_ / "queries.log")};
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   proc_ = std::make_unique<Process>(argv, dir_ / "stdout", dir_ / "stderr");
   if (!spoold::test::wait_for_port("127.0.0.1", port_, 5s))
