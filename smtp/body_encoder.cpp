@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstring>
 
 namespace spoold::smtp {
 
@@ -49,54 +50,74 @@ void BodyEncoder::emit_line(std::string_view line, std::string& out) {
   out += "\r\n";
 }
 
-Result<void> BodyEncoder::end_line(std::string& out) {
-  if (in_header_) {
-    if (line_.empty()) {
-      in_header_ = false;
-      dropping_ = false;
-      emit_line(line_, out);
-    } else if (dropping_ && is_continuation(line_)) {
-      // folded continuation of a dropped Bcc: field
-    } else if (is_blind_field(line_)) {
-      dropping_ = true;
-    } else {
-      dropping_ = false;
-      emit_line(line_, out);
-    }
+void BodyEncoder::end_line(std::string_view line, std::string& out) {
+  if (!in_header_) return emit_line(line, out);
+  if (line.empty()) {
+    in_header_ = false;
+    dropping_ = false;
+    emit_line(line, out);
+  } else if (dropping_ && is_continuation(line)) {
+    // folded continuation of a dropped Bcc: field
+  } else if (is_blind_field(line)) {
+    dropping_ = true;
   } else {
-    emit_line(line_, out);
+    dropping_ = false;
+    emit_line(line, out);
   }
-  line_.clear();
-  return {};
 }
 
+// Lines that lie whole inside the chunk go from the chunk straight to `out`; only a line cut by the
+// chunk's end is kept in line_. The next CR and the next LF are each searched once (memchr) and
+// remembered until passed, so a chunk is scanned in linear time whatever its line endings are
+// (a run of lone-CR lines must not rescan the chunk for an LF per line).
 Result<void> BodyEncoder::feed(std::string_view chunk, std::string& out) {
   if (failed_) return make_error("message has a line longer than 998 octets");
   if (!started_) {
     started_ = true;
     for (const auto& h : prepend_) emit_line(strip_crlf(h), out);
   }
-  std::size_t i = 0;
-  while (i < chunk.size()) {
-    if (pending_cr_) {
-      pending_cr_ = false;
-      if (chunk[i] == '\n') {  // the LF of a CRLF whose CR already ended the line
-        ++i;
-        continue;
-      }
-    }
-    std::size_t end = chunk.find_first_of("\r\n", i);
-    std::size_t stop = end == std::string_view::npos ? chunk.size() : end;
-    if (line_.size() + (stop - i) > kMaxLine) {
+  const char* p = chunk.data();
+  const char* const end = p + chunk.size();
+  if (pending_cr_ && p < end) {
+    pending_cr_ = false;
+    if (*p == '\n') ++p;  // the LF of a CRLF whose CR already ended the line
+  }
+  // Stuffing and CRLF add a little; reserving once keeps a 64 KiB chunk to one allocation.
+  out.reserve(out.size() + static_cast<std::size_t>(end - p) + static_cast<std::size_t>(end - p) / 16 + 8);
+  auto next = [end](const char* from, char c) {
+    const void* hit = from < end ? std::memchr(from, c, static_cast<std::size_t>(end - from)) : nullptr;
+    return hit ? static_cast<const char*>(hit) : end;
+  };
+  const char* lf = next(p, '\n');
+  const char* cr = next(p, '\r');
+  while (p < end) {
+    if (lf < p) lf = next(p, '\n');
+    if (cr < p) cr = next(p, '\r');
+    const char* stop = std::min(lf, cr);
+    auto len = static_cast<std::size_t>(stop - p);
+    if (line_.size() + len > kMaxLine) {
       failed_ = true;
       return make_error(fmt::format("message has a line longer than {} octets", kMaxLine));
     }
-    line_.append(chunk.substr(i, stop - i));
-    if (end == std::string_view::npos) break;
-    pending_cr_ = chunk[end] == '\r';
-    auto r = end_line(out);
-    if (!r) return r;
-    i = end + 1;
+    if (stop == end) {  // no line ending left in this chunk: the line continues in the next one
+      line_.append(p, len);
+      break;
+    }
+    if (line_.empty()) {
+      end_line(std::string_view(p, len), out);
+    } else {
+      line_.append(p, len);
+      end_line(line_, out);
+      line_.clear();
+    }
+    p = stop + 1;
+    if (*stop == '\r') {
+      if (p == end) {
+        pending_cr_ = true;
+      } else if (*p == '\n') {
+        ++p;
+      }
+    }
   }
   return {};
 }
@@ -108,8 +129,8 @@ Result<void> BodyEncoder::finish(std::string& out) {
     if (!r) return r;
   }
   if (!line_.empty()) {  // no final line ending: add one
-    auto r = end_line(out);
-    if (!r) return r;
+    end_line(line_, out);
+    line_.clear();
   }
   out += ".\r\n";
   return {};

@@ -31,7 +31,7 @@ class BodyEncoder {
   Result<void> finish(std::string& out);
 
  private:
-  Result<void> end_line(std::string& out);
+  void end_line(std::string_view line, std::string& out);  // header rules (Bcc), then emit_line
   void emit_line(std::string_view line, std::string& out);
 
   std::vector<std::string> prepend_;
@@ -40,7 +40,7 @@ class BodyEncoder {
   bool dropping_ = false;    // inside a dropped Bcc: field (continuation lines follow)
   bool pending_cr_ = false;  // the previous chunk ended in CR: a following LF belongs to it
   bool failed_ = false;
-  std::string line_;
+  std::string line_;  // only a line cut by a chunk boundary, never more than kMaxLine
 };
 
 // Builds the header lines the encoder should prepend for the transaction's missing values.
