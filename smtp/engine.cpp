@@ -177,10 +177,11 @@ std::optional<milliseconds> Engine::timeout() const {
   return opt_.timeouts.*field;
 }
 
-std::string Engine::take_output() {
+std::string Engine::take_output(std::string spare) {
   replies_due_ += replies_unsent_;  // from now on the server may answer them
   replies_unsent_ = 0;
-  return std::exchange(out_, {});
+  spare.clear();
+  return std::exchange(out_, std::move(spare));
 }
 std::vector<Event> Engine::take_events() {
   return std::exchange(events_, {});

@@ -96,8 +96,9 @@ class Engine {
   void body_chunk(std::string_view chunk);
   void body_end();
 
-  // Engine → transport.
-  std::string take_output();
+  // Engine → transport. `spare` (its contents are dropped) becomes the buffer the engine writes
+  // into next: passing back a buffer already written keeps body chunks free of allocations.
+  std::string take_output(std::string spare = {});
   std::vector<Event> take_events();
   bool has_output() const { return !out_.empty(); }
   bool has_events() const { return !events_.empty(); }

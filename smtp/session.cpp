@@ -18,41 +18,19 @@
 #include "smtp/body_encoder.h"
 #include "smtp/engine.h"
 #include "smtp/tls.h"
+#include "smtp/unique_fd.h"
 
 namespace spoold::smtp {
 
 namespace {
 
-constexpr std::size_t kBodyChunk = 64 * 1024;
+constexpr std::size_t kScanChunk = 64 * 1024;
 constexpr std::size_t kReadBuffer = 64 * 1024;
 
 struct FileCloser {
   void operator()(std::FILE* f) const {
     if (f) std::fclose(f);
   }
-};
-
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  ~UniqueFd() { reset(); }
-  UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& o) noexcept {
-    if (this != &o) {
-      reset();
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_ = -1;
 };
 
 }  // namespace
@@ -101,8 +79,10 @@ class Session::Impl : public std::enable_shared_from_this<Impl> {
   void pump();
   void pump_once();
   void handle(Event& ev);
-  void send(std::string_view plaintext);
+  void send(std::string plaintext);
+  void send_output();
   void flush_writes();
+  void recycle_in_flight();
   void feed_body();
   void arm_timer();
   void close_transport();
@@ -127,14 +107,13 @@ class Session::Impl : public std::enable_shared_from_this<Impl> {
 
   std::vector<std::string> queued_;     // waiting for the next uv_write
   std::vector<std::string> in_flight_;  // owned until on_write
+  std::string spare_;                   // a written buffer, handed back to the engine for reuse
   bool writing_ = false;
   char read_buf_[kReadBuffer];
 
   std::uint64_t armed_epoch_ = ~std::uint64_t{0};
 
-  BodySource body_;
-  UniqueFd body_fd_;
-  std::uint64_t body_pos_ = 0;
+  BodyReader body_;  // kept for the session's life: its chunk buffer serves every transaction
   bool body_active_ = false;
   TransactionCallback done_;
   std::optional<Transaction> scanning_;  // submitted, waiting for the body scan (thread pool)
@@ -282,7 +261,7 @@ void Session::Impl::tls_progress() {
 void Session::Impl::on_write(uv_write_t* req, int status) {
   auto* self = static_cast<Impl*>(req->data);
   self->writing_ = false;
-  self->in_flight_.clear();
+  self->recycle_in_flight();
   if (self->closing_) return;
   if (self->close_after_write_ && (status < 0 || self->queued_.empty())) {
     self->close_transport();  // the session already ended cleanly; a failed goodbye changes nothing
@@ -325,16 +304,14 @@ void Session::Impl::submit(Transaction txn, BodySource body, TransactionCallback
     if (done) done(refused);
     return;
   }
-  body_ = std::move(body);
-  body_fd_.reset();
-  if (body_.fd >= 0) body_fd_ = UniqueFd(::fcntl(body_.fd, F_DUPFD_CLOEXEC, 0));
-  done_ = std::move(done);
-  if (!txn.body_info && body_fd_.get() >= 0) return start_scan(std::move(txn));
-  if (!txn.body_info) {  // an in-memory body: scanning it here is cheap
+  if (!txn.body_info && body.fd < 0) {  // an in-memory body: scanning it here is cheap
     BodyScanner scan;
-    scan.feed(body_.data);
+    scan.feed(body.data);
     txn.body_info = scan.result();
   }
+  body_.start(std::move(body));
+  done_ = std::move(done);
+  if (!txn.body_info) return start_scan(std::move(txn));
   engine_.submit(std::move(txn));
   pump();
 }
@@ -352,8 +329,8 @@ struct Session::Impl::ScanWork {
 void Session::Impl::start_scan(Transaction txn) {
   auto work = std::make_unique<ScanWork>();
   work->owner = shared_from_this();
-  work->fd = UniqueFd(::fcntl(body_fd_.get(), F_DUPFD_CLOEXEC, 0));
-  work->offset = body_.offset;
+  work->fd = UniqueFd(::fcntl(body_.fd(), F_DUPFD_CLOEXEC, 0));
+  work->offset = body_.offset();
   work->req.data = work.get();
   scanning_ = std::move(txn);
   int r = uv_queue_work(loop_, &work->req, scan_in_pool, scan_done);
@@ -367,7 +344,7 @@ void Session::Impl::start_scan(Transaction txn) {
 
 void Session::Impl::scan_in_pool(uv_work_t* req) {
   auto* w = static_cast<ScanWork*>(req->data);
-  std::string buf(kBodyChunk, '\0');
+  std::string buf(kScanChunk, '\0');
   for (std::uint64_t pos = w->offset;;) {
     ssize_t n = ::pread(w->fd.get(), buf.data(), buf.size(), static_cast<off_t>(pos));
     if (n <= 0) break;  // a read error shows again (and is reported) when the body is sent
@@ -388,57 +365,58 @@ void Session::Impl::scan_done(uv_work_t* req, int) {
   self->pump();
 }
 // Reads and encodes one chunk; the next one is read after its write completed (on_write → pump).
+// When the reader sees the end with the last bytes, the final dot joins them in the same write.
 void Session::Impl::feed_body() {
   if (!body_active_ || writing_ || !queued_.empty() || engine_.state() != State::body) return;
-  if (body_.fd < 0) {
-    std::string_view rest =
-        std::string_view(body_.data).substr(std::min<std::size_t>(body_pos_, body_.data.size()));
-    rest = rest.substr(0, kBodyChunk);
-    body_pos_ += rest.size();
-    if (rest.empty()) {
-      body_active_ = false;
-      return engine_.body_end();
-    }
-    return engine_.body_chunk(rest);
-  }
-  std::string buf(kBodyChunk, '\0');
-  ssize_t n = ::pread(body_fd_.get(), buf.data(), buf.size(), static_cast<off_t>(body_pos_));
-  if (n < 0) {
+  auto piece = body_.next();
+  if (!piece) {
     body_active_ = false;
-    return engine_.abort(fmt::format("reading the message failed: {}", std::strerror(errno)));
+    return engine_.abort(piece.error().message);
   }
-  if (n == 0) {
+  if (!piece->bytes.empty()) engine_.body_chunk(piece->bytes);
+  if (piece->last) {
     body_active_ = false;
-    return engine_.body_end();
+    engine_.body_end();
   }
-  body_pos_ += static_cast<std::uint64_t>(n);
-  engine_.body_chunk(std::string_view(buf.data(), static_cast<std::size_t>(n)));
 }
 
-void Session::Impl::send(std::string_view plaintext) {
+void Session::Impl::send(std::string plaintext) {
   if (plaintext.empty() || closing_) return;
   if (tls_ && tls_->handshake_done()) {
     auto r = tls_->write(plaintext);
     if (!r) return engine_.connection_closed(r.error().message);
     queued_.push_back(tls_->take_network());
+    if (plaintext.capacity() > spare_.capacity()) spare_ = std::move(plaintext);  // encrypted: reuse
   } else {
-    queued_.emplace_back(plaintext);
+    queued_.push_back(std::move(plaintext));  // plaintext: the engine's buffer goes out as it is
   }
   flush_writes();
+}
+
+// What the engine wrote goes out; the engine gets a written buffer back to fill next, so a body
+// chunk costs no allocation (and no page faults on fresh memory) once the session has sent one.
+void Session::Impl::send_output() {
+  if (engine_.has_output()) send(engine_.take_output(std::move(spare_)));
+}
+
+// Keeps the largest written buffer as spare_ (its capacity is what a body chunk needs).
+void Session::Impl::recycle_in_flight() {
+  for (auto& s : in_flight_)
+    if (s.capacity() > spare_.capacity()) spare_ = std::move(s);
+  in_flight_.clear();
 }
 
 // All queued pieces go out in one uv_write with several buffers; one write in flight at a time.
 void Session::Impl::flush_writes() {
   if (writing_ || queued_.empty() || closing_ || !connected_) return;
-  in_flight_ = std::move(queued_);
-  queued_.clear();
+  in_flight_.swap(queued_);  // in_flight_ was empty: queued_ keeps its capacity
   std::vector<uv_buf_t> bufs;
   for (auto& s : in_flight_) bufs.push_back(uv_buf_init(s.data(), static_cast<unsigned>(s.size())));
   write_req_.data = this;
   int r = uv_write(&write_req_, reinterpret_cast<uv_stream_t*>(&tcp_), bufs.data(),
                    static_cast<unsigned>(bufs.size()), on_write);
   if (r != 0) {
-    in_flight_.clear();
+    recycle_in_flight();
     engine_.connection_closed(fmt::format("write failed: {}", uv_strerror(r)));
     return;
   }
@@ -472,19 +450,19 @@ void Session::Impl::pump() {
 void Session::Impl::pump_once() {
   for (int guard = 0; guard < 1000; ++guard) {
     auto events = engine_.take_events();
-    if (auto out = engine_.take_output(); !out.empty()) send(out);
+    send_output();
     if (events.empty()) break;
     for (auto& ev : events) handle(ev);
   }
   feed_body();
-  if (auto out = engine_.take_output(); !out.empty()) send(out);
+  send_output();
   if (engine_.has_events()) pump_again_ = true;
   arm_timer();
 }
 
 void Session::Impl::handle(Event& ev) {
   if (std::holds_alternative<StartTls>(ev)) {
-    if (auto out = engine_.take_output(); !out.empty()) send(out);
+    send_output();
     auto t = TlsClient::create(TlsOptions{opt_.tls_host, opt_.engine.tls == TlsPolicy::verify, opt_.ca_file});
     if (!t) return engine_.tls_done(false, t.error().message);
     tls_ = std::move(t.value());
@@ -493,7 +471,7 @@ void Session::Impl::handle(Event& ev) {
     tls_progress();
   } else if (std::holds_alternative<BodyWanted>(ev)) {
     body_active_ = true;
-    body_pos_ = body_.offset;
+    body_.rewind();
     transcript('>', "(message body not logged)");
   } else if (auto* inj = std::get_if<ResponseInjected>(&ev)) {
     warn(
@@ -504,8 +482,7 @@ void Session::Impl::handle(Event& ev) {
     if (cb_.on_ready) cb_.on_ready();
   } else if (auto* done = std::get_if<TransactionDone>(&ev)) {
     body_active_ = false;
-    body_fd_.reset();
-    body_ = BodySource{};
+    body_.stop();
     if (auto cb = std::exchange(done_, nullptr)) cb(done->result);
   } else if (auto* end = std::get_if<SessionEnded>(&ev)) {
     if (scanning_) {  // submitted, but the engine never saw it: every recipient is temporary

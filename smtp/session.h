@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 
+#include "smtp/body_reader.h"  // BodySource
 #include "smtp/types.h"
 
 namespace spoold::smtp {
@@ -26,17 +27,6 @@ struct SessionOptions {
   std::string tls_host;         // SNI and the name verified under TlsPolicy::verify; "" = no SNI
   std::string ca_file;          // "" = the system CA store
   std::string transcript_path;  // "" = no transcript; else ">"/"<" lines, no secrets, no bodies
-};
-
-// Where the stored message is: `fd` from `offset` to its end. While sending, it is read with pread
-// in 64 KiB chunks on the loop thread (a local file, one chunk per completed write); the scan that
-// fills an unset Transaction::body_info reads the whole file on the libuv thread pool instead.
-// The session dup()s fd, so the caller may close its own copy at once. With fd < 0, `data` holds
-// the message instead.
-struct BodySource {
-  int fd = -1;
-  std::uint64_t offset = 0;
-  std::string data;
 };
 
 struct SessionCallbacks {

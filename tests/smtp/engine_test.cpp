@@ -849,3 +849,29 @@ TEST_CASE("a reply that arrives before its command was sent ends the session", "
     if (auto* done = std::get_if<TransactionDone>(&ev))
       CHECK(done->result.recipients[0].outcome.status == Status::temporary);
 }
+
+TEST_CASE("take_output(spare): the engine writes into the buffer handed back, never its old bytes",
+          "[engine]") {
+  Engine e(opts());
+  e.start();
+  serve(e, "220 hi\r\n");
+  serve(e, "250 mx\r\n");
+  e.take_output();
+  e.submit(txn({"a@y.test"}));
+  std::string mail = e.take_output();
+  CHECK(mail == "MAIL FROM:<s@x.test>\r\n");
+  e.receive("250 ok\r\n");
+  std::string written(70000, 'Z');  // a buffer the transport has finished writing
+  const char* storage = written.data();
+  std::string rcpt = e.take_output(std::move(written));
+  CHECK(rcpt == "RCPT TO:<a@y.test>\r\n");
+  e.receive("250 ok\r\n");
+  std::string data = e.take_output();
+  CHECK(data == "DATA\r\n");      // the spare's old contents are gone ...
+  CHECK(data.data() == storage);  // ... but its storage was reused
+  e.receive("354 go\r\n");
+  (void)e.take_events();
+  e.body_chunk("body\n");
+  e.body_end();
+  CHECK(e.take_output(std::move(mail)) == "body\r\n.\r\n");
+}
