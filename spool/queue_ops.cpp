@@ -97,6 +97,23 @@ Result<void> Spool::remove(Claimed& c) {
   return c.lock.release();
 }
 
+Result<void> Spool::unclaim(Claimed& c) {
+  if (!c.fresh) return c.lock.release();
+  if (!c.lock.still_held()) return make_error("lock for " + c.ref.id + " is no longer held");
+  std::string claimed = body_path(c.ref.id) + ".new";
+  // A failed move() may still have left its envelope (a write that failed after its rename):
+  // then the pickup is completed, as recover() would, rather than undone.
+  auto where = find(c.ref.id);
+  if (!where) return where.error();
+  if (*where) {
+    if (auto r = durable_rename(claimed, body_path(c.ref.id)); !r) return r;
+  } else if (auto r = durable_rename(claimed, opts_.dir + "/incoming/" + c.ref.id); !r) {
+    return r;
+  }
+  c.fresh = false;
+  return c.lock.release();
+}
+
 Result<Body> Spool::open_body(const Entry& e) const {
   std::string path = body_path(e.id);
   Fd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));

@@ -182,6 +182,11 @@ class Spool {
   Result<void> fail(Claimed& c, std::string reason, int64_t now);
   // Removes envelope and body (delivered, or failed/ past retention); releases the lock.
   Result<void> remove(Claimed& c);
+  // Gives up a claim whose outcome could not be written (a full disk): a fresh claim goes back to
+  // incoming/ (a rename needs no space), so it is picked up again once claims work, instead of
+  // waiting for the next sweep; what the attempt achieved is forgotten (at-least-once). A queued
+  // entry just keeps its envelope as it was. Releases the lock.
+  Result<void> unclaim(Claimed& c);
 
   Result<Body> open_body(const Entry& e) const;
   Result<SpoolStats> stats() const;

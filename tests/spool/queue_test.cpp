@@ -804,6 +804,35 @@ TEST_CASE("a fresh claim that must be remembered is moved with its envelope", "[
   CHECK(body_message(s, again.entry) == kMessage);
 }
 
+TEST_CASE("unclaim hands a fresh drop back to incoming/; a queued entry keeps its envelope",
+          "[spool][fresh]") {
+  Fixture f;
+  auto s = f.open();
+  f.drop("m", kEnvelope + kMessage);
+  auto r = s.claim_fresh("m");
+  REQUIRE(r.ok());
+  REQUIRE(r->claimed.has_value());
+  std::string id = r->claimed->entry.id;
+  REQUIRE(s.unclaim(*r->claimed).ok());
+  CHECK_FALSE(r->claimed->lock.still_held());
+  CHECK(names_in(f.dir + "/data").empty());
+  CHECK(names_in(f.dir + "/incoming") == std::vector<std::string>{id});
+  CHECK(f.envelopes().empty());
+  // It is an ordinary drop again: claimed afresh, same message.
+  auto again = s.claim_fresh(id);
+  REQUIRE(again.ok());
+  REQUIRE(again->claimed.has_value());
+  CHECK(body_message(s, again->claimed->entry) == kMessage);
+
+  // A queued entry: unclaim only releases the lock; envelope and body stay.
+  REQUIRE(s.reschedule(*again->claimed, 1, 5000).ok());
+  auto envelopes = f.envelopes();
+  REQUIRE(s.unclaim(*again->claimed).ok());
+  CHECK(f.envelopes() == envelopes);
+  auto c = claim_ok(s, only_ref(s, Place::queue, 1));
+  CHECK(body_message(s, c.entry) == kMessage);
+}
+
 TEST_CASE("bad drops go to bad/ through claim_fresh too", "[spool][fresh]") {
   Fixture f;
   auto s = f.open();
