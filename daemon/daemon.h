@@ -20,6 +20,7 @@
 #include "control/json.h"
 #include "daemon/control_server.h"
 #include "daemon/delivery.h"
+#include "daemon/notice.h"
 #include "daemon/pool_batch.h"
 #include "daemon/uv_handle.h"
 #include "dns/dns.h"
@@ -98,6 +99,8 @@ class Daemon {
   std::uint64_t next_token_ = 1;
   std::vector<bool> scanning_, more_, again_;
   Counters counters_;
+  // Spool-wide failures (a full disk) of pickups and of claims of queued entries, logged sparingly.
+  RepeatedProblem pickup_problem_{"pickup"}, claim_problem_{"delivery of queued mail"};
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   bool stopping_ = false;
   int exit_code_ = 0;

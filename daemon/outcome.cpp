@@ -234,7 +234,16 @@ void Daemon::finish(std::uint64_t token) {
             break;
           }
         }
-        if (!r.ok()) job->error += (job->error.empty() ? "" : "; ") + r.error().message;
+        if (!r.ok()) {
+          job->error += (job->error.empty() ? "" : "; ") + r.error().message;
+          // The outcome is not on disk. A fresh drop has no envelope to fall back on: hand it back
+          // to incoming/ now (it is picked up again once writes work), not at the next sweep.
+          if (job->claimed.fresh) {
+            auto u = sp->unclaim(job->claimed);
+            job->error += u.ok() ? " — the message went back to incoming/ and will be attempted again"
+                                 : "; returning it to incoming/ failed too: " + u.error().message;
+          }
+        }
       },
       [this, token, job, tier, logs = std::move(logs)] {
         --pool_jobs_;

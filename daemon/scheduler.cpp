@@ -10,6 +10,7 @@
 #include "daemon/dsn.h"
 #include "daemon/inflight.h"
 #include "daemon/log.h"
+#include "daemon/notice.h"
 
 namespace spoold::daemon {
 
@@ -73,6 +74,11 @@ void Daemon::tick(int tier) {
     std::vector<spool::PickupResult> pickups;
     std::vector<std::string> errors;
     bool more = false;
+    // A spool-wide error (no space, read-only, ...) stops the pass: every further claim would fail
+    // the same way, and one line per entry per scan would flood the log (notice.h).
+    std::string pickup_stopped, claim_stopped;
+    size_t drops_waiting = 0;
+    size_t picked = 0, claims = 0;  // successful claims in this pass
   };
   auto out = std::make_shared<Out>();
   auto skip = std::make_shared<std::set<std::string>>(inflight_ids_);
@@ -89,11 +95,17 @@ void Daemon::tick(int tier) {
             if (names->size() >= want) out->more = true;
             // Fresh drops are claimed for delivery at once, without writing an envelope: the
             // common case (delivered on the first attempt) then costs no fsync (spool.h).
-            for (const auto& n : *names) {
+            for (size_t i = 0; i < names->size(); ++i) {
+              const auto& n = (*names)[i];
               auto r = sp->claim_fresh(n);
               if (r.ok()) {
+                ++out->picked;
                 out->pickups.push_back(std::move(r->result));
                 if (r->claimed) out->claimed.push_back(std::move(*r->claimed));
+              } else if (spool_wide_error(r.error().code)) {
+                out->pickup_stopped = r.error().message;
+                out->drops_waiting = names->size() - i;
+                break;
               } else {
                 out->errors.push_back(fmt::format("pickup of {}: {}", n, r.error().message));
               }
@@ -119,9 +131,14 @@ void Daemon::tick(int tier) {
               break;
             }
             auto c = sp->claim(ref);
+            if (!c.ok() && spool_wide_error(c.error().code)) {
+              out->claim_stopped = c.error().message;
+              return;
+            }
             if (!c.ok()) {
               out->errors.push_back(fmt::format("{}: {}", ref.id, c.error().message));
             } else if (*c) {
+              ++out->claims;
               out->claimed.push_back(std::move(**c));
             }
           }
@@ -130,6 +147,16 @@ void Daemon::tick(int tier) {
       [this, tier, out] {
         --pool_jobs_;
         for (const auto& e : out->errors) log::warning("{}", e);
+        if (!out->pickup_stopped.empty())
+          pickup_problem_.failed(
+              out->pickup_stopped,
+              fmt::format("{}{} drops wait in incoming/", out->more ? "over " : "", out->drops_waiting));
+        else if (out->picked > 0)
+          pickup_problem_.ok();
+        if (!out->claim_stopped.empty())
+          claim_problem_.failed(out->claim_stopped, fmt::format("queued mail in tier {} waits", tier));
+        else if (out->claims > 0)
+          claim_problem_.ok();
         tick_done(tier, std::move(out->claimed), std::move(out->pickups), out->more);
       });
 }
