@@ -22,12 +22,15 @@ ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1
   run_suite asan -DCMAKE_BUILD_TYPE=Debug -DSPOOLD_SANITIZE=ON
 
 # Crash points are compiled out of release builds; a third build compiles them in, only for the
-# tests that kill spoold at every named step (tests/reliability/crash_test.cpp).
-echo "== build: crash points"
-cmake -S . -B build/crash -G Ninja -DSPOOLD_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSPOOLD_CRASHPOINTS=ON >/dev/null
-cmake --build build/crash -j"$JOBS" --target spoold reliability_crash_tests
+# tests that kill spoold at every named step (tests/reliability/crash_test.cpp). It is an
+# ASan+UBSan build, so the recovery paths a crash leads to are checked for memory errors too.
+echo "== build: crash points (ASan+UBSan)"
+cmake -S . -B build/crash-asan -G Ninja -DSPOOLD_WERROR=ON -DCMAKE_BUILD_TYPE=Debug -DSPOOLD_SANITIZE=ON \
+  -DSPOOLD_CRASHPOINTS=ON >/dev/null
+cmake --build build/crash-asan -j"$JOBS" --target spoold reliability_crash_tests
 echo "== test: crash points"
-ctest --test-dir build/crash -R reliability_crash_tests --output-on-failure --timeout 900
+ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
+  ctest --test-dir build/crash-asan -R reliability_crash_tests --output-on-failure --timeout 900
 
 if [[ -x fuzz/run.sh ]]; then
   echo "== fuzz"
