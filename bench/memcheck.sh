@@ -5,6 +5,7 @@
 #   bench/memcheck.sh tsan            # -fsanitize=thread build in build/h-tsan: daemon + reliability
 #                                     # tests, the same end-to-end run, and a short soak
 #   MEMCHECK_SKIP_BUILD=1 …           # reuse the build
+#   MEMCHECK_REV=HEAD …               # a committed revision (git archive), not the working tree
 # The end-to-end run (bench/memcheck.py): ~200 messages to two sinks on loopback (one plain, one
 # with STARTTLS reached through MX records served by dnsmasq), some deferred and then delivered,
 # some expired, one bounced by a 550, one by NXDOMAIN, bad drop files, spoolctl commands and a
@@ -37,17 +38,26 @@ if ((${#need[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >/dev/null
 fi
 
+# MEMCHECK_REV=<commit>: check a committed revision (git archive), not the working tree.
+SRC=$ROOT BROOT=$ROOT/build
+if [[ -n "${MEMCHECK_REV:-}" ]]; then
+  rev=$(git rev-parse --short "$MEMCHECK_REV")
+  SRC=/var/tmp/spoold-memcheck-src/$rev BROOT=$SRC/build
+  if [[ ! -f $SRC/CMakeLists.txt ]]; then
+    mkdir -p "$SRC" && git archive "$rev" | tar -x -C "$SRC"
+  fi
+fi
 if [[ $MODE == valgrind ]]; then
-  BUILD=$ROOT/build/h-vg
+  BUILD=$BROOT/h-vg
   if [[ "${MEMCHECK_SKIP_BUILD:-0}" != 1 ]]; then
-    cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSPOOLD_TESTS=OFF \
+    cmake -S "$SRC" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSPOOLD_TESTS=OFF \
       -DSPOOLD_SANITIZE=OFF >/dev/null
     nice -n 5 cmake --build "$BUILD" -j"${JOBS:-2}" --target spoold spoolctl >/dev/null
   fi
 else
-  BUILD=$ROOT/build/h-tsan
+  BUILD=$BROOT/h-tsan
   if [[ "${MEMCHECK_SKIP_BUILD:-0}" != 1 ]]; then
-    cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSPOOLD_TESTS=ON -DSPOOLD_SANITIZE=OFF \
+    cmake -S "$SRC" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSPOOLD_TESTS=ON -DSPOOLD_SANITIZE=OFF \
       "-DCMAKE_CXX_FLAGS=-fsanitize=thread -fno-omit-frame-pointer" -DCMAKE_C_FLAGS=-fsanitize=thread \
       -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread >/dev/null
     nice -n 5 cmake --build "$BUILD" -j"${JOBS:-2}" >/dev/null
@@ -96,7 +106,7 @@ else
   export MEMCHECK_HOSTS=127.0.0.1,127.0.0.1,127.0.0.1
   echo "network: host loopback 127.0.0.1 (no private namespace)"
 fi
-echo "spoold: working tree at $(git rev-parse --short HEAD), build $BUILD; $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "spoold: ${rev:-working tree at $(git rev-parse --short HEAD)}, build $BUILD; $(date -u '+%Y-%m-%d %H:%M UTC')"
 export MEMCHECK_BUILD=$BUILD MEMCHECK_TOOL=$MODE
 
 rc=0
