@@ -108,6 +108,7 @@ class Daemon {
   int once_passes_ = 0;
   bool dsn_queued_ = false;  // a bounce or warning was queued since the last --once pass
   bool stopped_ = false;
+  bool refreshing_ = false;  // a lock refresh job is on the thread pool
 };
 
 // Maps config → the plain option structs of the libraries below.

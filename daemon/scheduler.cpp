@@ -254,12 +254,36 @@ void Daemon::maybe_continue() {
   stop("--once finished");
 }
 
+// Touching a lock is file-system I/O (on NFS a round trip each), so it runs on the thread pool
+// with copies of the lock identities; an entry that finished meanwhile is simply not reported.
 void Daemon::refresh_locks() {
-  for (auto& [_, f] : inflight_) {
-    if (f->finishing) continue;
-    if (auto r = f->claimed.lock.refresh(); !r.ok())
-      log::warning("{}: lock lost: {}", f->claimed.entry.id, r.error().message);
-  }
+  if (refreshing_ || stopping_ || inflight_.empty()) return;
+  struct Item {
+    std::uint64_t token;
+    spool::LockId lock;
+    std::string error;
+  };
+  auto items = std::make_shared<std::vector<Item>>();
+  for (auto& [token, f] : inflight_)
+    if (!f->finishing && f->claimed.lock.held()) items->push_back({token, f->claimed.lock.id(), ""});
+  refreshing_ = true;
+  ++pool_jobs_;
+  run_in_pool(
+      &loop_,
+      [items] {
+        for (auto& it : *items)
+          if (auto r = spool::refresh_lock(it.lock); !r.ok()) it.error = r.error().message;
+      },
+      [this, items] {
+        --pool_jobs_;
+        refreshing_ = false;
+        for (const auto& it : *items) {
+          auto f = inflight_.find(it.token);
+          if (it.error.empty() || f == inflight_.end() || f->second->finishing) continue;
+          log::warning("{}: lock lost: {}", f->second->claimed.entry.id, it.error);
+        }
+        maybe_continue();
+      });
 }
 
 void Daemon::sweep_orphans() {

@@ -171,10 +171,15 @@ bool Lock::still_held() const {
   return held_ && same_lock(path_, ino_, content_);
 }
 
-Result<void> Lock::refresh() {
-  if (!still_held()) return make_error("lock " + path_ + " is no longer ours");
-  if (::utimensat(AT_FDCWD, path_.c_str(), nullptr, 0) != 0) return sys_error("touch lock", path_);
+Result<void> refresh_lock(const LockId& id) {
+  if (!same_lock(id.path, id.ino, id.content)) return make_error("lock " + id.path + " is no longer ours");
+  if (::utimensat(AT_FDCWD, id.path.c_str(), nullptr, 0) != 0) return sys_error("touch lock", id.path);
   return {};
+}
+
+Result<void> Lock::refresh() {
+  if (!held_) return make_error("lock " + path_ + " is no longer ours");
+  return refresh_lock(id());
 }
 
 Result<void> Lock::release() {

@@ -32,6 +32,15 @@ struct LockOwner {
   std::string token;
 };
 
+// What identifies a held lock on disk (path, inode, contents), copyable so the lock can be
+// refreshed on another thread than the one that owns the Lock (the daemon's thread pool).
+struct LockId {
+  std::string path, content;
+  ino_t ino = 0;
+};
+// Touches the lock if it is still the one `id` names; an error if it is not (broken or released).
+Result<void> refresh_lock(const LockId& id);
+
 class Lock {
  public:
   // nullopt when someone else holds a lock that is not stale; an Error on I/O trouble.
@@ -51,6 +60,7 @@ class Lock {
   bool still_held() const;
   bool held() const { return held_; }
   const std::string& path() const { return path_; }
+  LockId id() const { return LockId{path_, content_, ino_}; }
 
  private:
   Lock(std::string path, dev_t dev, ino_t ino, std::string content)
