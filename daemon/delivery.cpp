@@ -21,6 +21,7 @@ namespace {
 
 constexpr auto kBadAddressMemory = std::chrono::seconds(60);  // skip a refusing host this long
 constexpr auto kHopsLifetime = std::chrono::seconds(60);      // re-resolve a destination after this
+constexpr auto kDestinationMemory = std::chrono::minutes(5);  // forget an unused destination after this
 
 smtp::Timeouts to_smtp(const config::Timeouts& t) {
   smtp::Timeouts s;
@@ -116,6 +117,7 @@ class DeliveryEngine::Destination {
   }
 
   void enqueue(Part p) {
+    last_active_ = Clock::now();
     queue_.push_back(std::move(p));
     pump();
   }
@@ -147,6 +149,19 @@ class DeliveryEngine::Destination {
     for (auto& c : conns_)
       if (c->st == Conn::St::idle) begin_quit(*c);
   }
+
+  // Every state change of a connection goes through here, so the engine's count of idle
+  // connections (what reclaim_idle() can free) stays exact.
+  void set_state(Conn& c, Conn::St st) {
+    if (c.st == st) return;
+    if (c.st == Conn::St::idle && eng_.idle_conns_ > 0) --eng_.idle_conns_;
+    if (st == Conn::St::idle) ++eng_.idle_conns_;
+    c.st = st;
+  }
+
+  // In the engine's FIFO of destinations waiting for a global session slot (at most once).
+  bool in_slot_queue = false;
+  Clock::time_point last_active() const { return last_active_; }
 
   void abort_all() {
     // Destroying a session aborts it; its transaction callback reports temporary outcomes first.
@@ -256,6 +271,7 @@ class DeliveryEngine::Destination {
       // connections would hold back every other destination until their idle_timeout.
       if (eng_.slots_ >= static_cast<size_t>(d.max_sessions) && !eng_.reclaim_idle(this)) {
         blocked_ = true;  // an idle connection elsewhere will make room (idle())
+        eng_.wait_for_slot(this);
         break;
       }
       blocked_ = false;
@@ -332,7 +348,7 @@ class DeliveryEngine::Destination {
     conn->idle_timer = std::make_unique<Timer>(eng_.loop_);
     smtp::SessionCallbacks cbs;
     cbs.on_ready = [this, conn] {
-      conn->st = Conn::St::idle;
+      set_state(*conn, Conn::St::idle);
       connect_failures_.erase(server_key(conn->ip, conn->port));
       pump();
       if (conn->st == Conn::St::idle) idle(*conn);
@@ -367,7 +383,7 @@ class DeliveryEngine::Destination {
   }
 
   void begin_quit(Conn& c) {
-    c.st = Conn::St::closing;
+    set_state(c, Conn::St::closing);
     c.idle_timer->stop();
     release_slot(c);  // a closing connection no longer holds back new ones
     c.session->quit();
@@ -405,7 +421,7 @@ class DeliveryEngine::Destination {
     Part part = std::move(*it);
     queue_.erase(it);
     c.idle_timer->stop();
-    c.st = Conn::St::busy;
+    set_state(c, Conn::St::busy);
 
     smtp::Transaction t;
     t.sender = part.sender;
@@ -419,7 +435,7 @@ class DeliveryEngine::Destination {
     int fd = ::open(part.body_path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
       // The body vanished (deleted by an operator?): nothing to send; report temporary.
-      c.st = Conn::St::idle;
+      set_state(c, Conn::St::idle);
       std::vector<RecipientResult> rs;
       for (size_t i = 0; i < part.indices.size(); ++i)
         rs.push_back({part.indices[i],
@@ -495,7 +511,7 @@ class DeliveryEngine::Destination {
       pump();
       return;
     }
-    c->st = Conn::St::idle;
+    set_state(*c, Conn::St::idle);
     pump();
     if (c->st == Conn::St::idle) idle(*c);
   }
@@ -568,6 +584,7 @@ class DeliveryEngine::Destination {
     // Destroying the Session from inside its own callback is allowed (smtp/session.h).
     std::unique_ptr<Conn> dying = std::move(*it);
     conns_.erase(it);
+    set_state(*dying, Conn::St::closing);  // a server may close an idle connection itself
     release_slot(*dying);
     dying.reset();
     eng_.session_closed();
@@ -602,11 +619,20 @@ class DeliveryEngine::Destination {
   std::vector<ServerState> servers_;
   size_t rr_next_ = 0;
   unsigned serial_ = 0;
+  Clock::time_point last_active_ = Clock::now();  // last part queued here (for collect_idle())
 };
 
 DeliveryEngine::DeliveryEngine(uv_loop_t* loop, const config::Config& config, dns::Resolver& resolver,
                                PartDone done)
-    : loop_(loop), config_(&config), resolver_(resolver), done_(std::move(done)) {}
+    : loop_(loop),
+      config_(&config),
+      resolver_(resolver),
+      done_(std::move(done)),
+      collect_timer_(std::make_unique<Timer>(loop)) {
+  auto every = static_cast<uint64_t>(std::chrono::milliseconds(kDestinationMemory).count());
+  collect_timer_->start(every, every, [this] { collect_idle(); });
+  collect_timer_->unref();  // never keeps the loop alive on its own
+}
 
 DeliveryEngine::~DeliveryEngine() = default;
 
@@ -621,11 +647,12 @@ void DeliveryEngine::reconfigure(const config::Config& config) {
   config_ = &config;
   // Idle destinations are rebuilt with the new routes; busy ones keep going until empty.
   for (auto it = dests_.begin(); it != dests_.end();)
-    it = it->second->empty() ? dests_.erase(it) : std::next(it);
+    it = it->second->empty() && !it->second->in_slot_queue ? dests_.erase(it) : std::next(it);
 }
 
 void DeliveryEngine::shutdown(std::function<void()> drained) {
   stopping_ = true;
+  collect_timer_->stop();
   drained_ = std::move(drained);
   for (auto& [_, d] : dests_) d->pump();
   maybe_drained();
@@ -653,22 +680,57 @@ void DeliveryEngine::session_closed() {
   pump_waiting();
 }
 
+// With hundreds of destinations (fan-out), anything that walks every destination per session
+// event is quadratic: these look only at the destinations that wait for a slot, in the order
+// they started waiting, and walk the destinations for an idle connection only when there is one.
 bool DeliveryEngine::reclaim_idle(Destination* except) {
+  if (idle_conns_ == 0) return false;
   for (auto& [_, d] : dests_)
     if (d.get() != except && d->quit_one_idle()) return true;
   return false;
 }
 
-bool DeliveryEngine::someone_blocked(const Destination* except) const {
-  for (const auto& [_, d] : dests_)
-    if (d.get() != except && d->blocked()) return true;
+void DeliveryEngine::wait_for_slot(Destination* d) {
+  if (d->in_slot_queue) return;
+  d->in_slot_queue = true;
+  slot_queue_.push_back(d);
+}
+
+bool DeliveryEngine::someone_blocked(const Destination* except) {
+  while (!slot_queue_.empty() && !slot_queue_.front()->blocked()) {  // drop those no longer waiting
+    slot_queue_.front()->in_slot_queue = false;
+    slot_queue_.pop_front();
+  }
+  for (size_t i = 0; i < slot_queue_.size() && i < 2; ++i)
+    if (slot_queue_[i] != except && slot_queue_[i]->blocked()) return true;
   return false;
 }
 
 void DeliveryEngine::pump_waiting() {
   if (stopping_) return;
-  for (auto& [_, d] : dests_)
+  // Each pump either takes a slot or queues the destination again at the back: one round at most.
+  for (size_t n = slot_queue_.size(); n > 0 && !slot_queue_.empty(); --n) {
+    if (slots_ >= static_cast<size_t>(config_->delivery.max_sessions) && idle_conns_ == 0) break;
+    Destination* d = slot_queue_.front();
+    slot_queue_.pop_front();
+    d->in_slot_queue = false;
     if (d->waiting()) d->pump();
+  }
+}
+
+void DeliveryEngine::collect_idle() {
+  // A destination nobody has used for a while costs memory and nothing else: forget it (its DNS
+  // answer stays in the resolver's cache). Relay groups are kept: they count messages per server
+  // (max_messages is a lifetime cap).
+  auto now = Clock::now();
+  for (auto it = dests_.begin(); it != dests_.end();) {
+    Destination& d = *it->second;
+    bool old = now - d.last_active() > kDestinationMemory;
+    if (d.empty() && old && !d.in_slot_queue && d.key().kind != config::RouteKind::relay)
+      it = dests_.erase(it);
+    else
+      ++it;
+  }
 }
 
 void DeliveryEngine::maybe_drained() {

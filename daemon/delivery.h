@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -16,6 +17,7 @@
 
 #include "config/config.h"
 #include "daemon/router.h"
+#include "daemon/uv_handle.h"
 #include "dns/dns.h"
 #include "smtp/smtp.h"
 
@@ -81,16 +83,22 @@ class DeliveryEngine {
   void pump_waiting();
   void session_closed();
   bool reclaim_idle(Destination* except);
-  bool someone_blocked(const Destination* except) const;
+  void wait_for_slot(Destination* d);
+  bool someone_blocked(const Destination* except);
   void maybe_drained();
+  void collect_idle();
 
   uv_loop_t* loop_;
   const config::Config* config_;
   dns::Resolver& resolver_;
   PartDone done_;
   std::map<std::string, std::unique_ptr<Destination>> dests_;
-  size_t sessions_ = 0;  // every open session, closing ones included (stop waits for these)
-  size_t slots_ = 0;     // sessions counted against delivery.max_sessions (closing ones are not)
+  size_t sessions_ = 0;    // every open session, closing ones included (stop waits for these)
+  size_t slots_ = 0;       // sessions counted against delivery.max_sessions (closing ones are not)
+  size_t idle_conns_ = 0;  // pooled connections with nothing to do (reclaim_idle() can free one)
+  // Destinations that wait for a global session slot, in the order they started waiting.
+  std::deque<Destination*> slot_queue_;
+  std::unique_ptr<Timer> collect_timer_;  // forgets destinations unused for a while
   bool stopping_ = false;
   std::function<void()> drained_;
   // Servers ("ip|port") that failed before any transaction recently, skipped by every destination
