@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <memory>
 
 #include <fmt/format.h>
 
@@ -189,14 +190,15 @@ std::vector<HeaderField> header_fields(std::string_view message) {
 Result<std::string> read_message(int fd, bool ignore_dots, uint64_t max_size) {
   std::string buf;
   size_t line_start = 0;
-  std::string chunk(kChunk, '\0');
+  // Not a zero-filled std::string: clearing 64 KiB was a seventh of a 1 KiB sendmail run.
+  auto chunk = std::make_unique_for_overwrite<char[]>(kChunk);
   for (;;) {
-    ssize_t n = ::read(fd, chunk.data(), chunk.size());
+    ssize_t n = ::read(fd, chunk.get(), kChunk);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return data_error(fmt::format("reading the message: {}", std::strerror(errno)));
     if (n == 0) break;
     size_t scan_from = buf.size();
-    buf.append(chunk.data(), static_cast<size_t>(n));
+    buf.append(chunk.get(), static_cast<size_t>(n));
     if (!ignore_dots) {
       for (size_t nl = buf.find('\n', scan_from); nl != std::string::npos; nl = buf.find('\n', nl + 1)) {
         std::string_view line(buf.data() + line_start, nl - line_start);
