@@ -101,6 +101,10 @@ struct DeliveryEngine::Conn {
   int messages = 0;
   bool retire = false;
   bool holds_slot = true;  // counted against delivery.max_sessions (until it starts closing)
+  // Connections to one server may carry mail for several destinations (Postfix's connection cache
+  // does the same): "ip|port", plus the MX name when the certificate is verified against it.
+  // Empty = not shared (relay sessions carry their own TLS and AUTH settings).
+  std::string share_key;
   std::optional<Part> current;
   std::unique_ptr<Timer> idle_timer;
   std::string relay() const {
@@ -159,8 +163,10 @@ class DeliveryEngine::Destination {
     c.st = st;
   }
 
-  // In the engine's FIFO of destinations waiting for a global session slot (at most once).
+  // In the engine's FIFO of destinations waiting for a global session slot (at most once), and
+  // which wait that is (entries of earlier waits in the engine's per-server index are stale).
   bool in_slot_queue = false;
+  std::uint64_t slot_wait = 0;
   Clock::time_point last_active() const { return last_active_; }
 
   void abort_all() {
@@ -342,6 +348,7 @@ class DeliveryEngine::Destination {
     conn->ip = addr.ip;
     conn->port = hop.port;
     conn->server = static_cast<size_t>(hop.preference);
+    conn->share_key = share_key(hop, addr);
     if (key_.kind == config::RouteKind::relay &&
         eng_.config_->relay(key_.name)->strategy == config::RelayStrategy::round_robin)
       rr_next_ = conn->server + 1 >= servers_.size() ? 0 : conn->server + 1;
@@ -351,9 +358,10 @@ class DeliveryEngine::Destination {
       set_state(*conn, Conn::St::idle);
       connect_failures_.erase(server_key(conn->ip, conn->port));
       pump();
-      if (conn->st == Conn::St::idle) idle(*conn);
+      if (conn->st == Conn::St::idle) idle_or_hand_over(*conn);
     };
-    cbs.on_closed = [this, conn](const smtp::Outcome& why) { on_closed(conn, why); };
+    // The connection may change destinations while idle (adopt()): dispatch to its current owner.
+    cbs.on_closed = [conn](const smtp::Outcome& why) { conn->dest->on_closed(conn, why); };
     cbs.on_warning = [conn](std::string_view w) { log::warning("{}: {}", conn->relay(), w); };
     if (spool::crashpoints_enabled())  // test builds: crash between any two SMTP states ("smtp:dot -> ready")
       cbs.on_trace = [](std::string_view t) { spool::crashpoint("smtp:" + std::string(t)); };
@@ -363,6 +371,65 @@ class DeliveryEngine::Destination {
     conn->session = std::make_unique<smtp::Session>(eng_.loop_, session_options(hop, addr), std::move(cbs));
   }
 
+  std::string share_key(const dns::NextHop& hop, const dns::Address& addr) const {
+    if (key_.kind == config::RouteKind::relay) return "";
+    std::string k = server_key(addr.ip, hop.port);
+    if (eng_.config_->delivery.tls == config::TlsPolicy::verify) k += "|" + hop.host;
+    return k;
+  }
+
+  // A connection with nothing to do here goes, if it can, to a destination that waits for a
+  // session slot and delivers to the same server (fan-out to many domains behind a few MX hosts:
+  // no new connection per domain). Only from session callbacks, never while pump() walks conns_.
+  void idle_or_hand_over(Conn& c) {
+    if (!c.share_key.empty() && !c.retire && eng_.someone_blocked(this))
+      if (Destination* taker = eng_.taker_for(c.share_key, this)) {
+        auto it = std::find_if(conns_.begin(), conns_.end(), [&](const auto& p) { return p.get() == &c; });
+        std::unique_ptr<Conn> moving = std::move(*it);
+        conns_.erase(it);
+        c.idle_timer->stop();
+        taker->adopt(std::move(moving));
+        return;
+      }
+    idle(c);
+  }
+
+ public:
+  // True when this destination waits for a slot and has a part for the server `share`.
+  bool wants(const std::string& share) const {
+    if (!blocked() || !hops_ok_) return false;
+    for (const auto& h : hops_.hops)
+      for (const auto& a : h.addresses)
+        if (share_key(h, a) == share && !address_bad(server_key(a.ip, h.port)))
+          return std::any_of(queue_.begin(), queue_.end(), [&](const Part& p) {
+            return std::find(p.tried.begin(), p.tried.end(), server_key(a.ip, h.port)) == p.tried.end();
+          });
+    return false;
+  }
+
+  // The server keys this destination can deliver to (for the engine's index of waiting ones).
+  std::vector<std::string> share_keys() const {
+    std::vector<std::string> out;
+    if (!hops_ok_ || key_.kind == config::RouteKind::relay) return out;
+    for (const auto& h : hops_.hops)
+      for (const auto& a : h.addresses) out.push_back(share_key(h, a));
+    return out;
+  }
+
+  // Takes over an idle connection from another destination and uses it at once.
+  void adopt(std::unique_ptr<Conn> c) {
+    Conn* conn = c.get();
+    conn->dest = this;
+    for (const auto& h : hops_.hops)  // log it under this destination's name for the server
+      for (const auto& a : h.addresses)
+        if (share_key(h, a) == conn->share_key) conn->host = h.host;
+    conns_.push_back(std::move(c));
+    log::debug("{}: connection handed over to {}", conn->relay(), key_.str());
+    pump();
+    if (conn->st == Conn::St::idle) idle(*conn);
+  }
+
+ private:
   // A connection with nothing to do: kept for idle_timeout, unless another destination is waiting
   // for a session slot — then it makes room at once.
   void idle(Conn& c) {
@@ -513,7 +580,7 @@ class DeliveryEngine::Destination {
     }
     set_state(*c, Conn::St::idle);
     pump();
-    if (c->st == Conn::St::idle) idle(*c);
+    if (c->st == Conn::St::idle) idle_or_hand_over(*c);
   }
 
   void note_server_message(Conn& c) {
@@ -646,8 +713,14 @@ void DeliveryEngine::submit(Part part) {
 void DeliveryEngine::reconfigure(const config::Config& config) {
   config_ = &config;
   // Idle destinations are rebuilt with the new routes; busy ones keep going until empty.
-  for (auto it = dests_.begin(); it != dests_.end();)
-    it = it->second->empty() && !it->second->in_slot_queue ? dests_.erase(it) : std::next(it);
+  for (auto it = dests_.begin(); it != dests_.end();) {
+    if (it->second->empty() && !it->second->in_slot_queue) {
+      forget_waiting(it->second.get());
+      it = dests_.erase(it);
+    } else {
+      ++it;
+    }
+  }
 }
 
 void DeliveryEngine::shutdown(std::function<void()> drained) {
@@ -693,7 +766,35 @@ bool DeliveryEngine::reclaim_idle(Destination* except) {
 void DeliveryEngine::wait_for_slot(Destination* d) {
   if (d->in_slot_queue) return;
   d->in_slot_queue = true;
+  ++d->slot_wait;
   slot_queue_.push_back(d);
+  for (auto& k : d->share_keys()) waiting_by_server_[k].push_back({d, d->slot_wait});
+}
+
+DeliveryEngine::Destination* DeliveryEngine::taker_for(const std::string& share, const Destination* except) {
+  auto it = waiting_by_server_.find(share);
+  if (it == waiting_by_server_.end()) return nullptr;
+  auto& q = it->second;
+  // An entry is current only for the wait it was made for; older ones are dropped as they are
+  // met. A taker goes to the back (round robin among the destinations behind one server).
+  for (size_t n = q.size(); n > 0; --n) {
+    Waiting w = q.front();
+    q.pop_front();
+    bool current = w.d->in_slot_queue && w.d->slot_wait == w.wait;
+    if (!current) continue;
+    q.push_back(w);
+    if (w.d != except && w.d->wants(share)) return w.d;
+  }
+  if (q.empty()) waiting_by_server_.erase(it);
+  return nullptr;
+}
+
+void DeliveryEngine::forget_waiting(const Destination* d) {
+  for (auto it = waiting_by_server_.begin(); it != waiting_by_server_.end();) {
+    auto& q = it->second;
+    q.erase(std::remove_if(q.begin(), q.end(), [d](const Waiting& w) { return w.d == d; }), q.end());
+    it = q.empty() ? waiting_by_server_.erase(it) : std::next(it);
+  }
 }
 
 bool DeliveryEngine::someone_blocked(const Destination* except) {
@@ -726,10 +827,12 @@ void DeliveryEngine::collect_idle() {
   for (auto it = dests_.begin(); it != dests_.end();) {
     Destination& d = *it->second;
     bool old = now - d.last_active() > kDestinationMemory;
-    if (d.empty() && old && !d.in_slot_queue && d.key().kind != config::RouteKind::relay)
+    if (d.empty() && old && !d.in_slot_queue && d.key().kind != config::RouteKind::relay) {
+      forget_waiting(&d);
       it = dests_.erase(it);
-    else
+    } else {
       ++it;
+    }
   }
 }
 

@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "config/config.h"
@@ -84,6 +85,8 @@ class DeliveryEngine {
   void session_closed();
   bool reclaim_idle(Destination* except);
   void wait_for_slot(Destination* d);
+  Destination* taker_for(const std::string& share, const Destination* except);
+  void forget_waiting(const Destination* d);
   bool someone_blocked(const Destination* except);
   void maybe_drained();
   void collect_idle();
@@ -98,6 +101,12 @@ class DeliveryEngine {
   size_t idle_conns_ = 0;  // pooled connections with nothing to do (reclaim_idle() can free one)
   // Destinations that wait for a global session slot, in the order they started waiting.
   std::deque<Destination*> slot_queue_;
+  // The same destinations by the servers they can deliver to, for handing an idle connection over.
+  struct Waiting {
+    Destination* d;
+    std::uint64_t wait;
+  };
+  std::unordered_map<std::string, std::deque<Waiting>> waiting_by_server_;
   std::unique_ptr<Timer> collect_timer_;  // forgets destinations unused for a while
   bool stopping_ = false;
   std::function<void()> drained_;
