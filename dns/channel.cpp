@@ -85,6 +85,7 @@ Result<std::unique_ptr<Channel>> Channel::create(uv_loop_t* loop, const ChannelO
   opts.sock_state_cb_data = ch.get();
   opts.timeout = static_cast<int>(options.timeout.count());
   opts.tries = options.tries < 1 ? 1 : options.tries;
+  ch->max_in_flight_ = options.max_in_flight < 1 ? 1 : options.max_in_flight;
   int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES;
   if (int rc = ares_init_options(&ch->channel_, &opts, mask); rc != ARES_SUCCESS)
     return make_error(fmt::format("dns: ares_init_options: {}", ares_strerror(rc)), rc);
@@ -103,19 +104,40 @@ Channel::~Channel() {
   // sockets closed through on_sock_state, which drops their poll watchers.
   if (channel_) ares_destroy(channel_);
   channel_ = nullptr;
+  auto waiting = std::move(waiting_);  // never sent: they end as the ones in flight did
+  waiting_.clear();
+  for (auto& w : waiting) w.done(ARES_EDESTRUCTION, nullptr, 0);
   polls_.clear();
   timer_.close();
 }
 
 void Channel::query(const std::string& name, int type, Done done) {
+  if (in_flight_ >= max_in_flight_) {
+    waiting_.push_back({name, type, std::move(done)});
+    return;
+  }
+  send(name, type, std::move(done));
+  rearm_timer();
+}
+
+void Channel::send(const std::string& name, int type, Done done) {
+  ++in_flight_;
   auto q = std::make_unique<Query>(Query{this, std::move(done)});
   // Ownership passes to c-ares, which calls on_answer exactly once (maybe right here).
   ares_query(channel_, name.c_str(), kClassIn, type, &Channel::on_answer, q.release());
-  rearm_timer();
+}
+
+void Channel::send_waiting() {
+  while (!waiting_.empty() && in_flight_ < max_in_flight_ && channel_) {
+    Waiting w = std::move(waiting_.front());
+    waiting_.pop_front();
+    send(w.name, w.type, std::move(w.done));
+  }
 }
 
 void Channel::on_answer(void* arg, int status, int /*timeouts*/, unsigned char* abuf, int alen) {
   std::unique_ptr<Query> q(static_cast<Query*>(arg));
+  if (q->channel->in_flight_ > 0) --q->channel->in_flight_;
   q->done(status, abuf, alen);
 }
 
@@ -138,11 +160,13 @@ void Channel::on_poll(ares_socket_t fd, int status, int events) {
   bool rd = status < 0 || (events & UV_READABLE);
   bool wr = status < 0 || (events & UV_WRITABLE);
   ares_process_fd(channel_, rd ? fd : ARES_SOCKET_BAD, wr ? fd : ARES_SOCKET_BAD);
+  send_waiting();  // answers made room
   rearm_timer();
 }
 
 void Channel::on_timer() {
   ares_process_fd(channel_, ARES_SOCKET_BAD, ARES_SOCKET_BAD);  // expire timed-out tries
+  send_waiting();
   rearm_timer();
 }
 

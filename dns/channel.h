@@ -9,6 +9,7 @@
 #include <ares.h>
 
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -24,6 +25,10 @@ struct ChannelOptions {
   std::vector<std::string> servers;  // "ip:port" / "[ip6]:port"; empty = /etc/resolv.conf
   std::chrono::milliseconds timeout{5000};
   int tries = 3;
+  // Most queries sent and not yet answered; the rest wait in order. A burst (fan-out to hundreds
+  // of domains is three queries each) otherwise overflows a UDP receive buffer — ours or the
+  // server's — and every lost datagram costs a whole `timeout`.
+  size_t max_in_flight = 64;
 };
 
 class Channel {
@@ -42,6 +47,8 @@ class Channel {
   void query(const std::string& name, int type, Done done);
 
   size_t watched_sockets() const { return polls_.size(); }
+  size_t in_flight() const { return in_flight_; }
+  size_t waiting() const { return waiting_.size(); }
 
  private:
   class PollWatcher;
@@ -53,11 +60,21 @@ class Channel {
   void on_poll(ares_socket_t fd, int status, int events);
   void on_timer();
   void rearm_timer();
+  void send(const std::string& name, int type, Done done);
+  void send_waiting();  // outside c-ares only: ares_query must not run inside its own callbacks
 
   uv_loop_t* loop_;
   ares_channel channel_ = nullptr;
   UvHandle<uv_timer_t> timer_;
   std::map<ares_socket_t, std::unique_ptr<PollWatcher>> polls_;
+  struct Waiting {
+    std::string name;
+    int type;
+    Done done;
+  };
+  size_t max_in_flight_ = 64;
+  size_t in_flight_ = 0;
+  std::deque<Waiting> waiting_;
 };
 
 }  // namespace spoold::dns::detail

@@ -37,7 +37,8 @@ struct Options {
   std::chrono::seconds max_cache_ttl{3600};     // positive answers cached min(TTL, this)
   std::chrono::seconds negative_cache_ttl{60};  // NXDOMAIN / NODATA cached this long
   size_t max_cache_entries = 10000;             // bound on memory, not on correctness
-  size_t max_mx_hosts = 10;  // most MX hosts whose addresses are looked up (hostile answers)
+  size_t max_mx_hosts = 10;           // most MX hosts whose addresses are looked up (hostile answers)
+  size_t max_queries_in_flight = 64;  // more wait, in order (a burst must not overflow UDP buffers)
 };
 
 enum class Family { ipv4, ipv6 };

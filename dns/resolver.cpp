@@ -145,7 +145,8 @@ Result<void> Resolver::Impl::init() {
     return make_error(fmt::format("dns: uv_timer_init: {}", uv_strerror(rc)), rc);
   dispatch_.set_initialized();
   dispatch_.get()->data = this;
-  detail::ChannelOptions co{options_.servers, options_.timeout, options_.tries};
+  detail::ChannelOptions co{options_.servers, options_.timeout, options_.tries,
+                            options_.max_queries_in_flight};
   auto ch = detail::Channel::create(loop_, co);
   if (!ch) return ch.error();
   channel_ = std::move(ch.value());

@@ -7,6 +7,7 @@
 #include <set>
 #include <thread>
 
+#include "dns/channel.h"
 #include "tests/dns/dns_fixture.h"
 
 using namespace spoold::dns;
@@ -350,6 +351,60 @@ TEST_CASE("200 concurrent lookups finish and leak no file descriptors", "[dns][i
   }
   loop.drain();
   CHECK(open_fd_count() == fds_before);
+  CHECK(loop.drain_and_close() == 0);
+}
+
+TEST_CASE("at most max_queries_in_flight queries are out at once; the rest wait and all finish",
+          "[dns][integration]") {
+  std::vector<std::string> args;
+  for (int i = 0; i < 50; ++i)
+    args.push_back("--host-record=q" + std::to_string(i) + ".cap.test,127.0.3." + std::to_string(i + 1));
+  Dnsmasq dns(args);
+  Loop loop;
+  {
+    detail::ChannelOptions co{{dns.server()}, 500ms, 2, 4};
+    auto ch = detail::Channel::create(loop.get(), co);
+    REQUIRE(ch.ok());
+    auto& channel = **ch;
+    int done = 0, ok = 0;
+    size_t most = 0;
+    for (int i = 0; i < 100; ++i) {  // 50 names x A and AAAA
+      channel.query("q" + std::to_string(i / 2) + ".cap.test", i % 2 ? 28 : 1,
+                    [&](int status, const unsigned char*, int) {
+                      ++done;
+                      ok += status == ARES_SUCCESS || status == ARES_ENODATA;
+                    });
+      most = std::max(most, channel.in_flight());
+    }
+    CHECK(channel.in_flight() == 4);
+    CHECK(channel.waiting() == 96);
+    REQUIRE(loop.run_until(
+        [&] {
+          most = std::max(most, channel.in_flight());
+          return done == 100;
+        },
+        20s));
+    CHECK(ok == 100);
+    CHECK(most <= 4);
+    CHECK(settled([&] { return dns.all_queries(); }) == 100);  // each sent once: none was lost
+  }
+  CHECK(loop.drain_and_close() == 0);
+}
+
+TEST_CASE("destroying a channel ends the queries still waiting to be sent", "[dns][integration]") {
+  BlackHole silent;
+  Loop loop;
+  int cancelled = 0;
+  {
+    detail::ChannelOptions co{{silent.server()}, 5s, 1, 2};
+    auto ch = detail::Channel::create(loop.get(), co);
+    REQUIRE(ch.ok());
+    for (int i = 0; i < 10; ++i)
+      (*ch)->query("x.test", 1,
+                   [&](int status, const unsigned char*, int) { cancelled += status == ARES_EDESTRUCTION; });
+    CHECK((*ch)->waiting() == 8);
+  }
+  CHECK(cancelled == 10);
   CHECK(loop.drain_and_close() == 0);
 }
 
