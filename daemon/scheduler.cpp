@@ -175,7 +175,21 @@ void Daemon::tick_done(int tier, std::vector<spool::Claimed> claimed,
     }
   }
   if (stopping_) {
-    claimed.clear();  // releases the locks untouched; the next start picks them up
+    // Given back untouched (a fresh drop to incoming/) for the next start; that is file-system
+    // work, so it runs on the pool like every other spool write.
+    auto dropped = std::make_shared<std::vector<spool::Claimed>>(std::move(claimed));
+    spool::Spool* sp = &*spool_;
+    ++pool_jobs_;
+    run_in_pool(
+        &loop_,
+        [sp, dropped] {
+          for (auto& c : *dropped) (void)sp->unclaim(c);
+          dropped->clear();
+        },
+        [this] {
+          --pool_jobs_;
+          maybe_continue();
+        });
   } else {
     for (auto& c : claimed) start_delivery(std::move(c));
   }
