@@ -69,6 +69,7 @@ class Daemon {
   void sweep_orphans();
   void expire_failed();
   size_t capacity() const;
+  void pause_pickups();
 
   // Outcomes (outcome.cpp)
   void on_part_done(std::uint64_t token, std::vector<RecipientResult> results);
@@ -108,7 +109,8 @@ class Daemon {
   int once_passes_ = 0;
   bool dsn_queued_ = false;  // a bounce or warning was queued since the last --once pass
   bool stopped_ = false;
-  bool refreshing_ = false;  // a lock refresh job is on the thread pool
+  bool refreshing_ = false;                                       // a lock refresh job is on the thread pool
+  std::chrono::steady_clock::time_point pickups_paused_until_{};  // see pause_pickups()
 };
 
 // Maps config → the plain option structs of the libraries below.

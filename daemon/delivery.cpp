@@ -613,6 +613,12 @@ class DeliveryEngine::Destination {
 
   void on_closed(Conn* c, const smtp::Outcome& why) {
     bool never_ready = c->st == Conn::St::connecting;
+    // A session that died inside a transaction (a timeout, a reset, a 421) says the server is as
+    // broken as one that never got ready: counted the same way, so the parts still queued for it
+    // are deferred at once instead of each waiting out the same timeout (DESIGN.md: "timeout →
+    // try the next MX host, then defer what is left").
+    bool died_busy = c->st == Conn::St::busy && why.status == smtp::Status::temporary &&
+                     (why.code == 0 || why.code == 421);
     log::debug("{}: session closed after {} messages ({}: {})", c->relay(), c->messages,
                smtp::to_string(why.status), why.text);
     if (why.status != smtp::Status::sent) {
@@ -626,7 +632,7 @@ class DeliveryEngine::Destination {
         last_error_.status = smtp::Status::temporary;
         if (!last_error_.enhanced.empty()) last_error_.enhanced[0] = '4';
       }
-      if (never_ready) {
+      if (never_ready || died_busy) {
         // delivery.connect_attempts (Bulkmail's Tries): a server is given that many tries in a row
         // before it is skipped for a while; a success resets the count.
         std::string key = server_key(c->ip, c->port);
@@ -635,7 +641,8 @@ class DeliveryEngine::Destination {
           eng_.bad_addresses_[key] = Clock::now() + kBadAddressMemory;
           connect_failures_.erase(key);
         }
-        log::info("{}: connection failed (try {} of {}): {}", c->relay(), tries,
+        log::info("{}: {} (try {} of {}): {}", c->relay(),
+                  never_ready ? "connection failed" : "session failed", tries,
                   eng_.config_->delivery.connect_attempts, why.text);
       }
     }

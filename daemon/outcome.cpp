@@ -14,6 +14,7 @@
 #include "daemon/dsn.h"
 #include "daemon/inflight.h"
 #include "daemon/log.h"
+#include "daemon/notice.h"
 #include "spool/crashpoint.h"
 
 namespace spoold::daemon {
@@ -180,6 +181,7 @@ void Daemon::finish(std::uint64_t token) {
     int64_t due;
     int64_t now = 0;  // failed/ entries are named by the time they failed
     std::string error;
+    bool spool_wide = false;  // the error hits every write (a full disk): back off pickups
     bool dsn_queued = false;
   };
   auto job = std::make_shared<Job>(std::move(f.claimed));
@@ -205,6 +207,7 @@ void Daemon::finish(std::uint64_t token) {
             // No durable bounce, no final outcome: the failed recipients stay pending and are tried
             // (and bounced) again later. Nothing is lost; at worst the sender hears later.
             job->error = "cannot queue the bounce: " + id.error().message;
+            job->spool_wide = spool_wide_error(id.error().code);
             for (auto& rc : job->entry.recipients)
               if (rc.state == spool::RcptState::bounced || rc.state == spool::RcptState::expired)
                 rc.state = spool::RcptState::pending;
@@ -236,6 +239,7 @@ void Daemon::finish(std::uint64_t token) {
         }
         if (!r.ok()) {
           job->error += (job->error.empty() ? "" : "; ") + r.error().message;
+          job->spool_wide = job->spool_wide || spool_wide_error(r.error().code);
           // The outcome is not on disk. A fresh drop has no envelope to fall back on: hand it back
           // to incoming/ now (it is picked up again once writes work), not at the next sweep.
           if (job->claimed.fresh) {
@@ -250,6 +254,9 @@ void Daemon::finish(std::uint64_t token) {
         auto it = inflight_.find(token);
         const spool::Entry& e = job->entry;
         if (!job->error.empty()) log::error("{}: {}", e.id, job->error);
+        // What went back to incoming/ would otherwise be picked up again at once (its rename is
+        // an inotify event) and fail the same way: no pickups until the next tier-0 scan.
+        if (job->spool_wide) pause_pickups();
         double delay = static_cast<double>(unix_now() - e.arrived);
         for (const auto& item : logs) {
           log::delivery({e.id, e.recipients[item.index].address, item.relay, delay, tier,

@@ -26,6 +26,14 @@ int64_t unix_now() {
 }
 }  // namespace
 
+// While the spool cannot be written (a full disk), every inotify event (a drop renamed in, or
+// one handed back by unclaim()) would start a pickup pass that fails the same way: passes wait
+// for the next tier-0 scan instead, so a full disk costs one attempt per scan_interval.
+void Daemon::pause_pickups() {
+  pickups_paused_until_ = std::chrono::steady_clock::now() + cfg_->queue.scan_interval -
+                          std::chrono::milliseconds(cfg_->queue.scan_interval.count() / 10);
+}
+
 size_t Daemon::capacity() const {
   return inflight_.size() >= kMaxInFlight ? 0 : kMaxInFlight - inflight_.size();
 }
@@ -83,10 +91,11 @@ void Daemon::tick(int tier) {
   auto out = std::make_shared<Out>();
   auto skip = std::make_shared<std::set<std::string>>(inflight_ids_);
   spool::Spool* sp = &*spool_;
+  bool pickups = tier == 0 && std::chrono::steady_clock::now() >= pickups_paused_until_;
   run_in_pool(
       &loop_,
-      [sp, tier, cap, out, skip] {
-        if (tier == 0) {
+      [sp, tier, cap, out, skip, pickups] {
+        if (pickups) {
           size_t want = std::min(cap, kPickupChunk);
           auto names = sp->list_incoming(want);
           if (!names.ok()) {
@@ -147,6 +156,7 @@ void Daemon::tick(int tier) {
       [this, tier, out] {
         --pool_jobs_;
         for (const auto& e : out->errors) log::warning("{}", e);
+        if (!out->pickup_stopped.empty()) pause_pickups();
         if (!out->pickup_stopped.empty())
           pickup_problem_.failed(
               out->pickup_stopped,
