@@ -42,7 +42,17 @@ std::string lower(std::string_view s) {
 }
 
 bool has_8bit(std::string_view s) {
-  return std::any_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; });
+  // Eight bytes at a time (no early exit, no vectoriser needed): the body of a 100 KiB message is
+  // scanned in ~13,000 steps instead of 100,000.
+  uint64_t acc = 0;
+  size_t i = 0;
+  for (; i + 8 <= s.size(); i += 8) {
+    uint64_t w;
+    std::memcpy(&w, s.data() + i, 8);
+    acc |= w;
+  }
+  for (; i < s.size(); ++i) acc |= static_cast<unsigned char>(s[i]);
+  return (acc & 0x8080808080808080ull) != 0;
 }
 
 // "MAIL FROM:<addr>" / "RCPT TO:<addr>" after the verb: optional spaces, <addr>, optional spaces.
@@ -118,13 +128,24 @@ void DropParser::scan_body(std::string_view bytes) {
   if (!info_.eight_bit && has_8bit(bytes)) info_.eight_bit = true;
   // Line lengths as the SMTP encoder will cut them (LF, CRLF or a lone CR ends a line), so the
   // sender can refuse an over-long line before connecting instead of scanning the file again.
-  for (char c : bytes) {
-    if (c == '\n' || c == '\r') {
-      body_line_ = 0;
-    } else {
-      ++body_line_;
-      if (body_line_ > info_.longest_line) info_.longest_line = body_line_;
-    }
+  // The next CR and LF are found with memchr and remembered until passed (linear in the chunk).
+  const char* p = bytes.data();
+  const char* const end = p + bytes.size();
+  auto next = [end](const char* from, char c) {
+    const void* hit = from < end ? std::memchr(from, c, static_cast<size_t>(end - from)) : nullptr;
+    return hit ? static_cast<const char*>(hit) : end;
+  };
+  const char* lf = next(p, '\n');
+  const char* cr = next(p, '\r');
+  while (p < end) {
+    if (lf < p) lf = next(p, '\n');
+    if (cr < p) cr = next(p, '\r');
+    const char* stop = std::min(lf, cr);
+    body_line_ += static_cast<uint64_t>(stop - p);
+    if (body_line_ > info_.longest_line) info_.longest_line = body_line_;
+    if (stop == end) break;
+    body_line_ = 0;
+    p = stop + 1;
   }
 }
 

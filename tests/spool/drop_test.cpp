@@ -322,6 +322,7 @@ TEST_CASE("chunked feeding gives the same result as one piece", "[drop]") {
         CHECK(r->body_offset == whole->body_offset);
         CHECK(r->size == whole->size);
         CHECK(r->eight_bit == whole->eight_bit);
+        CHECK(r->longest_line == whole->longest_line);
       } else {
         CHECK(r.error().message == whole.error().message);
         (void)fed_ok;
@@ -401,6 +402,27 @@ TEST_CASE("RFC 5321 mailbox validation", "[address]") {
     INFO(c.addr);
     CHECK(valid_mailbox(c.addr) == c.valid);
   }
+}
+
+TEST_CASE("an 8-bit byte is found at any position of the body", "[spool][drop]") {
+  std::string env = "MAIL FROM:<a@example.com>\nRCPT TO:<b@example.org>\n\nSubject: x\n\n";
+  for (size_t at = 0; at < 40; ++at) {
+    std::string body(40, 'a');
+    body[at] = static_cast<char>(0xC3);
+    for (size_t chunk : {size_t(1), size_t(3), size_t(8), size_t(4096)}) {
+      DropParser p;
+      std::string text = env + body + "\n";
+      for (size_t i = 0; i < text.size(); i += chunk)
+        REQUIRE(p.feed(std::string_view(text).substr(i, chunk)).ok());
+      auto info = p.finish();
+      REQUIRE(info.ok());
+      INFO("8-bit byte at " << at << ", chunk " << chunk);
+      CHECK(info->eight_bit);
+    }
+  }
+  auto plain = parse_drop(env + std::string(40, 'a') + "\n");
+  REQUIRE(plain.ok());
+  CHECK_FALSE(plain->eight_bit);
 }
 
 TEST_CASE("the longest line is measured as the SMTP encoder will cut lines", "[spool][drop]") {
