@@ -169,12 +169,18 @@ class DeliveryEngine::Destination {
   std::uint64_t slot_wait = 0;
   Clock::time_point last_active() const { return last_active_; }
 
+  // The stop grace period is over: a busy session is cut now (its transaction reports every open
+  // recipient temporary, flagged as a possible duplicate after the final dot); an idle one QUITs.
   void abort_all() {
-    // Destroying a session aborts it; its transaction callback reports temporary outcomes first.
     std::vector<Conn*> all;
     for (auto& c : conns_) all.push_back(c.get());
-    for (Conn* c : all)
-      if (c->session) c->session->quit();
+    for (Conn* c : all) {  // each may close (and leave conns_) synchronously
+      if (!c->session) continue;
+      if (c->st == Conn::St::idle || c->st == Conn::St::closing)
+        c->session->quit();
+      else
+        c->session->abort("mail system is shutting down: stop grace period over");
+    }
   }
 
  private:
@@ -284,10 +290,12 @@ class DeliveryEngine::Destination {
       auto p = pick();
       if (!p) {
         if (conns_.empty()) {
-          // Nothing to try: every address failed recently. Defer what waits, with the last reason.
-          fail_queue(last_error_.text.empty()
-                         ? smtp::Outcome{smtp::Status::temporary, 0, "4.4.1", "no usable next-hop address"}
-                         : last_error_);
+          // Nothing to try: every address failed recently. Defer what waits, with the last reason
+          // (and the server that gave it, when a connection was made).
+          if (last_error_.text.empty())
+            fail_queue(smtp::Outcome{smtp::Status::temporary, 0, "4.4.1", "no usable next-hop address"});
+          else
+            fail_queue(last_error_, true, last_relay_);
           hops_ok_ = false;  // look again next time
         }
         return;
@@ -556,6 +564,7 @@ class DeliveryEngine::Destination {
         retry.recipients.push_back(part.recipients[i]);
         retry.indices.push_back(part.indices[i]);
         last_error_ = o;
+        last_relay_ = c->relay();
         continue;
       }
       smtp::Outcome out = o;
@@ -623,6 +632,8 @@ class DeliveryEngine::Destination {
                smtp::to_string(why.status), why.text);
     if (why.status != smtp::Status::sent) {
       last_error_ = why;
+      // DESIGN.md: relay=none only when no connection was made.
+      last_relay_ = c->session && c->session->connected() ? c->relay() : "none";
       if (last_error_.enhanced.empty()) last_error_.enhanced = default_enhanced(why);
       // A relay that refuses us before any transaction (AUTH 535, TLS required, 5xx greeting) is a
       // configuration problem on one side or the other: defer the mail (as Postfix's soft bounce
@@ -666,12 +677,12 @@ class DeliveryEngine::Destination {
     eng_.maybe_drained();
   }
 
-  void fail_queue(const smtp::Outcome& why, bool attempted = true) {
+  void fail_queue(const smtp::Outcome& why, bool attempted = true, const std::string& relay = "none") {
     while (!queue_.empty()) {
       Part p = std::move(queue_.front());
       queue_.pop_front();
       std::vector<RecipientResult> rs;
-      for (size_t i : p.indices) rs.push_back({i, why, "none", attempted});
+      for (size_t i : p.indices) rs.push_back({i, why, relay, attempted});
       eng_.done_(p.token, std::move(rs));
     }
   }
@@ -687,6 +698,7 @@ class DeliveryEngine::Destination {
   dns::NextHops hops_;
   Clock::time_point hops_expire_{};
   smtp::Outcome last_error_;
+  std::string last_relay_ = "none";  // the server that gave last_error_, "none" if never connected
   double tokens_ = 0;
   Clock::time_point last_refill_{};
   Timer rate_timer_;

@@ -46,6 +46,14 @@ class Session::Impl : public std::enable_shared_from_this<Impl> {
     engine_.quit();
     pump();
   }
+  // Ends the session now, mid-transaction if need be: the running transaction's callback reports
+  // every open recipient temporary (possible duplicates after the final dot are flagged by the
+  // engine), then on_closed.
+  void abort(std::string_view why) {
+    if (!engine_.ended()) engine_.abort(why);
+    pump();
+  }
+  bool connected() const { return connected_; }
   bool idle() const { return engine_.idle() && !closing_ && !done_; }
   bool alive() const { return !engine_.ended() && !closing_; }
   const Capabilities& caps() const { return engine_.capabilities(); }
@@ -528,6 +536,12 @@ void Session::submit(Transaction txn, BodySource body, TransactionCallback done)
 }
 void Session::quit() {
   impl_->quit();
+}
+void Session::abort(std::string_view why) {
+  impl_->abort(why);
+}
+bool Session::connected() const {
+  return impl_->connected();
 }
 const Capabilities& Session::capabilities() const {
   return impl_->caps();

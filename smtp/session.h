@@ -63,6 +63,11 @@ class Session {
   void submit(Transaction txn, BodySource body, TransactionCallback done);
   // QUIT when idle (after the running transaction otherwise), then close; on_closed follows.
   void quit();
+  // Close now, without QUIT and without waiting for the running transaction: its callback reports
+  // every recipient without a final reply temporary, then on_closed. May destroy the Session.
+  void abort(std::string_view why);
+  // The TCP connection was made (a failure after this is the server's, not the network's).
+  bool connected() const;
 
   const Capabilities& capabilities() const;
   bool encrypted() const;

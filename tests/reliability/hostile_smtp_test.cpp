@@ -236,3 +236,46 @@ TEST_CASE("a server that times out mid-transaction is skipped; the rest of its q
   CHECK(env.entries("queue/1").size() == static_cast<size_t>(kStalled));  // all deferred, none lost
   CHECK(log.find("session failed (try 1 of 1)") != std::string::npos);
 }
+
+// A second SIGTERM cuts a session stalled inside a transaction at once (the first one lets running
+// transactions finish, up to the stop grace period): spoold exits 0 within seconds, not after the
+// data timeout, and the message stays queued. (A bug: the abort sent QUIT "after the running
+// transaction", so neither the grace period nor a second signal ended a stalled session.)
+TEST_CASE("a second SIGTERM aborts a stalled transaction; the message stays queued", "[hostile][smtp]") {
+  TempDir tmp;
+  rel::HostileServer server(tmp, "stall:DATA", {}, "127.0.0.2");
+  Env env(config("").replace(config("").find("data: 3500ms"), 12, "data: 60s"));
+  rel::route_domain(env, "bad.test", server.port(), "127.0.0.2");
+  env.start();
+  env.drop("stalled", rel::message("stalled@stop.test", "sender@ok.test", {"victim@bad.test"}));
+  for (int i = 0; i < 100 && server.count("stall") == 0; ++i) std::this_thread::sleep_for(50ms);
+  REQUIRE(server.count("stall") == 1);
+  env.signal(SIGTERM);
+  std::this_thread::sleep_for(500ms);
+  auto t0 = std::chrono::steady_clock::now();
+  env.signal(SIGTERM);
+  int st = env.stop(0);  // wait only
+  double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  INFO(env.log());
+  CHECK(st == 0);
+  CHECK(took < 5);  // not the 60 s data timeout
+  size_t queued = 0;
+  for (int t = 0; t < 3; ++t) queued += env.entries("queue/" + std::to_string(t)).size();
+  CHECK(queued + env.entries("incoming").size() == 1);  // never lost
+  CHECK(env.log().find("stop grace period over") != std::string::npos);
+}
+
+// DESIGN.md: relay=none only when no connection was made. A server that accepted the connection
+// and then never greeted is named in the deferral.
+TEST_CASE("a failure after the connection was made names the server, not relay=none", "[hostile][smtp]") {
+  TempDir tmp;
+  rel::HostileServer server(tmp, "silent", {}, "127.0.0.2");
+  Env env(config());
+  rel::route_domain(env, "bad.test", server.port(), "127.0.0.2");
+  env.drop("m", rel::message("silent@relay.test", "sender@ok.test", {"victim@bad.test"}));
+  REQUIRE(env.run_once(30s) == 0);
+  INFO(env.log());
+  CHECK(env.log().find("to=<victim@bad.test>, relay=127.0.0.2[127.0.0.2]:" + std::to_string(server.port())) !=
+        std::string::npos);
+  CHECK(env.log().find("to=<victim@bad.test>, relay=none") == std::string::npos);
+}
