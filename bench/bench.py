@@ -8,6 +8,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -15,6 +16,7 @@ import smtplib
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -629,14 +631,35 @@ def w2(system, rep):
 
 
 def sendmail_loop(argv_for, group, n, sink):
-    """One sendmail process per message, one after another; returns (t0, t1)."""
-    t0 = time.time()
-    for i in range(n):
-        r = rcpt_for(i)
-        subprocess.run(argv_for(r), input=message(i, r, SIZE_1K), check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       preexec_fn=group.join_fn(), timeout=30)
-    return t0, sink.wait_for(n, timeout_for(n))
+    """One sendmail process per message, one after another; returns (t0, t1).
+
+    The messages are written to files first; one small shell loop (joined to the system's cgroup
+    once) then runs `sendmail rcpt < file` for each, as a cron job or a script would. Starting each
+    process from Python instead (subprocess.run with preexec_fn and a timeout) forked the whole
+    interpreter and polled for the child's exit at 1, 3, 7, 15 ms, adding ~2.5 ms per message to
+    both systems alike."""
+    d = tempfile.mkdtemp(prefix="w2b-", dir=WORK)
+    try:
+        lines = []
+        for i in range(n):
+            r = rcpt_for(i)
+            path = os.path.join(d, "m%06d" % i)
+            with open(path, "wb") as f:
+                f.write(message(i, r, SIZE_1K))
+            lines.append("%s %s\n" % (r, path))
+        listing = os.path.join(d, "list")
+        with open(listing, "w") as f:
+            f.writelines(lines)
+        argv = argv_for("$r")
+        script = ('while read -r r f; do %s < "$f" >/dev/null 2>&1 || exit 1; done < %s'
+                  % (" ".join(a if a == "$r" else shlex.quote(a) for a in argv).replace("$r", '"$r"'),
+                     shlex.quote(listing)))
+        t0 = time.time()
+        subprocess.run(["/bin/sh", "-c", script], check=True, preexec_fn=group.join_fn(),
+                       timeout=max(60, n * 0.5))
+        return t0, sink.wait_for(n, timeout_for(n))
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def w2b(system, rep):
