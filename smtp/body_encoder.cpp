@@ -9,6 +9,8 @@
 #include <cctype>
 #include <cstring>
 
+#include "common/line_ends.h"
+
 namespace spoold::smtp {
 
 namespace {
@@ -84,16 +86,9 @@ Result<void> BodyEncoder::feed(std::string_view chunk, std::string& out) {
   }
   // Stuffing and CRLF add a little; reserving once keeps a 64 KiB chunk to one allocation.
   out.reserve(out.size() + static_cast<std::size_t>(end - p) + static_cast<std::size_t>(end - p) / 16 + 8);
-  auto next = [end](const char* from, char c) {
-    const void* hit = from < end ? std::memchr(from, c, static_cast<std::size_t>(end - from)) : nullptr;
-    return hit ? static_cast<const char*>(hit) : end;
-  };
-  const char* lf = next(p, '\n');
-  const char* cr = next(p, '\r');
+  LineEnds ends(p, end);
   while (p < end) {
-    if (lf < p) lf = next(p, '\n');
-    if (cr < p) cr = next(p, '\r');
-    const char* stop = std::min(lf, cr);
+    const char* stop = ends.next(p);
     auto len = static_cast<std::size_t>(stop - p);
     if (line_.size() + len > kMaxLine) {
       failed_ = true;

@@ -13,6 +13,8 @@
 
 #include "spool/drop.h"
 
+#include "common/line_ends.h"
+
 namespace spoold::spool {
 
 std::string_view to_string(DropFormat f) {
@@ -128,19 +130,11 @@ void DropParser::scan_body(std::string_view bytes) {
   if (!info_.eight_bit && has_8bit(bytes)) info_.eight_bit = true;
   // Line lengths as the SMTP encoder will cut them (LF, CRLF or a lone CR ends a line), so the
   // sender can refuse an over-long line before connecting instead of scanning the file again.
-  // The next CR and LF are found with memchr and remembered until passed (linear in the chunk).
   const char* p = bytes.data();
   const char* const end = p + bytes.size();
-  auto next = [end](const char* from, char c) {
-    const void* hit = from < end ? std::memchr(from, c, static_cast<size_t>(end - from)) : nullptr;
-    return hit ? static_cast<const char*>(hit) : end;
-  };
-  const char* lf = next(p, '\n');
-  const char* cr = next(p, '\r');
+  LineEnds ends(p, end);
   while (p < end) {
-    if (lf < p) lf = next(p, '\n');
-    if (cr < p) cr = next(p, '\r');
-    const char* stop = std::min(lf, cr);
+    const char* stop = ends.next(p);
     body_line_ += static_cast<uint64_t>(stop - p);
     if (body_line_ > info_.longest_line) info_.longest_line = body_line_;
     if (stop == end) break;
