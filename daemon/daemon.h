@@ -111,6 +111,7 @@ class Daemon {
   bool stopped_ = false;
   bool refreshing_ = false;                                       // a lock refresh job is on the thread pool
   std::chrono::steady_clock::time_point pickups_paused_until_{};  // see pause_pickups()
+  bool spool_full_ = false;  // a write failed for want of space: probe before claiming
 };
 
 // Maps config → the plain option structs of the libraries below.

@@ -28,8 +28,12 @@ int64_t unix_now() {
 
 // While the spool cannot be written (a full disk), every inotify event (a drop renamed in, or
 // one handed back by unclaim()) would start a pickup pass that fails the same way: passes wait
-// for the next tier-0 scan instead, so a full disk costs one attempt per scan_interval.
+// for the next tier-0 scan instead, and every pass first checks that a write succeeds again
+// (Spool::probe_write). Claims alone may still work (recycled lock files need no space), so
+// without the probe a message whose outcome cannot be recorded would be delivered again and again
+// to the recipients that accepted it.
 void Daemon::pause_pickups() {
+  spool_full_ = true;
   pickups_paused_until_ = std::chrono::steady_clock::now() + cfg_->queue.scan_interval -
                           std::chrono::milliseconds(cfg_->queue.scan_interval.count() / 10);
 }
@@ -86,15 +90,26 @@ void Daemon::tick(int tier) {
     // the same way, and one line per entry per scan would flood the log (notice.h).
     std::string pickup_stopped, claim_stopped;
     size_t drops_waiting = 0;
-    size_t picked = 0, claims = 0;  // successful claims in this pass
+    bool spool_full = false, writable = false;  // the write probe's verdict (when it ran)
+    size_t picked = 0, claims = 0;              // successful claims in this pass
   };
   auto out = std::make_shared<Out>();
   auto skip = std::make_shared<std::set<std::string>>(inflight_ids_);
   spool::Spool* sp = &*spool_;
   bool pickups = tier == 0 && std::chrono::steady_clock::now() >= pickups_paused_until_;
+  bool probe = spool_full_;
   run_in_pool(
       &loop_,
-      [sp, tier, cap, out, skip, pickups] {
+      [sp, tier, cap, out, skip, pickups, probe] {
+        if (probe) {
+          if (auto p = sp->probe_write(); !p.ok()) {
+            out->spool_full = true;
+            if (pickups) out->pickup_stopped = p.error().message;
+            out->claim_stopped = p.error().message;
+            return;  // nothing is claimed while nothing could be recorded
+          }
+          out->writable = true;
+        }
         if (pickups) {
           size_t want = std::min(cap, kPickupChunk);
           auto names = sp->list_incoming(want);
@@ -156,7 +171,8 @@ void Daemon::tick(int tier) {
       [this, tier, out] {
         --pool_jobs_;
         for (const auto& e : out->errors) log::warning("{}", e);
-        if (!out->pickup_stopped.empty()) pause_pickups();
+        if (out->writable) spool_full_ = false;
+        if (!out->pickup_stopped.empty() || out->spool_full) pause_pickups();
         if (!out->pickup_stopped.empty())
           pickup_problem_.failed(
               out->pickup_stopped,

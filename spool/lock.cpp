@@ -114,6 +114,42 @@ bool break_stale(const std::string& path, const Verdict& judged) {
 
 }  // namespace
 
+LockPool::~LockPool() {
+  for (const auto& f : free_) ::unlink(f.c_str());
+}
+
+std::optional<std::string> LockPool::take() {
+  std::lock_guard<std::mutex> g(mu_);
+  if (free_.empty()) return std::nullopt;
+  std::string f = std::move(free_.back());
+  free_.pop_back();
+  return f;
+}
+
+bool LockPool::give(const std::string& path, ino_t ino, const std::string& content) {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    if (free_.size() >= max_free_) return false;
+  }
+  std::string target = fmt::format("{}/t.lock-free.{}.tmp", dir_, unique_suffix());
+  if (::rename(path.c_str(), target.c_str()) != 0) return false;
+  // Between our check and the rename, someone may have broken our lock and taken a fresh one at
+  // `path`: if what we moved is not ours, it goes back (link never overwrites) and is not pooled.
+  if (!same_lock(target, ino, content)) {
+    (void)::link(target.c_str(), path.c_str());
+    ::unlink(target.c_str());
+    return true;  // our lock was gone anyway; nothing to delete
+  }
+  std::lock_guard<std::mutex> g(mu_);
+  free_.push_back(std::move(target));
+  return true;
+}
+
+size_t LockPool::free_files() const {
+  std::lock_guard<std::mutex> g(mu_);
+  return free_.size();
+}
+
 Result<std::optional<Lock>> Lock::try_acquire(const std::string& path, const LockOptions& opts) {
   std::string content =
       fmt::format("{} {} {} {} {}\n", sanitize(opts.instance), static_cast<long>(::getpid()), boot_id(),
@@ -122,10 +158,24 @@ Result<std::optional<Lock>> Lock::try_acquire(const std::string& path, const Loc
     std::string mine = fmt::format("{}.{}.tmp", path, unique_suffix());
     struct stat st {};
     {
-      Fd fd(::open(mine.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
-      if (!fd.valid()) return sys_error("create lock file", mine);
-      if (::write(fd.get(), content.data(), content.size()) != static_cast<ssize_t>(content.size()) ||
-          ::fstat(fd.get(), &st) != 0) {
+      // A pooled file is renamed to our unique name (only one taker can succeed) and rewritten in
+      // place: no inode is allocated. Otherwise a new file, as always.
+      bool recycled = false;
+      if (opts.pool)
+        if (auto f = opts.pool->take()) recycled = ::rename(f->c_str(), mine.c_str()) == 0;
+      Fd fd(recycled ? ::open(mine.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW)
+                     : ::open(mine.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+      if (!fd.valid()) {
+        int err = errno;
+        if (recycled) ::unlink(mine.c_str());
+        return sys_error("create lock file", mine, err);
+      }
+      // pwrite + a shrink that keeps the first block: the file keeps its block, and its mtime is
+      // now (a fresh lock is never judged by an old mtime).
+      if (::pwrite(fd.get(), content.data(), content.size(), 0) != static_cast<ssize_t>(content.size()) ||
+          ::fstat(fd.get(), &st) != 0 ||
+          (st.st_size > static_cast<off_t>(content.size()) &&
+           ::ftruncate(fd.get(), static_cast<off_t>(content.size())) != 0)) {
         int err = errno;
         ::unlink(mine.c_str());
         return sys_error("write lock file", mine, err);
@@ -136,7 +186,7 @@ Result<std::optional<Lock>> Lock::try_acquire(const std::string& path, const Loc
     struct stat after {};
     bool won = ::stat(mine.c_str(), &after) == 0 && after.st_nlink == 2;
     ::unlink(mine.c_str());
-    if (won) return std::optional<Lock>(Lock(path, after.st_dev, after.st_ino, content));
+    if (won) return std::optional<Lock>(Lock(path, after.st_dev, after.st_ino, content, opts.pool));
     if (link_rc != 0 && link_errno != EEXIST) return sys_error("link lock", path, link_errno);
     Verdict v = judge(path, static_cast<int64_t>(st.st_mtim.tv_sec), opts);
     if (v.vanished) continue;
@@ -150,7 +200,12 @@ Lock::~Lock() {
 }
 
 Lock::Lock(Lock&& o) noexcept
-    : path_(std::move(o.path_)), content_(std::move(o.content_)), dev_(o.dev_), ino_(o.ino_), held_(o.held_) {
+    : path_(std::move(o.path_)),
+      content_(std::move(o.content_)),
+      dev_(o.dev_),
+      ino_(o.ino_),
+      held_(o.held_),
+      pool_(o.pool_) {
   o.held_ = false;
 }
 
@@ -162,6 +217,7 @@ Lock& Lock::operator=(Lock&& o) noexcept {
     dev_ = o.dev_;
     ino_ = o.ino_;
     held_ = o.held_;
+    pool_ = o.pool_;
     o.held_ = false;
   }
   return *this;
@@ -187,6 +243,7 @@ Result<void> Lock::release() {
   held_ = false;
   if (!same_lock(path_, ino_, content_))
     return make_error("lock " + path_ + " was taken over before release");
+  if (pool_ && pool_->give(path_, ino_, content_)) return {};
   if (::unlink(path_.c_str()) != 0) return sys_error("unlink lock", path_);
   return {};
 }

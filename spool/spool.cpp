@@ -3,6 +3,7 @@
 // names) and holds one directory stream, never the whole listing.
 #include "spool/spool.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -120,6 +121,7 @@ Spool::Spool(Options opts) : opts_(std::move(opts)) {
   if (opts_.owner_uid < 0) opts_.owner_uid = static_cast<long>(::geteuid());
   if (opts_.drop_uid < 0) opts_.drop_uid = opts_.owner_uid;
   host_hash_ = fmt::format("{:06X}", fnv1a(opts_.instance + "/" + opts_.hostname) & 0xFFFFFFu);
+  if (opts_.recycle_locks) lock_pool_ = std::make_shared<LockPool>(opts_.dir + "/tmp");
 }
 
 Result<Spool> Spool::open(Options opts) {
@@ -201,11 +203,24 @@ std::string Spool::lock_path(std::string_view id) const {
 }
 
 Result<std::optional<Lock>> Spool::try_lock(std::string_view id) const {
-  return Lock::try_acquire(lock_path(id), LockOptions{opts_.instance, opts_.lock_stale_after});
+  return Lock::try_acquire(lock_path(id),
+                           LockOptions{opts_.instance, opts_.lock_stale_after, lock_pool_.get()});
 }
 
 Result<int64_t> Spool::fs_time() const {
   return fs_now(opts_.dir + "/tmp");
+}
+
+Result<void> Spool::probe_write() const {
+  std::string path = fmt::format("{}/tmp/t.probe.{}.tmp", opts_.dir, unique_suffix());
+  Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd.valid()) return sys_error("write probe", path);
+  static const std::string block(4096, 'p');
+  bool ok = ::write(fd.get(), block.data(), block.size()) == static_cast<ssize_t>(block.size());
+  int err = errno;
+  ::unlink(path.c_str());
+  if (!ok) return sys_error("write probe", path, err == 0 ? ENOSPC : err);
+  return {};
 }
 
 // ---- scans and statistics ------------------------------------------------------------------

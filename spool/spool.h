@@ -33,6 +33,9 @@ struct Options {
   std::string hostname;  // part of the queue-id host hash
   long owner_uid = -1;   // the uid the spool must belong to; -1 = geteuid()
   long drop_uid = -1;    // the uid drop files must belong to; -1 = owner_uid
+  // Keep released lock files in tmp/ for the next lock (spool/lock.h LockPool). For a long-running
+  // process (the daemon); a short one would only leave them behind for recover() to delete.
+  bool recycle_locks = false;
 };
 
 // Where an entry's envelope lives. queue: queue/<tier>/; hold: hold/; failed: failed/.
@@ -192,6 +195,9 @@ class Spool {
   Result<SpoolStats> stats() const;
   // The file system's clock as seen from this spool (for lock and retention decisions).
   Result<int64_t> fs_time() const;
+  // Whether a write needing a new data block succeeds now (a 4 KiB file in tmp/, not fsynced,
+  // deleted at once): the daemon asks before claiming anything while the spool was found full.
+  Result<void> probe_write() const;
 
   // Paths (for the daemon's logs and spoolctl).
   std::string place_dir(Place place, int tier) const;
@@ -217,7 +223,8 @@ class Spool {
   Result<void> clean_stale_temps(const std::string& dir, bool lock_temps_only, RecoverReport& rep);
 
   Options opts_;
-  std::string host_hash_;  // 6 hex digits of hash(instance/hostname)
+  std::string host_hash_;                // 6 hex digits of hash(instance/hostname)
+  std::shared_ptr<LockPool> lock_pool_;  // when opts_.recycle_locks
 };
 
 }  // namespace spoold::spool

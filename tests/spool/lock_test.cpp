@@ -188,13 +188,19 @@ TEST_CASE("a live lock is never broken", "[lock]") {
 }
 
 TEST_CASE("many processes hammering one lock never hold it together", "[lock][processes]") {
+  bool pooled = GENERATE(false, true);  // also with every process recycling its lock files
+  INFO("pooled " << pooled);
   TempDir dir;
   std::string path = dir / "HOT.lock";
   std::string holder = dir / "holder";
   std::string log = dir / "log";
+  std::string pool_dir = dir / "pool";
+  ::mkdir(pool_dir.c_str(), 0700);
   constexpr int kProcs = 5, kRounds = 40;
   auto codes = run_children(kProcs, [&](int i) {
+    LockPool pool(pool_dir);
     auto o = opts(i % 2 ? "inst-a" : "inst-b");
+    if (pooled) o.pool = &pool;
     auto deadline = std::chrono::steady_clock::now() + 60s;
     for (int round = 0; round < kRounds; ++round) {
       std::optional<Lock> lock;
@@ -223,6 +229,74 @@ TEST_CASE("many processes hammering one lock never hold it together", "[lock][pr
   auto text = read_file(log);
   CHECK(static_cast<int>(std::count(text.begin(), text.end(), '\n')) == kProcs * kRounds);
   CHECK_FALSE(spoold::spool::path_exists(path));
+}
+
+TEST_CASE("a pool recycles released lock files: same inode, new contents, nothing left behind", "[lock]") {
+  TempDir dir;
+  std::string pool_dir = dir / "pool";
+  ::mkdir(pool_dir.c_str(), 0700);
+  std::string a = dir / "A.lock", b = dir / "B.lock";
+  ino_t first_ino = 0;
+  std::string first_content;
+  {
+    LockPool pool(pool_dir);
+    auto o = opts();
+    o.pool = &pool;
+    auto la = acquire(a, o);
+    REQUIRE(la.has_value());
+    struct stat st {};
+    REQUIRE(::stat(a.c_str(), &st) == 0);
+    first_ino = st.st_ino;
+    first_content = read_file(a);
+    REQUIRE(la->release().ok());
+    CHECK_FALSE(path_exists(a));
+    CHECK(pool.free_files() == 1);
+
+    // The next lock (another entry) reuses the file: no inode allocated, a new identity.
+    auto lb = acquire(b, o);
+    REQUIRE(lb.has_value());
+    CHECK(pool.free_files() == 0);
+    REQUIRE(::stat(b.c_str(), &st) == 0);
+    CHECK(st.st_ino == first_ino);
+    CHECK(st.st_nlink == 1);  // the temp name is gone
+    std::string second = read_file(b);
+    CHECK(second != first_content);  // a new token: judged as a new lock
+    CHECK(read_lock_owner(b).ok());
+    CHECK(lb->still_held());
+    CHECK(lb->refresh().ok());
+
+    // A pooled file deleted meanwhile (recover() removes old temps): the next lock makes a new one.
+    REQUIRE(lb->release().ok());
+    REQUIRE(pool.free_files() == 1);
+    for (const auto& n : spoold::test::list_dir(pool_dir)) ::unlink((pool_dir + "/" + n).c_str());
+    auto lc = acquire(a, o);
+    REQUIRE(lc.has_value());
+    CHECK(lc->still_held());
+    REQUIRE(lc->release().ok());
+  }
+  // The pool's destructor deletes what it still holds; no lock or temp file is left.
+  CHECK(spoold::test::list_dir(pool_dir).empty());
+  CHECK_FALSE(path_exists(a));
+  CHECK_FALSE(path_exists(b));
+}
+
+TEST_CASE("a pooled lock that was broken meanwhile is not taken into the pool", "[lock]") {
+  TempDir dir;
+  std::string pool_dir = dir / "pool";
+  ::mkdir(pool_dir.c_str(), 0700);
+  std::string path = dir / "X.lock";
+  LockPool pool(pool_dir);
+  auto o = opts("inst-a", 1s);
+  o.pool = &pool;
+  auto mine = acquire(path, o);
+  REQUIRE(mine.has_value());
+  // Someone renames it aside and takes the lock (as a breaker of a stale lock would).
+  REQUIRE(::rename(path.c_str(), (dir / "aside").c_str()) == 0);
+  auto theirs = acquire(path, opts("inst-b"));
+  REQUIRE(theirs.has_value());
+  CHECK_FALSE(mine->release().ok());  // not ours any more
+  CHECK(pool.free_files() == 0);
+  CHECK(theirs->still_held());  // their lock is untouched
 }
 
 TEST_CASE("two processes breaking a dead owner's lock: one winner", "[lock][processes]") {
