@@ -82,6 +82,15 @@ int dsn_count(const Sink& sink, const std::string& rcpt) {
   return n;
 }
 
+// A crashed run may leave temp files and recycled lock files in tmp/; recover() removes them only
+// once they are older than lock_stale_after (2 s here), since younger ones may belong to another
+// live daemon on the same spool. Waits that out and runs --once again when there are any.
+void settle_leftovers(Env& env) {
+  if (rel::leftovers(env.spool()).empty()) return;
+  std::this_thread::sleep_for(3s);
+  REQUIRE(env.run_once() == 0);
+}
+
 // Runs --once until nothing is left in the queue (the deferred message needs its tiers to pass).
 void run_until_idle(Env& env) {
   for (int round = 0; round < 12; ++round) {
@@ -113,12 +122,7 @@ void crash_and_recover(const Point& p, bool all_messages) {
   REQUIRE(st == 128 + SIGABRT);  // the point exists and was reached
   if (!p.dup_allowed) CHECK(env.sink().count() == 0);
   run_until_idle(env);
-  if (!rel::leftovers(env.spool()).empty()) {
-    // recover() removes temp files only once they are older than lock_stale_after (2 s here):
-    // younger ones may belong to another live daemon on the same spool.
-    std::this_thread::sleep_for(3s);
-    REQUIRE(env.run_once() == 0);
-  }
+  settle_leftovers(env);
   INFO(env.log());
   auto counts = rel::message_id_counts(env.sink());
   for (int i = all_messages ? 0 : 5; i < 6; ++i) {
@@ -167,6 +171,7 @@ TEST_CASE("a crash while moving an expired message to failed/ is finished on res
   INFO(read_file(env.dir() / "once-crash.log"));
   REQUIRE(st == 128 + SIGABRT);  // expired, bounce queued, entry rewritten — then the crash
   run_until_idle(env);
+  settle_leftovers(env);
   INFO(env.log());
   CHECK(env.entries("queue/2").empty());
   CHECK(env.entries("failed").size() == 1);
@@ -208,10 +213,7 @@ TEST_CASE("kill -9 at random moments over 2,000 messages loses nothing", "[crash
         env.entries("queue/2").empty())
       break;
   }
-  if (!rel::leftovers(env.spool()).empty()) {
-    std::this_thread::sleep_for(3s);  // temp files and locks of the killed runs age past lock_stale_after
-    REQUIRE(env.run_once() == 0);
-  }
+  settle_leftovers(env);  // temp files and locks of the killed runs age past lock_stale_after
   auto counts = rel::message_id_counts(env.sink());
   int missing = 0, dups = 0;
   for (int i = 0; i < kTotal; ++i) {
