@@ -126,23 +126,23 @@ std::optional<std::string> LockPool::take() {
   return f;
 }
 
-bool LockPool::give(const std::string& path, ino_t ino, const std::string& content) {
+LockPool::Given LockPool::give(const std::string& path, ino_t ino, const std::string& content) {
   {
     std::lock_guard<std::mutex> g(mu_);
-    if (free_.size() >= max_free_) return false;
+    if (free_.size() >= max_free_) return Given::declined;
   }
   std::string target = fmt::format("{}/t.lock-free.{}.tmp", dir_, unique_suffix());
-  if (::rename(path.c_str(), target.c_str()) != 0) return false;
+  if (::rename(path.c_str(), target.c_str()) != 0) return Given::declined;
   // Between our check and the rename, someone may have broken our lock and taken a fresh one at
   // `path`: if what we moved is not ours, it goes back (link never overwrites) and is not pooled.
   if (!same_lock(target, ino, content)) {
     (void)::link(target.c_str(), path.c_str());
     ::unlink(target.c_str());
-    return true;  // our lock was gone anyway; nothing to delete
+    return Given::not_ours;
   }
   std::lock_guard<std::mutex> g(mu_);
   free_.push_back(std::move(target));
-  return true;
+  return Given::pooled;
 }
 
 size_t LockPool::free_files() const {
@@ -243,7 +243,16 @@ Result<void> Lock::release() {
   held_ = false;
   if (!same_lock(path_, ino_, content_))
     return make_error("lock " + path_ + " was taken over before release");
-  if (pool_ && pool_->give(path_, ino_, content_)) return {};
+  if (pool_) {
+    switch (pool_->give(path_, ino_, content_)) {
+      case LockPool::Given::pooled:
+        return {};
+      case LockPool::Given::not_ours:  // the same verdict as the check above, reached a moment later
+        return make_error("lock " + path_ + " was taken over before release");
+      case LockPool::Given::declined:
+        break;
+    }
+  }
   if (::unlink(path_.c_str()) != 0) return sys_error("unlink lock", path_);
   return {};
 }

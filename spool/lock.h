@@ -41,9 +41,11 @@ class LockPool {
   LockPool& operator=(const LockPool&) = delete;
 
   std::optional<std::string> take();
-  // Moves the lock file at `path` (ours, released) into the pool; false if the pool is full or the
-  // rename failed — then the caller deletes it.
-  bool give(const std::string& path, ino_t ino, const std::string& content);
+  // Moves the released lock file at `path` into the pool. `declined`: the pool is full or the
+  // rename failed — the caller deletes the file. `not_ours`: what the rename moved was someone
+  // else's fresh lock (ours was broken after the caller's check); it was put back untouched.
+  enum class Given { pooled, declined, not_ours };
+  Given give(const std::string& path, ino_t ino, const std::string& content);
   size_t free_files() const;
 
  private:
