@@ -111,7 +111,10 @@ class Daemon {
   bool stopped_ = false;
   bool refreshing_ = false;                                       // a lock refresh job is on the thread pool
   std::chrono::steady_clock::time_point pickups_paused_until_{};  // see pause_pickups()
-  bool spool_full_ = false;  // a write failed for want of space: probe before claiming
+  // A write failed for want of space: probe before claiming. Atomic because an outcome job sets it
+  // on the pool before it hands a drop back to incoming/, so the inotify event of that rename can
+  // never start a pass that does not probe.
+  std::atomic<bool> spool_full_{false};
 };
 
 // Maps config → the plain option structs of the libraries below.

@@ -195,9 +195,10 @@ void Daemon::finish(std::uint64_t token) {
                                            .count()
                                : now;
   spool::Spool* sp = &*spool_;
+  std::atomic<bool>* spool_full = &spool_full_;  // the daemon outlives its pool jobs (pool_jobs_)
   ++pool_jobs_;
   outcome_batch_->add(
-      [sp, job] {
+      [sp, job, spool_full] {
         if (job->dsn) {
           job->dsn->original_headers = read_headers(*sp, job->entry);
           std::string text = make_dsn(*job->dsn);
@@ -240,6 +241,7 @@ void Daemon::finish(std::uint64_t token) {
         if (!r.ok()) {
           job->error += (job->error.empty() ? "" : "; ") + r.error().message;
           job->spool_wide = job->spool_wide || spool_wide_error(r.error().code);
+          if (job->spool_wide) spool_full->store(true);  // before the drop reappears in incoming/
           // The outcome is not on disk. A fresh drop has no envelope to fall back on: hand it back
           // to incoming/ now (it is picked up again once writes work), not at the next sweep.
           if (job->claimed.fresh) {

@@ -97,7 +97,7 @@ void Daemon::tick(int tier) {
   auto skip = std::make_shared<std::set<std::string>>(inflight_ids_);
   spool::Spool* sp = &*spool_;
   bool pickups = tier == 0 && std::chrono::steady_clock::now() >= pickups_paused_until_;
-  bool probe = spool_full_;
+  bool probe = spool_full_.load();
   run_in_pool(
       &loop_,
       [sp, tier, cap, out, skip, pickups, probe] {
