@@ -28,6 +28,8 @@ struct MxWorld {
              // c.test: the preferred MX has no server listening; the second one works.
              "--mx-host=c.test,dead.c.test,10", "--host-record=dead.c.test,127.0.0.4",
              "--mx-host=c.test,mx1.a.test,20", "--mx-host=null.test,.,0",
+             // share1/share2.test: other domains behind a.test's MX host (connection reuse).
+             "--mx-host=share1.test,mx1.a.test,10", "--mx-host=share2.test,mx1.a.test,10",
              // slow.test is forwarded to a server that never answers: a DNS timeout.
              "--server=/slow.test/127.0.0.1#" + std::to_string(free_port(true))}) {
     write_file(env.config_path(), read_file(env.config_path()) + "dns:\n  servers: [\"" + dns.server() +
@@ -78,4 +80,24 @@ TEST_CASE("NXDOMAIN and null MX bounce at once; a DNS timeout defers", "[daemon]
   CHECK(dsn.find("Final-Recipient: rfc822; b@null.test") != std::string::npos);
   CHECK(dsn.find("c@slow.test") == std::string::npos);
   CHECK(w.env.entries("queue/1").size() == 1);  // c@slow.test is retried
+}
+
+// Postfix-style connection reuse: with a single session slot, mail for three domains behind one MX
+// host goes over one connection — an idle connection is handed to the destination waiting for the
+// same server instead of being closed and a new one opened.
+TEST_CASE("an idle connection is handed to another domain behind the same MX host", "[daemon][mx]") {
+  MxWorld w;
+  std::string cfg = read_file(w.env.config_path());
+  cfg.insert(cfg.find("delivery:\n") + 10, "  max_sessions: 1\n  max_sessions_per_destination: 1\n");
+  write_file(w.env.config_path(), cfg);
+  const char* domains[] = {"a.test", "share1.test", "share2.test"};
+  for (int i = 0; i < 6; ++i)
+    w.env.drop("m" + std::to_string(i),
+               envelope_message("alice@lab.test", {std::string("u@") + domains[i % 3]},
+                                "reuse " + std::to_string(i)));
+  REQUIRE(w.env.run_once() == 0);
+  INFO(w.env.log());
+  CHECK(w.mx2.count() == 6);
+  CHECK(w.mx2.sessions() == 1);
+  CHECK(w.env.log().find("to=<u@share1.test>, relay=mx1.a.test[127.0.0.2]:") != std::string::npos);
 }
