@@ -12,7 +12,7 @@
 #include <string_view>
 
 #include "common/result.h"
-#include "smtp/unique_fd.h"
+#include "common/unique_fd.h"
 
 namespace spoold::smtp {
 

@@ -15,10 +15,10 @@
 #include <cstring>
 #include <optional>
 
+#include "common/unique_fd.h"
 #include "smtp/body_encoder.h"
 #include "smtp/engine.h"
 #include "smtp/tls.h"
-#include "smtp/unique_fd.h"
 
 namespace spoold::smtp {
 

@@ -31,11 +31,6 @@ std::string parent_dir(const std::string& path) {
 
 }  // namespace
 
-void Fd::reset(int fd) {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = fd;
-}
-
 std::string unique_suffix() {
   // A process-wide counter is the only shared state; atomic, so thread-pool callers need no lock.
   static std::atomic<unsigned long> counter{0};
