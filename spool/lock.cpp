@@ -1,5 +1,6 @@
-// spool/lock.cpp — see lock.h. The classic link(2) recipe from open(2)'s NFS notes, plus
-// staleness judged against the file system's clock and an inode-checked break.
+// spool/lock.cpp — see lock.h. The link(2) recipe from open(2)'s NFS notes — judged by the inode
+// the lock path names, not by link()'s return value — plus staleness judged against the file
+// system's clock and an inode-checked break.
 #include "spool/lock.h"
 
 #include <fcntl.h>
@@ -114,84 +115,166 @@ bool break_stale(const std::string& path, const Verdict& judged) {
 
 }  // namespace
 
-LockPool::~LockPool() {
-  for (const auto& f : free_) ::unlink(f.c_str());
+LockOwnerFile::LockOwnerFile(std::string dir, std::string instance, std::chrono::seconds stale_after)
+    : dir_(std::move(dir)), instance_(std::move(instance)), stale_after_(stale_after) {}
+
+LockOwnerFile::~LockOwnerFile() {
+  if (file_ && pid_ == static_cast<long>(::getpid())) ::unlink(file_->path.c_str());
 }
 
-std::optional<std::string> LockPool::take() {
-  std::lock_guard<std::mutex> g(mu_);
-  if (free_.empty()) return std::nullopt;
-  std::string f = std::move(free_.back());
-  free_.pop_back();
+namespace {
+
+std::string owner_content(const std::string& instance) {
+  return fmt::format("{} {} {} {} {}\n", sanitize(instance), static_cast<long>(::getpid()), boot_id(),
+                     static_cast<long long>(::time(nullptr)), unique_suffix());
+}
+
+// Creates `path` exclusively with `content`; the returned file's mtime is now (the fs clock).
+Result<std::shared_ptr<LockOwnerFile::File>> create_owner_file(std::string path, std::string content) {
+  auto f = std::make_shared<LockOwnerFile::File>();
+  f->fd = UniqueFd(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!f->fd.valid()) return sys_error("create lock file", path);
+  struct stat st {};
+  if (::write(f->fd.get(), content.data(), content.size()) != static_cast<ssize_t>(content.size()) ||
+      ::fstat(f->fd.get(), &st) != 0) {
+    int err = errno ? errno : EIO;
+    ::unlink(path.c_str());
+    return sys_error("write lock file", path, err);
+  }
+  f->path = std::move(path);
+  f->content = std::move(content);
+  f->dev = st.st_dev;
+  f->ino = st.st_ino;
+  f->touched = std::chrono::steady_clock::now();
   return f;
 }
 
-LockPool::Given LockPool::give(const std::string& path, ino_t ino, const std::string& content) {
-  {
-    std::lock_guard<std::mutex> g(mu_);
-    if (free_.size() >= max_free_) return Given::declined;
-  }
-  std::string target = fmt::format("{}/t.lock-free.{}.tmp", dir_, unique_suffix());
-  if (::rename(path.c_str(), target.c_str()) != 0) return Given::declined;
-  // Between our check and the rename, someone may have broken our lock and taken a fresh one at
-  // `path`: if what we moved is not ours, it goes back (link never overwrites) and is not pooled.
-  if (!same_lock(target, ino, content)) {
-    (void)::link(target.c_str(), path.c_str());
-    ::unlink(target.c_str());
-    return Given::not_ours;
-  }
-  std::lock_guard<std::mutex> g(mu_);
-  free_.push_back(std::move(target));
-  return Given::pooled;
+// The file system's clock: touch our own file and read its mtime back.
+Result<int64_t> fs_now_via(const LockOwnerFile::File& f) {
+  struct stat st {};
+  if (::futimens(f.fd.get(), nullptr) != 0 || ::fstat(f.fd.get(), &st) != 0)
+    return sys_error("touch lock file", f.path);
+  return static_cast<int64_t>(st.st_mtim.tv_sec);
 }
 
-size_t LockPool::free_files() const {
+// The lock path names exactly the inode we keep open: ours (see the file comment).
+bool links_to(const std::string& path, const LockOwnerFile::File& f) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && st.st_ino == f.ino && st.st_dev == f.dev;
+}
+
+}  // namespace
+
+Result<std::shared_ptr<LockOwnerFile::File>> LockOwnerFile::make_file() {
+  return create_owner_file(fmt::format("{}/t.lock-owner.{}.tmp", dir_, unique_suffix()),
+                           owner_content(instance_));
+}
+
+void LockOwnerFile::adopt_locked() {
+  long pid = static_cast<long>(::getpid());
+  if (pid_ == pid) return;
+  // First use, or a forked child: the parent's file and locks are not ours.
+  file_.reset();
+  held_.clear();
+  pid_ = pid;
+}
+
+Result<std::shared_ptr<LockOwnerFile::File>> LockOwnerFile::current() {
   std::lock_guard<std::mutex> g(mu_);
-  return free_.size();
+  adopt_locked();
+  if (!file_) {
+    auto f = make_file();
+    if (!f) return f.error();
+    file_ = std::move(*f);
+    return file_;
+  }
+  auto now = std::chrono::steady_clock::now();
+  if (now - file_->touched > stale_after_ / 4) {
+    if (::futimens(file_->fd.get(), nullptr) != 0) return sys_error("touch lock file", file_->path);
+    file_->touched = now;
+  }
+  return file_;
+}
+
+void LockOwnerFile::retire(const std::shared_ptr<File>& f) {
+  std::lock_guard<std::mutex> g(mu_);
+  if (file_ != f) return;  // another thread retired it already
+  ::unlink(f->path.c_str());
+  file_.reset();
+}
+
+Result<void> LockOwnerFile::touch() {
+  std::lock_guard<std::mutex> g(mu_);
+  adopt_locked();
+  if (!file_) return {};
+  if (::futimens(file_->fd.get(), nullptr) != 0) return sys_error("touch lock file", file_->path);
+  file_->touched = std::chrono::steady_clock::now();
+  return {};
+}
+
+bool LockOwnerFile::mark_held(const std::string& lock_path) {
+  std::lock_guard<std::mutex> g(mu_);
+  adopt_locked();
+  return held_.insert(lock_path).second;
+}
+
+void LockOwnerFile::unmark_held(const std::string& lock_path) {
+  std::lock_guard<std::mutex> g(mu_);
+  held_.erase(lock_path);
 }
 
 Result<std::optional<Lock>> Lock::try_acquire(const std::string& path, const LockOptions& opts) {
-  std::string content =
-      fmt::format("{} {} {} {} {}\n", sanitize(opts.instance), static_cast<long>(::getpid()), boot_id(),
-                  static_cast<long long>(::time(nullptr)), unique_suffix());
-  for (int round = 0; round < 3; ++round) {
-    std::string mine = fmt::format("{}.{}.tmp", path, unique_suffix());
-    struct stat st {};
-    {
-      // A pooled file is renamed to our unique name (only one taker can succeed) and rewritten in
-      // place: no inode is allocated. Otherwise a new file, as always.
-      bool recycled = false;
-      if (opts.pool)
-        if (auto f = opts.pool->take()) recycled = ::rename(f->c_str(), mine.c_str()) == 0;
-      Fd fd(recycled ? ::open(mine.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW)
-                     : ::open(mine.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
-      if (!fd.valid()) {
-        int err = errno;
-        if (recycled) ::unlink(mine.c_str());
-        return sys_error("create lock file", mine, err);
+  const auto& shared = opts.owner;
+  if (shared && !shared->mark_held(path)) return std::optional<Lock>();  // another thread of ours has it
+  auto unmark = [&] {
+    if (shared) shared->unmark_held(path);
+  };
+  for (int round = 0; round < 4; ++round) {
+    std::shared_ptr<LockOwnerFile::File> file;
+    if (shared) {
+      auto f = shared->current();
+      if (!f) {
+        unmark();
+        return f.error();
       }
-      // pwrite + a shrink that keeps the first block: the file keeps its block, and its mtime is
-      // now (a fresh lock is never judged by an old mtime).
-      if (::pwrite(fd.get(), content.data(), content.size(), 0) != static_cast<ssize_t>(content.size()) ||
-          ::fstat(fd.get(), &st) != 0 ||
-          (st.st_size > static_cast<off_t>(content.size()) &&
-           ::ftruncate(fd.get(), static_cast<off_t>(content.size())) != 0)) {
-        int err = errno;
-        ::unlink(mine.c_str());
-        return sys_error("write lock file", mine, err);
-      }
+      file = std::move(*f);
+    } else {
+      auto f =
+          create_owner_file(fmt::format("{}.{}.tmp", path, unique_suffix()), owner_content(opts.instance));
+      if (!f) return f.error();
+      file = std::move(*f);
     }
-    int link_rc = ::link(mine.c_str(), path.c_str());
+    int link_rc = ::link(file->path.c_str(), path.c_str());
     int link_errno = errno;
-    struct stat after {};
-    bool won = ::stat(mine.c_str(), &after) == 0 && after.st_nlink == 2;
-    ::unlink(mine.c_str());
-    if (won) return std::optional<Lock>(Lock(path, after.st_dev, after.st_ino, content, opts.pool));
-    if (link_rc != 0 && link_errno != EEXIST) return sys_error("link lock", path, link_errno);
-    Verdict v = judge(path, static_cast<int64_t>(st.st_mtim.tv_sec), opts);
+    bool won = links_to(path, *file);
+    if (!shared) ::unlink(file->path.c_str());  // the lock keeps the inode (and we its fd)
+    if (won) return std::optional<Lock>(Lock(path, std::move(file), shared));
+    if (link_rc != 0 && shared && (link_errno == ENOENT || link_errno == EMLINK)) {
+      // Our owner file's name was deleted (recover() of another process found it untouched for
+      // lock_stale_after) or it has as many links as the file system allows: use a new one.
+      shared->retire(file);
+      continue;
+    }
+    if (link_rc != 0 && link_errno != EEXIST) {
+      unmark();
+      return sys_error("link lock", path, link_errno);
+    }
+    auto fs_now = fs_now_via(*file);
+    if (!fs_now) {
+      unmark();
+      return fs_now.error();
+    }
+    Verdict v = judge(path, *fs_now, opts);
     if (v.vanished) continue;
-    if (!v.stale || !break_stale(path, v)) return std::optional<Lock>();
+    // Our own inode after all (link() reported a failure for a link it made: an NFS retransmit).
+    if (v.ino == file->ino && links_to(path, *file))
+      return std::optional<Lock>(Lock(path, std::move(file), shared));
+    if (!v.stale || !break_stale(path, v)) {
+      unmark();
+      return std::optional<Lock>();
+    }
   }
+  unmark();
   return std::optional<Lock>();
 }
 
@@ -200,12 +283,7 @@ Lock::~Lock() {
 }
 
 Lock::Lock(Lock&& o) noexcept
-    : path_(std::move(o.path_)),
-      content_(std::move(o.content_)),
-      dev_(o.dev_),
-      ino_(o.ino_),
-      held_(o.held_),
-      pool_(o.pool_) {
+    : path_(std::move(o.path_)), file_(std::move(o.file_)), shared_(std::move(o.shared_)), held_(o.held_) {
   o.held_ = false;
 }
 
@@ -213,18 +291,16 @@ Lock& Lock::operator=(Lock&& o) noexcept {
   if (this != &o) {
     if (held_) (void)release();
     path_ = std::move(o.path_);
-    content_ = std::move(o.content_);
-    dev_ = o.dev_;
-    ino_ = o.ino_;
+    file_ = std::move(o.file_);
+    shared_ = std::move(o.shared_);
     held_ = o.held_;
-    pool_ = o.pool_;
     o.held_ = false;
   }
   return *this;
 }
 
 bool Lock::still_held() const {
-  return held_ && same_lock(path_, ino_, content_);
+  return held_ && file_ && links_to(path_, *file_);
 }
 
 Result<void> refresh_lock(const LockId& id) {
@@ -241,18 +317,16 @@ Result<void> Lock::refresh() {
 Result<void> Lock::release() {
   if (!held_) return {};
   held_ = false;
-  if (!same_lock(path_, ino_, content_))
-    return make_error("lock " + path_ + " was taken over before release");
-  if (pool_) {
-    switch (pool_->give(path_, ino_, content_)) {
-      case LockPool::Given::pooled:
-        return {};
-      case LockPool::Given::not_ours:  // the same verdict as the check above, reached a moment later
-        return make_error("lock " + path_ + " was taken over before release");
-      case LockPool::Given::declined:
-        break;
+  // Unmarked only once the link is gone: until then another thread of ours taking this lock would
+  // find our inode at the path and count it as won.
+  struct Unmark {
+    LockOwnerFile* owner;
+    const std::string& path;
+    ~Unmark() {
+      if (owner) owner->unmark_held(path);
     }
-  }
+  } unmark{shared_.get(), path_};
+  if (!links_to(path_, *file_)) return make_error("lock " + path_ + " was taken over before release");
   if (::unlink(path_.c_str()) != 0) return sys_error("unlink lock", path_);
   return {};
 }

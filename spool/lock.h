@@ -1,63 +1,88 @@
 // spool/lock.h — NFS-safe exclusive locks on spool entries (DESIGN.md guarantee 3).
-// Rule: a lock is ours only if link() of our unique file made its link count 2 — link()'s return
-// value is not trusted (NFS may retransmit). A lock is broken only when its owner is provably dead
-// (same instance and boot id, pid gone) or it was not refreshed for stale_after by the FILE
-// SYSTEM's clock; the breaker renames it aside and checks the inode, so two breakers never both win.
+// Rule: a lock is a hard link of its holder's owner file at the lock path. It is ours only while
+// the lock path is our owner file's inode — link()'s return value is not trusted (NFS may
+// retransmit). We keep that file open, so its inode number cannot be reused while we look. A lock
+// is broken only when its owner is provably dead (same instance and boot id, pid gone) or it was
+// not refreshed for stale_after by the FILE SYSTEM's clock; the breaker renames it aside and checks
+// inode and contents, so two breakers never both win.
 #pragma once
 
 #include <sys/types.h>
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "common/result.h"
+#include "common/unique_fd.h"
 
 namespace spoold::spool {
 
-class LockPool;
-
 struct LockOptions {
-  std::string instance;                   // who we are; written into the lock file
+  std::string instance;                   // who we are; written into the owner file
   std::chrono::seconds stale_after{600};  // lock_stale_after
-  LockPool* pool = nullptr;               // reuse released lock files (see LockPool); null = off
+  // The process's shared owner file (see LockOwnerFile); null = a private one per lock, created
+  // next to the lock and unlinked once linked (the classic one-file-per-lock recipe).
+  std::shared_ptr<class LockOwnerFile> owner;
 };
 
-// Released lock files kept for the next lock instead of being deleted. Creating and deleting a
-// file per lock costs an inode allocation and a free — on ext4 without a journal the allocator
-// scans recently deleted inodes, and a `discard` mount trims the freed block synchronously; that
-// was the largest part of spoold's CPU per message. A recycled file is renamed into place and
-// rewritten (new contents, new token), so it is a new lock by inode AND contents as before.
-// The free files are <dir>/t.lock-free.<unique>.tmp: recover() deletes them once they have been
-// unused for lock_stale_after, so a crash leaves nothing behind for long. Thread-safe.
-class LockPool {
+// One file per process whose hard links are the process's locks: `<dir>/t.lock-owner.<unique>.tmp`
+// holding "<instance> <pid> <boot-id> <unix-time> <token>\n". Taking a lock is then one link()
+// and one stat() — no inode allocated, no data block — where a file per lock cost an inode
+// allocation and a free (on ext4 without a journal the allocator scans recently deleted inodes:
+// the largest part of the daemon's CPU per message), and a full disk could not take new locks.
+// All locks of a process share the owner file's mtime, so one touch refreshes them all.
+// recover() deletes owner files not touched for lock_stale_after; one in use is touched before
+// it is linked whenever its last touch is older than a quarter of that, so a lock never starts
+// out looking stale, and a new one is made if the name was deleted (or the link count is full).
+// Thread-safe. A forked child makes its own (the pid in the contents must be the holder's).
+class LockOwnerFile {
  public:
-  explicit LockPool(std::string dir, size_t max_free = 256) : dir_(std::move(dir)), max_free_(max_free) {}
-  ~LockPool();  // deletes the files still free
-  LockPool(const LockPool&) = delete;
-  LockPool& operator=(const LockPool&) = delete;
+  LockOwnerFile(std::string dir, std::string instance, std::chrono::seconds stale_after);
+  ~LockOwnerFile();  // unlinks the name; locks still linked keep the inode
+  LockOwnerFile(const LockOwnerFile&) = delete;
+  LockOwnerFile& operator=(const LockOwnerFile&) = delete;
 
-  std::optional<std::string> take();
-  // Moves the released lock file at `path` into the pool. `declined`: the pool is full or the
-  // rename failed — the caller deletes the file. `not_ours`: what the rename moved was someone
-  // else's fresh lock (ours was broken after the caller's check); it was put back untouched.
-  enum class Given { pooled, declined, not_ours };
-  Given give(const std::string& path, ino_t ino, const std::string& content);
-  size_t free_files() const;
+  // One generation of the owner file: its fd stays open while any lock links to it.
+  struct File {
+    std::string path, content;
+    UniqueFd fd;
+    dev_t dev = 0;
+    ino_t ino = 0;
+    std::chrono::steady_clock::time_point touched{};
+  };
+  // The current file, touched if due (created on first use, or again after `retire`).
+  Result<std::shared_ptr<File>> current();
+  // `f` can take no more links (its name is gone, or EMLINK): the next current() makes a new one.
+  void retire(const std::shared_ptr<File>& f);
+  // Touches the current file now (all locks of this process); no-op before the first lock.
+  Result<void> touch();
+
+  // Lock paths this process holds through its owner file: a second acquire of one of them from
+  // another thread would find "our" inode there and must not count it as won.
+  bool mark_held(const std::string& lock_path);
+  void unmark_held(const std::string& lock_path);
 
  private:
-  std::string dir_;
-  size_t max_free_;
-  mutable std::mutex mu_;
-  std::vector<std::string> free_;
+  Result<std::shared_ptr<File>> make_file();
+  void adopt_locked();  // with mu_ held: start afresh if this is not the process that made file_
+  std::string dir_, instance_;
+  std::chrono::seconds stale_after_;
+  std::mutex mu_;
+  std::shared_ptr<File> file_;
+  long pid_ = 0;  // the process that made file_
+  std::set<std::string> held_;
 };
 
-// What a lock file says about its holder: "<instance> <pid> <boot-id> <unix-time> <token>\n".
-// The token makes every lock's contents unique, so a lock is recognised by inode AND contents:
-// inode numbers are reused at once on many file systems and alone prove nothing.
+// What a lock file says about its holder: "<instance> <pid> <boot-id> <unix-time> <token>\n"
+// (unix-time: when the owner file was made). The token makes every owner file's contents unique,
+// so another process recognises a lock it judged by inode AND contents: it does not hold the file
+// open, and inode numbers are reused at once on many file systems.
 struct LockOwner {
   std::string instance;
   long pid = 0;
@@ -94,22 +119,15 @@ class Lock {
   bool still_held() const;
   bool held() const { return held_; }
   const std::string& path() const { return path_; }
-  LockId id() const { return LockId{path_, content_, ino_}; }
+  LockId id() const { return LockId{path_, file_ ? file_->content : "", file_ ? file_->ino : 0}; }
 
  private:
-  Lock(std::string path, dev_t dev, ino_t ino, std::string content, LockPool* pool)
-      : path_(std::move(path)),
-        content_(std::move(content)),
-        dev_(dev),
-        ino_(ino),
-        held_(true),
-        pool_(pool) {}
+  Lock(std::string path, std::shared_ptr<LockOwnerFile::File> file, std::shared_ptr<LockOwnerFile> shared)
+      : path_(std::move(path)), file_(std::move(file)), shared_(std::move(shared)), held_(true) {}
   std::string path_;
-  std::string content_;  // what we wrote; part of the lock's identity
-  dev_t dev_ = 0;
-  ino_t ino_ = 0;
+  std::shared_ptr<LockOwnerFile::File> file_;  // the inode linked at path_ (kept open)
+  std::shared_ptr<LockOwnerFile> shared_;      // the process's owner file, or null (a private file)
   bool held_ = false;
-  LockPool* pool_ = nullptr;  // where the file goes on release (null: deleted)
 };
 
 Result<LockOwner> read_lock_owner(const std::string& path);

@@ -121,7 +121,7 @@ Spool::Spool(Options opts) : opts_(std::move(opts)) {
   if (opts_.owner_uid < 0) opts_.owner_uid = static_cast<long>(::geteuid());
   if (opts_.drop_uid < 0) opts_.drop_uid = opts_.owner_uid;
   host_hash_ = fmt::format("{:06X}", fnv1a(opts_.instance + "/" + opts_.hostname) & 0xFFFFFFu);
-  if (opts_.recycle_locks) lock_pool_ = std::make_shared<LockPool>(opts_.dir + "/tmp");
+  lock_owner_ = std::make_shared<LockOwnerFile>(opts_.dir + "/tmp", opts_.instance, opts_.lock_stale_after);
 }
 
 Result<Spool> Spool::open(Options opts) {
@@ -203,8 +203,7 @@ std::string Spool::lock_path(std::string_view id) const {
 }
 
 Result<std::optional<Lock>> Spool::try_lock(std::string_view id) const {
-  return Lock::try_acquire(lock_path(id),
-                           LockOptions{opts_.instance, opts_.lock_stale_after, lock_pool_.get()});
+  return Lock::try_acquire(lock_path(id), LockOptions{opts_.instance, opts_.lock_stale_after, lock_owner_});
 }
 
 Result<int64_t> Spool::fs_time() const {

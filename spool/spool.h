@@ -33,9 +33,6 @@ struct Options {
   std::string hostname;  // part of the queue-id host hash
   long owner_uid = -1;   // the uid the spool must belong to; -1 = geteuid()
   long drop_uid = -1;    // the uid drop files must belong to; -1 = owner_uid
-  // Keep released lock files in tmp/ for the next lock (spool/lock.h LockPool). For a long-running
-  // process (the daemon); a short one would only leave them behind for recover() to delete.
-  bool recycle_locks = false;
 };
 
 // Where an entry's envelope lives. queue: queue/<tier>/; hold: hold/; failed: failed/.
@@ -223,8 +220,8 @@ class Spool {
   Result<void> clean_stale_temps(const std::string& dir, bool lock_temps_only, RecoverReport& rep);
 
   Options opts_;
-  std::string host_hash_;                // 6 hex digits of hash(instance/hostname)
-  std::shared_ptr<LockPool> lock_pool_;  // when opts_.recycle_locks
+  std::string host_hash_;                      // 6 hex digits of hash(instance/hostname)
+  std::shared_ptr<LockOwnerFile> lock_owner_;  // this process's locks are its hard links
 };
 
 }  // namespace spoold::spool

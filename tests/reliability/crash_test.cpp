@@ -82,7 +82,7 @@ int dsn_count(const Sink& sink, const std::string& rcpt) {
   return n;
 }
 
-// A crashed run may leave temp files and recycled lock files in tmp/; recover() removes them only
+// A crashed run may leave temp files and its lock owner file in tmp/; recover() removes them only
 // once they are older than lock_stale_after (2 s here), since younger ones may belong to another
 // live daemon on the same spool. Waits that out and runs --once again when there are any.
 void settle_leftovers(Env& env) {

@@ -29,7 +29,7 @@ using spoold::test::write_file;
 namespace {
 
 LockOptions opts(const std::string& instance = "inst-a", std::chrono::seconds stale = 600s) {
-  return LockOptions{instance, stale};
+  return LockOptions{instance, stale, nullptr};
 }
 
 std::optional<Lock> acquire(const std::string& path, const LockOptions& o) {
@@ -188,8 +188,8 @@ TEST_CASE("a live lock is never broken", "[lock]") {
 }
 
 TEST_CASE("many processes hammering one lock never hold it together", "[lock][processes]") {
-  bool pooled = GENERATE(false, true);  // also with every process recycling its lock files
-  INFO("pooled " << pooled);
+  bool shared = GENERATE(false, true);  // a private file per lock, or one owner file per process
+  INFO("shared owner file " << shared);
   TempDir dir;
   std::string path = dir / "HOT.lock";
   std::string holder = dir / "holder";
@@ -198,9 +198,8 @@ TEST_CASE("many processes hammering one lock never hold it together", "[lock][pr
   ::mkdir(pool_dir.c_str(), 0700);
   constexpr int kProcs = 5, kRounds = 40;
   auto codes = run_children(kProcs, [&](int i) {
-    LockPool pool(pool_dir);
     auto o = opts(i % 2 ? "inst-a" : "inst-b");
-    if (pooled) o.pool = &pool;
+    if (shared) o.owner = std::make_shared<LockOwnerFile>(pool_dir, o.instance, o.stale_after);
     auto deadline = std::chrono::steady_clock::now() + 60s;
     for (int round = 0; round < kRounds; ++round) {
       std::optional<Lock> lock;
@@ -231,72 +230,137 @@ TEST_CASE("many processes hammering one lock never hold it together", "[lock][pr
   CHECK_FALSE(spoold::spool::path_exists(path));
 }
 
-TEST_CASE("a pool recycles released lock files: same inode, new contents, nothing left behind", "[lock]") {
+std::string owner_file_in(const std::string& dir) {
+  for (const auto& n : spoold::test::list_dir(dir))
+    if (n.rfind("t.lock-owner.", 0) == 0) return dir + "/" + n;
+  return "";
+}
+
+ino_t inode_of(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
+}
+
+TEST_CASE("a process's locks are hard links of one owner file: no inode per lock", "[lock]") {
   TempDir dir;
-  std::string pool_dir = dir / "pool";
-  ::mkdir(pool_dir.c_str(), 0700);
+  std::string owner_dir = dir / "tmp";
+  ::mkdir(owner_dir.c_str(), 0700);
   std::string a = dir / "A.lock", b = dir / "B.lock";
-  ino_t first_ino = 0;
-  std::string first_content;
   {
-    LockPool pool(pool_dir);
     auto o = opts();
-    o.pool = &pool;
+    o.owner = std::make_shared<LockOwnerFile>(owner_dir, o.instance, o.stale_after);
     auto la = acquire(a, o);
     REQUIRE(la.has_value());
-    struct stat st {};
-    REQUIRE(::stat(a.c_str(), &st) == 0);
-    first_ino = st.st_ino;
-    first_content = read_file(a);
-    REQUIRE(la->release().ok());
-    CHECK_FALSE(path_exists(a));
-    CHECK(pool.free_files() == 1);
-
-    // The next lock (another entry) reuses the file: no inode allocated, a new identity.
+    // The very first lock of the owner file is ours alone too (it once was not: the held set was
+    // reset when the file was made, after the path had been marked).
+    CHECK_FALSE(acquire(a, o).has_value());
     auto lb = acquire(b, o);
     REQUIRE(lb.has_value());
-    CHECK(pool.free_files() == 0);
-    REQUIRE(::stat(b.c_str(), &st) == 0);
-    CHECK(st.st_ino == first_ino);
-    CHECK(st.st_nlink == 1);  // the temp name is gone
-    std::string second = read_file(b);
-    CHECK(second != first_content);  // a new token: judged as a new lock
-    CHECK(read_lock_owner(b).ok());
+    std::string owner = owner_file_in(owner_dir);
+    REQUIRE_FALSE(owner.empty());
+    CHECK(inode_of(a) == inode_of(owner));
+    CHECK(inode_of(b) == inode_of(owner));
+    struct stat st {};
+    REQUIRE(::stat(owner.c_str(), &st) == 0);
+    CHECK(st.st_nlink == 3);
+    // The contents name this process, as a per-lock file does (other processes judge by them).
+    auto who = read_lock_owner(a);
+    REQUIRE(who.ok());
+    CHECK(who->pid == ::getpid());
+    CHECK(who->instance == "inst-a");
+    CHECK(la->still_held());
+    // One lock released: the other is untouched; a second lock on a held path is refused even
+    // though the path names our own inode.
+    REQUIRE(la->release().ok());
+    CHECK_FALSE(path_exists(a));
     CHECK(lb->still_held());
-    CHECK(lb->refresh().ok());
-
-    // A pooled file deleted meanwhile (recover() removes old temps): the next lock makes a new one.
+    CHECK_FALSE(acquire(b, o).has_value());
+    CHECK(lb->still_held());
+    REQUIRE(lb->refresh().ok());
+    // And the path is free again once released.
     REQUIRE(lb->release().ok());
-    REQUIRE(pool.free_files() == 1);
-    for (const auto& n : spoold::test::list_dir(pool_dir)) ::unlink((pool_dir + "/" + n).c_str());
-    auto lc = acquire(a, o);
-    REQUIRE(lc.has_value());
-    CHECK(lc->still_held());
-    REQUIRE(lc->release().ok());
+    auto again = acquire(b, o);
+    CHECK(again.has_value());
   }
-  // The pool's destructor deletes what it still holds; no lock or temp file is left.
-  CHECK(spoold::test::list_dir(pool_dir).empty());
+  // The owner file goes with its holder; no lock or temp file is left.
+  CHECK(spoold::test::list_dir(owner_dir).empty());
   CHECK_FALSE(path_exists(a));
   CHECK_FALSE(path_exists(b));
 }
 
-TEST_CASE("a pooled lock that was broken meanwhile is not taken into the pool", "[lock]") {
+TEST_CASE("an owner file deleted meanwhile: held locks stay ours, the next lock makes a new one", "[lock]") {
   TempDir dir;
-  std::string pool_dir = dir / "pool";
-  ::mkdir(pool_dir.c_str(), 0700);
+  std::string owner_dir = dir / "tmp";
+  ::mkdir(owner_dir.c_str(), 0700);
+  auto o = opts();
+  o.owner = std::make_shared<LockOwnerFile>(owner_dir, o.instance, o.stale_after);
+  auto la = acquire(dir / "A.lock", o);
+  REQUIRE(la.has_value());
+  std::string first = owner_file_in(owner_dir);
+  ino_t first_ino = inode_of(first);
+  // recover() of another process deletes owner files not touched for lock_stale_after.
+  REQUIRE(::unlink(first.c_str()) == 0);
+  CHECK(la->still_held());  // the inode lives on through the lock (and our open fd)
+  auto lb = acquire(dir / "B.lock", o);
+  REQUIRE(lb.has_value());
+  std::string second = owner_file_in(owner_dir);
+  REQUIRE_FALSE(second.empty());
+  CHECK(inode_of(second) != first_ino);
+  CHECK(inode_of(dir / "B.lock") == inode_of(second));
+  CHECK(la->still_held());
+  CHECK(read_lock_owner(dir / "B.lock")->token != read_lock_owner(dir / "A.lock")->token);
+  REQUIRE(la->release().ok());
+  REQUIRE(lb->release().ok());
+}
+
+TEST_CASE("an owner file untouched for a while is touched before it is linked", "[lock]") {
+  TempDir dir;
+  std::string owner_dir = dir / "tmp";
+  ::mkdir(owner_dir.c_str(), 0700);
+  auto o = opts("inst-a", 2s);
+  o.owner = std::make_shared<LockOwnerFile>(owner_dir, o.instance, o.stale_after);
+  auto la = acquire(dir / "A.lock", o);
+  REQUIRE(la.has_value());
+  REQUIRE(la->release().ok());
+  // As if time had passed with nothing touching the file: its mtime is old...
+  std::string owner = owner_file_in(owner_dir);
+  struct timespec old[2] = {{::time(nullptr) - 100, 0}, {::time(nullptr) - 100, 0}};
+  REQUIRE(::utimensat(AT_FDCWD, owner.c_str(), old, 0) == 0);
+  // ...and more than a quarter of lock_stale_after has passed since our last touch.
+  std::this_thread::sleep_for(700ms);
+  auto lb = acquire(dir / "B.lock", o);
+  REQUIRE(lb.has_value());
+  struct stat st {};
+  REQUIRE(::stat((dir / "B.lock").c_str(), &st) == 0);
+  CHECK(std::abs(st.st_mtim.tv_sec - ::time(nullptr)) <= 2);  // a new lock never starts out stale
+  // Another process does not judge it stale.
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    auto r = Lock::try_acquire(dir / "B.lock", opts("inst-b", 2s));
+    ::_exit(r.ok() && !r->has_value() ? 0 : 1);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+}
+
+TEST_CASE("a lock on the shared owner file that was broken meanwhile is not released", "[lock]") {
+  TempDir dir;
+  std::string owner_dir = dir / "tmp";
+  ::mkdir(owner_dir.c_str(), 0700);
   std::string path = dir / "X.lock";
-  LockPool pool(pool_dir);
   auto o = opts("inst-a", 1s);
-  o.pool = &pool;
+  o.owner = std::make_shared<LockOwnerFile>(owner_dir, o.instance, o.stale_after);
   auto mine = acquire(path, o);
   REQUIRE(mine.has_value());
   // Someone renames it aside and takes the lock (as a breaker of a stale lock would).
   REQUIRE(::rename(path.c_str(), (dir / "aside").c_str()) == 0);
   auto theirs = acquire(path, opts("inst-b"));
   REQUIRE(theirs.has_value());
+  CHECK_FALSE(mine->still_held());
   CHECK_FALSE(mine->release().ok());  // not ours any more
-  CHECK(pool.free_files() == 0);
-  CHECK(theirs->still_held());  // their lock is untouched
+  CHECK(theirs->still_held());        // their lock is untouched
+  CHECK(read_lock_owner(path)->instance == "inst-b");
 }
 
 TEST_CASE("two processes breaking a dead owner's lock: one winner", "[lock][processes]") {
