@@ -736,8 +736,8 @@ def w3(system, rep):
         dns.stop()
 
 
-def w4(system, rep):
-    return w1(system, rep, size=SIZE_100K, n=N_W4)
+def w4(system, rep, wrap=None):
+    return w1(system, rep, size=SIZE_100K, n=N_W4, wrap=wrap)
 
 
 # ---------------------------------------------------------------- W5: a million waiting
@@ -934,8 +934,8 @@ def main():
         for rep in range(W5_REPS if w == "W5" else REPS):
             for s in systems:
                 try:
-                    if wrap and s == "spoold" and w == "W1":
-                        r = w1(s, rep, wrap=wrap)
+                    if wrap and s == "spoold" and w in ("W1", "W4"):
+                        r = w1(s, rep, wrap=wrap) if w == "W1" else w4(s, rep, wrap=wrap)
                     else:
                         r = fn(s, rep)
                 except Exception as e:  # one failed run must not lose the others

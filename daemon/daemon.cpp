@@ -33,7 +33,6 @@ spool::Options spool_options(const config::Config& c) {
   o.lock_stale_after = duration_cast<seconds>(c.queue.lock_stale_after);
   o.instance = c.instance;
   o.hostname = c.hostname;
-  o.recycle_locks = true;  // one lock per message: reuse the files (spool/lock.h LockPool)
   return o;
 }
 

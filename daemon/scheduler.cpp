@@ -16,10 +16,14 @@ namespace spoold::daemon {
 
 namespace {
 constexpr size_t kMaxInFlight = 4096;
+
 constexpr size_t kScanChunk = 256;
 // Drops claimed per thread-pool job: small enough that the first deliveries start while the rest
 // of a large incoming/ is still being claimed (the next job follows at once when more are left).
 constexpr size_t kPickupChunk = 256;
+// With nothing in flight the sessions are idle: a first small chunk gets them going in well under a
+// millisecond instead of after 256 claims (~13 ms with 100 KiB drops).
+constexpr size_t kFirstPickupChunk = 32;
 
 int64_t unix_now() {
   return static_cast<int64_t>(std::time(nullptr));
@@ -29,7 +33,7 @@ int64_t unix_now() {
 // While the spool cannot be written (a full disk), every inotify event (a drop renamed in, or
 // one handed back by unclaim()) would start a pickup pass that fails the same way: passes wait
 // for the next tier-0 scan instead, and every pass first checks that a write succeeds again
-// (Spool::probe_write). Claims alone may still work (recycled lock files need no space), so
+// (Spool::probe_write). Claims alone still work (a lock is a hard link: it needs no space), so
 // without the probe a message whose outcome cannot be recorded would be delivered again and again
 // to the recipients that accepted it.
 void Daemon::pause_pickups() {
@@ -98,9 +102,10 @@ void Daemon::tick(int tier) {
   spool::Spool* sp = &*spool_;
   bool pickups = tier == 0 && std::chrono::steady_clock::now() >= pickups_paused_until_;
   bool probe = spool_full_.load();
+  bool idle = inflight_.empty();
   run_in_pool(
       &loop_,
-      [sp, tier, cap, out, skip, pickups, probe] {
+      [sp, tier, cap, out, skip, pickups, probe, idle] {
         if (probe) {
           if (auto p = sp->probe_write(); !p.ok()) {
             out->spool_full = true;
@@ -111,7 +116,7 @@ void Daemon::tick(int tier) {
           out->writable = true;
         }
         if (pickups) {
-          size_t want = std::min(cap, kPickupChunk);
+          size_t want = std::min(cap, idle ? kFirstPickupChunk : kPickupChunk);
           auto names = sp->list_incoming(want);
           if (!names.ok()) {
             out->errors.push_back("incoming: " + names.error().message);
