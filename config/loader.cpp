@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 
 #include "config/config.h"
+#include "config/fast_yaml.h"
 
 namespace spoold::config {
 namespace {
@@ -124,9 +125,6 @@ class Loader {
   explicit Loader(std::string file) : file_(std::move(file)) {}
 
   Result<Config> run(const std::string& text) {
-    Config c;
-    c.source = file_;
-    c.queue.tiers = default_tiers();
     YAML::Node root;
     try {
       root = YAML::Load(text);
@@ -134,6 +132,13 @@ class Loader {
       return make_error(
           fmt::format("{}:{}:{}: YAML syntax: {}", file_, e.mark.line + 1, e.mark.column + 1, e.msg));
     }
+    return run_tree(root);
+  }
+
+  Result<Config> run_tree(const YAML::Node& root) {
+    Config c;
+    c.source = file_;
+    c.queue.tiers = default_tiers();
     if (root.IsNull()) {
       // An empty file is a valid config: every default applies.
     } else if (!root.IsMap()) {
@@ -579,6 +584,14 @@ class Loader {
 }  // namespace
 
 Result<Config> load_string(const std::string& yaml, const std::string& name) {
+  // The common case (a valid config in the usual subset of YAML) without yaml-cpp's scanner; any
+  // error is reported from yaml-cpp's tree, which knows every node's line and column.
+  if (auto tree = fast_load(yaml)) {
+    try {
+      if (auto c = Loader(name).run_tree(*tree); c.ok()) return c;
+    } catch (const YAML::Exception&) {
+    }
+  }
   try {
     return Loader(name).run(yaml);
   } catch (const YAML::Exception& e) {

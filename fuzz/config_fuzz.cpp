@@ -2,13 +2,15 @@
 // duration / size value parsers that spoolctl and sendmail also use on user input.
 // Rule: no input may crash, hang or throw out of load_string(); an error always names
 // "<name>:line:col:" (DESIGN.md: every error has its line and column); loading is deterministic;
-// a value parser either refuses or returns a value that round-trips through its own unit.
+// a value parser either refuses or returns a value that round-trips through its own unit; and
+// whatever the fast YAML subset parser accepts, yaml-cpp parses to exactly the same tree.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
 
 #include "config/config.h"
+#include "config/fast_yaml.h"
 
 using namespace spoold::config;
 
@@ -16,6 +18,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::string in(reinterpret_cast<const char*>(data), size);
   // password_file is read at load time; keep the fuzzer away from devices and the real file system.
   if (in.find("password_file") != std::string::npos) return 0;
+
+  if (auto fast = fast_load(in)) {
+    YAML::Node slow;
+    try {
+      slow = YAML::Load(in);
+    } catch (const YAML::Exception&) {
+      std::abort();  // accepted what yaml-cpp refuses
+    }
+    if (!same_tree(*fast, slow)) std::abort();
+  }
 
   auto a = load_string(in, "fuzz.yaml");
   auto b = load_string(in, "fuzz.yaml");
