@@ -3,6 +3,7 @@
 // not know makes it give up (nullopt) rather than guess — yaml-cpp is always there behind it.
 #include "config/fast_yaml.h"
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -80,62 +81,58 @@ class Inline {
     return v;
   }
 
-  std::optional<YAML::Node> flow_map() {
+  // "{ entry, ... }" or "[ entry, ... ]" with the cursor on the opening bracket: entry() parses one
+  // entry at the cursor. No trailing comma (yaml-cpp's rules for those are its own).
+  template <typename Entry>
+  bool flow_items(char close, Entry entry) {
     ++pos_;
-    YAML::Node m(YAML::NodeType::Map);
-    std::vector<std::string> keys;
     skip_spaces();
-    if (at('}')) {
-      ++pos_;
-      return m;
-    }
-    for (;;) {
-      size_t k = key_length(s_.substr(pos_));
-      if (k == 0) return std::nullopt;
-      std::string key(s_.substr(pos_, k));
-      pos_ += k + 1;  // the name and its ':'
-      if (!at(' ')) return std::nullopt;
-      skip_spaces();
-      auto v = value(true);
-      if (!v) return std::nullopt;
-      for (const auto& seen : keys)
-        if (seen == key) return std::nullopt;
-      keys.push_back(key);
-      m[key] = *v;
-      skip_spaces();
-      if (at('}')) {
+    for (bool first = true;; first = false) {
+      if (at(close)) {
         ++pos_;
-        return m;
+        return true;
       }
-      if (!at(',')) return std::nullopt;
-      ++pos_;
+      if (!first) {
+        if (!at(',')) return false;
+        ++pos_;
+        skip_spaces();
+        if (at(close)) return false;
+      }
+      if (!entry()) return false;
       skip_spaces();
-      if (at('}')) return std::nullopt;  // a trailing comma
     }
   }
 
-  std::optional<YAML::Node> flow_seq() {
-    ++pos_;
-    YAML::Node s(YAML::NodeType::Sequence);
-    skip_spaces();
-    if (at(']')) {
-      ++pos_;
-      return s;
-    }
-    for (;;) {
+  std::optional<YAML::Node> flow_map() {
+    YAML::Node m(YAML::NodeType::Map);
+    std::vector<std::string> keys;
+    bool ok = flow_items('}', [&] {
+      size_t k = key_length(s_.substr(pos_));
+      if (k == 0) return false;
+      std::string key(s_.substr(pos_, k));
+      pos_ += k + 1;  // the name and its ':'
+      if (!at(' ')) return false;
+      skip_spaces();
       auto v = value(true);
-      if (!v) return std::nullopt;
+      if (!v || std::find(keys.begin(), keys.end(), key) != keys.end()) return false;
+      keys.push_back(key);
+      m[key] = *v;
+      return true;
+    });
+    if (!ok) return std::nullopt;
+    return m;
+  }
+
+  std::optional<YAML::Node> flow_seq() {
+    YAML::Node s(YAML::NodeType::Sequence);
+    bool ok = flow_items(']', [&] {
+      auto v = value(true);
+      if (!v) return false;
       s.push_back(*v);
-      skip_spaces();
-      if (at(']')) {
-        ++pos_;
-        return s;
-      }
-      if (!at(',')) return std::nullopt;
-      ++pos_;
-      skip_spaces();
-      if (at(']')) return std::nullopt;
-    }
+      return true;
+    });
+    if (!ok) return std::nullopt;
+    return s;
   }
 
   std::optional<YAML::Node> double_quoted() {
@@ -323,16 +320,16 @@ std::optional<YAML::Node> fast_load(std::string_view text) {
     size_t nl = text.find('\n', pos);
     std::string_view raw = text.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
     pos = nl == std::string_view::npos ? text.size() : nl + 1;
-    size_t ind = raw.find_first_not_of(' ');
-    if (ind == std::string_view::npos || (raw[ind] == '#' && raw.find('\r') == std::string_view::npos))
-      continue;  // blank or comment only
-    // Tabs, CR, control characters and non-ASCII bytes before a comment: yaml-cpp.
-    for (size_t j = 0; j < raw.size() && !(raw[j] == '#' && j > 0 && raw[j - 1] == ' '); ++j) {
-      auto u = static_cast<unsigned char>(raw[j]);
-      if (u < 0x20 || u == 0x7f || u >= 0x80) return std::nullopt;
+    // Tabs, CR, NUL and other control characters anywhere, comments included (yaml-cpp ends the
+    // stream at a NUL: found by fuzz/config_fuzz), and non-ASCII bytes outside a comment: yaml-cpp.
+    for (char c : raw) {
+      auto u = static_cast<unsigned char>(c);
+      if (u < 0x20 || u == 0x7f) return std::nullopt;
     }
-    if (raw.find('\r') != std::string_view::npos || raw.find('\t') != std::string_view::npos)
-      return std::nullopt;
+    size_t ind = raw.find_first_not_of(' ');
+    if (ind == std::string_view::npos || raw[ind] == '#') continue;  // blank or comment only
+    for (size_t j = 0; j < raw.size() && !(raw[j] == '#' && j > 0 && raw[j - 1] == ' '); ++j)
+      if (static_cast<unsigned char>(raw[j]) >= 0x80) return std::nullopt;
     std::string_view t = raw.substr(ind);
     while (!t.empty() && t.back() == ' ') t.remove_suffix(1);
     if (t.rfind("---", 0) == 0 || t.rfind("...", 0) == 0 || t[0] == '%') return std::nullopt;  // documents

@@ -142,22 +142,24 @@ TEST_CASE("the fast path accepts only what it parses exactly like yaml-cpp", "[c
       {"  a: 1\n  b: 2\n", true},
       {"a: 1   \n", true},
       {"- a\n- b\n", true},
-      {"a: 1\n a: 2\n", false},      // bad indentation
-      {"a: 1\na: 2\n", false},       // a duplicate key: yaml-cpp and the loader's error
-      {"a: &x 1\nb: *x\n", false},   // anchors
-      {"a: !!str 1\n", false},       // tags
-      {"a: |\n  text\n", false},     // block scalars
-      {"a: long\n  line\n", false},  // a multi-line plain scalar
-      {"a: \"open\n", false},        // unterminated
-      {"a: \"\\x41\"\n", false},     // escapes beyond the simple ones
-      {"a:\tb\n", false},            // tabs
-      {"a: 1\r\n", false},           // CR
-      {"---\na: 1\n", false},        // documents
-      {"? a\n: b\n", false},         // complex keys
-      {"a: {b: 1,}\n", false},       // trailing comma
-      {"a: [b: 1]\n", false},        // a pair in a flow sequence
-      {"a: [x:1]\n", false},         // ':' in a flow scalar
-      {"a: b: c\n", false},          // a mapping as a scalar value
+      {"a: 1\n a: 2\n", false},           // bad indentation
+      {"a: 1\na: 2\n", false},            // a duplicate key: yaml-cpp and the loader's error
+      {"a: &x 1\nb: *x\n", false},        // anchors
+      {"a: !!str 1\n", false},            // tags
+      {"a: |\n  text\n", false},          // block scalars
+      {"a: long\n  line\n", false},       // a multi-line plain scalar
+      {"a: \"open\n", false},             // unterminated
+      {"a: \"\\x41\"\n", false},          // escapes beyond the simple ones
+      {"a:\tb\n", false},                 // tabs
+      {"a: 1\r\n", false},                // CR
+      {"# \x01\na: 1\n", false},          // control characters, in a comment too
+      {"# \u00e9t\u00e9\na: 1\n", true},  // non-ASCII in a comment is fine
+      {"---\na: 1\n", false},             // documents
+      {"? a\n: b\n", false},              // complex keys
+      {"a: {b: 1,}\n", false},            // trailing comma
+      {"a: [b: 1]\n", false},             // a pair in a flow sequence
+      {"a: [x:1]\n", false},              // ':' in a flow scalar
+      {"a: b: c\n", false},               // a mapping as a scalar value
       {"- - a\n", false},
       {"null: 1\n", false},  // a null key
       {"a: -1\n", false},    // indicators at a scalar's start are yaml-cpp's
@@ -169,6 +171,8 @@ TEST_CASE("the fast path accepts only what it parses exactly like yaml-cpp", "[c
     INFO(c.text);
     CHECK(accepted_and_same(c.text) == c.fast);
   }
+  // A NUL in a comment ends yaml-cpp's stream: that file is yaml-cpp's (found by fuzz/config_fuzz).
+  CHECK_FALSE(accepted_and_same(std::string("#\0\0\nhostname: mail.example.com\n", 31)));
 }
 
 TEST_CASE("a config error found on the fast tree is reported with yaml-cpp's line and column",
