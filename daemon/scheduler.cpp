@@ -16,7 +16,6 @@ namespace spoold::daemon {
 
 namespace {
 constexpr size_t kMaxInFlight = 4096;
-
 constexpr size_t kScanChunk = 256;
 // Drops claimed per thread-pool job: small enough that the first deliveries start while the rest
 // of a large incoming/ is still being claimed (the next job follows at once when more are left).

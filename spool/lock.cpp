@@ -203,15 +203,6 @@ void LockOwnerFile::retire(const std::shared_ptr<File>& f) {
   file_.reset();
 }
 
-Result<void> LockOwnerFile::touch() {
-  std::lock_guard<std::mutex> g(mu_);
-  adopt_locked();
-  if (!file_) return {};
-  if (::futimens(file_->fd.get(), nullptr) != 0) return sys_error("touch lock file", file_->path);
-  file_->touched = std::chrono::steady_clock::now();
-  return {};
-}
-
 bool LockOwnerFile::mark_held(const std::string& lock_path) {
   std::lock_guard<std::mutex> g(mu_);
   adopt_locked();

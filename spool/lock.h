@@ -16,7 +16,6 @@
 #include <optional>
 #include <set>
 #include <string>
-#include <vector>
 
 #include "common/result.h"
 #include "common/unique_fd.h"
@@ -60,8 +59,6 @@ class LockOwnerFile {
   Result<std::shared_ptr<File>> current();
   // `f` can take no more links (its name is gone, or EMLINK): the next current() makes a new one.
   void retire(const std::shared_ptr<File>& f);
-  // Touches the current file now (all locks of this process); no-op before the first lock.
-  Result<void> touch();
 
   // Lock paths this process holds through its owner file: a second acquire of one of them from
   // another thread would find "our" inode there and must not count it as won.
