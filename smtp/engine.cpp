@@ -153,6 +153,7 @@ struct Engine::Txn {
   bool empty_dot = false;  // pipelined, no recipient accepted, yet DATA got 354: "." sent to end it
   bool batch_ok = false;   // the last batch ended with a 2xx after the dot (no RSET needed)
   bool utf8 = false;
+  bool sent_ahead = false;  // its first batch's commands went out behind the previous final dot
 
   void set(std::size_t i, Outcome o) {
     results[i].outcome = std::move(o);
@@ -221,7 +222,7 @@ void Engine::enter(State s) {
       send_auth_initial();
       break;
     case State::mail:
-      send_mail();
+      if (!std::exchange(txn_->sent_ahead, false)) send_mail(*txn_);
       break;
     case State::rcpt:
       if (!txn_->pipelined) send_command("RCPT TO:<" + txn_->results[txn_->batch[txn_->next]].address + ">");
@@ -235,6 +236,7 @@ void Engine::enter(State s) {
       break;
     case State::dot:
       ++replies_unsent_;  // for the "." the body encoder (or on_data) appended
+      if (can_submit_next()) emit(NextWelcome{});
       break;
     case State::rset:
       send_command("RSET");
@@ -247,21 +249,21 @@ void Engine::enter(State s) {
   }
 }
 
-void Engine::send_mail() {
-  send_command(mail_command());
+void Engine::send_mail(Txn& x) {
+  send_command(mail_command(x));
   if (!caps_.pipelining) return;
   // RFC 2920: MAIL, every RCPT and DATA go in one write; replies are matched in order.
-  txn_->pipelined = true;
-  for (std::size_t i : txn_->batch) send_command("RCPT TO:<" + txn_->results[i].address + ">");
+  x.pipelined = true;
+  for (std::size_t i : x.batch) send_command("RCPT TO:<" + x.results[i].address + ">");
   send_command("DATA");
 }
 
-std::string Engine::mail_command() const {
-  const Transaction& t = txn_->t;
+std::string Engine::mail_command(const Txn& x) const {
+  const Transaction& t = x.t;
   std::string cmd = "MAIL FROM:<" + t.sender + ">";
   if (caps_.size_announced) cmd += fmt::format(" SIZE={}", declared_size(t));
   if (t.body_info && t.body_info->eight_bit && caps_.eight_bit_mime) cmd += " BODY=8BITMIME";
-  if (txn_->utf8) cmd += " SMTPUTF8";
+  if (x.utf8) cmd += " SMTPUTF8";
   return cmd;
 }
 
@@ -522,29 +524,51 @@ void Engine::become_ready() {
 
 // ---- transactions ----
 
+// Every recipient starts queued and "not attempted"; precheck() decides which may be sent.
+std::unique_ptr<Engine::Txn> Engine::make_txn(Transaction t) const {
+  auto x = std::make_unique<Txn>();
+  for (auto& a : t.recipients) x->results.push_back({a, local(Status::temporary, "4.3.0", "not attempted")});
+  x->st.assign(x->results.size(), Rcpt::queued);
+  x->t = std::move(t);
+  return x;
+}
+
 void Engine::submit(Transaction t) {
-  auto txn = std::make_unique<Txn>();
-  for (auto& a : t.recipients)
-    txn->results.push_back({a, local(Status::temporary, "4.3.0", "not attempted")});
-  txn->st.assign(txn->results.size(), Rcpt::queued);
-  txn->t = std::move(t);
+  auto x = make_txn(std::move(t));
+  if (can_submit_next()) return queue_next(std::move(x));
   if (!idle()) {
-    for (auto& r : txn->results)
-      r.outcome.text = fmt::format("session not idle (state {})", to_string(state_));
-    emit(TransactionDone{{std::move(txn->results)}});
+    for (auto& r : x->results) r.outcome.text = fmt::format("session not idle (state {})", to_string(state_));
+    emit(TransactionDone{{std::move(x->results)}});
     return;
   }
-  txn_ = std::move(txn);
-  precheck();
-  for (std::size_t i = 0; i < txn_->st.size(); ++i)
-    if (txn_->st[i] == Rcpt::queued) txn_->queue.push_back(i);
+  txn_ = std::move(x);
+  precheck(*txn_);
   if (txn_->queue.empty()) return finish_transaction();
   start_batch();
 }
 
+bool Engine::can_submit_next() const {
+  if (state_ != State::dot || !txn_ || next_ || !caps_.pipelining || quit_pending_) return false;
+  const Txn& x = *txn_;
+  return !x.empty_dot && x.queue.empty() && std::none_of(x.batch.begin(), x.batch.end(), [&](std::size_t i) {
+    return x.st[i] == Rcpt::deferred;
+  });
+}
+
+// The next transaction's first batch goes out now, behind the dot; on_dot() adopts it.
+void Engine::queue_next(std::unique_ptr<Txn> x) {
+  precheck(*x);
+  if (!x->queue.empty()) {
+    take_batch(*x);
+    x->sent_ahead = true;
+    send_mail(*x);
+  }
+  next_ = std::move(x);
+}
+
 // Refusals decided before anything is sent: SIZE, illegal lines, unsafe or non-ASCII addresses.
-void Engine::precheck() {
-  Txn& x = *txn_;
+// The recipients left go into `queue`.
+void Engine::precheck(Txn& x) {
   const Transaction& t = x.t;
   auto fail_all = [&](Outcome o) {
     for (std::size_t i = 0; i < x.st.size(); ++i)
@@ -576,10 +600,16 @@ void Engine::precheck() {
       utf8 = true;
   }
   x.utf8 = utf8;
+  for (std::size_t i = 0; i < x.st.size(); ++i)
+    if (x.st[i] == Rcpt::queued) x.queue.push_back(i);
 }
 
 void Engine::start_batch() {
-  Txn& x = *txn_;
+  take_batch(*txn_);
+  enter(State::mail);
+}
+
+void Engine::take_batch(Txn& x) {
   x.batch.clear();
   std::size_t limit = opt_.envelope_limit == 0 ? SIZE_MAX : opt_.envelope_limit;
   while (!x.queue.empty() && x.batch.size() < limit) {
@@ -593,7 +623,7 @@ void Engine::start_batch() {
   x.pipelined = false;
   x.empty_dot = false;
   x.batch_ok = false;
-  enter(State::mail);
+  x.sent_ahead = false;
 }
 
 void Engine::on_mail(const Reply& r) {
@@ -687,7 +717,18 @@ void Engine::on_dot(const Reply& r) {
   for (std::size_t i : x.batch)
     if (x.st[i] == Rcpt::accepted) x.set(i, o);
   x.batch_ok = r.klass() == 2;
+  if (next_) return adopt_next();
   finish_batch();
+}
+
+// The reply to the dot ended the server's transaction, whatever it said (RFC 5321 §4.1.1.4), so
+// the commands already sent behind it start the next one; can_submit_next() made sure the
+// finished transaction needs no further batch.
+void Engine::adopt_next() {
+  auto done = std::exchange(txn_, std::move(next_));
+  emit(TransactionDone{{std::move(done->results)}});
+  if (txn_->sent_ahead) return enter(State::mail);  // MAIL/RCPT/DATA are on the wire already
+  finish_transaction();                             // every recipient was refused by precheck()
 }
 
 void Engine::on_rset(const Reply& r) {
@@ -748,6 +789,22 @@ void Engine::quit() {
   if (state_ == State::init) close_cleanly(local(Status::sent, "", "closed before start"));
 }
 
+// Every recipient without a final reply becomes temporary; accepted ones are flagged as possible
+// duplicates when the dot was sent and its reply is what never came.
+void Engine::fail_transaction(std::unique_ptr<Txn> x, const Outcome& reason, bool after_dot) {
+  for (std::size_t i = 0; i < x->st.size(); ++i) {
+    if (x->st[i] == Rcpt::final) continue;
+    Outcome o = reason;
+    o.status = Status::temporary;
+    if (after_dot && x->st[i] == Rcpt::accepted) {
+      o.possible_duplicate = true;
+      o.text += " (after the final dot: possible duplicate)";
+    }
+    x->set(i, std::move(o));
+  }
+  emit(TransactionDone{{std::move(x->results)}});
+}
+
 void Engine::close_cleanly(Outcome reason) {
   reason.status = Status::sent;
   enter(State::closed);
@@ -756,21 +813,10 @@ void Engine::close_cleanly(Outcome reason) {
 
 void Engine::fail_session(Outcome reason) {
   if (txn_) {
-    Txn& x = *txn_;
-    bool after_dot = state_ == State::dot && !x.empty_dot;
-    for (std::size_t i = 0; i < x.st.size(); ++i) {
-      if (x.st[i] == Rcpt::final) continue;
-      Outcome o = reason;
-      o.status = Status::temporary;
-      if (after_dot && x.st[i] == Rcpt::accepted) {
-        o.possible_duplicate = true;
-        o.text += " (after the final dot: possible duplicate)";
-      }
-      x.set(i, std::move(o));
-    }
-    auto done = std::move(txn_);
-    emit(TransactionDone{{std::move(done->results)}});
+    bool after_dot = state_ == State::dot && !txn_->empty_dot;
+    fail_transaction(std::move(txn_), reason, after_dot);
   }
+  if (next_) fail_transaction(std::move(next_), reason, false);  // its dot was never sent
   out_.clear();
   encoder_.reset();
   enter(State::failed);

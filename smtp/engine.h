@@ -58,8 +58,11 @@ struct TransactionDone {
 struct SessionEnded {
   Outcome reason;
 };  // status sent = clean QUIT; otherwise why it failed
+// The final dot of the running transaction was just sent and it needs nothing more on this
+// connection: a further submit() now goes out at once, behind the dot (see can_submit_next()).
+struct NextWelcome {};
 using Event = std::variant<Ready, StartTls, BodyWanted, ResponseInjected, RecipientReplied, TransactionDone,
-                           SessionEnded>;
+                           SessionEnded, NextWelcome>;
 
 // Observers for tracing and transcripts. Commands are given without CRLF; AUTH secrets are
 // replaced by "<secret>"; the body is never given.
@@ -84,10 +87,19 @@ class Engine {
   void connection_closed(std::string_view why);     // EOF or socket error from the server side
 
   // Daemon → engine (through the session).
-  // Precondition: idle(). The engine splits recipients by envelope_limit and retries recipients
-  // refused with 452/552-too-many in a further transaction on this connection by itself, so one
-  // submit() ends in exactly one TransactionDone with every recipient final or temporary.
+  // Precondition: idle() or can_submit_next(). The engine splits recipients by envelope_limit and
+  // retries recipients refused with 452/552-too-many in a further transaction on this connection
+  // by itself, so one submit() ends in exactly one TransactionDone with every recipient final or
+  // temporary; TransactionDone events come in submission order. Otherwise the transaction is
+  // refused at once (every recipient temporary, "session not idle").
   void submit(Transaction txn);
+  // RFC 2920 §3.1 lets the client send the next MAIL, RCPTs and DATA right behind a message's
+  // final dot, so the next transaction does not wait a round trip for the dot's reply. True in
+  // State::dot when the server offers PIPELINING, the running transaction needs no further batch
+  // (no recipients left, none deferred by 452) and no transaction is queued behind it yet. The
+  // server ends a transaction with its reply to the dot whatever that reply is, so no RSET is
+  // needed between the two; a session failure before that reply fails both transactions.
+  bool can_submit_next() const;
   void quit();                       // QUIT when idle; the session ends with SessionEnded{sent}
   void abort(std::string_view why);  // local abort: fail the session now, no further I/O
 
@@ -118,9 +130,9 @@ class Engine {
 
   void enter(State s);
   void send_command(std::string_view cmd, std::string_view logged = {});
-  void send_mail();
+  void send_mail(Txn& x);
   void send_auth_initial();
-  std::string mail_command() const;
+  std::string mail_command(const Txn& x) const;
 
   void on_reply(const Reply& r);
   void on_greeting(const Reply& r);
@@ -138,14 +150,19 @@ class Engine {
   void begin_auth();
   void auth_continue(const Reply& r);
   void become_ready();
-  void precheck();
+  std::unique_ptr<Txn> make_txn(Transaction t) const;
+  void precheck(Txn& x);
+  void take_batch(Txn& x);
   void start_batch();
+  void queue_next(std::unique_ptr<Txn> x);
+  void adopt_next();
   void finish_batch();
   void settle_deferred();
   void finish_transaction();
   void abort_body(const std::string& why);
   void close_cleanly(Outcome reason);
   void fail_session(Outcome reason);
+  void fail_transaction(std::unique_ptr<Txn> x, const Outcome& reason, bool after_dot);
   void emit(Event e) { events_.push_back(std::move(e)); }
 
   EngineOptions opt_;
@@ -170,6 +187,7 @@ class Engine {
   int auth_step_ = 0;
 
   std::unique_ptr<Txn> txn_;
+  std::unique_ptr<Txn> next_;  // submitted behind txn_'s final dot (can_submit_next())
   std::optional<BodyEncoder> encoder_;
 };
 

@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <optional>
 
 #include "common/unique_fd.h"
@@ -54,7 +55,8 @@ class Session::Impl : public std::enable_shared_from_this<Impl> {
     pump();
   }
   bool connected() const { return connected_; }
-  bool idle() const { return engine_.idle() && !closing_ && !done_; }
+  bool idle() const { return engine_.idle() && !closing_ && done_.empty(); }
+  bool can_submit_next() const { return engine_.can_submit_next() && !closing_ && !scanning_; }
   bool alive() const { return !engine_.ended() && !closing_; }
   const Capabilities& caps() const { return engine_.capabilities(); }
   bool encrypted() const { return engine_.encrypted(); }
@@ -123,8 +125,8 @@ class Session::Impl : public std::enable_shared_from_this<Impl> {
 
   BodyReader body_;  // kept for the session's life: its chunk buffer serves every transaction
   bool body_active_ = false;
-  TransactionCallback done_;
-  std::optional<Transaction> scanning_;  // submitted, waiting for the body scan (thread pool)
+  std::deque<TransactionCallback> done_;  // running transaction first, then the one behind its dot
+  std::optional<Transaction> scanning_;   // submitted, waiting for the body scan (thread pool)
 
   std::unique_ptr<std::FILE, FileCloser> transcript_;
 
@@ -199,7 +201,7 @@ void Session::Impl::begin(std::shared_ptr<Impl> self) {
 
 void Session::Impl::detach() {
   cb_ = SessionCallbacks{};
-  done_ = nullptr;
+  done_.clear();
   scanning_.reset();
   if (!engine_.ended()) engine_.abort("session destroyed by its owner");
   engine_.take_events();
@@ -304,8 +306,11 @@ void Session::Impl::close_transport() {
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_close);  // cancels a pending connect/write
 }
 
+// Behind a final dot only with body_info known: the body reader is free then (the previous body
+// was read to its end), but a thread-pool scan would hold the commands back anyway.
 void Session::Impl::submit(Transaction txn, BodySource body, TransactionCallback done) {
-  if (!idle()) {
+  bool behind_dot = !idle() && can_submit_next() && (txn.body_info || body.fd < 0);
+  if (!idle() && !behind_dot) {
     TransactionResult refused;
     for (auto& a : txn.recipients)
       refused.recipients.push_back({a, Outcome{Status::temporary, 0, "4.3.0", "session not idle", false}});
@@ -318,7 +323,7 @@ void Session::Impl::submit(Transaction txn, BodySource body, TransactionCallback
     txn.body_info = scan.result();
   }
   body_.start(std::move(body));
-  done_ = std::move(done);
+  done_.push_back(std::move(done));
   if (!txn.body_info) return start_scan(std::move(txn));
   engine_.submit(std::move(txn));
   pump();
@@ -488,17 +493,27 @@ void Session::Impl::handle(Event& ev) {
                     peer(), inj->bytes));
   } else if (std::holds_alternative<Ready>(ev)) {
     if (cb_.on_ready) cb_.on_ready();
+  } else if (std::holds_alternative<NextWelcome>(ev)) {
+    // Asked only while it still holds: the engine may have read the dot's reply meanwhile.
+    if (cb_.on_next_welcome && can_submit_next()) cb_.on_next_welcome();
   } else if (auto* done = std::get_if<TransactionDone>(&ev)) {
-    body_active_ = false;
-    body_.stop();
-    if (auto cb = std::exchange(done_, nullptr)) cb(done->result);
+    if (done_.empty()) return;  // cannot happen: one callback per submitted transaction
+    auto cb = std::move(done_.front());
+    done_.pop_front();
+    if (done_.empty()) {  // else body_ already holds the next transaction's message
+      body_active_ = false;
+      body_.stop();
+    }
+    if (cb) cb(done->result);
   } else if (auto* end = std::get_if<SessionEnded>(&ev)) {
-    if (scanning_) {  // submitted, but the engine never saw it: every recipient is temporary
+    if (scanning_ && !done_.empty()) {  // submitted, but the engine never saw it: all temporary
       TransactionResult r;
       for (auto& a : scanning_->recipients) r.recipients.push_back({a, end->reason});
       for (auto& rr : r.recipients) rr.outcome.status = Status::temporary;
       scanning_.reset();
-      if (auto cb = std::exchange(done_, nullptr)) cb(r);
+      auto cb = std::move(done_.front());
+      done_.pop_front();
+      if (cb) cb(r);
     }
     transcript('*', fmt::format("session ended: {} {}", to_string(end->reason.status), end->reason.text));
     bool clean = end->reason.status == Status::sent;
@@ -530,6 +545,9 @@ bool Session::idle() const {
 }
 bool Session::alive() const {
   return impl_->alive();
+}
+bool Session::can_submit_next() const {
+  return impl_->can_submit_next();
 }
 void Session::submit(Transaction txn, BodySource body, TransactionCallback done) {
   impl_->submit(std::move(txn), std::move(body), std::move(done));

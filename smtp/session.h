@@ -38,6 +38,10 @@ struct SessionCallbacks {
   std::function<void(const Outcome& reason)> on_closed;
   // Warnings worth a log line (response injection after STARTTLS, TLS not verified, ...).
   std::function<void(std::string_view message)> on_warning;
+  // The running transaction's final dot was just sent and it needs nothing more: a transaction
+  // submitted now goes out behind the dot, without waiting a round trip for its reply (RFC 2920
+  // §3.1; see can_submit_next()). Optional; may submit(), must not destroy the Session.
+  std::function<void()> on_next_welcome;
   // Optional debug trace: every engine state transition ("ehlo -> ready"). Must not destroy the Session.
   std::function<void(std::string_view transition)> on_trace;
 };
@@ -56,10 +60,15 @@ class Session {
   bool idle() const;
   // True while the connection is usable (not closed or failing); idle() or busy.
   bool alive() const;
+  // True when a transaction may be submitted behind the running one's final dot (the server
+  // offers PIPELINING, the dot was sent, nothing else is queued). Such a submit needs
+  // Transaction::body_info (or an in-memory body); otherwise it is refused like a busy one.
+  bool can_submit_next() const;
   // Carries one message to this hop: all its recipients, split into SMTP transactions of at most
   // envelope_limit (452/552-refused ones retried in a further transaction) by the engine.
   // `done` runs once with one outcome per recipient, in order; it may submit the next message,
-  // quit() or destroy the Session. Not idle(): `done` runs at once, every recipient temporary.
+  // quit() or destroy the Session. Callbacks run in submission order. Neither idle() nor
+  // can_submit_next(): `done` runs at once, every recipient temporary.
   void submit(Transaction txn, BodySource body, TransactionCallback done);
   // QUIT when idle (after the running transaction otherwise), then close; on_closed follows.
   void quit();

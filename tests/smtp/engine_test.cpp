@@ -875,3 +875,176 @@ TEST_CASE("take_output(spare): the engine writes into the buffer handed back, ne
   e.body_end();
   CHECK(e.take_output(std::move(mail)) == "body\r\n.\r\n");
 }
+
+// ---- RFC 2920 §3.1: the next transaction behind the final dot ----
+
+namespace {
+
+// Ready on a PIPELINING server, first transaction in State::dot (its reply not yet read).
+struct BehindDot {
+  Engine e{opts()};
+  std::vector<std::string> trace;
+  explicit BehindDot(Transaction first, const std::string& ehlo = kEhloPipe)
+      : e(opts(), EngineHooks{[this](State a, State b) {
+                                trace.push_back(fmt::format("{}>{}", to_string(a), to_string(b)));
+                              },
+                              nullptr, nullptr}) {
+    e.start();
+    serve(e, "220 mx.test\r\n");
+    serve(e, ehlo);
+    e.take_events();
+    std::size_t n = first.recipients.size();
+    e.submit(std::move(first));
+    std::string replies;
+    for (std::size_t i = 0; i <= n; ++i) replies += "250 ok\r\n";
+    serve(e, replies + "354 go\r\n");
+    e.body_chunk("hi\n");
+    e.body_end();
+    e.take_output();
+  }
+  // Outcomes ("addr status code[ dup]") of each TransactionDone, in order, and whether
+  // NextWelcome / BodyWanted came.
+  std::vector<std::string> done;
+  bool welcome = false, body = false;
+  void events() {
+    for (auto& ev : e.take_events()) {
+      if (std::holds_alternative<NextWelcome>(ev)) welcome = true;
+      if (std::holds_alternative<BodyWanted>(ev)) body = true;
+      if (auto* d = std::get_if<TransactionDone>(&ev)) {
+        std::string s;
+        for (auto& r : d->result.recipients)
+          s += fmt::format("{}{} {} {}{}", s.empty() ? "" : "; ", r.address, to_string(r.outcome.status),
+                           r.outcome.code, r.outcome.possible_duplicate ? " dup" : "");
+        done.push_back(s);
+      }
+    }
+  }
+};
+
+}  // namespace
+
+TEST_CASE("behind the final dot: the next MAIL, RCPTs and DATA go out at once, no RSET between",
+          "[engine][pipelining]") {
+  BehindDot b(txn({"a@y.test"}));
+  b.events();
+  CHECK(b.welcome);
+  REQUIRE(b.e.can_submit_next());
+  b.e.submit(txn({"b@y.test", "c@y.test"}));
+  CHECK(!b.e.can_submit_next());  // one transaction behind the dot at most
+  CHECK(b.e.take_output() == "MAIL FROM:<s@x.test>\r\nRCPT TO:<b@y.test>\r\nRCPT TO:<c@y.test>\r\nDATA\r\n");
+  CHECK(b.e.state() == State::dot);
+
+  SECTION("all replies in one read: the first is done, the second gets its body") {
+    b.e.receive("250 2.0.0 queued\r\n250 ok\r\n250 ok\r\n550 5.1.1 no\r\n354 go\r\n");
+    b.events();
+    REQUIRE(b.done.size() == 1);
+    CHECK(b.done[0] == "a@y.test sent 250");
+    CHECK(b.body);
+    CHECK(b.e.state() == State::body);
+    CHECK(std::find(b.trace.begin(), b.trace.end(), "dot>mail") != b.trace.end());
+    b.e.body_chunk("second\n");
+    b.e.body_end();
+    CHECK(b.e.take_output() == "second\r\n.\r\n");
+    serve(b.e, "250 2.0.0 queued too\r\n");
+    b.events();
+    REQUIRE(b.done.size() == 2);
+    CHECK(b.done[1] == "b@y.test sent 250; c@y.test permanent 550");
+    CHECK(b.e.idle());
+  }
+  SECTION("a refused dot ends only the first transaction; the second was already sent") {
+    b.e.receive("554 5.7.1 rejected\r\n250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n");
+    b.events();
+    REQUIRE(b.done.size() == 1);
+    CHECK(b.done[0] == "a@y.test permanent 554");
+    CHECK(b.e.state() == State::body);
+    CHECK(b.e.take_output().find("RSET") == std::string::npos);
+  }
+  SECTION("the sender of the second is refused: its other replies are read, then RSET") {
+    b.e.receive("250 ok\r\n550 5.1.8 bad sender\r\n503 need MAIL\r\n503 need MAIL\r\n503 need RCPT\r\n");
+    b.events();
+    REQUIRE(b.done.size() == 1);
+    CHECK(b.e.take_output() == "RSET\r\n");
+    serve(b.e, "250 ok\r\n");
+    b.events();
+    REQUIRE(b.done.size() == 2);
+    CHECK(b.done[1] == "b@y.test permanent 550; c@y.test permanent 550");
+    CHECK(b.e.idle());
+  }
+  SECTION("no reply to the dot: the first is a possible duplicate, the second only temporary") {
+    b.e.timed_out();
+    b.events();
+    REQUIRE(b.done.size() == 2);
+    CHECK(b.done[0] == "a@y.test temporary 0 dup");
+    CHECK(b.done[1] == "b@y.test temporary 0; c@y.test temporary 0");
+    CHECK(b.e.state() == State::failed);
+  }
+  SECTION("421 after the dot's 250: the first is sent, the second temporary") {
+    b.e.receive("250 ok\r\n421 4.3.2 closing\r\n");
+    b.events();
+    REQUIRE(b.done.size() == 2);
+    CHECK(b.done[0] == "a@y.test sent 250");
+    CHECK(b.done[1] == "b@y.test temporary 421; c@y.test temporary 421");
+  }
+}
+
+TEST_CASE("behind the final dot: a transaction that precheck refuses sends nothing and ends after the first",
+          "[engine][pipelining]") {
+  BehindDot b(txn({"a@y.test"}), "250-mx.test\r\n250-PIPELINING\r\n250 SIZE 1000\r\n");
+  b.events();
+  REQUIRE(b.e.can_submit_next());
+  b.e.submit(txn({"b@y.test"}, 5000));
+  CHECK(b.e.take_output().empty());
+  b.events();
+  CHECK(b.done.empty());  // not before the first transaction's own result
+  serve(b.e, "250 ok\r\n");
+  b.events();
+  REQUIRE(b.done.size() == 2);
+  CHECK(b.done[0] == "a@y.test sent 250");
+  CHECK(b.done[1] == "b@y.test permanent 0");
+  CHECK(b.e.idle());
+}
+
+TEST_CASE("nothing is sent behind a dot without PIPELINING, with recipients left, or after quit()",
+          "[engine][pipelining]") {
+  {
+    Engine e(opts());
+    e.start();
+    serve(e, "220 mx\r\n");
+    serve(e, "250-mx.test\r\n250 8BITMIME\r\n");
+    e.submit(txn({"a@y.test"}));
+    serve(e, "250 ok\r\n");
+    serve(e, "250 ok\r\n");
+    serve(e, "354 go\r\n");
+    e.body_end();
+    REQUIRE(e.state() == State::dot);
+    CHECK(!e.can_submit_next());
+    bool welcome = false;
+    for (auto& ev : e.take_events()) welcome = welcome || std::holds_alternative<NextWelcome>(ev);
+    CHECK(!welcome);
+    e.take_output();
+    e.submit(txn({"b@y.test"}));  // refused at once: not idle
+    CHECK(e.take_output().empty());
+    auto events = e.take_events();
+    REQUIRE(events.size() == 1);
+    CHECK(std::get<TransactionDone>(events[0]).result.recipients[0].outcome.text.find("not idle") !=
+          std::string::npos);
+  }
+  {
+    auto o = opts();
+    o.envelope_limit = 1;  // the second recipient needs a further transaction after this one
+    Engine e(o);
+    e.start();
+    serve(e, "220 mx\r\n");
+    serve(e, kEhloPipe);
+    e.submit(txn({"a@y.test", "b@y.test"}));
+    serve(e, "250 ok\r\n250 ok\r\n354 go\r\n");
+    e.body_end();
+    CHECK(e.state() == State::dot);
+    CHECK(!e.can_submit_next());
+  }
+  {
+    BehindDot b(txn({"a@y.test"}));
+    b.e.quit();
+    CHECK(!b.e.can_submit_next());
+  }
+}

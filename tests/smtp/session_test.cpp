@@ -173,8 +173,10 @@ const std::string kMessage =
     "From: sender@client.test\nTo: a@sink.test\nBcc: hidden@sink.test\nSubject: hello\n\nline one\n.dot "
     "line\nend";
 
-// Connects, submits each transaction in turn (each on the same connection), then QUITs.
-Run deliver(SessionOptions o, std::vector<Transaction> txns, const std::string& body = kMessage) {
+// Connects, submits each transaction in turn (each on the same connection), then QUITs. With
+// behind_dot, each next one is submitted as soon as the session welcomes it behind a final dot.
+Run deliver(SessionOptions o, std::vector<Transaction> txns, const std::string& body = kMessage,
+            bool behind_dot = false) {
   Loop loop;
   Run run;
   std::size_t next = 0;
@@ -185,7 +187,7 @@ Run deliver(SessionOptions o, std::vector<Transaction> txns, const std::string& 
     t.size = body.size();
     s->submit(t, BodySource{-1, 0, body}, [&](const TransactionResult& r) {
       run.results.push_back(r);
-      submit_next();
+      if (s->idle()) submit_next();  // else the next one is running already (behind_dot)
     });
   };
   SessionCallbacks cb;
@@ -199,6 +201,11 @@ Run deliver(SessionOptions o, std::vector<Transaction> txns, const std::string& 
   cb.on_closed = [&](const Outcome& why) { run.closed = why; };
   cb.on_warning = [&](std::string_view w) { run.warnings.emplace_back(w); };
   cb.on_trace = [&](std::string_view t) { run.trace.emplace_back(t); };
+  if (behind_dot)
+    cb.on_next_welcome = [&] {
+      REQUIRE(s->can_submit_next());
+      submit_next();
+    };
   s = std::make_unique<Session>(&loop.loop, std::move(o), std::move(cb));
   bool finished = loop.run_until([&] { return run.closed.has_value(); }, 20s);
   s.reset();
@@ -385,6 +392,44 @@ TEST_CASE("raw server: PIPELINING puts MAIL, RCPTs and DATA in one packet", "[se
   std::string log = srv->log();
   CHECK(log.find("one-packet yes") != std::string::npos);
   CHECK(log.find("one-packet no") == std::string::npos);
+}
+
+TEST_CASE("raw server: the next transaction goes out behind the final dot, before its reply",
+          "[session][integration][pipelining]") {
+  auto srv = raw("behind-dot");
+  auto run =
+      deliver(options(srv->port),
+              {message({"a@sink.test"}), message({"b@sink.test"}), message({"c@sink.test"})}, kMessage, true);
+  REQUIRE(run.results.size() == 3);
+  CHECK(status_of(run.results[0], 0) == "permanent");  // its dot was refused; no RSET needed after it
+  CHECK(run.results[0].recipients[0].outcome.code == 554);
+  CHECK(status_of(run.results[1], 0) == "sent");
+  CHECK(status_of(run.results[2], 0) == "sent");
+  CHECK(run.closed->status == Status::sent);
+  std::string log = srv->log();
+  INFO(log);
+  // After the first two dots the next MAIL was already there; after the last, nothing (QUIT waits).
+  CHECK(log.find("behind-dot yes\nbody") != std::string::npos);
+  auto first = log.find("behind-dot yes");
+  REQUIRE(first != std::string::npos);
+  CHECK(log.find("behind-dot yes", first + 1) != std::string::npos);
+  CHECK(log.find("behind-dot no") != std::string::npos);
+  CHECK(std::count(run.trace.begin(), run.trace.end(), "dot -> mail") == 2);
+  CHECK(std::count(run.trace.begin(), run.trace.end(), "dot -> rset") == 0);
+}
+
+TEST_CASE("raw server: no answer to a dot with a transaction behind it fails both, the first as a duplicate",
+          "[session][integration][pipelining]") {
+  auto srv = raw("stall-dot", {"--stall", "5", "--pipelining"});
+  auto o = options(srv->port);
+  o.engine.timeouts.dot = 400ms;
+  auto run = deliver(o, {message({"a@sink.test"}), message({"b@sink.test"})}, kMessage, true);
+  REQUIRE(run.results.size() == 2);
+  CHECK(run.results[0].recipients[0].outcome.status == Status::temporary);
+  CHECK(run.results[0].recipients[0].outcome.possible_duplicate);
+  CHECK(run.results[1].recipients[0].outcome.status == Status::temporary);
+  CHECK(!run.results[1].recipients[0].outcome.possible_duplicate);
+  CHECK(run.closed->status == Status::temporary);
 }
 
 TEST_CASE("raw server: replies injected after the STARTTLS 220 are discarded and reported",

@@ -9,6 +9,10 @@
 #   stall-body  stops reading after the 354, so the client's writes block
 #   421-rcpt    answers the second RCPT with 421 and closes
 #   452-after-2 accepts at most two RCPTs per transaction (452 4.5.3 for more); logs each delivery
+#   behind-dot  advertises PIPELINING; before answering a final dot, waits up to 0.3 s and logs
+#               whether the client already sent its next command ("behind-dot yes/no"); the first
+#               dot is refused with 554, later ones accepted
+# --pipelining advertises PIPELINING in any scenario (e.g. stall-dot).
 # Results go to --log (one line per fact). Rule: every wait is bounded (socket timeouts, lifetime).
 import argparse
 import socket
@@ -54,6 +58,7 @@ def ehlo_lines(extra):
 def serve_transactions(c, a, pipelining):
     # After EHLO: any number of MAIL/RCPT/DATA transactions, RSET, QUIT.
     n = 0
+    n_dots = 0
     rcpts = []
     while True:
         if pipelining:
@@ -94,6 +99,20 @@ def serve_transactions(c, a, pipelining):
             if a.scenario == "stall-dot":
                 time.sleep(a.stall)
                 return
+            if a.scenario == "behind-dot":
+                c.sock.settimeout(0.3)
+                try:
+                    while b"\n" not in c.buf:
+                        c.buf += c.recv_some()
+                except socket.timeout:
+                    pass
+                c.sock.settimeout(10)
+                c.log("behind-dot %s" % ("yes" if c.buf.startswith(b"MAIL") else "no"))
+                if n_dots == 0:
+                    n_dots += 1
+                    c.send("554 5.7.1 first message refused\r\n")
+                    continue
+                n_dots += 1
             c.send("250 2.0.0 queued\r\n")
         elif verb == "RSET":
             c.send("250 ok\r\n")
@@ -126,7 +145,8 @@ def handle(sock, a, log):
         log("tls got " + cmd)
         c.send(ehlo_lines([]))
         return serve_transactions(c, a, False)
-    c.send(ehlo_lines(["PIPELINING", "SIZE 1000000"] if a.scenario == "pipelining" else []))
+    advertise = a.pipelining or a.scenario in ("pipelining", "behind-dot")
+    c.send(ehlo_lines(["PIPELINING", "SIZE 1000000"] if advertise else []))
     serve_transactions(c, a, a.scenario == "pipelining")
 
 
@@ -138,6 +158,7 @@ def main():
     ap.add_argument("--cert")
     ap.add_argument("--key")
     ap.add_argument("--stall", type=float, default=5)
+    ap.add_argument("--pipelining", action="store_true")
     ap.add_argument("--lifetime", type=float, default=60)
     a = ap.parse_args()
     deadline = time.time() + a.lifetime
