@@ -106,6 +106,7 @@ struct DeliveryEngine::Conn {
   // Empty = not shared (relay sessions carry their own TLS and AUTH settings).
   std::string share_key;
   std::optional<Part> current;
+  std::optional<Part> next;  // submitted behind current's final dot (RFC 2920 §3.1)
   std::unique_ptr<Timer> idle_timer;
   std::string relay() const {
     return ip.find(':') != std::string::npos ? fmt::format("{}[{}]:{}", host, ip, port)
@@ -370,6 +371,7 @@ class DeliveryEngine::Destination {
     };
     // The connection may change destinations while idle (adopt()): dispatch to its current owner.
     cbs.on_closed = [conn](const smtp::Outcome& why) { conn->dest->on_closed(conn, why); };
+    cbs.on_next_welcome = [conn] { conn->dest->offer_next(*conn); };
     cbs.on_warning = [conn](std::string_view w) { log::warning("{}: {}", conn->relay(), w); };
     if (spool::crashpoints_enabled())  // test builds: crash between any two SMTP states ("smtp:dot -> ready")
       cbs.on_trace = [](std::string_view t) { spool::crashpoint("smtp:" + std::string(t)); };
@@ -482,22 +484,67 @@ class DeliveryEngine::Destination {
   }
 
  private:
-  // Takes the first queued part that has not already failed at this address.
+  // An idle connection takes the first queued part that has not already failed at its address.
   void assign(Conn& c) {
     if (Clock::now() - c.opened >= eng_.config_->delivery.max_connection_time) {
       begin_quit(c);  // too old to start another transaction on: retire, a fresh one follows
       return;
     }
-    auto it = std::find_if(queue_.begin(), queue_.end(), [&](const Part& p) {
-      return std::find(p.tried.begin(), p.tried.end(), server_key(c.ip, c.port)) == p.tried.end();
-    });
-    if (it == queue_.end()) return;
-    if (!take_token()) return;
-    Part part = std::move(*it);
-    queue_.erase(it);
+    auto part = take_part(c, false);
+    if (!part) return;
     c.idle_timer->stop();
     set_state(c, Conn::St::busy);
+    send_part(c, std::move(*part));
+  }
 
+  // The session just sent a final dot and can carry another message right behind it, so the
+  // connection does not sit idle for the round trip to the dot's reply (W4: each of the sessions
+  // waited for the 250 and then for the 354). Parts that connecting sessions are about to take
+  // are left to them.
+  void offer_next(Conn& c) {
+    if (eng_.stopping_ || c.st != Conn::St::busy || !c.current || c.next || c.retire || !room_behind_dot(c) ||
+        !c.session->can_submit_next())
+      return;
+    size_t connecting = static_cast<size_t>(std::count_if(
+        conns_.begin(), conns_.end(), [](const auto& k) { return k->st == Conn::St::connecting; }));
+    if (queue_.size() <= connecting) return;
+    auto part = take_part(c, true);
+    if (part) send_part(c, std::move(*part));
+  }
+
+  // A message behind the dot counts as started now: it must fit the limits that the running one
+  // still leaves room for (max_messages_per_connection, max_connection_time, the relay server's
+  // message counts, which grow when a transaction ends).
+  bool room_behind_dot(const Conn& c) const {
+    const auto& d = eng_.config_->delivery;
+    if (d.max_messages_per_connection > 0 && c.messages + 2 > d.max_messages_per_connection) return false;
+    if (Clock::now() - c.opened >= d.max_connection_time) return false;
+    if (key_.kind != config::RouteKind::relay || c.server >= servers_.size()) return true;
+    const auto* g = eng_.config_->relay(key_.name);
+    if (!g || c.server >= g->servers.size()) return false;
+    const auto& s = g->servers[c.server];
+    const auto& st = servers_[c.server];
+    auto room = [](int limit, int count) { return limit <= 0 || count + 2 <= limit; };
+    return room(s.max_messages, st.total) && room(s.max_messages_per_robin, st.robin) &&
+           room(s.max_messages_while_awake, st.awake);
+  }
+
+  // The first queued part not yet failed at c's address, if the rate limit allows one now. Behind
+  // a dot only parts whose body facts are known from pickup (the session cannot scan there).
+  std::optional<Part> take_part(const Conn& c, bool behind_dot) {
+    auto it = std::find_if(queue_.begin(), queue_.end(), [&](const Part& p) {
+      return (!behind_dot || p.longest_line > 0) &&
+             std::find(p.tried.begin(), p.tried.end(), server_key(c.ip, c.port)) == p.tried.end();
+    });
+    if (it == queue_.end() || !take_token()) return std::nullopt;
+    Part part = std::move(*it);
+    queue_.erase(it);
+    return part;
+  }
+
+  // Submits the part on c: as its transaction, or behind the running one's dot.
+  void send_part(Conn& c, Part part) {
+    bool behind_dot = c.current.has_value();
     smtp::Transaction t;
     t.sender = part.sender;
     t.recipients = part.recipients;
@@ -510,19 +557,19 @@ class DeliveryEngine::Destination {
     int fd = ::open(part.body_path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
       // The body vanished (deleted by an operator?): nothing to send; report temporary.
-      set_state(c, Conn::St::idle);
+      if (!behind_dot) set_state(c, Conn::St::idle);
       std::vector<RecipientResult> rs;
       for (size_t i = 0; i < part.indices.size(); ++i)
         rs.push_back({part.indices[i],
                       smtp::Outcome{smtp::Status::temporary, 0, "4.3.0", "cannot open the stored message"},
                       "none"});
       eng_.done_(part.token, std::move(rs));
-      idle(c);
+      if (!behind_dot) idle(c);
       return;
     }
     body.fd = fd;
     body.offset = part.body_offset;
-    c.current = std::move(part);
+    (behind_dot ? c.next : c.current) = std::move(part);
     Conn* conn = &c;
     c.session->submit(std::move(t), std::move(body),
                       [this, conn](const smtp::TransactionResult& r) { on_transaction(conn, r); });
@@ -548,9 +595,10 @@ class DeliveryEngine::Destination {
     return false;
   }
 
+  // Session callbacks come in submission order: the running part first, then the one behind it.
   void on_transaction(Conn* c, const smtp::TransactionResult& r) {
     Part part = std::move(*c->current);
-    c->current.reset();
+    c->current = std::exchange(c->next, std::nullopt);
     ++c->messages;
     note_server_message(*c);
     std::vector<RecipientResult> done;
@@ -577,6 +625,7 @@ class DeliveryEngine::Destination {
     }
     if (!done.empty()) eng_.done_(part.token, std::move(done));
     // The token may have ended the last part of a message; the engine itself is still alive.
+    if (c->current) return;  // the part behind the dot is running: still busy, limits judged after it
     const auto& d = eng_.config_->delivery;
     if ((d.max_messages_per_connection > 0 && c->messages >= d.max_messages_per_connection) ||
         Clock::now() - c->opened >= d.max_connection_time)

@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <catch2/catch.hpp>
+#include <map>
 #include <thread>
 
 #include "tests/daemon/harness.h"
@@ -37,6 +38,40 @@ TEST_CASE("rate_limit spaces messages to one destination", "[daemon][limits]") {
   CHECK(env.sink().count() == 10);
   // A burst of 4, then one every 250 ms: at least 1.5 s for 10.
   CHECK(took >= 1400ms);
+}
+
+TEST_CASE(
+    "on one connection each message goes out behind the previous dot; max_messages_per_connection holds",
+    "[daemon][limits][pipelining]") {
+  for (int cap : {0, 3}) {
+    INFO("max_messages_per_connection " << cap);
+    TempDir transcripts;
+    Env env("delivery:\n  max_sessions_per_destination: 1\n  max_messages_per_connection: " +
+            std::to_string(cap) + "\n  transcript_dir: " + transcripts.path() + "\n");
+    for (int i = 0; i < 10; ++i)
+      env.drop("m" + std::to_string(i),
+               envelope_message("a@example.com", {"b@example.net"}, std::to_string(i)));
+    REQUIRE(env.run_once() == 0);
+    INFO(env.log());
+    REQUIRE(env.sink().count() == 10);
+    std::map<std::int64_t, int> per_session;
+    for (const auto& m : env.sink().messages()) ++per_session[m.meta["session"].as_int()];
+    if (cap == 0) {
+      CHECK(per_session.size() == 1);
+    } else {
+      CHECK(per_session.size() == 4);  // 3 + 3 + 3 + 1
+      for (const auto& [session, n] : per_session) CHECK(n <= cap);
+    }
+    // The transcripts show the next MAIL sent right after a body, before the dot's reply.
+    int behind = 0;
+    for (const auto& name : list_dir(transcripts.path())) {
+      std::string t = read_file(transcripts / name);
+      for (auto at = t.find("(message body not logged)\n> MAIL FROM:"); at != std::string::npos;
+           at = t.find("(message body not logged)\n> MAIL FROM:", at + 1))
+        ++behind;
+    }
+    CHECK(behind == (cap == 0 ? 9 : 6));  // every message but the first of each connection
+  }
 }
 
 TEST_CASE("a connection older than max_connection_time is not reused", "[daemon][limits]") {

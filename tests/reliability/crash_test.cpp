@@ -36,8 +36,11 @@ const Point kPoints[] = {
     {"smtp:rcpt -> data", false},
     {"smtp:data -> body", false},
     {"smtp:body -> dot", false},
-    {"smtp:rcpt -> rset", true},  // first reached by the all-deferred message, maybe after other dots
+    // The all-deferred message, maybe after other dots: the sink offers PIPELINING, so its DATA was
+    // sent with the RCPT and is refused before the RSET.
+    {"smtp:data -> rset", true},
     {"smtp:dot -> ready", true},
+    {"smtp:dot -> mail", true},  // the reply to a dot with the next transaction already sent behind it
     {"delivery.after_part", true},
     {"outcome.before_bounce_write", true},
     {"outcome.after_bounce_write", true},

@@ -5,6 +5,9 @@ Every accepted message is written to OUTDIR as NNNNNN.eml (the data) plus NNNNNN
 peer, session number). Recipients steer the replies, so one sink serves every scenario:
   temp*@…   → 451 4.3.0 at RCPT          perm*@… / reject*@… → 550 5.1.1 at RCPT
   anything else → 250; DATA → 250 2.0.0
+EHLO offers PIPELINING, as Postfix, Exim and the big providers do (aiosmtpd reads pipelined
+commands in order but does not say so), so the daemon's tests see the pipelined protocol,
+including transactions sent behind a final dot; --no-pipelining takes it away.
 Runs until SIGTERM; writes OUTDIR/ready once listening. Loopback only.
 """
 import argparse
@@ -22,11 +25,14 @@ counter = {"msg": 0, "session": 0}
 
 
 class Handler:
-    def __init__(self, outdir):
+    def __init__(self, outdir, pipelining):
         self.outdir = outdir
+        self.pipelining = pipelining
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
+        if self.pipelining:
+            responses.insert(len(responses) - 1, "250-PIPELINING")
         if not hasattr(session, "spoold_no"):
             with lock:
                 counter["session"] += 1
@@ -79,9 +85,10 @@ def main():
     ap.add_argument("--tls-cert", help="offer STARTTLS with this certificate (PEM)")
     ap.add_argument("--tls-key")
     ap.add_argument("--auth", help="USER:PASSWORD required (over TLS) before MAIL")
+    ap.add_argument("--no-pipelining", action="store_true", help="do not offer PIPELINING")
     args = ap.parse_args()
     os.makedirs(args.outdir, exist_ok=True)
-    handler = Handler(args.outdir)
+    handler = Handler(args.outdir, not args.no_pipelining)
     extra = {}
     if args.tls_cert:
         import ssl
