@@ -186,6 +186,11 @@ class Sink:
         wait_port(host, port)
 
     def read(self):
+        # The counter only grows, so the last complete record of what was read says it all. The
+        # short sleep lets records gather: this thread shares the two cores with the system being
+        # measured, and waking once per message (thousands per second) would take a share of
+        # them that a CPU-bound drain feels more than the protocol limit's idle client does.
+        # Times are late by at most the sleep (1 ms) plus one read.
         buf = b""
         while True:
             chunk = self.proc.stdout.read1(65536)
@@ -194,7 +199,7 @@ class Sink:
             buf += chunk
             *recs, buf = buf.split(b"\r")
             now = time.time()
-            for r in recs:
+            for r in recs[-1:]:
                 m = re.search(rb"mesg=(\d+)", r)
                 if m:
                     n = int(m.group(1))
@@ -203,17 +208,31 @@ class Sink:
                             self.count += 1
                             self.times.append(now)
                         self.cond.notify_all()
+            time.sleep(0.001)
 
-    def wait_for(self, n, timeout):
-        """Time at which the counter reached n; raises on timeout."""
+    def wait_for(self, n, timeout, sender=None):
+        """Time at which the counter reached n; raises on timeout, or at once when the `sender`
+        process (a Popen) has exited."""
         end = time.time() + timeout
         with self.cond:
             while self.count < n:
                 left = end - time.time()
                 if left <= 0:
                     raise TimeoutError("sink got %d of %d in %.0f s" % (self.count, n, timeout))
+                if sender is not None and sender.poll() is not None:
+                    raise RuntimeError("the sender exited (status %s) with %d of %d delivered"
+                                       % (sender.returncode, self.count, n))
                 self.cond.wait(min(left, 1.0))
             return self.times[n - 1]
+
+    def cpu(self):
+        """CPU seconds (user + system) smtp-sink has used so far."""
+        try:
+            with open("/proc/%d/stat" % self.proc.pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return 0.0
 
     def stop(self):
         self.proc.terminate()
@@ -234,11 +253,17 @@ class Sinks:
     def count(self):
         return sum(s.count for s in self.sinks)
 
-    def wait_for(self, n, timeout):
+    def cpu(self):
+        return sum(s.cpu() for s in self.sinks)
+
+    def wait_for(self, n, timeout, sender=None):
         end = time.time() + timeout
         while self.count < n:
             if time.time() > end:
                 raise TimeoutError("sinks got %d of %d in %.0f s" % (self.count, n, timeout))
+            if sender is not None and sender.poll() is not None:
+                raise RuntimeError("the sender exited (status %s) with %d of %d delivered"
+                                   % (sender.returncode, self.count, n))
             time.sleep(0.01)
         return max((s.times[-1] for s in self.sinks if s.times), default=time.time())
 
@@ -556,14 +581,15 @@ def drain_spoold(tag, n, size, route, predrop, sinks, wrap=None, extra="", timeo
         os.sync()
         s.start(gated=True)
         time.sleep(0.05)  # the shell is waiting in `read` (its start-up is not spoold's CPU)
-        c0, t0 = s.group.usage(), time.time()
+        c0, k0, t0 = s.group.usage(), sinks.cpu(), time.time()
         s.go()
         rs = RssSampler(s.group)
-        t1 = sinks.wait_for(n, timeout or timeout_for(n, size))
+        t1 = sinks.wait_for(n, timeout or timeout_for(n, size), s.proc)
         cpu = s.group.usage() - c0
+        sink_us = (sinks.cpu() - k0) / n * 1e6
         hwm = vm_hwm_mb(s.pid())
         rs.stop()
-        return result(n, t0, t1, cpu, hwm)
+        return result(n, t0, t1, cpu, hwm, sink_cpu_us=sink_us)
     finally:
         s.stop()
         s.cleanup()
@@ -581,11 +607,12 @@ def drain_postfix(tag, n, size, route, sinks, domains=None, timeout=None):
         os.sync()
         time.sleep(0.5)
         rs = RssSampler(p.group)
-        c0, t0 = p.group.usage(), time.time()
+        c0, k0, t0 = p.group.usage(), sinks.cpu(), time.time()
         p.release()
         t1 = sinks.wait_for(n, timeout or timeout_for(n, size))
         cpu = p.group.usage() - c0
-        return result(n, t0, t1, cpu, rs.stop())
+        sink_us = (sinks.cpu() - k0) / n * 1e6
+        return result(n, t0, t1, cpu, rs.stop(), sink_cpu_us=sink_us)
     finally:
         p.stop()
         p.cleanup()
@@ -595,10 +622,10 @@ def limit(n, size):
     port = free_port()
     sink = Sink("127.0.0.1", port)
     try:
-        t0 = time.time()
+        k0, t0 = sink.cpu(), time.time()
         smtp_source(port, n, size, SESSIONS, keep_conn=True)
         t1 = sink.wait_for(n, 60)
-        return result(n, t0, t1, 0.0, 0.0)
+        return result(n, t0, t1, 0.0, 0.0, sink_cpu_us=(sink.cpu() - k0) / n * 1e6)
     finally:
         sink.stop()
 
@@ -632,7 +659,7 @@ def w2(system, rep):
             s.wait_ready()
             c0, t0 = s.group.usage(), time.time()
             durable_writers(s.spool, n, SIZE_1K, 4)
-            t1 = sink.wait_for(n, timeout_for(n))
+            t1 = sink.wait_for(n, timeout_for(n), s.proc)
             return result(n, t0, t1, s.group.usage() - c0, vm_hwm_mb(s.pid()))
         finally:
             s.stop()
@@ -1017,6 +1044,10 @@ def print_table(all_res):
         if med(sp, "idle_pct") is not None:
             extra.append("%d waiting; %d due delivered in %.1f s; idle CPU %.2f%% of a core"
                          % (sp[0]["waiting"], sp[0]["n"], med(sp, "secs"), med(sp, "idle_pct")))
+        sink = [(name, med(rs, "sink_cpu_us")) for name, rs in (("spoold", sp), ("Postfix", pf), ("limit", lim))]
+        sink = ["%s %.0f" % (name, us) for name, us in sink if us is not None]
+        if sink:  # the peer's share of the two cores: a sink that works harder leaves less for us
+            extra.append("sink CPU µs/msg: " + ", ".join(sink))
         for name, rs in (("spoold", sp), ("Postfix", pf), ("limit", lim)):
             errs = [r["error"] for r in rs if "error" in r]
             if errs:
