@@ -122,6 +122,8 @@ class Engine {
   State state() const { return state_; }
   bool idle() const { return state_ == State::ready; }
   bool ended() const { return state_ == State::closed || state_ == State::failed; }
+  // Replies are owed for commands already handed to the transport.
+  bool awaiting_replies() const { return replies_due_ > 0; }
   bool encrypted() const { return encrypted_; }
   const Capabilities& capabilities() const { return caps_; }
 

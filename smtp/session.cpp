@@ -8,6 +8,9 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -85,6 +88,7 @@ class Session::Impl : public std::enable_shared_from_this<Impl> {
   static void scan_done(uv_work_t* req, int status);
 
   void received(std::string_view bytes);
+  void ack_if_waiting();
   void tls_progress();
   void pump();
   void pump_once();
@@ -237,6 +241,20 @@ void Session::Impl::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) 
     self->received(std::string_view(buf->base, static_cast<std::size_t>(nread)));
   }
   self->pump();
+  if (!self->closing_) self->ack_if_waiting();
+}
+
+// A server without TCP_NODELAY holds a reply back (Nagle) while its previous one is not
+// acknowledged, and with nothing to send our ACK would be delayed (40 ms on Linux): a pipelined
+// group whose replies the server writes one by one would stall that long per reply. When we
+// still wait for replies and have nothing to write, the ACK goes now (TCP_QUICKACK, which the
+// kernel forgets again, hence per read).
+void Session::Impl::ack_if_waiting() {
+  if (!engine_.awaiting_replies() || writing_ || !queued_.empty() || engine_.has_output()) return;
+  uv_os_fd_t fd;
+  if (uv_fileno(reinterpret_cast<uv_handle_t*>(&tcp_), &fd) != 0) return;
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);  // best effort
 }
 
 void Session::Impl::received(std::string_view bytes) {
@@ -460,16 +478,23 @@ void Session::Impl::pump() {
   pumping_ = false;
 }
 
+// Output goes out once the events are handled: commands that a handler adds (the next
+// transaction sent behind a dot, NextWelcome) join the bytes before them in one write. A separate
+// small write behind the dot would meet a server that does not set TCP_NODELAY: its replies to
+// the dot and to the new commands leave in two segments, and the second waits for our delayed
+// ACK (40 ms) — W1 fell from 16,000 to 5,000 msg/s that way.
 void Session::Impl::pump_once() {
   for (int guard = 0; guard < 1000; ++guard) {
     auto events = engine_.take_events();
-    send_output();
     if (events.empty()) break;
     for (auto& ev : events) handle(ev);
   }
   feed_body();
+  if (engine_.has_events()) {  // body_end() entered the dot: its NextWelcome first
+    pump_again_ = true;
+    return;
+  }
   send_output();
-  if (engine_.has_events()) pump_again_ = true;
   arm_timer();
 }
 

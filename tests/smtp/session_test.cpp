@@ -418,6 +418,26 @@ TEST_CASE("raw server: the next transaction goes out behind the final dot, befor
   CHECK(std::count(run.trace.begin(), run.trace.end(), "dot -> rset") == 0);
 }
 
+TEST_CASE("raw server: a server with Nagle on gets our ACKs at once, so its 354 does not wait for them",
+          "[session][integration][pipelining]") {
+  auto srv = raw("nagle");
+  std::vector<Transaction> txns;
+  for (int i = 0; i < 12; ++i) txns.push_back(message({"a@sink.test"}));
+  auto run = deliver(options(srv->port), txns, kMessage, true);
+  REQUIRE(run.results.size() == txns.size());
+  for (const auto& r : run.results) CHECK(status_of(r, 0) == "sent");
+  std::vector<double> gaps;
+  std::string log = srv->log();
+  for (auto at = log.find("gap "); at != std::string::npos; at = log.find("gap ", at + 1))
+    gaps.push_back(std::stod(log.substr(at + 4)));
+  INFO(log);
+  REQUIRE(gaps.size() == txns.size());
+  std::sort(gaps.begin(), gaps.end());
+  // A delayed ACK holds the 354 back for at least 40 ms (TCP_DELACK_MIN); answered at once the
+  // body follows in well under a millisecond. The median leaves room for a slow CI machine.
+  CHECK(gaps[gaps.size() / 2] < 20.0);
+}
+
 TEST_CASE("raw server: no answer to a dot with a transaction behind it fails both, the first as a duplicate",
           "[session][integration][pipelining]") {
   auto srv = raw("stall-dot", {"--stall", "5", "--pipelining"});

@@ -12,6 +12,10 @@
 #   behind-dot  advertises PIPELINING; before answering a final dot, waits up to 0.3 s and logs
 #               whether the client already sent its next command ("behind-dot yes/no"); the first
 #               dot is refused with 554, later ones accepted
+#   nagle       advertises PIPELINING, leaves Nagle on and writes every reply on its own (as
+#               servers without TCP_NODELAY do); logs "gap <ms>" from each 354 to the body's
+#               first bytes: a client that delays its ACKs makes the 354 wait behind the
+#               unacknowledged replies before it (40 ms each on Linux)
 # --pipelining advertises PIPELINING in any scenario (e.g. stall-dot).
 # Results go to --log (one line per fact). Rule: every wait is bounded (socket timeouts, lifetime).
 import argparse
@@ -84,7 +88,12 @@ def serve_transactions(c, a, pipelining):
             rcpts.append(cmd[8:])
             c.send("250 2.1.5 ok\r\n")
         elif verb == "DATA":
+            sent_354 = time.monotonic()
             c.send("354 go\r\n")
+            if a.scenario == "nagle":
+                while not c.buf:
+                    c.buf += c.recv_some()
+                c.log("gap %.1f" % ((time.monotonic() - sent_354) * 1000))
             if a.scenario == "stall-body":
                 c.log("not reading")
                 time.sleep(a.stall)
@@ -145,7 +154,9 @@ def handle(sock, a, log):
         log("tls got " + cmd)
         c.send(ehlo_lines([]))
         return serve_transactions(c, a, False)
-    advertise = a.pipelining or a.scenario in ("pipelining", "behind-dot")
+    advertise = a.pipelining or a.scenario in ("pipelining", "behind-dot", "nagle")
+    if a.scenario == "nagle":
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
     c.send(ehlo_lines(["PIPELINING", "SIZE 1000000"] if advertise else []))
     serve_transactions(c, a, a.scenario == "pipelining")
 
