@@ -107,6 +107,10 @@ struct DeliveryEngine::Conn {
   std::string share_key;
   std::optional<Part> current;
   std::optional<Part> next;  // submitted behind current's final dot (RFC 2920 §3.1)
+  // Which submission a session callback answers: the callback carries the id it was given, so
+  // a result can never be booked to the other part.
+  std::uint64_t current_id = 0, next_id = 0, submissions = 0;
+  size_t retry_slot = 0;  // where in the queue the next retry of this session's parts goes
   std::unique_ptr<Timer> idle_timer;
   std::string relay() const {
     return ip.find(':') != std::string::npos ? fmt::format("{}[{}]:{}", host, ip, port)
@@ -569,10 +573,18 @@ class DeliveryEngine::Destination {
     }
     body.fd = fd;
     body.offset = part.body_offset;
-    (behind_dot ? c.next : c.current) = std::move(part);
+    std::uint64_t id = ++c.submissions;
+    if (behind_dot) {
+      c.next = std::move(part);
+      c.next_id = id;
+    } else {
+      c.current = std::move(part);
+      c.current_id = id;
+      c.retry_slot = 0;
+    }
     Conn* conn = &c;
     c.session->submit(std::move(t), std::move(body),
-                      [this, conn](const smtp::TransactionResult& r) { on_transaction(conn, r); });
+                      [this, conn, id](const smtp::TransactionResult& r) { on_transaction(conn, id, r); });
     ::close(fd);  // the session dup()ed it
   }
 
@@ -596,11 +608,21 @@ class DeliveryEngine::Destination {
   }
 
   // Session callbacks come in submission order: the running part first, then the one behind it.
-  void on_transaction(Conn* c, const smtp::TransactionResult& r) {
-    Part part = std::move(*c->current);
-    c->current = std::exchange(c->next, std::nullopt);
-    ++c->messages;
-    note_server_message(*c);
+  // A part refused behind the dot (the session's conditions changed) leaves the running one be.
+  void on_transaction(Conn* c, std::uint64_t id, const smtp::TransactionResult& r) {
+    Part part;
+    if (c->current && c->current_id == id) {
+      part = std::move(*c->current);
+      c->current = std::exchange(c->next, std::nullopt);
+      c->current_id = c->next_id;
+      ++c->messages;
+      note_server_message(*c);
+    } else if (c->next && c->next_id == id) {
+      part = std::move(*c->next);
+      c->next.reset();
+    } else {
+      return;  // answers nothing we sent (cannot happen)
+    }
     std::vector<RecipientResult> done;
     Part retry = part;
     retry.recipients.clear();
@@ -619,9 +641,11 @@ class DeliveryEngine::Destination {
       out.enhanced = default_enhanced(o);
       done.push_back({part.indices[i], out, c->relay()});
     }
-    if (!retry.indices.empty()) {
+    if (!retry.indices.empty()) {  // ahead of the queue, in the order the parts were sent
       retry.tried.push_back(server_key(c->ip, c->port));
-      queue_.push_front(std::move(retry));
+      queue_.insert(queue_.begin() + static_cast<std::ptrdiff_t>(std::min(c->retry_slot, queue_.size())),
+                    std::move(retry));
+      ++c->retry_slot;
     }
     if (!done.empty()) eng_.done_(part.token, std::move(done));
     // The token may have ended the last part of a message; the engine itself is still alive.
@@ -706,9 +730,11 @@ class DeliveryEngine::Destination {
                   eng_.config_->delivery.connect_attempts, why.text);
       }
     }
-    if (c->current) {
-      // The session ended without a transaction result (should not happen): defer the part.
-      Part p = std::move(*c->current);
+    // The session ended without a transaction result (should not happen): defer the parts.
+    for (auto* slot : {&c->current, &c->next}) {
+      if (!*slot) continue;
+      Part p = std::move(**slot);
+      slot->reset();
       std::vector<RecipientResult> rs;
       for (size_t i : p.indices)
         rs.push_back({i, why.status == smtp::Status::sent ? smtp::Outcome{} : why, "none"});

@@ -67,7 +67,9 @@ class Session {
   // Carries one message to this hop: all its recipients, split into SMTP transactions of at most
   // envelope_limit (452/552-refused ones retried in a further transaction) by the engine.
   // `done` runs once with one outcome per recipient, in order; it may submit the next message,
-  // quit() or destroy the Session. Callbacks run in submission order. Neither idle() nor
+  // quit() or destroy the Session. Callbacks run in submission order. Destroying the Session in
+  // the first one drops the callback of a transaction submitted behind its dot too: the caller
+  // must then count that one as not delivered (its dot was never sent). Neither idle() nor
   // can_submit_next(): `done` runs at once, every recipient temporary.
   void submit(Transaction txn, BodySource body, TransactionCallback done);
   // QUIT when idle (after the running transaction otherwise), then close; on_closed follows.

@@ -65,8 +65,8 @@ std::string Env::spoold_binary() {
   return std::string(SPOOLD_BINARY_DIR) + "/daemon/spoold";
 }
 
-Env::Env(const std::string& extra_yaml, bool with_sink) {
-  if (with_sink) sink_ = std::make_unique<Sink>(dir_ / "sink");
+Env::Env(const std::string& extra_yaml, bool with_sink, std::vector<std::string> sink_args) {
+  if (with_sink) sink_ = std::make_unique<Sink>(dir_ / "sink", std::move(sink_args));
   std::string yaml =
       "hostname: spoold.test\n"
       "spool_dir: " +

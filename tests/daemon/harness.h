@@ -36,7 +36,9 @@ class Sink {
 class Env {
  public:
   // extra_yaml is appended to a base config (spool in the temp dir, short tiers, route to the sink).
-  explicit Env(const std::string& extra_yaml = "", bool with_sink = true);
+  // sink_args go to the sink (e.g. "--no-pipelining").
+  explicit Env(const std::string& extra_yaml = "", bool with_sink = true,
+               std::vector<std::string> sink_args = {});
   ~Env();
 
   std::string spool() const { return dir_ / "spool"; }

@@ -59,6 +59,18 @@ def ehlo_lines(extra):
     return "".join("250%s%s\r\n" % ("-" if i < len(caps) - 1 else " ", c) for i, c in enumerate(caps))
 
 
+def next_command_waits(c):
+    """Whether the client's next command arrives (within 0.3 s) before the dot is answered."""
+    c.sock.settimeout(0.3)
+    try:
+        while b"\n" not in c.buf:
+            c.buf += c.recv_some()
+    except socket.timeout:
+        pass
+    c.sock.settimeout(10)
+    return c.buf.startswith(b"MAIL")
+
+
 def serve_transactions(c, a, pipelining):
     # After EHLO: any number of MAIL/RCPT/DATA transactions, RSET, QUIT.
     n = 0
@@ -105,18 +117,12 @@ def serve_transactions(c, a, pipelining):
                 return
             body = c.data_until_dot()
             c.log("body %d for %s" % (len(body), ",".join(rcpts)))
+            if a.scenario in ("stall-dot", "behind-dot"):
+                c.log("behind-dot %s" % ("yes" if next_command_waits(c) else "no"))
             if a.scenario == "stall-dot":
                 time.sleep(a.stall)
                 return
             if a.scenario == "behind-dot":
-                c.sock.settimeout(0.3)
-                try:
-                    while b"\n" not in c.buf:
-                        c.buf += c.recv_some()
-                except socket.timeout:
-                    pass
-                c.sock.settimeout(10)
-                c.log("behind-dot %s" % ("yes" if c.buf.startswith(b"MAIL") else "no"))
                 if n_dots == 0:
                     n_dots += 1
                     c.send("554 5.7.1 first message refused\r\n")
