@@ -50,17 +50,29 @@ const StateRow& row(State s) {
   return kStates[static_cast<std::size_t>(s)];
 }
 
-Outcome outcome_of(const Reply& r) {
-  Outcome o;
-  o.status = r.klass() == 5 ? Status::permanent : r.klass() == 4 ? Status::temporary : Status::sent;
-  o.code = r.code;
-  o.enhanced = r.enhanced.to_string();
-  o.text = r.text();
-  return o;
-}
-
 Outcome local(Status s, std::string enhanced, std::string text) {
   return Outcome{s, 0, std::move(enhanced), std::move(text), false};
+}
+
+// A reply of the class its command can have (RFC 5321 §4.2.1, §4.3.2): 4xx temporary, 5xx
+// permanent, the class the command succeeds with (`success`, 2 or 3) sent. Any other class is not
+// an answer that command can get — a broken or hostile server — and is a temporary failure with
+// no code of its own, so it is never mistaken for a success nor for the server's verdict.
+bool answers(const Reply& r, int success = 2) {
+  return r.klass() == 4 || r.klass() == 5 || r.klass() == success;
+}
+
+Outcome outcome_of(const Reply& r, State state, int success = 2) {
+  if (answers(r, success)) {
+    Outcome o;
+    o.status = r.klass() == 5 ? Status::permanent : r.klass() == 4 ? Status::temporary : Status::sent;
+    o.code = r.code;
+    o.enhanced = r.enhanced.to_string();
+    o.text = r.text();
+    return o;
+  }
+  return local(Status::temporary, "4.5.0",
+               fmt::format("protocol error: reply {} {} in state {}", r.code, r.text(), to_string(state)));
 }
 
 bool non_ascii(std::string_view s) {
@@ -351,7 +363,7 @@ void Engine::abort(std::string_view why) {
 void Engine::on_reply(const Reply& r) {
   if (hooks_.on_reply) hooks_.on_reply(r);
   if (r.code == 421 && state_ != State::quit) {  // service closing: the connection is over
-    fail_session(outcome_of(r));
+    fail_session(outcome_of(r, state_));
     return;
   }
   // A reply to a command we have not sent yet (lock-step) or never sent: the server is out of
@@ -395,20 +407,16 @@ void Engine::on_reply(const Reply& r) {
       on_rset(r);
       break;
     case State::quit:
-      close_cleanly(outcome_of(r));
+      close_cleanly(outcome_of(r, state_));
       break;
-    default: {  // ready or body: nothing was asked
-      Outcome o = outcome_of(r);
-      o.status = Status::temporary;
-      o.text = fmt::format("unexpected reply in state {}: {} {}", to_string(state_), r.code, r.text());
-      fail_session(std::move(o));
-    }
+    default:  // ready or body: nothing was asked
+      fail_session(outcome_of(r, state_, 0));
   }
 }
 
 void Engine::on_greeting(const Reply& r) {
   if (r.code == 220) return enter(State::ehlo);
-  fail_session(outcome_of(r));
+  fail_session(outcome_of(r, state_, 0));  // 2xx other than 220 is no greeting either
 }
 
 void Engine::on_ehlo(const Reply& r) {
@@ -417,11 +425,11 @@ void Engine::on_ehlo(const Reply& r) {
     return after_hello();
   }
   if (r.klass() == 5) return enter(State::helo);  // RFC 5321 §3.2: fall back to HELO
-  fail_session(outcome_of(r));
+  fail_session(outcome_of(r, state_));
 }
 
 void Engine::on_helo(const Reply& r) {
-  if (r.klass() != 2) return fail_session(outcome_of(r));
+  if (r.klass() != 2) return fail_session(outcome_of(r, state_));
   caps_ = Capabilities{};
   after_hello();
 }
@@ -451,7 +459,7 @@ void Engine::on_starttls(const Reply& r) {
     tls_refused_ = true;
     return after_hello();
   }
-  Outcome o = outcome_of(r);
+  Outcome o = outcome_of(r, state_);
   o.status = Status::temporary;
   o.text = "STARTTLS refused: " + o.text;
   fail_session(std::move(o));
@@ -476,8 +484,7 @@ void Engine::on_auth(const Reply& r) {
     return become_ready();
   }
   if (r.code == 334 && auth_step_ < 4) return auth_continue(r);
-  Outcome o = outcome_of(r);
-  if (r.klass() == 3) o.status = Status::temporary;
+  Outcome o = outcome_of(r, state_);
   // 535 and other 5xx: permanent for this relay (wrong credentials do not heal by retrying soon);
   // 454 and other 4xx: temporary.
   o.text = "authentication failed: " + o.text;
@@ -628,11 +635,12 @@ void Engine::take_batch(Txn& x) {
 
 void Engine::on_mail(const Reply& r) {
   Txn& x = *txn_;
+  if (!answers(r)) return fail_session(outcome_of(r, state_));  // e.g. 350: out of step
+  Outcome o = outcome_of(r, state_);
   if (r.klass() == 2) {
     x.mail_ok = true;
   } else {
     // The sender was refused: that answers every recipient of this message, not only this batch.
-    Outcome o = outcome_of(r);
     o.text = "sender refused: " + o.text;
     for (std::size_t i : x.batch) x.set(i, o);
     for (std::size_t i : x.queue) x.set(i, o);
@@ -645,8 +653,10 @@ void Engine::on_mail(const Reply& r) {
 void Engine::on_rcpt(const Reply& r) {
   Txn& x = *txn_;
   std::size_t i = x.batch[x.next];
+  // e.g. 354 to RCPT: the server is out of step (or answers DATA early); matching it is a guess.
+  if (!answers(r)) return fail_session(outcome_of(r, state_));
+  Outcome o = outcome_of(r, state_);
   if (x.mail_ok) {
-    Outcome o = outcome_of(r);
     if (r.klass() == 2) {
       x.st[i] = Rcpt::accepted;
       ++x.accepted;
@@ -675,9 +685,9 @@ void Engine::on_data(const Reply& r) {
     out_ += ".\r\n";
     return enter(State::dot);
   }
+  if (!answers(r, 0)) return fail_session(outcome_of(r, state_, 0));  // a 2xx to DATA: out of step
+  Outcome o = outcome_of(r, state_);
   if (x.mail_ok && x.accepted > 0) {
-    Outcome o = outcome_of(r);
-    if (o.status == Status::sent) o.status = Status::temporary;  // 2xx to DATA is a protocol error
     for (std::size_t i : x.batch)
       if (x.st[i] == Rcpt::accepted) x.set(i, o);
   }
@@ -713,7 +723,9 @@ void Engine::abort_body(const std::string& why) {
 void Engine::on_dot(const Reply& r) {
   Txn& x = *txn_;
   if (x.empty_dot) return enter(State::rset);
-  Outcome o = outcome_of(r);
+  // A 3xx after the dot: the server may or may not have taken the message (possible duplicate).
+  if (!answers(r)) return fail_session(outcome_of(r, state_));
+  Outcome o = outcome_of(r, state_);
   for (std::size_t i : x.batch)
     if (x.st[i] == Rcpt::accepted) x.set(i, o);
   x.batch_ok = r.klass() == 2;
@@ -733,7 +745,7 @@ void Engine::adopt_next() {
 
 void Engine::on_rset(const Reply& r) {
   if (r.klass() != 2) {
-    Outcome o = outcome_of(r);
+    Outcome o = outcome_of(r, state_);
     o.status = Status::temporary;
     o.text = "RSET failed: " + o.text;
     return fail_session(std::move(o));
@@ -812,6 +824,12 @@ void Engine::close_cleanly(Outcome reason) {
 }
 
 void Engine::fail_session(Outcome reason) {
+  // Whatever led here, a failed session delivered nothing more: it never reports success.
+  if (reason.status == Status::sent) {
+    reason.status = Status::temporary;
+    reason.code = 0;
+    reason.enhanced = "4.5.0";
+  }
   if (txn_) {
     bool after_dot = state_ == State::dot && !txn_->empty_dot;
     fail_transaction(std::move(txn_), reason, after_dot);

@@ -102,7 +102,7 @@ Result<Reply> ReplyParser::fail(std::string why) {
   return make_error(failure_);
 }
 
-std::string ReplyParser::add_line(std::string_view line, bool& last) {
+std::string ReplyParser::add_line(std::string_view line, std::size_t wire, bool& last) {
   if (line.size() < 3 || !is_digit(line[0]) || !is_digit(line[1]) || !is_digit(line[2]))
     return fmt::format("malformed reply line \"{}\"", sanitize(line, 80));
   if (line[0] < '2' || line[0] > '5' || line[1] > '5')
@@ -112,7 +112,7 @@ std::string ReplyParser::add_line(std::string_view line, bool& last) {
   int code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
   if (in_reply_ && code != cur_.code)
     return fmt::format("reply code changed from {} to {} inside a multi-line reply", cur_.code, code);
-  cur_bytes_ += line.size() + 2;
+  cur_bytes_ += wire;
   if (cur_bytes_ > kMaxReply) return fmt::format("reply longer than {} bytes", kMaxReply);
   if (line.find('\0') != std::string_view::npos) return "NUL byte in reply";
   if (!in_reply_) {
@@ -130,28 +130,47 @@ std::string ReplyParser::add_line(std::string_view line, bool& last) {
   return "";
 }
 
+// A complete line (without its LF) whose first kMaxLine bytes are `head` and which took `wire`
+// bytes on the wire. Returns the finished reply, an error, or nullopt when the reply goes on.
+std::optional<Result<Reply>> ReplyParser::end_line(std::string_view head, std::size_t wire, bool cut) {
+  if (!cut && !head.empty() && head.back() == '\r') head.remove_suffix(1);  // bare LF tolerated
+  if (head.find('\r') != std::string_view::npos) return fail("bare CR in reply");
+  bool last = false;
+  std::string err = add_line(head, wire, last);
+  if (!err.empty()) return fail(std::move(err));
+  if (!last) return std::nullopt;
+  in_reply_ = false;
+  cur_bytes_ = 0;
+  return Result<Reply>(std::move(cur_));
+}
+
 std::optional<Result<Reply>> ReplyParser::next() {
   if (failed_) return Result<Reply>(make_error(failure_));
   while (pos_ < buf_.size()) {
     std::string_view avail(buf_.data() + pos_, buf_.size() - pos_);
     std::size_t nl = avail.find('\n');
-    if (nl == std::string_view::npos) {
-      if (avail.size() >= kMaxLine) return fail(fmt::format("reply line longer than {} bytes", kMaxLine));
-      return std::nullopt;
+    if (in_long_) {  // the rest of an overlong line: counted, not kept
+      std::size_t n = nl == std::string_view::npos ? avail.size() : nl + 1;
+      pos_ += n;
+      long_wire_ += n;
+      if (cur_bytes_ + long_wire_ > kMaxReply)
+        return fail(fmt::format("reply longer than {} bytes", kMaxReply));
+      if (nl == std::string_view::npos) return std::nullopt;
+      in_long_ = false;
+      if (auto r = end_line(long_head_, long_wire_, true)) return r;
+      continue;
     }
-    if (nl + 1 > kMaxLine) return fail(fmt::format("reply line longer than {} bytes", kMaxLine));
-    std::string_view line = avail.substr(0, nl);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);  // bare LF tolerated
-    if (line.find('\r') != std::string_view::npos) return fail("bare CR in reply");
+    if (nl == std::string_view::npos || nl + 1 > kMaxLine) {
+      if (nl == std::string_view::npos && avail.size() < kMaxLine) return std::nullopt;
+      // Longer than RFC 5321 allows: real servers send such 5xx texts, and the code is what
+      // matters, so the line's head is kept and the rest skipped (still bounded by kMaxReply).
+      in_long_ = true;
+      long_head_.assign(avail.substr(0, kMaxLine - 2));
+      long_wire_ = 0;
+      continue;
+    }
     pos_ += nl + 1;
-    bool last = false;
-    std::string err = add_line(line, last);
-    if (!err.empty()) return fail(std::move(err));
-    if (last) {
-      in_reply_ = false;
-      cur_bytes_ = 0;
-      return Result<Reply>(std::move(cur_));
-    }
+    if (auto r = end_line(avail.substr(0, nl), nl + 1, false)) return r;
   }
   return std::nullopt;
 }

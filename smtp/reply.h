@@ -1,6 +1,7 @@
 // smtp/reply.h — SMTP reply parsing (RFC 5321 §4.2, enhanced codes RFC 3463) and text sanitising.
 // Rule: the parser reads untrusted bytes; it never reads out of bounds, never grows without limit
-// (512-byte lines, 64 KiB per reply), and any malformed input is a sticky error, never a guess.
+// (a line's first 512 bytes are kept, 64 KiB per reply), and any malformed input is a sticky
+// error, never a guess.
 #pragma once
 
 #include <cstddef>
@@ -43,7 +44,8 @@ std::string sanitize(std::string_view text, std::size_t max_len = 1024);
 // nullopt (needs more bytes). An Error is sticky: the stream cannot be trusted any more.
 class ReplyParser {
  public:
-  static constexpr std::size_t kMaxLine = 512;         // RFC 5321 §4.5.3.1.5, CRLF included
+  // RFC 5321 §4.5.3.1.5, CRLF included. Longer lines are accepted, their text cut to this.
+  static constexpr std::size_t kMaxLine = 512;
   static constexpr std::size_t kMaxReply = 64 * 1024;  // all lines of one reply together
 
   void feed(std::string_view bytes);
@@ -56,15 +58,19 @@ class ReplyParser {
 
  private:
   Result<Reply> fail(std::string why);
-  // Parses one line (without its line ending) into the reply under construction.
-  // Returns an error message, or "" when the line was fine.
-  std::string add_line(std::string_view line, bool& last);
+  // Parses one line (without its line ending; `wire` bytes on the wire) into the reply under
+  // construction. Returns an error message, or "" when the line was fine.
+  std::string add_line(std::string_view line, std::size_t wire, bool& last);
+  std::optional<Result<Reply>> end_line(std::string_view head, std::size_t wire, bool cut);
 
   std::string buf_;
   std::size_t pos_ = 0;  // start of unconsumed bytes in buf_
   Reply cur_;
   std::size_t cur_bytes_ = 0;
   bool in_reply_ = false;
+  bool in_long_ = false;   // inside a line longer than kMaxLine: its head is kept, the rest skipped
+  std::string long_head_;  // the first kMaxLine - 2 bytes of that line
+  std::size_t long_wire_ = 0;
   bool failed_ = false;
   std::string failure_;
 };

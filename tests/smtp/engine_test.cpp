@@ -1048,3 +1048,129 @@ TEST_CASE("nothing is sent behind a dot without PIPELINING, with recipients left
     CHECK(!b.e.can_submit_next());
   }
 }
+
+namespace {
+
+// A server that answers each state's command the way a healthy server does (lock-step).
+std::string good_reply(State s) {
+  switch (s) {
+    case State::greeting:
+      return "220 mx.test ESMTP\r\n";
+    case State::ehlo:
+      return "250-mx.test\r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n";
+    case State::starttls:
+      return "220 go ahead\r\n";
+    case State::auth:
+      return "235 2.7.0 ok\r\n";
+    case State::data:
+      return "354 go\r\n";
+    case State::quit:
+      return "221 bye\r\n";
+    default:
+      return "250 ok\r\n";
+  }
+}
+
+struct ClassRun {
+  std::string outcome = "-";  // the recipient's final status, "-" when no transaction ended
+  bool duplicate = false;
+  std::string ended = "-";  // how the session ended
+};
+
+// Drives a session to `target` with a healthy server, answers that state's command with `reply`,
+// then lets the healthy server finish whatever the engine does next (bounded).
+ClassRun run_with_reply(State target, const std::string& reply, bool second_rcpt_refused) {
+  EngineOptions o = opts(TlsPolicy::required);
+  o.auth = AuthOptions{AuthMechanism::plain, "u", "p", true};
+  // RSET is reached through a refused recipient: the only one, so the batch ends before DATA.
+  Harness h(o, txn({"a@y.test"}));
+  h.quit_after = true;
+  h.server("<start>");
+  bool replied = false;
+  for (int step = 0; step < 40 && !h.engine.ended(); ++step) {
+    State s = h.engine.state();
+    if (s == State::body) FAIL("body state between replies");
+    std::string said = good_reply(s);
+    if (!replied && s == target) {
+      said = reply;
+      replied = true;
+    } else if (target == State::rset && s == State::rcpt && !replied && second_rcpt_refused) {
+      said = "550 5.1.1 no such user\r\n";
+    }
+    h.server(said);
+  }
+  REQUIRE(replied);
+  REQUIRE(h.engine.ended());
+  ClassRun r;
+  if (!h.outcomes.empty()) {
+    REQUIRE(h.outcomes.size() == 1);
+    std::string line = h.outcomes[0];
+    r.outcome = line.substr(9, line.find(' ', 9) - 9);  // after "a@y.test "
+    r.duplicate = line.find(" dup") != std::string::npos;
+  }
+  r.ended = h.ended.substr(0, h.ended.find(' '));
+  return r;
+}
+
+}  // namespace
+
+// Every reply class in every state where a reply is due: a class the command cannot have is a
+// temporary failure, never a success; only a 2xx after the final dot makes a recipient sent.
+TEST_CASE("every reply class in every state: nothing is sent that the server did not accept after the dot",
+          "[engine][hostile]") {
+  const std::vector<std::string> replies = {"250 2.0.0 ok\r\n", "354 go\r\n",        "450 4.2.0 later\r\n",
+                                            "550 5.7.1 no\r\n", "421 4.3.2 bye\r\n", "hello there\r\n"};
+  struct Row {
+    State state;
+    // Expected recipient status (sent/temporary/permanent/-) for each reply above, in order.
+    std::vector<std::string> outcome;
+  };
+  // "-": the session ended before a transaction started (nothing submitted, nothing reported).
+  const std::vector<Row> rows = {
+      {State::greeting, {"-", "-", "-", "-", "-", "-"}},
+      // 250 without STARTTLS, or HELO after a 5xx (no extensions): `required` TLS is impossible.
+      {State::ehlo, {"-", "-", "-", "-", "-", "-"}},
+      {State::starttls, {"-", "-", "-", "-", "-", "-"}},  // required: anything but 220 ends it
+      {State::auth, {"sent", "-", "-", "-", "-", "-"}},
+      {State::mail, {"sent", "temporary", "temporary", "permanent", "temporary", "temporary"}},
+      {State::rcpt, {"sent", "temporary", "temporary", "permanent", "temporary", "temporary"}},
+      {State::data, {"temporary", "sent", "temporary", "permanent", "temporary", "temporary"}},
+      {State::dot, {"sent", "temporary", "temporary", "permanent", "temporary", "temporary"}},
+      {State::rset, {"permanent", "permanent", "permanent", "permanent", "permanent", "permanent"}},
+  };
+  for (const Row& row : rows) {
+    for (std::size_t k = 0; k < replies.size(); ++k) {
+      const std::string& reply = replies[k];
+      INFO("state " << to_string(row.state) << ", reply " << reply);
+      ClassRun r = run_with_reply(row.state, reply, true);
+      CHECK(r.outcome == row.outcome[k]);
+      // A session that never got to a transaction cannot have ended well.
+      if (r.outcome == "-") CHECK(r.ended != "sent");
+      // After the dot, a reply that is not the server's verdict leaves the message possibly delivered.
+      bool dup_expected = row.state == State::dot && (k == 1 || k == 4 || k == 5);
+      CHECK(r.duplicate == dup_expected);
+    }
+  }
+}
+
+TEST_CASE("a greeting or EHLO answer of the wrong class never carries a success", "[engine][hostile]") {
+  for (const char* said : {"250 hello\r\n", "354 go\r\n", "334 x\r\n", "221 bye\r\n"}) {
+    INFO(said);
+    Engine e(opts());
+    e.start();
+    serve(e, said);
+    REQUIRE(e.state() == State::failed);
+    std::optional<Outcome> why;
+    for (auto& ev : e.take_events())
+      if (auto* end = std::get_if<SessionEnded>(&ev)) why = end->reason;
+    REQUIRE(why);
+    CHECK(why->status == Status::temporary);
+    CHECK(why->code == 0);
+    CHECK(why->enhanced == "4.5.0");
+  }
+  Engine e(opts());
+  e.start();
+  serve(e, "220 hi\r\n");
+  serve(e, "334 VXNlcm5hbWU6\r\n");
+  REQUIRE(e.state() == State::failed);
+}
