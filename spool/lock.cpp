@@ -5,12 +5,15 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cctype>
 #include <charconv>
+#include <chrono>
 #include <ctime>
+#include <string_view>
 
 #include <fmt/format.h>
 
@@ -38,30 +41,129 @@ std::string sanitize(std::string_view s) {
   return out.empty() ? "_" : out;
 }
 
-std::optional<LockOwner> parse_owner(std::string_view text) {
-  LockOwner o;
-  std::string_view fields[5];
-  for (size_t i = 0; i < 5; ++i) {
-    while (!text.empty() && text.front() == ' ') text.remove_prefix(1);
-    auto sp = text.find_first_of(" \n");
-    fields[i] = text.substr(0, sp);
-    text = sp == std::string_view::npos ? std::string_view() : text.substr(sp);
-    if (fields[i].empty() && i < 4) return std::nullopt;  // the token (5th) is optional
-  }
-  o.instance = std::string(fields[0]);
-  o.boot_id = std::string(fields[2]);
-  o.token = std::string(fields[4]);
-  if (std::from_chars(fields[1].data(), fields[1].data() + fields[1].size(), o.pid).ec != std::errc())
-    return std::nullopt;
-  if (std::from_chars(fields[3].data(), fields[3].data() + fields[3].size(), o.time).ec != std::errc())
-    return std::nullopt;
-  return o;
+// "<dev>:<ino>" of a namespace link such as /proc/self/ns/pid: two processes share the namespace
+// exactly when both numbers match (namespaces(7)); "" if it cannot be read (no /proc).
+std::string ns_id(const char* link) {
+  struct stat st {};
+  if (::stat(link, &st) != 0) return "";
+  return fmt::format("{}:{}", static_cast<unsigned long long>(st.st_dev),
+                     static_cast<unsigned long long>(st.st_ino));
 }
 
-bool owner_provably_dead(const LockOwner& o, const LockOptions& opts) {
-  if (o.instance != sanitize(opts.instance) || o.boot_id != boot_id()) return false;  // another host or boot
-  if (o.pid <= 0 || o.pid == static_cast<long>(::getpid())) return false;
-  return ::kill(static_cast<pid_t>(o.pid), 0) != 0 && errno == ESRCH;
+// Field 22 of a /proc/<pid>/stat text: the start time in clock ticks after boot; 0 if unreadable.
+// The command name (field 2) may hold spaces and parentheses, so fields count from the last ')'.
+uint64_t stat_start_time(std::string_view text) {
+  auto close = text.rfind(')');
+  if (close == std::string_view::npos) return 0;
+  text.remove_prefix(close + 1);
+  for (int field = 3; field <= 22; ++field) {
+    while (!text.empty() && text.front() == ' ') text.remove_prefix(1);
+    auto token = text.substr(0, text.find_first_of(" \n"));
+    text.remove_prefix(token.size());
+    if (token.empty()) return 0;
+    uint64_t v = 0;
+    if (field == 22)
+      return std::from_chars(token.data(), token.data() + token.size(), v).ec == std::errc() ? v : 0;
+  }
+  return 0;
+}
+
+uint64_t start_time_of(const std::string& stat_path) {
+  auto text = read_small_file(stat_path, 4096);
+  return text ? stat_start_time(*text) : 0;
+}
+
+// Whether /proc shows our own PID namespace, so /proc/<pid> is the process kill(pid) reaches (after
+// a bare `unshare -pf` it is still the parent's). NSpid in /proc/self/status lists our pid in each
+// namespace from /proc's down to ours: a single entry, ours, when they are the same.
+bool proc_is_ours(long pid) {
+  auto text = read_small_file("/proc/self/status", 65536);
+  if (!text) return false;
+  auto at = text->find("\nNSpid:");
+  if (at == std::string::npos) return false;
+  std::string_view line(*text);
+  line = line.substr(at + 7);
+  line = line.substr(0, line.find('\n'));
+  while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
+  long listed = 0;
+  auto [end, ec] = std::from_chars(line.data(), line.data() + line.size(), listed);
+  return ec == std::errc() && end == line.data() + line.size() && listed == pid;
+}
+
+// This process as a lock owner, plus whether it can read other pids' start times.
+struct Self {
+  long pid = 0;
+  LockOwner owner;
+  bool proc_is_ours = false;
+};
+
+// Worked out once per thread and process: a forked child is another process (its own pid and
+// start time), and a thread-local cache needs no mutex that a fork could leave locked.
+const Self& self() {
+  thread_local Self s;
+  long pid = static_cast<long>(::getpid());
+  if (s.pid == pid) return s;
+  s.pid = pid;
+  s.owner = LockOwner{};
+  s.owner.pid = pid;
+  s.owner.boot_id = boot_id();
+  s.owner.pidns = ns_id("/proc/self/ns/pid");
+  s.owner.timens = ns_id("/proc/self/ns/time");  // "" before Linux 5.6: then there are none
+  s.owner.start_time = start_time_of("/proc/self/stat");
+  s.proc_is_ours = proc_is_ours(pid);
+  return s;
+}
+
+// What the kernel says about `pid` in our namespace: gone, or alive since when (if /proc tells).
+PidProbe probe_pid(long pid, bool proc_ours) {
+  PidProbe p;
+  if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
+    p.exists = false;
+    return p;
+  }
+  if (proc_ours) p.start_time = start_time_of(fmt::format("/proc/{}/stat", pid));
+  return p;
+}
+
+bool dead_by_pid(const LockOwner& o, const LockOptions& opts) {
+  const Self& me = self();
+  LockOwner judge = me.owner;
+  judge.instance = sanitize(opts.instance);
+  return owner_provably_dead(o, judge, [&](long pid) { return probe_pid(pid, me.proc_is_ours); });
+}
+
+// unique_suffix() is "<pid>.<counter>": unique on one host and in one PID namespace only. Daemons
+// in containers are often both pid 1, and hosts sharing an NFS spool repeat pids too, so the names
+// and tokens made here carry 64 random bits as well (owner files are made with O_EXCL, and a
+// breaker's rename aside would replace another breaker's file of the same name).
+std::string lock_unique() {
+  uint64_t r = 0;
+  if (::getrandom(&r, sizeof r, GRND_NONBLOCK) != static_cast<ssize_t>(sizeof r))
+    r = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  return fmt::format("{}.{:016x}", unique_suffix(), r);
+}
+
+std::string or_dash(const std::string& s) {
+  return s.empty() ? "-" : s;
+}
+
+// Fills boot_id, pidns, timens and start_time from "<boot-id>[,key=value]..."; unknown keys are
+// skipped (a later version may add some), "-" means unknown.
+void parse_context(std::string_view field, LockOwner& o) {
+  auto comma = field.find(',');
+  o.boot_id = std::string(field.substr(0, comma));
+  while (comma != std::string_view::npos) {
+    field.remove_prefix(comma + 1);
+    comma = field.find(',');
+    auto item = field.substr(0, comma);
+    auto eq = item.find('=');
+    if (eq == std::string_view::npos) continue;
+    auto key = item.substr(0, eq), value = item.substr(eq + 1);
+    if (value == "-") continue;
+    if (key == "pidns") o.pidns = std::string(value);
+    if (key == "timens") o.timens = std::string(value);
+    if (key == "start") (void)std::from_chars(value.data(), value.data() + value.size(), o.start_time);
+  }
 }
 
 struct Verdict {
@@ -85,10 +187,10 @@ Verdict judge(const std::string& path, int64_t fs_now, const LockOptions& opts) 
   char buf[512];
   ssize_t n = ::read(fd.get(), buf, sizeof buf);
   if (n > 0) v.content.assign(buf, static_cast<size_t>(n));
-  auto owner = parse_owner(v.content);
+  auto owner = parse_lock_owner(v.content);
   bool aged =
       fs_now - static_cast<int64_t>(st.st_mtim.tv_sec) > static_cast<int64_t>(opts.stale_after.count());
-  v.stale = aged || (owner && owner_provably_dead(*owner, opts));
+  v.stale = aged || (owner && dead_by_pid(*owner, opts));
   return v;
 }
 
@@ -101,7 +203,7 @@ bool same_lock(const std::string& path, ino_t ino, const std::string& content) {
 
 // Renames the judged lock aside; true if what we moved was exactly the lock we judged stale.
 bool break_stale(const std::string& path, const Verdict& judged) {
-  std::string aside = fmt::format("{}.stale.{}", path, unique_suffix());
+  std::string aside = fmt::format("{}.stale.{}", path, lock_unique());
   if (::rename(path.c_str(), aside.c_str()) != 0) return errno == ENOENT;
   crashpoint("lock.after_break_rename");
   bool ours = same_lock(aside, judged.ino, judged.content);
@@ -125,8 +227,10 @@ LockOwnerFile::~LockOwnerFile() {
 namespace {
 
 std::string owner_content(const std::string& instance) {
-  return fmt::format("{} {} {} {} {}\n", sanitize(instance), static_cast<long>(::getpid()), boot_id(),
-                     static_cast<long long>(::time(nullptr)), unique_suffix());
+  LockOwner o = lock_owner_self(instance);
+  o.time = static_cast<int64_t>(::time(nullptr));
+  o.token = lock_unique();
+  return format_lock_owner(o);
 }
 
 // Creates `path` exclusively with `content`; the returned file's mtime is now (the fs clock).
@@ -166,7 +270,7 @@ bool links_to(const std::string& path, const LockOwnerFile::File& f) {
 }  // namespace
 
 Result<std::shared_ptr<LockOwnerFile::File>> LockOwnerFile::make_file() {
-  return create_owner_file(fmt::format("{}/t.lock-owner.{}.tmp", dir_, unique_suffix()),
+  return create_owner_file(fmt::format("{}/t.lock-owner.{}.tmp", dir_, lock_unique()),
                            owner_content(instance_));
 }
 
@@ -230,8 +334,7 @@ Result<std::optional<Lock>> Lock::try_acquire(const std::string& path, const Loc
       }
       file = std::move(*f);
     } else {
-      auto f =
-          create_owner_file(fmt::format("{}.{}.tmp", path, unique_suffix()), owner_content(opts.instance));
+      auto f = create_owner_file(fmt::format("{}.{}.tmp", path, lock_unique()), owner_content(opts.instance));
       if (!f) return f.error();
       file = std::move(*f);
     }
@@ -322,10 +425,56 @@ Result<void> Lock::release() {
   return {};
 }
 
+std::optional<LockOwner> parse_lock_owner(std::string_view text) {
+  LockOwner o;
+  std::string_view fields[5];
+  for (size_t i = 0; i < 5; ++i) {
+    while (!text.empty() && text.front() == ' ') text.remove_prefix(1);
+    auto sp = text.find_first_of(" \n");
+    fields[i] = text.substr(0, sp);
+    text = sp == std::string_view::npos ? std::string_view() : text.substr(sp);
+    if (fields[i].empty() && i < 4) return std::nullopt;  // the token (5th) is optional
+  }
+  o.instance = std::string(fields[0]);
+  parse_context(fields[2], o);
+  o.token = std::string(fields[4]);
+  if (std::from_chars(fields[1].data(), fields[1].data() + fields[1].size(), o.pid).ec != std::errc())
+    return std::nullopt;
+  if (std::from_chars(fields[3].data(), fields[3].data() + fields[3].size(), o.time).ec != std::errc())
+    return std::nullopt;
+  return o;
+}
+
+std::string format_lock_owner(const LockOwner& o) {
+  return fmt::format("{} {} {},pidns={},timens={},start={} {} {}\n", sanitize(o.instance), o.pid,
+                     sanitize(o.boot_id), or_dash(o.pidns), or_dash(o.timens),
+                     o.start_time ? std::to_string(o.start_time) : "-", o.time, o.token);
+}
+
+LockOwner lock_owner_self(const std::string& instance) {
+  LockOwner o = self().owner;
+  o.instance = sanitize(instance);
+  return o;
+}
+
+bool owner_provably_dead(const LockOwner& lock, const LockOwner& me, const PidProber& probe) {
+  // Another host (instance) or another boot: the pid is not ours to look up.
+  if (lock.instance != me.instance || lock.boot_id != me.boot_id) return false;
+  // A pid names a process only inside its PID namespace. A lock without one (an older spoold) may
+  // be a live daemon's in another container with the same instance name: age decides.
+  if (lock.pidns.empty() || lock.pidns != me.pidns || lock.pid <= 0) return false;
+  PidProbe p = probe(lock.pid);
+  if (!p.exists) return true;
+  // The pid is taken — by the owner, or by a process that got it after the owner died. Start times
+  // are shifted by the time namespace they are read in, so only compare them within one.
+  bool comparable = lock.start_time != 0 && p.start_time != 0 && lock.timens == me.timens;
+  return comparable && p.start_time != lock.start_time;
+}
+
 Result<LockOwner> read_lock_owner(const std::string& path) {
   auto text = read_small_file(path, 512);
   if (!text) return text.error();
-  auto o = parse_owner(*text);
+  auto o = parse_lock_owner(*text);
   if (!o) return make_error("unreadable lock file " + path);
   return *o;
 }

@@ -2,20 +2,24 @@
 // Rule: a lock is a hard link of its holder's owner file at the lock path. It is ours only while
 // the lock path is our owner file's inode — link()'s return value is not trusted (NFS may
 // retransmit). We keep that file open, so its inode number cannot be reused while we look. A lock
-// is broken only when its owner is provably dead (same instance and boot id, pid gone) or it was
-// not refreshed for stale_after by the FILE SYSTEM's clock; the breaker renames it aside and checks
-// inode and contents, so two breakers never both win.
+// is broken only when its owner is provably dead (owner_provably_dead: same instance, boot and PID
+// namespace, and its pid gone or now another process) or it was not refreshed for stale_after by
+// the FILE SYSTEM's clock; the breaker renames it aside and checks inode and contents, so two
+// breakers never both win. A pid means nothing outside its PID namespace (containers), so an owner
+// in another namespace — or one whose namespace is unknown (an older lock) — is judged by age only.
 #pragma once
 
 #include <sys/types.h>
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 
 #include "common/result.h"
 #include "common/unique_fd.h"
@@ -31,7 +35,7 @@ struct LockOptions {
 };
 
 // One file per process whose hard links are the process's locks: `<dir>/t.lock-owner.<unique>.tmp`
-// holding "<instance> <pid> <boot-id> <unix-time> <token>\n". Taking a lock is then one link()
+// holding "<instance> <pid> <context> <unix-time> <token>\n". Taking a lock is then one link()
 // and one stat() — no inode allocated, no data block — where a file per lock cost an inode
 // allocation and a free (on ext4 without a journal the allocator scans recently deleted inodes:
 // the largest part of the daemon's CPU per message), and a full disk could not take new locks.
@@ -76,17 +80,44 @@ class LockOwnerFile {
   std::set<std::string> held_;
 };
 
-// What a lock file says about its holder: "<instance> <pid> <boot-id> <unix-time> <token>\n"
+// What a lock file says about its holder: "<instance> <pid> <context> <unix-time> <token>\n"
 // (unix-time: when the owner file was made). The token makes every owner file's contents unique,
 // so another process recognises a lock it judged by inode AND contents: it does not hold the file
 // open, and inode numbers are reused at once on many file systems.
+// <context> says where <pid> means something: "<boot-id>,pidns=<dev>:<ino>,timens=<dev>:<ino>,
+// start=<ticks>" ("-" for an unknown value). Older spoolds wrote the bare boot id there; they
+// compare the whole field with their boot id, so to them a new lock is from "another boot" and
+// judged by age only — never by a pid they cannot interpret.
 struct LockOwner {
   std::string instance;
   long pid = 0;
   std::string boot_id;
   int64_t time = 0;
   std::string token;
+  // The owner's PID (and time) namespace, "<dev>:<ino>" of /proc/self/ns/pid (…/time); "" when
+  // unknown — an older lock, or no /proc — and then its pid proves nothing.
+  std::string pidns, timens;
+  // /proc/<pid>/stat field 22 (clock ticks after boot, as seen in timens); 0 = unknown. Tells
+  // "the owner is alive" from "another process got its pid".
+  uint64_t start_time = 0;
 };
+std::string format_lock_owner(const LockOwner& o);  // the line above, with its newline
+std::optional<LockOwner> parse_lock_owner(std::string_view text);
+// This process as a lock owner (time and token left empty): what its owner files say.
+LockOwner lock_owner_self(const std::string& instance);
+
+// What the judge's kernel says about a pid, looked up in the judge's own PID namespace.
+struct PidProbe {
+  bool exists = true;       // kill(pid, 0) did not fail with ESRCH
+  uint64_t start_time = 0;  // /proc/<pid>/stat field 22; 0 = unknown (no /proc of our namespace)
+};
+using PidProber = std::function<PidProbe(long pid)>;
+// The pure rule: may `me` break `lock` without waiting for it to go stale? Only if the lock names
+// our instance, boot and PID namespace, and its pid is gone or (same time namespace, start times
+// known) now belongs to a process started at another time. `probe` is only asked when the pid is
+// meaningful to us. Anything else — another host, boot or namespace, a lock without a namespace —
+// is judged by age only (live owners refresh their locks).
+bool owner_provably_dead(const LockOwner& lock, const LockOwner& me, const PidProber& probe);
 
 // What identifies a held lock on disk (path, inode, contents), copyable so the lock can be
 // refreshed on another thread than the one that owns the Lock (the daemon's thread pool).

@@ -1,6 +1,8 @@
 // tests/spool/lock_test.cpp — NFS-safe locks with real processes: many forked holders hammering
 // one lock must never overlap, and two processes breaking one stale lock at once must produce
 // exactly one winner — for a provably dead owner and for a lock aged by the file system's clock.
+// The "provably dead" rule itself (instance, boot, PID namespace, pid, start time) is a table test
+// of the pure owner_provably_dead(); other PID namespaces for real are in tests/reliability.
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
@@ -10,6 +12,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -60,6 +63,18 @@ long dead_pid() {
   if (pid == 0) ::_exit(0);
   ::waitpid(pid, nullptr, 0);
   return pid;
+}
+
+// A lock line as this version writes it, naming `pid` in our PID namespace (or `pidns`).
+std::string lock_line(long pid, uint64_t start_time = 0, std::optional<std::string> pidns = std::nullopt,
+                      const std::string& instance = "inst-a") {
+  LockOwner o = lock_owner_self(instance);
+  o.pid = pid;
+  o.start_time = start_time;
+  if (pidns) o.pidns = *pidns;
+  o.time = static_cast<int64_t>(::time(nullptr));
+  o.token = fmt::format("test.{}", ::getpid());
+  return format_lock_owner(o);
 }
 
 size_t count_lines(const std::string& text, const std::string& prefix) {
@@ -134,6 +149,12 @@ TEST_CASE("a lock is exclusive, names its owner and is released", "[lock]") {
     CHECK(owner->pid == ::getpid());
     CHECK(owner->boot_id == boot_id());
     CHECK(std::abs(owner->time - static_cast<int64_t>(::time(nullptr))) <= 2);
+    // Where the pid means something: our PID and time namespace, and when we started.
+    CHECK_FALSE(owner->pidns.empty());
+    CHECK(owner->pidns == lock_owner_self("x").pidns);
+    CHECK(owner->timens == lock_owner_self("x").timens);
+    CHECK(owner->start_time != 0);
+    CHECK(owner->start_time == lock_owner_self("x").start_time);
     CHECK_FALSE(acquire(path, opts()).has_value());
     CHECK_FALSE(acquire(path, opts("inst-b")).has_value());
     CHECK(a->still_held());
@@ -175,11 +196,20 @@ TEST_CASE("a live lock is never broken", "[lock]") {
   // Another host, fresh: not stale.
   write_file(path, fmt::format("other-host 12345 some-boot {}\n", ::time(nullptr)));
   CHECK_FALSE(acquire(path, opts()).has_value());
-  // Same host and boot, owner alive (our parent process).
-  write_file(path, fmt::format("inst-a {} {} {}\n", ::getppid(), boot_id(), ::time(nullptr)));
+  // Same host, boot and PID namespace, owner alive (our parent process; start time not recorded).
+  write_file(path, lock_line(::getppid()));
   CHECK_FALSE(acquire(path, opts()).has_value());
   // Same instance but another boot: not provably dead (could be a misconfigured twin).
   write_file(path, fmt::format("inst-a {} other-boot {}\n", dead_pid(), ::time(nullptr)));
+  CHECK_FALSE(acquire(path, opts()).has_value());
+  // Same instance and boot, pid gone here, but another PID namespace: another container's daemon.
+  write_file(path, lock_line(dead_pid(), 0, std::string("4:4026500000")));
+  CHECK_FALSE(acquire(path, opts()).has_value());
+  // The same from an older spoold, which recorded no namespace: it could be that container too.
+  write_file(path, fmt::format("inst-a {} {} {} old.token\n", dead_pid(), boot_id(), ::time(nullptr)));
+  CHECK_FALSE(acquire(path, opts()).has_value());
+  // Our own pid and start time: this process is alive (another thread's private lock).
+  write_file(path, lock_line(::getpid(), lock_owner_self("inst-a").start_time));
   CHECK_FALSE(acquire(path, opts()).has_value());
   // Unreadable contents: judged by age only, and it is fresh.
   write_file(path, "garbage");
@@ -367,7 +397,7 @@ TEST_CASE("two processes breaking a dead owner's lock: one winner", "[lock][proc
   for (int round = 0; round < 6; ++round) {
     TempDir dir;
     std::string path = dir / "DEAD.lock";
-    write_file(path, fmt::format("inst-a {} {} {}\n", dead_pid(), boot_id(), ::time(nullptr)));
+    write_file(path, lock_line(dead_pid()));
     CHECK(winners_of_race(path, dir / "log", opts()) == 1);
   }
 }
@@ -385,4 +415,166 @@ TEST_CASE("two processes breaking a lock aged by the file system clock: one winn
     auto leftovers = spoold::test::list_dir(dir.path());
     for (auto& n : leftovers) CHECK(n.find(".stale.") == std::string::npos);
   }
+}
+
+namespace {
+
+bool wait_until_exists(const std::string& path) {
+  for (int i = 0; i < 500 && !path_exists(path); ++i) std::this_thread::sleep_for(10ms);
+  return path_exists(path);
+}
+
+}  // namespace
+
+TEST_CASE("a lock whose pid now belongs to another process is broken at once", "[lock]") {
+  TempDir dir;
+  std::string path = dir / "REUSED.lock";
+  // Our own pid, but a start time that is not ours: a process before us had this pid, and died.
+  uint64_t mine = lock_owner_self("inst-a").start_time;
+  REQUIRE(mine > 1);
+  write_file(path, lock_line(::getpid(), mine - 1));
+  auto taken = acquire(path, opts());
+  REQUIRE(taken.has_value());
+  CHECK(read_lock_owner(path)->start_time == mine);
+  REQUIRE(taken->release().ok());
+  // A live child's lock, recorded by the lock code itself, is not broken; with its start time
+  // changed it is (the pid would then name another process than the one that locked).
+  std::string real = dir / "CHILD.lock";
+  Gate gate;
+  pid_t child = ::fork();
+  if (child == 0) {
+    auto r = Lock::try_acquire(real, opts());
+    if (!r.ok() || !r->has_value()) ::_exit(1);
+    gate.wait_in_child();
+    ::_exit(0);  // without releasing
+  }
+  REQUIRE(wait_until_exists(real));
+  CHECK_FALSE(acquire(real, opts()).has_value());
+  auto owner = read_lock_owner(real);
+  REQUIRE(owner.ok());
+  CHECK(owner->pid == child);
+  write_file(path, lock_line(child, owner->start_time));
+  CHECK_FALSE(acquire(path, opts()).has_value());
+  write_file(path, lock_line(child, owner->start_time + 7));
+  CHECK(acquire(path, opts()).has_value());
+  gate.open_gate();
+  ::waitpid(child, nullptr, 0);
+}
+
+namespace {
+
+struct Row {
+  const char* what;
+  LockOwner lock;
+  PidProbe probe;
+  bool dead;
+  bool probed;  // the pid means something to the judge, so the kernel is asked about it
+};
+
+LockOwner owner(std::string instance, long pid, std::string boot, std::string pidns, std::string timens,
+                uint64_t start) {
+  LockOwner o;
+  o.instance = std::move(instance);
+  o.pid = pid;
+  o.boot_id = std::move(boot);
+  o.pidns = std::move(pidns);
+  o.timens = std::move(timens);
+  o.start_time = start;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("owner_provably_dead: only a pid in our namespace proves anything", "[lock][rule]") {
+  const LockOwner me = owner("inst-a", 10, "BOOT", "4:100", "4:200", 5000);
+  const PidProbe gone{false, 0}, alive_same{true, 777}, alive_other{true, 778}, alive_unknown{true, 0};
+  const std::vector<Row> rows = {
+      {"same namespace, pid gone", owner("inst-a", 42, "BOOT", "4:100", "4:200", 777), gone, true, true},
+      {"same namespace, pid gone, start unknown", owner("inst-a", 42, "BOOT", "4:100", "", 0), gone, true,
+       true},
+      {"same namespace, alive, same start", owner("inst-a", 42, "BOOT", "4:100", "4:200", 777), alive_same,
+       false, true},
+      {"same namespace, alive, other start: pid reused", owner("inst-a", 42, "BOOT", "4:100", "4:200", 777),
+       alive_other, true, true},
+      {"same namespace, alive, lock has no start", owner("inst-a", 42, "BOOT", "4:100", "4:200", 0),
+       alive_other, false, true},
+      {"same namespace, alive, no /proc to read a start", owner("inst-a", 42, "BOOT", "4:100", "4:200", 777),
+       alive_unknown, false, true},
+      {"same PID but other time namespace: starts not comparable",
+       owner("inst-a", 42, "BOOT", "4:100", "4:201", 777), alive_other, false, true},
+      {"another PID namespace, pid gone here", owner("inst-a", 42, "BOOT", "4:101", "4:200", 777), gone,
+       false, false},
+      {"older lock without a namespace, pid gone", owner("inst-a", 42, "BOOT", "", "", 0), gone, false,
+       false},
+      {"another instance", owner("inst-b", 42, "BOOT", "4:100", "4:200", 777), gone, false, false},
+      {"another boot", owner("inst-a", 42, "OTHER", "4:100", "4:200", 777), gone, false, false},
+      {"no pid", owner("inst-a", 0, "BOOT", "4:100", "4:200", 777), gone, false, false},
+      {"our own pid and start: alive", owner("inst-a", 10, "BOOT", "4:100", "4:200", 5000),
+       PidProbe{true, 5000}, false, true},
+  };
+  for (const auto& row : rows) {
+    INFO(row.what);
+    bool asked = false;
+    bool dead = owner_provably_dead(row.lock, me, [&](long pid) {
+      asked = true;
+      CHECK(pid == row.lock.pid);
+      return row.probe;
+    });
+    CHECK(dead == row.dead);
+    CHECK(asked == row.probed);
+  }
+  // A judge that does not know its own namespace proves nothing, even against a lock without one.
+  LockOwner blind = me;
+  blind.pidns.clear();
+  CHECK_FALSE(owner_provably_dead(owner("inst-a", 42, "BOOT", "", "", 0), blind, [](long) {
+    return PidProbe{false, 0};
+  }));
+  CHECK_FALSE(owner_provably_dead(owner("inst-a", 42, "BOOT", "4:100", "", 0), blind, [](long) {
+    return PidProbe{false, 0};
+  }));
+}
+
+TEST_CASE("lock lines: written with the namespace, older ones still read", "[lock][rule]") {
+  LockOwner o = owner("inst-a", 42, "b00t-1d", "4:100", "4:200", 777);
+  o.time = 1700000000;
+  o.token = "2a.0.00ff";
+  std::string line = format_lock_owner(o);
+  CHECK(line == "inst-a 42 b00t-1d,pidns=4:100,timens=4:200,start=777 1700000000 2a.0.00ff\n");
+  auto back = parse_lock_owner(line);
+  REQUIRE(back.has_value());
+  CHECK(back->instance == "inst-a");
+  CHECK(back->pid == 42);
+  CHECK(back->boot_id == "b00t-1d");
+  CHECK(back->pidns == "4:100");
+  CHECK(back->timens == "4:200");
+  CHECK(back->start_time == 777);
+  CHECK(back->time == 1700000000);
+  CHECK(back->token == "2a.0.00ff");
+  // Unknown values are "-"; the line keeps five fields, so an older spoold still parses it — and
+  // compares its third field with its own boot id: "another boot", judged by age only.
+  o.pidns.clear();
+  o.timens.clear();
+  o.start_time = 0;
+  line = format_lock_owner(o);
+  CHECK(line == "inst-a 42 b00t-1d,pidns=-,timens=-,start=- 1700000000 2a.0.00ff\n");
+  back = parse_lock_owner(line);
+  REQUIRE(back.has_value());
+  CHECK(back->pidns.empty());
+  CHECK(back->timens.empty());
+  CHECK(back->start_time == 0);
+  // An older spoold's line (with or without a token): no namespace, so its pid proves nothing.
+  for (std::string old : {"inst-a 42 b00t-1d 1700000000 2a.0\n", "inst-a 42 b00t-1d 1700000000\n"}) {
+    INFO(old);
+    back = parse_lock_owner(old);
+    REQUIRE(back.has_value());
+    CHECK(back->boot_id == "b00t-1d");
+    CHECK(back->pidns.empty());
+    CHECK(back->start_time == 0);
+  }
+  // Keys a later version may add are skipped.
+  back = parse_lock_owner("inst-a 42 b00t-1d,pidns=4:100,cgroup=x,start=9 1 t\n");
+  REQUIRE(back.has_value());
+  CHECK(back->pidns == "4:100");
+  CHECK(back->start_time == 9);
+  CHECK_FALSE(parse_lock_owner("inst-a notapid b00t 1 t\n").has_value());
 }
