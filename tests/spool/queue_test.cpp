@@ -651,7 +651,11 @@ TEST_CASE("a crash while breaking a dead owner's lock leaves the entry claimable
   pid_t dead = ::fork();
   if (dead == 0) ::_exit(0);
   ::waitpid(dead, nullptr, 0);
-  write_file(s.lock_path(id), "test-instance " + std::to_string(dead) + " " + boot_id() + " 1\n");
+  // A lock of this boot and PID namespace whose process is gone: provably dead, broken at once.
+  LockOwner gone = lock_owner_self("test-instance");
+  gone.pid = dead;
+  gone.time = 1;
+  write_file(s.lock_path(id), format_lock_owner(gone));
   REQUIRE(crashes_at("lock.after_break_rename", [&] {
     auto child = Spool::open(f.opts());
     if (child.ok()) (void)child->claim(ref);
