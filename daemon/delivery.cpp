@@ -19,7 +19,7 @@ namespace spoold::daemon {
 using Clock = std::chrono::steady_clock;
 namespace {
 
-constexpr auto kBadAddressMemory = std::chrono::seconds(60);  // skip a refusing host this long
+constexpr auto kBadAddressMemory = std::chrono::seconds(60);  // skip a refusing host at most this long
 constexpr auto kHopsLifetime = std::chrono::seconds(60);      // re-resolve a destination after this
 constexpr auto kDestinationMemory = std::chrono::minutes(5);  // forget an unused destination after this
 
@@ -234,10 +234,48 @@ class DeliveryEngine::Destination {
   // the same host, nor one sink another on the same IP.
   static std::string server_key(const std::string& ip, int port) { return fmt::format("{}|{}", ip, port); }
 
-  bool address_bad(const std::string& key) const {
-    auto it = eng_.bad_addresses_.find(key);
-    return it != eng_.bad_addresses_.end() && Clock::now() < it->second;
+  bool address_skipped(const std::string& key) const {
+    return eng_.health_.skipped_since(key, Clock::now()).has_value();
   }
+
+  int connect_attempts() const { return eng_.config_->delivery.connect_attempts; }
+
+  // Some queued part may still go to this server in its current attempt.
+  bool wanted_at(const std::string& key) const {
+    return std::any_of(queue_.begin(), queue_.end(),
+                       [&](const Part& p) { return !p.attempt.exhausted(key, connect_attempts()); });
+  }
+
+  // An open (or opening) connection to this server could still carry mail.
+  bool live_conn_to(const std::string& key) const {
+    return std::any_of(conns_.begin(), conns_.end(), [&](const auto& c) {
+      return c->st != Conn::St::closing && !c->retire && c->session && c->session->alive() &&
+             server_key(c->ip, c->port) == key;
+    });
+  }
+
+  bool ready_conn_to(const std::string& key, const Conn* except) const {
+    return std::any_of(conns_.begin(), conns_.end(), [&](const auto& c) {
+      return c.get() != except && (c->st == Conn::St::idle || c->st == Conn::St::busy) &&
+             server_key(c->ip, c->port) == key;
+    });
+  }
+
+  // The part can still be delivered in this attempt: some server it has not used up is open to
+  // it now or can be connected to.
+  bool can_go(const Part& p) {
+    for (const auto& h : hops_.hops) {
+      bool usable = !relay_server(h) || server_usable(static_cast<size_t>(h.preference));
+      for (const auto& a : h.addresses) {
+        std::string key = server_key(a.ip, h.port);
+        if (p.attempt.exhausted(key, connect_attempts())) continue;
+        if (live_conn_to(key) || (usable && !address_skipped(key))) return true;
+      }
+    }
+    return false;
+  }
+
+  bool relay_server(const dns::NextHop&) const { return key_.kind == config::RouteKind::relay; }
 
   bool server_usable(size_t i) {
     if (i >= servers_.size()) return true;
@@ -270,10 +308,72 @@ class DeliveryEngine::Destination {
     }
     for (const auto* h : order) {
       if (g && !server_usable(static_cast<size_t>(h->preference))) continue;
-      for (const auto& a : h->addresses)
-        if (!address_bad(server_key(a.ip, h->port))) return Pick{h, &a};
+      for (const auto& a : h->addresses) {
+        std::string key = server_key(a.ip, h->port);
+        if (!address_skipped(key) && wanted_at(key)) return Pick{h, &a};
+      }
     }
     return std::nullopt;
+  }
+
+  // Parts that no server can take in this attempt any more are reported now: deferred (or
+  // bounced) with what their servers said when some server was tried, else "not tried" and
+  // postponed in their tier until the skipped servers are due again.
+  void settle_stuck() {
+    std::vector<Part> stuck;
+    for (auto it = queue_.begin(); it != queue_.end();) {
+      if (can_go(*it)) {
+        ++it;
+        continue;
+      }
+      stuck.push_back(std::move(*it));
+      it = queue_.erase(it);
+    }
+    for (Part& p : stuck) report_stuck(std::move(p));  // after the walk: a report may queue more
+  }
+
+  void report_stuck(Part p) {
+    std::vector<RecipientResult> rs;
+    if (p.attempt.any_failure()) {
+      smtp::Outcome why = p.attempt.verdict();
+      for (size_t i : p.indices) rs.push_back({i, why, p.attempt.last_relay()});
+    } else if (auto skipped = skipped_reason()) {
+      for (size_t i : p.indices) {
+        RecipientResult r{i, smtp::Outcome{smtp::Status::temporary, 0, "4.4.1", skipped->first}, "none",
+                          false};
+        r.postpone_s = skipped->second;
+        rs.push_back(std::move(r));
+      }
+    } else {
+      for (size_t i : p.indices)
+        rs.push_back(
+            {i, smtp::Outcome{smtp::Status::temporary, 0, "4.4.1", "no usable next-hop address"}, "none"});
+    }
+    eng_.done_(p.token, std::move(rs));
+  }
+
+  // "not tried: 127.0.0.6:25 failed 12 s ago" for the servers skipped now, and the seconds until
+  // the first of them is tried again; nullopt when none is skipped.
+  std::optional<std::pair<std::string, std::int64_t>> skipped_reason() const {
+    auto now = Clock::now();
+    std::string text;
+    std::optional<Clock::time_point> first_due;
+    int named = 0;
+    for (const auto& h : hops_.hops)
+      for (const auto& a : h.addresses) {
+        std::string key = server_key(a.ip, h.port);
+        auto since = eng_.health_.skipped_since(key, now);
+        if (!since) continue;
+        auto until = eng_.health_.skipped_until(key);
+        if (!first_due || until < *first_due) first_due = until;
+        if (named++ < 3)
+          text +=
+              fmt::format("{}{} failed {} s ago", text.empty() ? "not tried: " : ", ", server_display(key),
+                          std::chrono::duration_cast<std::chrono::seconds>(now - *since).count());
+      }
+    if (!first_due) return std::nullopt;
+    auto wait = std::chrono::duration_cast<std::chrono::seconds>(*first_due - now).count() + 1;
+    return std::make_pair(text, std::max<std::int64_t>(1, wait));
   }
 
   void open_connections() {
@@ -294,15 +394,8 @@ class DeliveryEngine::Destination {
       blocked_ = false;
       auto p = pick();
       if (!p) {
-        if (conns_.empty()) {
-          // Nothing to try: every address failed recently. Defer what waits, with the last reason
-          // (and the server that gave it, when a connection was made).
-          if (last_error_.text.empty())
-            fail_queue(smtp::Outcome{smtp::Status::temporary, 0, "4.4.1", "no usable next-hop address"});
-          else
-            fail_queue(last_error_, true, last_relay_);
-          hops_ok_ = false;  // look again next time
-        }
+        settle_stuck();
+        if (queue_.empty() && conns_.empty()) hops_ok_ = false;  // look the next hop up again next time
         return;
       }
       open(*p->hop, *p->addr);
@@ -369,7 +462,7 @@ class DeliveryEngine::Destination {
     smtp::SessionCallbacks cbs;
     cbs.on_ready = [this, conn] {
       set_state(*conn, Conn::St::idle);
-      connect_failures_.erase(server_key(conn->ip, conn->port));
+      eng_.health_.succeeded(server_key(conn->ip, conn->port));
       pump();
       if (conn->st == Conn::St::idle) idle_or_hand_over(*conn);
     };
@@ -414,10 +507,8 @@ class DeliveryEngine::Destination {
     if (!blocked() || !hops_ok_) return false;
     for (const auto& h : hops_.hops)
       for (const auto& a : h.addresses)
-        if (share_key(h, a) == share && !address_bad(server_key(a.ip, h.port)))
-          return std::any_of(queue_.begin(), queue_.end(), [&](const Part& p) {
-            return std::find(p.tried.begin(), p.tried.end(), server_key(a.ip, h.port)) == p.tried.end();
-          });
+        if (share_key(h, a) == share && !address_skipped(server_key(a.ip, h.port)))
+          return wanted_at(server_key(a.ip, h.port));
     return false;
   }
 
@@ -536,9 +627,9 @@ class DeliveryEngine::Destination {
   // The first queued part not yet failed at c's address, if the rate limit allows one now. Behind
   // a dot only parts whose body facts are known from pickup (the session cannot scan there).
   std::optional<Part> take_part(const Conn& c, bool behind_dot) {
+    std::string key = server_key(c.ip, c.port);
     auto it = std::find_if(queue_.begin(), queue_.end(), [&](const Part& p) {
-      return (!behind_dot || p.longest_line > 0) &&
-             std::find(p.tried.begin(), p.tried.end(), server_key(c.ip, c.port)) == p.tried.end();
+      return (!behind_dot || p.longest_line > 0) && !p.attempt.exhausted(key, connect_attempts());
     });
     if (it == queue_.end() || !take_token()) return std::nullopt;
     Part part = std::move(*it);
@@ -627,22 +718,22 @@ class DeliveryEngine::Destination {
     Part retry = part;
     retry.recipients.clear();
     retry.indices.clear();
-    bool more_addresses = has_untried_address(part, server_key(c->ip, c->port));
     for (size_t i = 0; i < r.recipients.size() && i < part.indices.size(); ++i) {
       const auto& o = r.recipients[i].outcome;
-      if (connection_level(o) && more_addresses) {
+      if (connection_level(o)) {  // the server gave no verdict: another may, in this attempt
+        if (retry.indices.empty()) retry.attempt.failed(server_key(c->ip, c->port), o, c->relay());
         retry.recipients.push_back(part.recipients[i]);
         retry.indices.push_back(part.indices[i]);
-        last_error_ = o;
-        last_relay_ = c->relay();
         continue;
       }
       smtp::Outcome out = o;
       out.enhanced = default_enhanced(o);
       done.push_back({part.indices[i], out, c->relay()});
     }
-    if (!retry.indices.empty()) {  // ahead of the queue, in the order the parts were sent
-      retry.tried.push_back(server_key(c->ip, c->port));
+    if (!retry.indices.empty() && !can_go(retry)) {  // no server left for it in this attempt
+      smtp::Outcome why = retry.attempt.verdict();
+      for (size_t i : retry.indices) done.push_back({i, why, c->relay()});
+    } else if (!retry.indices.empty()) {  // ahead of the queue, in the order the parts were sent
       queue_.insert(queue_.begin() + static_cast<std::ptrdiff_t>(std::min(c->retry_slot, queue_.size())),
                     std::move(retry));
       ++c->retry_slot;
@@ -683,16 +774,6 @@ class DeliveryEngine::Destination {
     }
   }
 
-  bool has_untried_address(const Part& p, const std::string& failed) const {
-    for (const auto& h : hops_.hops)
-      for (const auto& a : h.addresses) {
-        std::string key = server_key(a.ip, h.port);
-        if (key == failed || address_bad(key)) continue;
-        if (std::find(p.tried.begin(), p.tried.end(), key) == p.tried.end()) return true;
-      }
-    return false;
-  }
-
   void on_closed(Conn* c, const smtp::Outcome& why) {
     bool never_ready = c->st == Conn::St::connecting;
     // A session that died inside a transaction (a timeout, a reset, a 421) says the server is as
@@ -703,33 +784,7 @@ class DeliveryEngine::Destination {
                      (why.code == 0 || why.code == 421);
     log::debug("{}: session closed after {} messages ({}: {})", c->relay(), c->messages,
                smtp::to_string(why.status), why.text);
-    if (why.status != smtp::Status::sent) {
-      last_error_ = why;
-      // DESIGN.md: relay=none only when no connection was made.
-      last_relay_ = c->session && c->session->connected() ? c->relay() : "none";
-      if (last_error_.enhanced.empty()) last_error_.enhanced = default_enhanced(why);
-      // A relay that refuses us before any transaction (AUTH 535, TLS required, 5xx greeting) is a
-      // configuration problem on one side or the other: defer the mail (as Postfix's soft bounce
-      // does), never bounce it. The address is skipped for a while, so there is no retry storm.
-      if (never_ready && key_.kind == config::RouteKind::relay &&
-          last_error_.status == smtp::Status::permanent) {
-        last_error_.status = smtp::Status::temporary;
-        if (!last_error_.enhanced.empty()) last_error_.enhanced[0] = '4';
-      }
-      if (never_ready || died_busy) {
-        // delivery.connect_attempts (Bulkmail's Tries): a server is given that many tries in a row
-        // before it is skipped for a while; a success resets the count.
-        std::string key = server_key(c->ip, c->port);
-        int tries = ++connect_failures_[key];
-        if (tries >= eng_.config_->delivery.connect_attempts) {
-          eng_.bad_addresses_[key] = Clock::now() + kBadAddressMemory;
-          connect_failures_.erase(key);
-        }
-        log::info("{}: {} (try {} of {}): {}", c->relay(),
-                  never_ready ? "connection failed" : "session failed", tries,
-                  eng_.config_->delivery.connect_attempts, why.text);
-      }
-    }
+    if (why.status != smtp::Status::sent && (never_ready || died_busy)) record_failure(*c, why, never_ready);
     // The session ended without a transaction result (should not happen): defer the parts.
     for (auto* slot : {&c->current, &c->next}) {
       if (!*slot) continue;
@@ -752,6 +807,39 @@ class DeliveryEngine::Destination {
     eng_.maybe_drained();
   }
 
+  // A server failed before giving a verdict: skipped for a while after connect_attempts such
+  // failures in a row, and used up for every part waiting here in this attempt (they were all
+  // waiting for it) unless another connection to it works (then it only refused or lost one
+  // connection more: the working ones go on).
+  void record_failure(const Conn& c, smtp::Outcome why, bool never_ready) {
+    std::string key = server_key(c.ip, c.port);
+    std::string relay =
+        c.session && c.session->connected() ? c.relay() : "none";  // DESIGN.md: none = no connection
+    if (why.enhanced.empty()) why.enhanced = default_enhanced(why);
+    // A relay that refuses us before any transaction (AUTH 535, TLS required, 5xx greeting) is a
+    // configuration problem on one side or the other: defer the mail (as Postfix's soft bounce
+    // does), never bounce it.
+    if (never_ready && key_.kind == config::RouteKind::relay && why.status == smtp::Status::permanent) {
+      why.status = smtp::Status::temporary;
+      why.enhanced[0] = '4';
+    }
+    eng_.health_.failed(key, Clock::now(), connect_attempts(), bad_server_memory());
+    if (!ready_conn_to(key, &c))
+      for (Part& p : queue_)
+        if (!p.attempt.exhausted(key, connect_attempts())) p.attempt.failed(key, why, relay);
+    log::info("{}: {} (try {} of {}): {}", c.relay(), never_ready ? "connection failed" : "session failed",
+              queue_.empty() ? 1 : queue_.front().attempt.failures(key), connect_attempts(), why.text);
+  }
+
+  // How long a failing server is skipped: never longer than the shortest retry delay, so that a
+  // retry that comes due finds the server tried again, not remembered.
+  Clock::duration bad_server_memory() const {
+    Clock::duration memory = kBadAddressMemory;
+    for (const auto& t : eng_.config_->queue.tiers)
+      if (t.delay.count() > 0) memory = std::min<Clock::duration>(memory, t.delay);
+    return std::max<Clock::duration>(memory, std::chrono::seconds(1));
+  }
+
   void fail_queue(const smtp::Outcome& why, bool attempted = true, const std::string& relay = "none") {
     while (!queue_.empty()) {
       Part p = std::move(queue_.front());
@@ -767,13 +855,10 @@ class DeliveryEngine::Destination {
   std::deque<Part> queue_;
   std::vector<std::unique_ptr<Conn>> conns_;
   bool resolving_ = false;
-  std::map<std::string, int> connect_failures_;  // server key → failed tries in a row
-  bool blocked_ = false;                         // waits for a global session slot
+  bool blocked_ = false;  // waits for a global session slot
   bool hops_ok_ = false;
   dns::NextHops hops_;
   Clock::time_point hops_expire_{};
-  smtp::Outcome last_error_;
-  std::string last_relay_ = "none";  // the server that gave last_error_, "none" if never connected
   double tokens_ = 0;
   Clock::time_point last_refill_{};
   Timer rate_timer_;

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "daemon/attempt.h"
 #include "daemon/router.h"
 #include "daemon/uv_handle.h"
 #include "dns/dns.h"
@@ -37,8 +38,8 @@ struct Part {
   std::uint64_t longest_line = 0;                // 0 = unknown: the session scans the body before MAIL
   std::string missing_date, missing_message_id;  // header values to add, "" = present
   HopKey key;
-  std::vector<std::string> tried;  // servers ("ip|port") that failed at connection level for this part
-  std::uint64_t token = 0;         // the caller's handle, returned in PartDone
+  AttemptLog attempt;       // connection-level failures of this part in this attempt
+  std::uint64_t token = 0;  // the caller's handle, returned in PartDone
 };
 
 struct RecipientResult {
@@ -46,6 +47,9 @@ struct RecipientResult {
   smtp::Outcome outcome;
   std::string relay = "none";  // "HOST[IP]:PORT" or "none"
   bool attempted = true;       // false: never tried (shutdown); the entry is left as it was
+  // With attempted == false: every server was skipped for recent failures; the entry is due again
+  // in this many seconds in its tier (no attempt counted, no tier move), the log line says why.
+  std::int64_t postpone_s = 0;
 };
 
 using PartDone = std::function<void(std::uint64_t token, std::vector<RecipientResult> results)>;
@@ -110,9 +114,8 @@ class DeliveryEngine {
   std::unique_ptr<Timer> collect_timer_;  // forgets destinations unused for a while
   bool stopping_ = false;
   std::function<void()> drained_;
-  // Servers ("ip|port") that failed before any transaction recently, skipped by every destination
-  // until the time passes.
-  std::map<std::string, std::chrono::steady_clock::time_point> bad_addresses_;
+  // Servers ("ip|port") that failed recently, skipped by every destination for a while.
+  AddressHealth health_;
 };
 
 }  // namespace spoold::daemon

@@ -83,9 +83,16 @@ void Daemon::finish(std::uint64_t token) {
   const int64_t now = unix_now();
 
   bool attempted = false;
+  std::int64_t postpone_s = 0;  // every server was skipped: due again in this many seconds
   std::vector<LogItem> logs;
   std::vector<DsnRecipient> bounces;
   for (size_t i = 0; i < e.recipients.size(); ++i) {
+    if (f.results[i] && !f.results[i]->attempted && f.results[i]->postpone_s > 0) {
+      const auto& r = *f.results[i];
+      postpone_s = std::max(postpone_s, r.postpone_s);
+      logs.push_back({i, "none", r.outcome.enhanced, "deferred", reply_text(r.outcome)});
+      continue;
+    }
     if (!f.results[i] || !f.results[i]->attempted) continue;
     attempted = true;
     const auto& r = *f.results[i];
@@ -108,10 +115,14 @@ void Daemon::finish(std::uint64_t token) {
     }
   }
 
-  enum class Action { release, remove, next_tier, to_failed } action = Action::release;
+  enum class Action { release, remove, next_tier, to_failed, postpone } action = Action::release;
   int next_tier = tier;
   bool warn = false;
-  if (attempted) {
+  if (!attempted && postpone_s > 0) {
+    // Not tried at all (DESIGN.md: a due retry is never a silent no-op): no attempt is counted and
+    // the entry keeps its tier, due again when the skipped servers are.
+    action = Action::postpone;
+  } else if (attempted) {
     e.last_attempt = now;
     ++e.attempts;
     if (e.pending() > 0 && tier + 1 >= tiers) {
@@ -190,10 +201,11 @@ void Daemon::finish(std::uint64_t token) {
   job->action = action;
   job->tier = next_tier;
   job->now = now;
-  job->due = next_tier < tiers ? now + std::chrono::duration_cast<std::chrono::seconds>(
-                                           cfg_->queue.tiers[static_cast<size_t>(next_tier)].delay)
-                                           .count()
-                               : now;
+  job->due = action == Action::postpone ? now + postpone_s
+             : next_tier < tiers        ? now + std::chrono::duration_cast<std::chrono::seconds>(
+                                             cfg_->queue.tiers[static_cast<size_t>(next_tier)].delay)
+                                             .count()
+                                 : now;
   spool::Spool* sp = &*spool_;
   std::atomic<bool>* spool_full = &spool_full_;  // the daemon outlives its pool jobs (pool_jobs_)
   ++pool_jobs_;
@@ -230,6 +242,9 @@ void Daemon::finish(std::uint64_t token) {
             break;
           case Action::to_failed:
             r = sp->fail(job->claimed, "undeliverable", job->now);
+            break;
+          case Action::postpone:
+            r = sp->reschedule(job->claimed, job->claimed.fresh ? 0 : job->tier, job->due);
             break;
           case Action::next_tier: {
             int t = std::min(job->tier, sp->tiers() - 1);
