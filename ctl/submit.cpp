@@ -14,6 +14,7 @@
 
 #include <fmt/format.h>
 
+#include "common/header_lines.h"
 #include "spool/atomic_write.h"
 #include "spool/drop.h"
 
@@ -36,15 +37,6 @@ std::string lower(std::string_view s) {
   std::string out(s);
   for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return out;
-}
-
-// Length of "Name" in "Name: value" (printable ASCII, no colon), or 0 if the line is no header.
-size_t header_name_len(std::string_view line) {
-  size_t i = 0;
-  while (i < line.size() && line[i] > 32 && line[i] < 127 && line[i] != ':') ++i;
-  size_t j = i;
-  while (j < line.size() && (line[j] == ' ' || line[j] == '\t')) ++j;  // obsolete "Name :" form
-  return i > 0 && j < line.size() && line[j] == ':' ? i : 0;
 }
 
 // "root" → "root@host", "a, b@x" → "a@host, b@x": words of a list that cannot be anything but a
@@ -112,9 +104,9 @@ std::string with_from(std::string message, const std::string& addr, const std::s
   std::string from = full_name.empty() ? fmt::format("From: {}\n", addr)
                                        : fmt::format("From: {} <{}>\n", phrase(full_name), addr);
   size_t eol = message.find('\n');
-  std::string_view first = std::string_view(message).substr(0, eol);
-  bool headers = header_name_len(first) > 0;
-  bool blank_first = trim(first).empty() && eol != std::string::npos;
+  HeaderLineKind first = HeaderWalker().next(header_line(std::string_view(message).substr(0, eol)));
+  bool headers = first == HeaderLineKind::field;
+  bool blank_first = first == HeaderLineKind::end && eol != std::string::npos;
   if (!headers && !blank_first) from += "\n";
   return from + message;
 }
@@ -165,21 +157,23 @@ std::string header_sender(const std::vector<HeaderField>& fields, const std::str
 
 }  // namespace
 
+// Read by the rule the drop parser and the SMTP encoder share (common/header_lines.h), so -t takes
+// its recipients from the very fields the daemon sends (or, for Bcc:, leaves out).
 std::vector<HeaderField> header_fields(std::string_view message) {
   std::vector<HeaderField> out;
+  HeaderWalker walker;
   size_t pos = 0;
   while (pos < message.size()) {
     size_t eol = message.find('\n', pos);
-    std::string_view line =
-        message.substr(pos, eol == std::string_view::npos ? std::string_view::npos : eol - pos);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (line.empty()) break;
-    if ((line[0] == ' ' || line[0] == '\t') && !out.empty()) {
-      out.back().value += std::string(line);
-    } else if (size_t n = header_name_len(line); n > 0) {
-      out.push_back({lower(line.substr(0, n)), std::string(line.substr(line.find(':') + 1))});
+    std::string line =
+        header_line(message.substr(pos, eol == std::string_view::npos ? std::string_view::npos : eol - pos));
+    HeaderLineKind kind = walker.next(line);
+    if (kind == HeaderLineKind::continuation) {
+      out.back().value += line;
+    } else if (kind == HeaderLineKind::field) {
+      out.push_back({lower(line.substr(0, header_name_length(line))), std::string(header_value(line))});
     } else {
-      break;  // not a header: the body starts here
+      break;  // the empty line, or no header: the body starts here
     }
     if (eol == std::string_view::npos) break;
     pos = eol + 1;

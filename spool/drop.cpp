@@ -1,6 +1,8 @@
 // spool/drop.cpp — the streaming drop-file parser (see drop.h). States: start → envelope →
 // headers → body, or failed. Rule: memory is bounded by DropLimits whatever the file holds;
-// the first error is sticky and names the line it was found on.
+// the first error is sticky and names the line it was found on. Header lines are read by the rule
+// the SMTP encoder sends them by (common/header_lines.h), so the recipients taken from To/Cc/Bcc
+// are the fields that go out (or, for Bcc, are left out).
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,6 +15,7 @@
 
 #include "spool/drop.h"
 
+#include "common/header_lines.h"
 #include "common/line_ends.h"
 
 namespace spoold::spool {
@@ -72,17 +75,6 @@ Result<std::string> bracketed_path(std::string_view rest) {
   return addr;
 }
 
-// A header field name: printable ASCII except ':' (RFC 5322 §2.2 ftext).
-size_t header_name_len(std::string_view line) {
-  size_t i = 0;
-  while (i < line.size() && line[i] != ':') {
-    auto c = static_cast<unsigned char>(line[i]);
-    if (c < 33 || c > 126) return 0;
-    ++i;
-  }
-  return i < line.size() ? i : 0;
-}
-
 }  // namespace
 
 Result<void> DropParser::fail(std::string message) {
@@ -114,7 +106,6 @@ Result<void> DropParser::feed(std::string_view chunk) {
     line_.clear();
     line.pop_back();
     if (!line.empty() && line.back() == '\r') {
-      line.pop_back();
       info_.crlf = true;
     } else {
       info_.bare_lf = true;
@@ -143,36 +134,25 @@ void DropParser::scan_body(std::string_view bytes) {
   }
 }
 
-void DropParser::note_line_length(std::string_view line) {
-  // A lone CR inside a header line also ends a line on the wire.
-  size_t start = 0;
-  for (;;) {
-    size_t cr = line.find('\r', start);
-    size_t len = (cr == std::string_view::npos ? line.size() : cr) - start;
-    if (len > info_.longest_line) info_.longest_line = len;
-    if (cr == std::string_view::npos) break;
-    start = cr + 1;
-  }
-}
-
-Result<void> DropParser::on_line(std::string_view line, uint64_t end_offset) {
-  if (line.find('\0') != std::string_view::npos) return fail(fmt::format("NUL byte on line {}", line_no_));
+Result<void> DropParser::on_line(std::string_view raw, uint64_t end_offset) {
+  if (raw.find('\0') != std::string_view::npos) return fail(fmt::format("NUL byte on line {}", line_no_));
   if (state_ == State::start) {
-    if (starts_with_ci(line, "MAIL FROM:")) {
+    if (starts_with_ci(raw, "MAIL FROM:")) {
       info_.format = DropFormat::envelope_first;
       state_ = State::envelope;
-    } else if (header_name_len(line) > 0) {
+    } else if (header_name_length(header_line(raw)) > 0) {
       info_.format = DropFormat::rfc5322;
       state_ = State::headers;
     } else {
       return fail("neither an envelope (MAIL FROM:) nor an RFC 5322 header on line 1");
     }
   }
-  if (state_ == State::envelope) return on_envelope_line(line, end_offset);
-  return on_header_line(line);
+  if (state_ == State::envelope) return on_envelope_line(raw, end_offset);
+  return on_header_line(header_line(raw));
 }
 
 Result<void> DropParser::on_envelope_line(std::string_view line, uint64_t end_offset) {
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);  // CRLF
   if (line.find('\r') != std::string_view::npos)
     return fail(fmt::format("bare CR on envelope line {}", line_no_));
   if (line.empty()) {
@@ -199,40 +179,36 @@ Result<void> DropParser::on_envelope_line(std::string_view line, uint64_t end_of
 }
 
 Result<void> DropParser::on_header_line(std::string_view line) {
-  note_line_length(line);
-  if (line.empty()) {
-    if (auto r = end_field(); !r) return r;
-    state_ = State::body;
-    return {};
-  }
-  if (line[0] == ' ' || line[0] == '\t') {  // folded continuation of the current field
-    if (field_name_.empty())
-      return fail(fmt::format("line {}: continuation line before any header", line_no_));
+  // The encoder sends the line as it is read here: that is its length on the wire.
+  if (line.size() > info_.longest_line) info_.longest_line = line.size();
+  if (!info_.eight_bit && has_8bit(line)) info_.eight_bit = true;
+  HeaderLineKind kind = walker_.next(line);
+  if (kind == HeaderLineKind::body && !line.empty() && (line[0] == ' ' || line[0] == '\t'))
+    return fail(fmt::format("line {}: continuation line before any header", line_no_));
+  if (observer_) observer_(kind, line);
+  if (kind == HeaderLineKind::continuation) {  // folded continuation of the current field
     if (keep_field_) {
       if (field_.size() + line.size() > limits_.max_field)
         return fail(fmt::format("{}: header longer than {} bytes", field_name_, limits_.max_field));
       field_.append(line);
     }
-    if (!info_.eight_bit && has_8bit(line)) info_.eight_bit = true;
     return {};
   }
   if (auto r = end_field(); !r) return r;
-  size_t name_len = header_name_len(line);
-  if (name_len == 0) {
-    // Not a header: like Postfix, the header section ends and this line starts the body.
+  if (kind != HeaderLineKind::field) {
+    // The empty line, or a line that is no header: like Postfix, the header section ends (the
+    // encoder sends an empty line before the latter) and the body starts.
     state_ = State::body;
-    if (!info_.eight_bit && has_8bit(line)) info_.eight_bit = true;
     return {};
   }
-  if (!info_.eight_bit && has_8bit(line)) info_.eight_bit = true;
-  field_name_ = lower(line.substr(0, name_len));
+  field_name_ = lower(line.substr(0, header_name_length(line)));
   static constexpr std::array<std::string_view, 5> address_fields = {"sender", "from", "to", "cc", "bcc"};
   keep_field_ = info_.format == DropFormat::rfc5322 &&
                 std::find(address_fields.begin(), address_fields.end(), field_name_) != address_fields.end();
-  field_.assign(keep_field_ ? line.substr(name_len + 1) : std::string_view());
+  field_.assign(keep_field_ ? header_value(line) : std::string_view());
   if (field_name_ == "date") info_.missing_date = false;
   if (field_name_ == "message-id") info_.missing_message_id = false;
-  if (field_name_ == "bcc") info_.has_bcc = true;
+  if (walker_.blind()) info_.has_bcc = true;
   return {};
 }
 
@@ -280,7 +256,6 @@ Result<DropInfo> DropParser::finish() {
     // A last line without a newline.
     std::string line = std::move(line_);
     line_.clear();
-    if (!line.empty() && line.back() == '\r') line.pop_back();
     ++line_no_;
     (void)on_line(line, offset_);
   }

@@ -1,16 +1,20 @@
 // spool/drop.h — the drop-file parser: what a file in incoming/ says about its envelope.
 // Rule: streaming. Only the envelope lines and the address-bearing header fields are kept in
 // memory (each bounded by DropLimits); the body is scanned once for 8-bit bytes and never copied.
-// The bytes are not changed: line endings are fixed by the SMTP encoder on the wire.
+// The bytes are not changed: line endings are fixed by the SMTP encoder on the wire. Header lines
+// are read as the encoder reads them, by the rule of common/header_lines.h (only LF ends one, the
+// CRs right before it belong to the ending, any other CR is a space).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <unordered_set>
 #include <vector>
 
+#include "common/header_lines.h"
 #include "common/result.h"
 
 namespace spoold::spool {
@@ -30,10 +34,11 @@ struct DropInfo {
   bool missing_date = true;             // no Date: header — add one at send time
   bool missing_message_id = true;       // no Message-ID: header — add one at send time
   bool eight_bit = false;               // a byte >= 0x80 somewhere in the message
-  bool has_bcc = false;                 // a Bcc: header is present — never transmit it
+  bool has_bcc = false;                 // a Bcc:/Resent-Bcc: header is present — never transmitted
   bool crlf = false;                    // some line ended in CRLF
   bool bare_lf = false;                 // some line ended in a bare LF
-  uint64_t longest_line = 0;            // octets of the message's longest line (LF, CRLF or CR ends one)
+  uint64_t longest_line = 0;            // octets of the message's longest line as sent (header:
+                                        // LF ends one, body: LF, CRLF or CR)
   uint64_t message_size() const { return size - body_offset; }
 };
 
@@ -51,23 +56,29 @@ class DropParser {
   Result<void> feed(std::string_view chunk);
   Result<DropInfo> finish();
 
+  // For tests and fuzz targets: called with every line of the message's header section as read
+  // (common/header_lines.h), up to the line that ends it, with what that line is.
+  using HeaderObserver = std::function<void(HeaderLineKind, std::string_view line)>;
+  void observe_header(HeaderObserver f) { observer_ = std::move(f); }
+
  private:
   enum class State { start, envelope, headers, body, failed };
   Result<void> fail(std::string message);
-  Result<void> on_line(std::string_view line, uint64_t end_offset);
-  Result<void> on_envelope_line(std::string_view line, uint64_t end_offset);
-  Result<void> on_header_line(std::string_view line);
+  Result<void> on_line(std::string_view raw, uint64_t end_offset);  // raw: one line, its LF excluded
+  Result<void> on_envelope_line(std::string_view raw, uint64_t end_offset);
+  Result<void> on_header_line(std::string_view line);  // line: as read by the header rule
   Result<void> end_field();
   Result<void> add_recipient(std::string addr);
   void scan_body(std::string_view bytes);
-  void note_line_length(std::string_view line);  // a whole header line, without its ending
 
   DropLimits limits_;
   State state_ = State::start;
   DropInfo info_;
   std::unordered_set<std::string> seen_;  // info_.recipients, for O(1) de-duplication
   std::string error_;
-  std::string line_;        // the current, incomplete physical line (header section only)
+  std::string line_;     // the current, incomplete physical line (header section only)
+  HeaderWalker walker_;  // what each header line is (field, continuation, end)
+  HeaderObserver observer_;
   std::string field_name_;  // lower-case name of the header field being unfolded
   std::string field_;       // its unfolded value, kept only for address fields
   bool keep_field_ = false;

@@ -13,6 +13,7 @@
 #include "ctl/format.h"
 #include "ctl/submit.h"
 #include "spool/drop.h"
+#include "tests/support/hostile_headers.h"
 
 using spoold::control::Json;
 namespace ctl = spoold::ctl;
@@ -362,4 +363,35 @@ TEST_CASE("data errors: no recipients, bad addresses, too big") {
   auto big = ctl::build_submission("Subject: s\n\n" + std::string(200, 'x') + "\n", small);
   REQUIRE_FALSE(big.ok());
   CHECK(big.error().message.find("max_message_size") != std::string::npos);
+}
+
+// Where LF-only and CR-splitting readers of a header disagree (tests/support/hostile_headers.h):
+// `sendmail -t` must take its recipients from the header fields the encoder sends and the drop
+// parser reads, no more (a Bcc: the encoder sends as text) and no fewer.
+TEST_CASE("-t reads a header with stray CRs as the daemon will send it") {
+  for (const auto& c : spoold::test::hostile_headers()) {
+    INFO(c.name);
+    std::vector<std::string> names;
+    for (const auto& f : ctl::header_fields(c.message)) names.push_back(f.name);
+    CHECK(names == c.fields);
+    auto o = opts({});
+    o.extract = true;
+    auto s = ctl::build_submission(c.message, o);
+    REQUIRE(s.ok());
+    CHECK(s->sender == "a@x.org");
+    CHECK(s->recipients == c.rcpts);
+    auto bare = spoold::spool::parse_drop(c.message);
+    REQUIRE(bare.ok());
+    CHECK(bare->recipients == s->recipients);
+    auto info = spoold::spool::parse_drop(s->drop);
+    REQUIRE(info.ok());
+    CHECK(info->recipients == c.rcpts);
+  }
+}
+
+TEST_CASE("-t: unfolded values have a space for each lone CR and no CR before the line end") {
+  auto f = ctl::header_fields("To: a@b.c,\r\r\n d@e.f\rX: 1\r\n\r\r\nBcc: g@h.i\n");
+  REQUIRE(f.size() == 1);
+  CHECK(f[0].name == "to");
+  CHECK(f[0].value == " a@b.c, d@e.f X: 1");
 }

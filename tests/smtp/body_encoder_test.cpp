@@ -1,5 +1,6 @@
 // tests/smtp/body_encoder_test.cpp — exact wire bytes for stored messages, whatever the chunking,
-// including smuggling attempts (a bare "." line behind LF or lone CR) and Bcc removal.
+// including smuggling attempts (a bare "." line behind LF or lone CR), Bcc removal and the header
+// line rule (only LF ends a header line; see common/header_lines.h).
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "smtp/body_encoder.h"
+#include "tests/support/hostile_headers.h"
 
 using namespace spoold::smtp;
 
@@ -37,10 +39,8 @@ bool only_crlf(const std::string& s) {
   return true;
 }
 
-// The encoder's contract written the slow, obvious way, on the whole message at once: split at
-// CRLF, lone CR or LF; drop Bcc:/Resent-Bcc: fields (and their continuations) in the header;
-// double a leading dot; CRLF after every line; ".\r\n" at the end.
-std::string reference_encode(std::string_view in) {
+// Body lines the slow, obvious way: split at CRLF, lone CR or LF.
+std::vector<std::string> body_lines(std::string_view in) {
   std::vector<std::string> lines;
   std::string cur;
   bool open = false;  // cur holds a line that has not ended yet
@@ -55,33 +55,63 @@ std::string reference_encode(std::string_view in) {
     }
   }
   if (open) lines.push_back(cur);
-  auto lower = [](std::string s) {
-    for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return s;
-  };
-  auto blind = [&](const std::string& l) {
-    auto colon = l.find(':');
-    if (colon == std::string::npos) return false;
-    std::string name = lower(l.substr(0, colon));
-    while (!name.empty() && (name.back() == ' ' || name.back() == '\t')) name.pop_back();
-    return name == "bcc" || name == "resent-bcc";
-  };
+  return lines;
+}
+
+// "Name:" with optional white space before the colon (name: printable ASCII but ':'), lower-cased;
+// "" if the line starts no field.
+std::string field_name(const std::string& l) {
+  std::string name;
+  std::size_t i = 0;
+  for (; i < l.size() && l[i] != ':'; ++i) {
+    auto c = static_cast<unsigned char>(l[i]);
+    if (c == ' ' || c == '\t') break;
+    if (c < 33 || c > 126) return "";
+    name += static_cast<char>(std::tolower(c));
+  }
+  while (i < l.size() && (l[i] == ' ' || l[i] == '\t')) ++i;
+  return i < l.size() && l[i] == ':' ? name : "";
+}
+
+// The encoder's contract written the slow, obvious way, on the whole message at once. Header: only
+// LF ends a line, the CRs right before it are dropped, any other CR becomes a space; Bcc:/Resent-Bcc:
+// fields (and their continuations) are dropped; the header ends at an empty line, or before a line
+// that is no field (an empty line is sent first if a header line was). Body: split at CRLF, lone CR
+// or LF. Everywhere a
+// leading dot is doubled, CRLF ends every line, ".\r\n" ends the message.
+std::string reference_encode(std::string_view in) {
+  std::vector<std::string> lines;
+  bool any_field = false, dropping = false;
+  std::size_t pos = 0;
+  while (pos < in.size()) {  // the header
+    std::size_t lf = in.find('\n', pos);
+    std::string l(in.substr(pos, lf == std::string_view::npos ? in.size() - pos : lf - pos));
+    pos = lf == std::string_view::npos ? in.size() : lf + 1;
+    while (!l.empty() && l.back() == '\r') l.pop_back();
+    std::replace(l.begin(), l.end(), '\r', ' ');
+    if (l.size() > BodyEncoder::kMaxLine) return "ERROR: long line";  // dropped or not
+    bool cont = !l.empty() && (l[0] == ' ' || l[0] == '\t');
+    std::string name = cont ? "" : field_name(l);
+    if (l.empty()) {
+      lines.push_back(l);
+      break;
+    }
+    if (cont && any_field) {
+      if (!dropping) lines.push_back(l);
+    } else if (!name.empty()) {
+      any_field = true;
+      dropping = name == "bcc" || name == "resent-bcc";
+      if (!dropping) lines.push_back(l);
+    } else {
+      if (!lines.empty()) lines.push_back("");
+      lines.push_back(l);
+      break;
+    }
+  }
+  for (auto& l : body_lines(in.substr(pos))) lines.push_back(std::move(l));
   std::string out;
-  bool header = true, dropping = false;
   for (const auto& l : lines) {
     if (l.size() > BodyEncoder::kMaxLine) return "ERROR: long line";
-    if (header) {
-      if (l.empty()) {
-        header = false;
-      } else if (dropping && (l[0] == ' ' || l[0] == '\t')) {
-        continue;
-      } else if (blind(l)) {
-        dropping = true;
-        continue;
-      } else {
-        dropping = false;
-      }
-    }
     if (!l.empty() && l[0] == '.') out += '.';
     out += l + "\r\n";
   }
@@ -167,11 +197,11 @@ TEST_CASE("stored messages become exact wire bytes under every chunking", "[body
       {"smuggle lone CR", "A: 1\n\na\r.\r", "A: 1\r\n\r\na\r\n..\r\n.\r\n"},
       {"smuggle CR LF.CR", "A: 1\r\n\r\na\r\n.\rRCPT TO:<y>\r\n",
        "A: 1\r\n\r\na\r\n..\r\nRCPT TO:<y>\r\n.\r\n"},
-      {"lone CR only", "x\ry", "x\r\ny\r\n.\r\n"},
-      {"CR CR LF is two line ends", "x\r\r\ny", "x\r\n\r\ny\r\n.\r\n"},
-      {"LF CR is two line ends", "x\n\ry", "x\r\n\r\ny\r\n.\r\n"},
-      {"dot lines", ".\n..\n.x\n", "..\r\n...\r\n..x\r\n.\r\n"},
-      {"ends with dot no newline", "a\n.", "a\r\n..\r\n.\r\n"},
+      {"lone CR only", "A: 1\n\nx\ry", "A: 1\r\n\r\nx\r\ny\r\n.\r\n"},
+      {"CR CR LF is two line ends", "A: 1\n\nx\r\r\ny", "A: 1\r\n\r\nx\r\n\r\ny\r\n.\r\n"},
+      {"LF CR is two line ends", "A: 1\n\nx\n\ry", "A: 1\r\n\r\nx\r\n\r\ny\r\n.\r\n"},
+      {"dot lines", "\n.\n..\n.x\n", "\r\n..\r\n...\r\n..x\r\n.\r\n"},
+      {"ends with dot no newline", "\na\n.", "\r\na\r\n..\r\n.\r\n"},
       {"only newline", "\n", "\r\n.\r\n"},
       {"bcc dropped", "From: a\nBcc: b@x\nTo: c\n\nbody\n", "From: a\r\nTo: c\r\n\r\nbody\r\n.\r\n"},
       {"folded bcc dropped", "From: a\nBCC: b@x,\n\tc@x,\n  d@x\nTo: c\n\nbody\n",
@@ -182,6 +212,14 @@ TEST_CASE("stored messages become exact wire bytes under every chunking", "[body
       {"bcc in body kept", "A: 1\n\nBcc: not a header\n", "A: 1\r\n\r\nBcc: not a header\r\n.\r\n"},
       {"continuation of kept field", "Subject: a\n b\nBcc: x\n y\n\n", "Subject: a\r\n b\r\n\r\n.\r\n"},
       {"bcc last line without newline", "A: 1\nBcc: x", "A: 1\r\n.\r\n"},
+      {"header: lone CR is a space", "A: 1\rB: 2\n\n", "A: 1 B: 2\r\n\r\n.\r\n"},
+      {"header: CR CR LF is one line end", "A: 1\r\r\nB: 2\n\n", "A: 1\r\nB: 2\r\n\r\n.\r\n"},
+      {"header: no field, no header", "x\ry", "x y\r\n.\r\n"},
+      {"header: a dot line is no field", ".\n..\n", "..\r\n...\r\n.\r\n"},
+      {"header: continuation before any field is no header", " a\nBcc: x\n", " a\r\nBcc: x\r\n.\r\n"},
+      {"header: no field after a field, an empty line first", "A: 1\nx\nBcc: y\n",
+       "A: 1\r\n\r\nx\r\nBcc: y\r\n.\r\n"},
+      {"header: after dropped fields only no empty line", "Bcc: 1\n 2\nx\rBcc: y\n", "x Bcc: y\r\n.\r\n"},
   };
   for (const auto& c : cases) {
     INFO(c.name);
@@ -212,10 +250,12 @@ TEST_CASE("missing Date and Message-ID are inserted at the top", "[body]") {
 TEST_CASE("a line over 998 octets is a permanent error, 998 is fine", "[body]") {
   std::string ok = "A: 1\n\n" + std::string(998, 'x') + "\n";
   CHECK(encode(ok, 100) == "A: 1\r\n\r\n" + std::string(998, 'x') + "\r\n.\r\n");
-  std::string ok_crlf = std::string(998, 'x') + "\r\n";
-  CHECK(encode(ok_crlf, 999).substr(0, 998) == std::string(998, 'x'));
-  std::string dotted = "." + std::string(997, 'x') + "\n";  // stuffing does not count
-  CHECK(encode(dotted, 10).size() == 999 + 2 + 3);
+  std::string ok_crlf = "\n" + std::string(998, 'x') + "\r\n";
+  CHECK(encode(ok_crlf, 999).substr(2, 998) == std::string(998, 'x'));
+  std::string dotted = "\n." + std::string(997, 'x') + "\n";  // stuffing does not count
+  CHECK(encode(dotted, 10).size() == 2 + 999 + 2 + 3);
+  std::string dotted_header = "." + std::string(997, 'x') + "\n";  // no field: no header
+  CHECK(encode(dotted_header, 10).size() == 999 + 2 + 3);
   for (std::size_t step : {std::size_t{1}, std::size_t{500}, std::size_t{5000}}) {
     std::string bad = "A: 1\n\n" + std::string(999, 'x') + "\n";
     CHECK(encode(bad, step).find("ERROR: message has a line longer than 998") == 0);
@@ -232,11 +272,15 @@ TEST_CASE("the scanner finds 8-bit bytes, the longest line and the exact wire si
   };
   const std::vector<Case> cases = {
       {"", false, 0},
-      {"abc\r\nde\n", false, 3},
-      {"ab\rcdef", false, 4},
+      {"\nabc\r\nde\n", false, 3},
+      {"\nab\rcdef", false, 4},
+      {"ab\rcdef", false, 7},
+      {"A: 1\r\r\r\nB: 22\r\n\r\r\nxyz\r", false, 5},
+      {"x\nBcc: 1\n", false, 6},
+      {"Bcc: 1\n 2\nA: 1\n\n", false, 6},
       {"a\xc3\xa9\n", true, 3},
       {std::string(1200, 'y') + "\r\n", false, 1200},
-      {".\n..x\r\n\r.", false, 3},
+      {"\n.\n..x\r\n\r.", false, 3},
       {"A: 1\n\na\n.\nMAIL FROM:<x>", false, 13},
   };
   for (const auto& c : cases) {
@@ -258,4 +302,33 @@ TEST_CASE("the scanner finds 8-bit bytes, the longest line and the exact wire si
       if (legal) CHECK(s.result().wire_size == wire.size() - 3 - stuffed);
     }
   }
+}
+
+// Where LF-only and CR-splitting readers of a header disagree (tests/support/hostile_headers.h):
+// the encoder must send the header the drop parser and `sendmail -t` read, never a Bcc: field in
+// it, never a bare CR or LF, whatever the chunking.
+TEST_CASE("a header with stray CRs goes out as the parser read it, without Bcc", "[body]") {
+  for (const auto& c : spoold::test::hostile_headers()) {
+    INFO(c.name);
+    CHECK_FALSE(spoold::test::wire_header_has_blind_field(c.wire));
+    CHECK(reference_encode(c.message) == c.wire);
+    for (std::size_t step = 1; step <= c.message.size(); ++step) {
+      INFO("step " << step);
+      std::string wire = encode(c.message, step);
+      REQUIRE(wire == c.wire);
+      CHECK(only_crlf(wire));
+      BodyScanner scan;
+      for (std::size_t i = 0; i < c.message.size(); i += step)
+        scan.feed(std::string_view(c.message).substr(i, step));
+      CHECK(scan.result().longest_line == c.longest);
+    }
+  }
+}
+
+TEST_CASE("a header line is limited to 998 octets as sent, CRs before its LF not counted", "[body]") {
+  std::string ok = "A: " + std::string(995, 'x') + std::string(2000, '\r') + "\n\nb\n";
+  CHECK(encode(ok, 7) == "A: " + std::string(995, 'x') + "\r\n\r\nb\r\n.\r\n");
+  std::string bad = "A: " + std::string(994, 'x') + "\r\r" + "y\n\n";  // two CRs become spaces
+  CHECK(encode(bad, 7).find("ERROR") == 0);
+  CHECK(encode(bad, bad.size()).find("ERROR") == 0);
 }
