@@ -1,0 +1,240 @@
+// fuzz/header_diff_fuzz.cpp — differential libFuzzer target for the header line rule
+// (common/header_lines.h): the drop parser, `sendmail -t` and the SMTP encoder/scanner each read
+// the same bytes, and must agree.
+// Rule (abort on violation), for any bytes read as a drop file, as a bare message behind an
+// envelope, and as `sendmail -t` input:
+//   * the encoder's wire header is exactly the header lines the parser read, Bcc:/Resent-Bcc:
+//     fields (with their continuations) left out, ending where the parser's header ended;
+//   * no Bcc:/Resent-Bcc: field is in the wire header (up to the first empty line, when the
+//     first line is a field); the wire has no bare CR or LF and exactly one final dot;
+//   * the parser's longest line and 8-bit facts are the scanner's; the encoder fails exactly when
+//     that longest line is over 998 octets; the scanner's size is the wire's;
+//   * `sendmail -t` reads the fields (names, unfolded values) the parser reads, and takes the
+//     same recipients as a bare drop of the same message.
+// The sources are listed (one line, for fuzz/run.sh): ctl/ as a library would bring its main().
+// clang-format off
+// fuzz-sources: spool/drop.cpp spool/address.cpp spool/atomic_write.cpp spool/crashpoint.cpp spool/fs_util.cpp smtp/body_encoder.cpp smtp/types.cpp ctl/submit.cpp
+// clang-format on
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/header_lines.h"
+#include "ctl/submit.h"
+#include "smtp/body_encoder.h"
+#include "spool/drop.h"
+
+using namespace spoold;
+
+namespace {
+
+void require(bool ok, const char* what) {
+  if (ok) return;
+  std::fprintf(stderr, "header_diff_fuzz: %s\n", what);
+  std::abort();
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
+// Written out here instead of taken from header_lines.h, so a wrong rule there is caught.
+bool names_blind_field(std::string_view line) {
+  std::size_t colon = line.find(':');
+  if (colon == std::string_view::npos) return false;
+  std::string name = lower(line.substr(0, colon));
+  while (!name.empty() && (name.back() == ' ' || name.back() == '\t')) name.pop_back();
+  return name == "bcc" || name == "resent-bcc";
+}
+
+struct Pieces {  // chunk sizes for the streaming readers, taken from the input itself
+  std::size_t parser, encoder;
+};
+
+struct Parsed {
+  Result<spool::DropInfo> info = make_error("not run");
+  std::vector<std::pair<HeaderLineKind, std::string>> lines;  // the header as the parser read it
+};
+
+Parsed parse(std::string_view drop, std::size_t step) {
+  Parsed out;
+  spool::DropParser p;
+  p.observe_header(
+      [&](HeaderLineKind k, std::string_view line) { out.lines.emplace_back(k, std::string(line)); });
+  for (std::size_t i = 0; i < drop.size(); i += step) (void)p.feed(drop.substr(i, step));
+  out.info = p.finish();
+  return out;
+}
+
+struct Encoded {
+  bool ok = false;
+  std::string wire;
+};
+
+Encoded encode(std::string_view message, std::size_t step, const std::vector<std::string>& prepend) {
+  smtp::BodyEncoder enc(prepend);
+  Encoded out;
+  for (std::size_t i = 0; i < message.size(); i += step)
+    if (!enc.feed(message.substr(i, step), out.wire)) return out;
+  out.ok = enc.finish(out.wire).ok();
+  return out;
+}
+
+void check_wire(const std::string& wire) {
+  for (std::size_t i = 0; i < wire.size(); ++i) {
+    if (wire[i] == '\r') require(i + 1 < wire.size() && wire[i + 1] == '\n', "bare CR on the wire");
+    if (wire[i] == '\n') require(i > 0 && wire[i - 1] == '\r', "bare LF on the wire");
+  }
+  // Exactly one line holding only ".": the last.
+  if (wire != ".\r\n") {
+    require(wire.rfind(".\r\n", 0) != 0, "a dot line before the end");
+    require(wire.size() >= 5 && wire.find("\r\n.\r\n") == wire.size() - 5, "not one final dot");
+  }
+  // The header a receiver sees: when the first line is a field, everything to the first empty line.
+  std::size_t eol = wire.find("\r\n");
+  if (header_name_length(std::string_view(wire).substr(0, eol)) == 0) return;
+  for (std::size_t at = 0; at < wire.size();) {
+    eol = wire.find("\r\n", at);
+    std::string_view line = std::string_view(wire).substr(at, eol - at);
+    if (line.empty()) break;
+    require(!names_blind_field(line), "Bcc: field in the wire header");
+    at = eol + 2;
+  }
+}
+
+// The wire header the parser's reading calls for, and whether the parser saw the header end.
+std::pair<std::string, bool> expected_header(const Parsed& p, const std::vector<std::string>& prepend) {
+  std::string out;
+  auto emit = [&](std::string_view l) {
+    if (!l.empty() && l[0] == '.') out += '.';
+    out.append(l);
+    out += "\r\n";
+  };
+  for (const auto& h : prepend) emit(h);
+  bool sent = !prepend.empty(), dropping = false;
+  for (const auto& [kind, line] : p.lines) {
+    switch (kind) {
+      case HeaderLineKind::field:
+        dropping = names_blind_field(line);
+        [[fallthrough]];
+      case HeaderLineKind::continuation:
+        if (!dropping) {
+          emit(line);
+          sent = true;
+        }
+        break;
+      case HeaderLineKind::end:
+        emit("");
+        return {out, true};
+      case HeaderLineKind::body:
+        if (sent) emit("");
+        emit(line);
+        return {out, true};
+    }
+  }
+  return {out, false};
+}
+
+// Octets of the wire without the final dot, the stuffed dots and the prepended lines: what the
+// scanner counts.
+std::uint64_t scanned_size(const std::string& wire, const std::vector<std::string>& prepend) {
+  std::uint64_t n = wire.size() - 3;
+  for (const auto& h : prepend) n -= h.size() + 2;
+  for (std::size_t at = 0; at + 3 < wire.size(); at = wire.find("\r\n", at) + 2)
+    if (wire[at] == '.') --n;
+  return n;
+}
+
+void check_message(std::string_view drop, const Pieces& step, bool prepend_date) {
+  Parsed p = parse(drop, step.parser);
+  std::string_view message = drop.substr(p.info.ok() ? p.info->body_offset : 0);
+  std::vector<std::string> prepend;
+  if (prepend_date) prepend.push_back("Date: Thu, 1 Jan 2026 00:00:00 +0000");
+  Encoded e = encode(message, step.encoder, prepend);
+  smtp::BodyScanner scan;
+  for (std::size_t i = 0; i < message.size(); i += step.encoder) scan.feed(message.substr(i, step.encoder));
+  smtp::BodyInfo facts = scan.result();
+  require(e.ok == (facts.longest_line <= smtp::BodyEncoder::kMaxLine), "scanner and encoder disagree on 998");
+  if (e.ok) {
+    check_wire(e.wire);
+    // The scanner knows nothing of prepended lines, nor so of the empty line they may call for.
+    std::uint64_t size = scanned_size(e.wire, prepend);
+    require(facts.wire_size == size || (!prepend.empty() && facts.wire_size + 2 == size),
+            "scanner size is not the wire's");
+  }
+  if (!p.info.ok()) return;
+  require(p.info->longest_line == facts.longest_line, "parser and scanner disagree on the longest line");
+  require(p.info->eight_bit == facts.eight_bit, "parser and scanner disagree on 8-bit");
+  if (!e.ok) return;
+  auto [header, ended] = expected_header(p, prepend);
+  if (ended)
+    require(e.wire.compare(0, header.size(), header) == 0, "wire header is not the parser's");
+  else
+    require(e.wire == header + ".\r\n", "wire is not the parser's header-only message");
+  bool blind = false, date = false;
+  for (const auto& [kind, line] : p.lines) {
+    if (kind != HeaderLineKind::field) continue;
+    blind = blind || names_blind_field(line);
+    date = date || lower(line.substr(0, header_name_length(line))) == "date";
+  }
+  require(p.info->has_bcc == blind, "has_bcc is not what the header holds");
+  require(p.info->missing_date == !date, "missing_date is not what the header holds");
+}
+
+// The parser's fields of a message, unfolded, as `sendmail -t` must read them.
+std::vector<ctl::HeaderField> parser_fields(const Parsed& p) {
+  std::vector<ctl::HeaderField> out;
+  for (const auto& [kind, line] : p.lines) {
+    if (kind == HeaderLineKind::field)
+      out.push_back({lower(line.substr(0, header_name_length(line))), std::string(header_value(line))});
+    else if (kind == HeaderLineKind::continuation)
+      out.back().value += line;
+  }
+  return out;
+}
+
+void check_submit(std::string_view in, const Pieces& step) {
+  static const std::string kEnv = "MAIL FROM:<a@b.test>\nRCPT TO:<c@d.test>\n\n";
+  Parsed p = parse(kEnv + std::string(in), step.parser);
+  if (p.info.ok()) {
+    auto fields = ctl::header_fields(in);
+    auto want = parser_fields(p);
+    require(fields.size() == want.size(), "sendmail -t and the parser disagree on the fields");
+    for (std::size_t i = 0; i < fields.size(); ++i)
+      require(fields[i].name == want[i].name && fields[i].value == want[i].value,
+              "sendmail -t and the parser disagree on a field");
+  }
+  ctl::SubmitOptions o;
+  o.extract = true;
+  o.default_sender = "u@h.test";
+  o.qualify_domain = "h.test";
+  auto s = ctl::build_submission(std::string(in), o);
+  if (!s) return;
+  auto drop = parse(s->drop, step.parser);
+  require(drop.info.ok(), "sendmail -t wrote a drop the parser refuses");
+  check_message(s->drop, step, false);
+  auto bare = spool::parse_drop(in);
+  if (bare && bare->format == spool::DropFormat::rfc5322)
+    require(bare->recipients == s->recipients, "sendmail -t and a bare drop take different recipients");
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  std::string_view in(reinterpret_cast<const char*>(data), size);
+  Pieces step{size == 0 ? 1u : 1u + data[0] % 11u, size < 2 ? 4096u : 1u + data[1] % 17u};
+  bool prepend = size > 2 && (data[2] & 1);
+  check_message(in, step, prepend);  // a drop file
+  check_message("MAIL FROM:<a@b.test>\nRCPT TO:<c@d.test>\n\n" + std::string(in), step,
+                prepend);  // a message
+  check_submit(in, step);
+  return 0;
+}
