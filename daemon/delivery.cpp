@@ -101,6 +101,7 @@ struct DeliveryEngine::Conn {
   int messages = 0;
   bool retire = false;
   bool holds_slot = true;  // counted against delivery.max_sessions (until it starts closing)
+  bool plaintext = false;  // the opportunistic retry after a failed TLS handshake: no STARTTLS
   // Connections to one server may carry mail for several destinations (Postfix's connection cache
   // does the same): "ip|port", plus the MX name when the certificate is verified against it.
   // Empty = not shared (relay sessions carry their own TLS and AUTH settings).
@@ -446,9 +447,18 @@ class DeliveryEngine::Destination {
     return o;
   }
 
-  void open(const dns::NextHop& hop, const dns::Address& addr) {
+  // The same server again, without STARTTLS (its hop and address are looked up again: the hops
+  // may have been re-resolved meanwhile; a server no longer among them is not contacted).
+  void open_plain(const std::string& ip, int port) {
+    for (const auto& h : hops_.hops)
+      for (const auto& a : h.addresses)
+        if (a.ip == ip && h.port == port) return open(h, a, true);
+  }
+
+  void open(const dns::NextHop& hop, const dns::Address& addr, bool plaintext = false) {
     auto c = std::make_unique<Conn>();
     Conn* conn = c.get();
+    conn->plaintext = plaintext;
     conn->dest = this;
     conn->host = hop.host;
     conn->ip = addr.ip;
@@ -475,7 +485,9 @@ class DeliveryEngine::Destination {
     conns_.push_back(std::move(c));
     ++eng_.sessions_;
     ++eng_.slots_;
-    conn->session = std::make_unique<smtp::Session>(eng_.loop_, session_options(hop, addr), std::move(cbs));
+    auto options = session_options(hop, addr);
+    if (plaintext) options.engine.tls = smtp::TlsPolicy::none;
+    conn->session = std::make_unique<smtp::Session>(eng_.loop_, std::move(options), std::move(cbs));
   }
 
   std::string share_key(const dns::NextHop& hop, const dns::Address& addr) const {
@@ -784,7 +796,18 @@ class DeliveryEngine::Destination {
                      (why.code == 0 || why.code == 421);
     log::debug("{}: session closed after {} messages ({}: {})", c->relay(), c->messages,
                smtp::to_string(why.status), why.text);
-    if (why.status != smtp::Status::sent && (never_ready || died_busy)) record_failure(*c, why, never_ready);
+    // RFC 7435 (Postfix `may`): under opportunistic TLS a failed handshake is retried at once on
+    // the same server without STARTTLS; `required` and `verify` never fall back.
+    bool plain_again = never_ready && !c->plaintext && c->session && c->session->starttls_failed() &&
+                       key_.kind != config::RouteKind::relay &&
+                       eng_.config_->delivery.tls == config::TlsPolicy::opportunistic && !eng_.stopping_;
+    std::optional<std::pair<std::string, int>> fallback;
+    if (plain_again) {
+      log::info("{}: {}; trying again without TLS (tls: opportunistic)", c->relay(), why.text);
+      fallback = std::make_pair(c->ip, c->port);
+    } else if (why.status != smtp::Status::sent && (never_ready || died_busy)) {
+      record_failure(*c, why, never_ready);
+    }
     // The session ended without a transaction result (should not happen): defer the parts.
     for (auto* slot : {&c->current, &c->next}) {
       if (!*slot) continue;
@@ -803,6 +826,7 @@ class DeliveryEngine::Destination {
     release_slot(*dying);
     dying.reset();
     eng_.session_closed();
+    if (fallback) open_plain(fallback->first, fallback->second);
     pump();
     eng_.maybe_drained();
   }

@@ -825,6 +825,7 @@ void Engine::close_cleanly(Outcome reason) {
 
 void Engine::fail_session(Outcome reason) {
   // Whatever led here, a failed session delivered nothing more: it never reports success.
+  if (state_ == State::tls_handshake && !opt_.implicit_tls) starttls_failed_ = true;
   if (reason.status == Status::sent) {
     reason.status = Status::temporary;
     reason.code = 0;

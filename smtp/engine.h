@@ -125,6 +125,9 @@ class Engine {
   // Replies are owed for commands already handed to the transport.
   bool awaiting_replies() const { return replies_due_ > 0; }
   bool encrypted() const { return encrypted_; }
+  // The session failed in the TLS handshake after STARTTLS was accepted (RFC 7435: under an
+  // opportunistic policy the caller may try the same server again without STARTTLS).
+  bool starttls_failed() const { return starttls_failed_; }
   const Capabilities& capabilities() const { return caps_; }
 
  private:
@@ -174,6 +177,7 @@ class Engine {
   Capabilities caps_;
   bool encrypted_ = false;
   bool tls_refused_ = false;  // opportunistic STARTTLS got a non-220: carry on in plaintext
+  bool starttls_failed_ = false;
   bool authenticated_ = false;
   bool ready_announced_ = false;
   bool quit_pending_ = false;

@@ -64,6 +64,7 @@ class Session::Impl : public std::enable_shared_from_this<Impl> {
   const Capabilities& caps() const { return engine_.capabilities(); }
   bool encrypted() const { return engine_.encrypted(); }
   bool verified() const { return tls_ && tls_->verified(); }
+  bool starttls_failed() const { return engine_.starttls_failed(); }
   std::string peer() const {
     return opt_.ip.find(':') != std::string::npos ? fmt::format("[{}]:{}", opt_.ip, opt_.port)
                                                   : fmt::format("{}:{}", opt_.ip, opt_.port);
@@ -594,6 +595,9 @@ bool Session::encrypted() const {
 }
 bool Session::verified() const {
   return impl_->verified();
+}
+bool Session::starttls_failed() const {
+  return impl_->starttls_failed();
 }
 std::string Session::peer() const {
   return impl_->peer();

@@ -82,7 +82,9 @@ class Session {
 
   const Capabilities& capabilities() const;
   bool encrypted() const;
-  bool verified() const;     // the peer certificate verified for tls_host
+  bool verified() const;  // the peer certificate verified for tls_host
+  // The TLS handshake after an accepted STARTTLS failed (the session then ended temporary 4.7.5).
+  bool starttls_failed() const;
   std::string peer() const;  // "ip:port" / "[ip]:port"
 
   class Impl;

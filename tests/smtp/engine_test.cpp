@@ -530,6 +530,24 @@ TEST_CASE("a failed TLS handshake fails the session temporarily", "[engine]") {
   CHECK(h.server("220 go\r\n") == "");
   CHECK(h.engine.state() == State::failed);
   CHECK(h.ended.find("TLS handshake failed: certificate verify failed") != std::string::npos);
+  CHECK(h.engine.starttls_failed());  // the daemon's cue for a plaintext retry (opportunistic)
+
+  // A connection lost during the handshake is a failed handshake too; a failure elsewhere is not.
+  Harness lost(opts(TlsPolicy::opportunistic), txn({"a@y.test"}));
+  lost.tls_ok = true;
+  lost.server("<start>");
+  lost.server("220 mx\r\n");
+  lost.server("250-mx\r\n250 STARTTLS\r\n");
+  lost.engine.receive("220 go\r\n");
+  lost.engine.take_output();
+  REQUIRE(lost.engine.state() == State::tls_handshake);
+  lost.engine.connection_closed("reset");
+  CHECK(lost.engine.starttls_failed());
+  Harness other(opts(TlsPolicy::opportunistic), txn({"a@y.test"}));
+  other.server("<start>");
+  other.server("<timeout>");
+  CHECK(other.engine.state() == State::failed);
+  CHECK_FALSE(other.engine.starttls_failed());
 }
 
 namespace {
