@@ -286,7 +286,7 @@ dns: {{ servers: ["127.0.0.1:{dns_port}"], timeout: 2s, tries: 2, address_prefer
 routes:
   - {{ match: ["static.test"], hosts: ["{hosts[0]}:{pa}"] }}
   - {{ match: ["stall.test"], hosts: ["{hosts[2]}:{ps}"] }}
-  - {{ match: ["*"], mx: true }}
+  - {{ match: ["*.test"], mx: true }}   # a named route: its MX may be on loopback
 logging: {{ level: {level}, format: text }}
 """)
     write_conf("info")

@@ -195,11 +195,36 @@ class DeliveryEngine::Destination {
     Clock::time_point asleep_until{};
   };
 
+  // A hostile domain must not point delivery at this host's own services (or link-local and
+  // multicast addresses): such addresses are dropped from an MX answer unless a route names the
+  // domain. Returns the dropped addresses for the log, "" when none.
+  static std::string drop_restricted(dns::NextHops& h) {
+    std::string dropped;
+    for (auto& hop : h.hops)
+      std::erase_if(hop.addresses, [&](const dns::Address& a) {
+        if (!dns::restricted_address(a.ip)) return false;
+        dropped += (dropped.empty() ? "" : ", ") + hop.host + "[" + a.ip + "]";
+        return true;
+      });
+    std::erase_if(h.hops, [](const dns::NextHop& hop) { return hop.addresses.empty(); });
+    return dropped;
+  }
+
   void resolve() {
     if (resolving_) return;
     resolving_ = true;
     auto cb = [this](dns::NextHops h) {
       resolving_ = false;
+      std::string refused;
+      if (h.ok() && key_.kind == config::RouteKind::mx && !key_.local_ok) refused = drop_restricted(h);
+      if (h.ok() && h.hops.empty()) {
+        hops_ok_ = false;
+        fail_queue(smtp::Outcome{smtp::Status::permanent, 0, "5.4.4",
+                                 "MX points at restricted addresses only (" + refused +
+                                     "): refused; a route that names the domain allows it"});
+        eng_.maybe_drained();
+        return;
+      }
       if (!h.ok()) {
         hops_ok_ = false;
         auto status = h.status == dns::Status::permanent ? smtp::Status::permanent : smtp::Status::temporary;

@@ -35,6 +35,7 @@ HopKey route(const config::Config& config, const std::string& domain) {
       HopKey k;
       k.kind = r.kind;
       k.route_index = i;
+      k.local_ok = pattern != "*";
       if (r.kind == config::RouteKind::relay) {
         k.name = r.relay;
       } else if (r.kind == config::RouteKind::hosts) {

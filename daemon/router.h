@@ -13,6 +13,9 @@ struct HopKey {
   config::RouteKind kind = config::RouteKind::mx;
   std::string name;  // mx: the domain (lower case); relay: the group name; hosts: the route's host list
   size_t route_index = 0;
+  // A route names the domain (any pattern but the catch-all "*"): its MX may point at this host or
+  // other restricted addresses (dns::restricted_address), which is refused otherwise.
+  bool local_ok = false;
   std::string str() const;  // "mx:example.org", "relay:corp", "hosts:127.0.0.1:2525"
   bool operator==(const HopKey& o) const { return kind == o.kind && name == o.name; }
   bool operator<(const HopKey& o) const { return str() < o.str(); }

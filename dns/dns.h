@@ -132,6 +132,12 @@ MxPlan plan_mx(std::vector<MxRecord> records, std::string_view our_hostname, std
 std::vector<Address> order_addresses(std::vector<Address> v4_and_v6, AddressPreference pref,
                                      std::mt19937& rng);
 
+// An address a hostile domain must not be able to point delivery at (its MX or A records): this
+// host or "this network" (0/8, 127/8, ::, ::1), link-local (169.254/16, fe80::/10), multicast and
+// reserved (224/3, ff00::/8), also as IPv4-mapped IPv6. Private ranges are not restricted (internal
+// MX hosts are normal). A route that names the domain allows them.
+bool restricted_address(const std::string& ip);
+
 // Case-insensitive DNS name equality, ignoring one trailing dot.
 bool same_name(std::string_view a, std::string_view b);
 

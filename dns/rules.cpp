@@ -194,6 +194,30 @@ bool valid_name(std::string_view name) {
   return label > 0;
 }
 
+}  // namespace detail
+
+namespace {
+
+bool restricted_v4(const unsigned char* a) {
+  return a[0] == 0 || a[0] == 127 || (a[0] == 169 && a[1] == 254) || a[0] >= 224;
+}
+
+}  // namespace
+
+bool restricted_address(const std::string& ip) {
+  unsigned char a[16];
+  if (inet_pton(AF_INET, ip.c_str(), a) == 1) return restricted_v4(a);
+  if (inet_pton(AF_INET6, ip.c_str(), a) != 1) return true;  // not an address at all
+  static const unsigned char kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (std::equal(kMapped, kMapped + 12, a)) return restricted_v4(a + 12);
+  bool zero_prefix = std::all_of(a, a + 15, [](unsigned char b) { return b == 0; });
+  if (zero_prefix && (a[15] == 0 || a[15] == 1)) return true;  // :: and ::1
+  if (a[0] == 0xfe && (a[1] & 0xc0) == 0x80) return true;      // fe80::/10 link-local
+  return a[0] == 0xff;                                         // ff00::/8 multicast
+}
+
+namespace detail {
+
 std::optional<Family> ip_literal_family(const std::string& text) {
   unsigned char buf[16];
   if (inet_pton(AF_INET, text.c_str(), buf) == 1) return Family::ipv4;

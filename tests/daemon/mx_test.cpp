@@ -37,7 +37,7 @@ struct MxWorld {
                                       "routes:\n  - { match: [\"lab.test\"], hosts: [\"127.0.0.1:" +
                                       std::to_string(lab.port()) +
                                       "\"] }\n"
-                                      "  - { match: [\"*\"], mx: true }\n");
+                                      "  - { match: [\"*.test\"], mx: true }\n");
     // delivery.port is where MX hosts are contacted; the base config has no delivery section
     // with a port, so add one.
     std::string cfg = read_file(env.config_path());

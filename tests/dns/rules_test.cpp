@@ -346,3 +346,48 @@ TEST_CASE("RecordCache keeps answers for min(TTL, cap) and negatives briefly", "
   CHECK(small.find("c", 0) != nullptr);
   CHECK(RecordCache::key("mx.example", RecordType::aaaa) != RecordCache::key("mx.example", RecordType::a));
 }
+
+TEST_CASE("restricted addresses: this host, this network, link-local, multicast; private ranges are not",
+          "[dns][rules]") {
+  struct Row {
+    const char* ip;
+    bool restricted;
+  };
+  const Row rows[] = {
+      {"127.0.0.1", true},
+      {"127.1.2.3", true},
+      {"0.0.0.0", true},
+      {"0.1.2.3", true},
+      {"169.254.1.1", true},
+      {"224.0.0.1", true},
+      {"239.255.255.255", true},
+      {"255.255.255.255", true},
+      {"240.0.0.1", true},
+      {"::1", true},
+      {"::", true},
+      {"fe80::1", true},
+      {"febf::1", true},
+      {"ff02::1", true},
+      {"::ffff:127.0.0.1", true},
+      {"::ffff:169.254.0.1", true},
+      {"not-an-ip", true},
+      {"", true},
+      {"10.0.0.1", false},
+      {"192.168.1.1", false},
+      {"172.16.0.1", false},
+      {"192.0.2.7", false},
+      {"128.0.0.1", false},
+      {"126.255.255.255", false},
+      {"169.253.0.1", false},
+      {"223.255.255.255", false},
+      {"2001:db8::1", false},
+      {"fec0::1", false},
+      {"::2", false},
+      {"::ffff:192.0.2.1", false},
+      {"fd00::1", false},
+  };
+  for (const Row& r : rows) {
+    INFO(r.ip);
+    CHECK(spoold::dns::restricted_address(r.ip) == r.restricted);
+  }
+}

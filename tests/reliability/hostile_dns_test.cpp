@@ -33,7 +33,7 @@ struct DnsWorld {
     cfg += fmt::format(
         "dns:\n  servers: [\"{}\"]\n  timeout: {}\n  tries: 2\n"
         "routes:\n  - {{ match: [\"good.test\"], hosts: [\"127.0.0.1:{}\"] }}\n"
-        "  - {{ match: [\"*\"], mx: true }}\n",
+        "  - {{ match: [\"*.test\"], mx: true }}\n",
         dns_server, timeout, lab.port());
     write_file(env.config_path(), cfg);
   }
