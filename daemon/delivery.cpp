@@ -113,6 +113,7 @@ struct DeliveryEngine::Conn {
   std::uint64_t current_id = 0, next_id = 0, submissions = 0;
   size_t retry_slot = 0;  // where in the queue the next retry of this session's parts goes
   std::unique_ptr<Timer> idle_timer;
+  std::unique_ptr<Timer> life_timer;  // max_connection_time, enforced mid-transaction too
   std::string relay() const {
     return ip.find(':') != std::string::npos ? fmt::format("{}[{}]:{}", host, ip, port)
                                              : fmt::format("{}[{}]:{}", host, ip, port);
@@ -174,6 +175,35 @@ class DeliveryEngine::Destination {
   bool in_slot_queue = false;
   std::uint64_t slot_wait = 0;
   Clock::time_point last_active() const { return last_active_; }
+
+  void withdraw(std::uint64_t token) {
+    std::vector<Part> gone;
+    for (auto it = queue_.begin(); it != queue_.end();)
+      if (it->token == token) {
+        gone.push_back(std::move(*it));
+        it = queue_.erase(it);
+      } else {
+        ++it;
+      }
+    for (Part& p : gone) {
+      std::vector<RecipientResult> rs;
+      for (size_t i : p.indices)
+        rs.push_back({i, smtp::Outcome{smtp::Status::temporary, 0, "4.3.0", "lock lost"}, "none", false});
+      eng_.done_(p.token, std::move(rs));
+    }
+    std::vector<Conn*> cut;
+    for (auto& c : conns_)
+      if ((c->current && c->current->token == token) || (c->next && c->next->token == token))
+        cut.push_back(c.get());
+    for (Conn* c : cut) {  // each abort may destroy its connection, never another one
+      bool still_here =
+          std::any_of(conns_.begin(), conns_.end(), [&](const auto& k) { return k.get() == c; });
+      if (!still_here || !c->session || c->session->after_final_dot()) continue;
+      log::warning("{}: the lock of a message in this session was lost: cut before its final dot",
+                   c->relay());
+      c->session->abort("lock lost: another process may own the message");
+    }
+  }
 
   // The stop grace period is over: a busy session is cut now (its transaction reports every open
   // recipient temporary, flagged as a possible duplicate after the final dot); an idle one QUITs.
@@ -408,7 +438,7 @@ class DeliveryEngine::Destination {
     for (auto& c : conns_)
       if (c->st == Conn::St::connecting) ++connecting;
     while (queue_.size() > connecting &&
-           conns_.size() < static_cast<size_t>(d.max_sessions_per_destination)) {
+           conns_.size() < std::min(concurrency_, static_cast<size_t>(d.max_sessions_per_destination))) {
       // At the global limit, an idle pooled connection elsewhere gives up its slot (Postfix keeps
       // idle connections only while nobody else needs the session): without this, 20 idle
       // connections would hold back every other destination until their idle_timeout.
@@ -494,6 +524,8 @@ class DeliveryEngine::Destination {
         eng_.config_->relay(key_.name)->strategy == config::RelayStrategy::round_robin)
       rr_next_ = conn->server + 1 >= servers_.size() ? 0 : conn->server + 1;
     conn->idle_timer = std::make_unique<Timer>(eng_.loop_);
+    conn->life_timer = std::make_unique<Timer>(eng_.loop_);
+    arm_life(*conn, static_cast<uint64_t>(eng_.config_->delivery.max_connection_time.count()));
     smtp::SessionCallbacks cbs;
     cbs.on_ready = [this, conn] {
       set_state(*conn, Conn::St::idle);
@@ -581,6 +613,26 @@ class DeliveryEngine::Destination {
       return;
     }
     arm_idle(c);
+  }
+
+  // A connection lives at most max_connection_time (Mail::Spool's DoS bug: a tarpit that answers
+  // every command just inside its timeout would otherwise hold a session for hours): then an idle
+  // one quits, a connecting or busy one is cut and its parts go back to the queue — except after
+  // the final dot, where the server's verdict is awaited (bounded by the dot timeout) first.
+  void arm_life(Conn& c, uint64_t ms) {
+    Conn* conn = &c;
+    // Dispatched to the connection's current owner: an idle one may have been handed over.
+    c.life_timer->start(ms, 0, [conn] { conn->dest->on_life_over(*conn); });
+  }
+
+  void on_life_over(Conn& c) {
+    c.retire = true;
+    if (c.st == Conn::St::closing || !c.session) return;
+    if (c.st == Conn::St::idle) return begin_quit(c);
+    if (c.session->after_final_dot()) return arm_life(c, 50);  // look again when the reply came
+    log::info("{}: max_connection_time reached in a {} session: cut, its mail requeued", c.relay(),
+              c.st == Conn::St::busy ? "busy" : "connecting");
+    c.session->abort("max_connection_time reached");  // may destroy c
   }
 
   void arm_idle(Conn& c) {
@@ -775,6 +827,9 @@ class DeliveryEngine::Destination {
                     std::move(retry));
       ++c->retry_slot;
     }
+    // Slow start (Postfix's destination concurrency): a destination earns each further session
+    // with a transaction its server answered, so a tarpit holds one session, not its whole share.
+    if (!done.empty()) grow_concurrency();
     if (!done.empty()) eng_.done_(part.token, std::move(done));
     // The token may have ended the last part of a message; the engine itself is still alive.
     if (c->current) return;  // the part behind the dot is running: still busy, limits judged after it
@@ -873,6 +928,7 @@ class DeliveryEngine::Destination {
       why.enhanced[0] = '4';
     }
     eng_.health_.failed(key, Clock::now(), connect_attempts(), bad_server_memory());
+    if (concurrency_ > 1) --concurrency_;
     if (!ready_conn_to(key, &c))
       for (Part& p : queue_)
         if (!p.attempt.exhausted(key, connect_attempts())) p.attempt.failed(key, why, relay);
@@ -880,13 +936,18 @@ class DeliveryEngine::Destination {
               queue_.empty() ? 1 : queue_.front().attempt.failures(key), connect_attempts(), why.text);
   }
 
-  // How long a failing server is skipped: never longer than the shortest retry delay, so that a
-  // retry that comes due finds the server tried again, not remembered.
+  // How long a failing server is skipped: half the shortest retry delay at most, so that a retry
+  // that comes due (due times are whole seconds) finds the server tried again, not remembered.
   Clock::duration bad_server_memory() const {
     Clock::duration memory = kBadAddressMemory;
     for (const auto& t : eng_.config_->queue.tiers)
-      if (t.delay.count() > 0) memory = std::min<Clock::duration>(memory, t.delay);
+      if (t.delay.count() > 0) memory = std::min<Clock::duration>(memory, t.delay / 2);
     return std::max<Clock::duration>(memory, std::chrono::seconds(1));
+  }
+
+  void grow_concurrency() {
+    concurrency_ =
+        std::min(concurrency_ + 1, static_cast<size_t>(eng_.config_->delivery.max_sessions_per_destination));
   }
 
   void fail_queue(const smtp::Outcome& why, bool attempted = true, const std::string& relay = "none") {
@@ -904,7 +965,8 @@ class DeliveryEngine::Destination {
   std::deque<Part> queue_;
   std::vector<std::unique_ptr<Conn>> conns_;
   bool resolving_ = false;
-  bool blocked_ = false;  // waits for a global session slot
+  bool blocked_ = false;    // waits for a global session slot
+  size_t concurrency_ = 1;  // sessions allowed now (slow start, see grow_concurrency())
   bool hops_ok_ = false;
   dns::NextHops hops_;
   Clock::time_point hops_expire_{};
@@ -961,6 +1023,12 @@ void DeliveryEngine::shutdown(std::function<void()> drained) {
 
 void DeliveryEngine::abort_all() {
   for (auto& [_, d] : dests_) d->abort_all();
+}
+
+void DeliveryEngine::withdraw(std::uint64_t token) {
+  std::vector<Destination*> all;
+  for (auto& [_, d] : dests_) all.push_back(d.get());
+  for (Destination* d : all) d->withdraw(token);
 }
 
 size_t DeliveryEngine::queued() const {

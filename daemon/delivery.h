@@ -75,6 +75,10 @@ class DeliveryEngine {
   void shutdown(std::function<void()> drained);
   // Hard stop after the grace period: abort every session (their parts end temporary).
   void abort_all();
+  // The message's lock was lost (another daemon may own it now): its queued parts end not
+  // attempted, and a session carrying it is cut before its final dot. After the dot the server's
+  // verdict is awaited (the outcome cannot be recorded then; at-least-once allows the repeat).
+  void withdraw(std::uint64_t token);
 
   size_t sessions() const { return sessions_; }
   size_t queued() const;

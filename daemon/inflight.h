@@ -15,6 +15,7 @@ struct Daemon::InFlight {
   size_t parts_left = 0;
   std::vector<std::optional<RecipientResult>> results;  // by recipient index
   bool finishing = false;  // the outcome job is on the thread pool: hands off the lock
+  bool lost = false;       // the lock was taken over: the entry is another process's now
 };
 
 }  // namespace spoold::daemon

@@ -71,7 +71,14 @@ void Daemon::on_part_done(std::uint64_t token, std::vector<RecipientResult> resu
   for (auto& r : results)
     if (r.index < f.results.size()) f.results[r.index] = std::move(r);
   spool::crashpoint("delivery.after_part");
-  if (f.parts_left > 0 && --f.parts_left == 0) finish(token);
+  if (f.parts_left > 0 && --f.parts_left == 0) {
+    if (!f.lost) return finish(token);
+    // Not ours any more: nothing may be written or logged as its outcome; its new owner decides.
+    log::info("{}: left to the process that took its lock over", f.claimed.entry.id);
+    inflight_ids_.erase(f.claimed.entry.id);
+    inflight_.erase(it);
+    maybe_continue();
+  }
 }
 
 void Daemon::finish(std::uint64_t token) {

@@ -325,6 +325,8 @@ void Daemon::refresh_locks() {
           auto f = inflight_.find(it.token);
           if (it.error.empty() || f == inflight_.end() || f->second->finishing) continue;
           log::warning("{}: lock lost: {}", f->second->claimed.entry.id, it.error);
+          f->second->lost = true;
+          if (engine_) engine_->withdraw(it.token);
         }
         maybe_continue();
       });

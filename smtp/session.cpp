@@ -65,6 +65,7 @@ class Session::Impl : public std::enable_shared_from_this<Impl> {
   bool encrypted() const { return engine_.encrypted(); }
   bool verified() const { return tls_ && tls_->verified(); }
   bool starttls_failed() const { return engine_.starttls_failed(); }
+  bool after_final_dot() const { return engine_.state() == State::dot; }
   std::string peer() const {
     return opt_.ip.find(':') != std::string::npos ? fmt::format("[{}]:{}", opt_.ip, opt_.port)
                                                   : fmt::format("{}:{}", opt_.ip, opt_.port);
@@ -598,6 +599,9 @@ bool Session::verified() const {
 }
 bool Session::starttls_failed() const {
   return impl_->starttls_failed();
+}
+bool Session::after_final_dot() const {
+  return impl_->after_final_dot();
 }
 std::string Session::peer() const {
   return impl_->peer();

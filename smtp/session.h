@@ -85,6 +85,9 @@ class Session {
   bool verified() const;  // the peer certificate verified for tls_host
   // The TLS handshake after an accepted STARTTLS failed (the session then ended temporary 4.7.5).
   bool starttls_failed() const;
+  // The running transaction's final dot was sent and its reply has not come yet: aborting now
+  // could lose the server's verdict on a message it may have taken (a possible duplicate).
+  bool after_final_dot() const;
   std::string peer() const;  // "ip:port" / "[ip]:port"
 
   class Impl;

@@ -118,13 +118,24 @@ TEST_CASE("spoold starts on a full spool, loses nothing and recovers when space 
 TEST_CASE("the spool filling up under a running daemon loses nothing; it catches up when space returns",
           "[hostile][disk]") {
   TempDir hostile_dir;
-  rel::HostileServer slow(hostile_dir, "stall:RCPT");
+  // One stalling server per slow domain: a destination opens one session until its server has
+  // answered a transaction (slow start), so three sessions in flight need three destinations.
+  std::vector<std::unique_ptr<rel::HostileServer>> slow;
+  for (const char* ip : {"127.0.0.1", "127.0.0.2", "127.0.0.3"})
+    slow.push_back(
+        std::make_unique<rel::HostileServer>(hostile_dir, "stall:RCPT", std::vector<std::string>{}, ip));
+  auto stalled = [&] {
+    size_t n = 0;
+    for (const auto& s : slow) n += s->count("stall");
+    return n;
+  };
   Env env(
       "queue:\n  scan_interval: 200ms\n  lock_stale_after: 5s\n  tiers:\n"
       "    - { delay: 0, priority: 1 }\n    - { delay: 1s, priority: 1 }\n    - { delay: 2s, priority: 1 }\n"
       "delivery:\n  idle_timeout: 1s\n"
       "  timeouts: { connect: 5s, greeting: 5s, ehlo: 5s, mail: 5s, rcpt: 2s, data: 5s, dot: 5s }\n");
-  rel::route_domain(env, "slow.test", slow.port());
+  for (size_t i = 0; i < slow.size(); ++i)
+    rel::route_domain(env, fmt::format("slow{}.test", i), slow[i]->port(), fmt::format("127.0.0.{}", i + 1));
   Mount m(env.spool());
   if (!m.ok) {
     WARN("SKIPPED: cannot mount a tmpfs for the spool (" << std::strerror(errno)
@@ -138,10 +149,9 @@ TEST_CASE("the spool filling up under a running daemon loses nothing; it catches
   constexpr int kSlow = 3;
   for (int i = 0; i < kSlow; ++i)
     env.drop(fmt::format("slow-{}", i), rel::message(fmt::format("slow-{}@disk.test", i), "sender@r.test",
-                                                     {"rcpt@r.test", "x@slow.test"}, body));
-  for (int i = 0; i < 50 && slow.count("stall") < static_cast<size_t>(kSlow); ++i)
-    std::this_thread::sleep_for(100ms);
-  REQUIRE(slow.count("stall") == kSlow);
+                                                     {"rcpt@r.test", fmt::format("x@slow{}.test", i)}, body));
+  for (int i = 0; i < 50 && stalled() < static_cast<size_t>(kSlow); ++i) std::this_thread::sleep_for(100ms);
+  REQUIRE(stalled() == kSlow);
 
   // good-N: one good recipient. temp-N: one always-451 recipient (defers, expires, bounces).
   // mixed-N: both (the good one is sent, the other must be remembered).

@@ -5,6 +5,7 @@ One behaviour per process (--mode). Every event is appended to --log as "TIME EV
 (TIME = monotonic-free unix seconds with decimals) so tests can check when the client sent what and
 when it hung up. Writes --ready once listening. Runs until SIGTERM, at most an hour.
 Modes:
+  normal            a well-behaved server (accepts everything; "accepted" per message)
   silent            accept, never send a byte
   stall:CMD         behave until CMD (EHLO MAIL RCPT DATA DOT), then never answer it
   reset_in_data     after DATA's 354 and some body bytes, close with RST
@@ -15,6 +16,14 @@ Modes:
   endless_multiline answer EHLO with a million "250-" lines (never the last one)
   starttls_inject   offer STARTTLS, answer "220" plus an injected "250" in the same packet, then TLS
   auth_fail         offer AUTH PLAIN LOGIN and answer every AUTH with 535
+  reply:CMD:TEXT    behave normally, but answer CMD (GREETING EHLO HELO MAIL RCPT DATA DOT STARTTLS)
+                    with the literal line TEXT, then carry on (a 3xx to DATA still reads a body; a
+                    220 to STARTTLS starts TLS when --tls-cert is given)
+  long5xx:CMD       answer CMD with one "550 5.1.1 ..." line of about 2,000 bytes
+  tarpit:SECONDS    answer everything (greeting included) correctly, each reply SECONDS late
+  tls_broken        offer STARTTLS, answer "220 go ahead", then answer the ClientHello with garbage
+                    and close ("tls_attempt"); without STARTTLS, accept mail ("plain_accepted")
+Every session logs "connect #N" first and "end #N" last (N counts sessions from 1).
 """
 import argparse
 import asyncio
@@ -26,6 +35,10 @@ import struct
 import time
 
 args = None
+sessions = 0
+
+# The long 5xx line of long5xx:CMD: about 2,000 bytes, words and spaces, as a verbose real server.
+LONG_5XX = ("550 5.1.1 " + "recipient address rejected: user unknown in virtual mailbox table; " * 40)[:2000]
 
 
 def log(event, detail=""):
@@ -58,10 +71,48 @@ async def until_eof(reader):
             return
 
 
+def override(mode, cmd):
+    """The reply line (bytes, with CRLF) that replaces the normal answer to cmd, or None."""
+    if mode.startswith("reply:"):
+        _, what, text = mode.split(":", 2)
+        if what.upper() == cmd:
+            return text.encode("latin-1") + b"\r\n"
+    if mode.startswith("long5xx:") and mode.split(":", 1)[1].upper() == cmd:
+        return LONG_5XX.encode() + b"\r\n"
+    return None
+
+
 async def session(reader, writer):
-    log("connect")
+    global sessions
+    sessions += 1
+    number = sessions
+    log("connect", "#{}".format(number))
+    try:
+        await session_body(reader, writer)
+    finally:
+        log("end", "#{}".format(number))
+
+
+async def session_body(reader, writer):
     mode = args.mode
     stall = mode.split(":", 1)[1] if mode.startswith("stall:") else None
+    tarpit = float(mode.split(":", 1)[1]) if mode.startswith("tarpit:") else 0.0
+    tls_broken = mode == "tls_broken"
+    tried_tls = False  # tls_broken: this session asked for STARTTLS (and got garbage)
+
+    async def answer(cmd, normal):
+        """Writes the reply to cmd: the scripted one if the mode says so, else `normal`. Returns it."""
+        if tarpit:
+            await asyncio.sleep(tarpit)
+        out = override(mode, cmd)
+        if out is None:
+            out = normal
+        else:
+            log("scripted", "{} {}".format(cmd, out.decode("latin-1")[:80]))
+        writer.write(out)
+        await writer.drain()
+        return out
+
     try:
         if mode == "silent":
             return await until_eof(reader)
@@ -82,8 +133,7 @@ async def session(reader, writer):
             await writer.drain()
             await readline(reader)
             return await until_eof(reader)
-        writer.write(b"220 hostile.test ESMTP\r\n")
-        await writer.drain()
+        await answer("GREETING", b"220 hostile.test ESMTP\r\n")
         tls_done = False
         while True:
             cmd = await readline(reader)
@@ -100,12 +150,36 @@ async def session(reader, writer):
                     log("multiline_sent")
                     return await until_eof(reader)
                 lines = ["hostile.test", "PIPELINING", "8BITMIME"]
-                if mode == "starttls_inject" and not tls_done:
+                if (mode in ("starttls_inject", "tls_broken") or mode.startswith("reply:STARTTLS:")) and not tls_done:
                     lines.append("STARTTLS")
                 if mode == "auth_fail":
                     lines.append("AUTH PLAIN LOGIN")
+                if verb == "HELO":
+                    lines = ["hostile.test"]
                 out = "".join("250-{}\r\n".format(l) for l in lines[:-1]) + "250 {}\r\n".format(lines[-1])
-                writer.write(out.encode())
+                await answer(verb, out.encode())
+                continue
+            elif verb == "STARTTLS" and tls_broken:
+                log("tls_attempt")
+                tried_tls = True
+                writer.write(b"220 go ahead\r\n")
+                await writer.drain()
+                hello = await asyncio.wait_for(reader.read(4096), 30)  # the ClientHello
+                log("tls_garbage", "after {} bytes".format(len(hello)))
+                writer.write(b"this is not TLS\r\n" + bytes(range(1, 200)) + b"\r\n")
+                await writer.drain()
+                await asyncio.sleep(0.2)
+                writer.close()
+                return
+            elif verb == "STARTTLS" and override(mode, "STARTTLS") is not None:
+                out = await answer("STARTTLS", b"")
+                if out.startswith(b"220") and args.tls_cert:
+                    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+                    ctx.load_cert_chain(args.tls_cert, args.tls_key)
+                    await writer.start_tls(ctx)
+                    tls_done = True
+                    log("tls")
+                continue
             elif verb == "STARTTLS":
                 writer.write(b"220 go ahead\r\n250 injected-before-tls\r\n")
                 await writer.drain()
@@ -118,7 +192,8 @@ async def session(reader, writer):
             elif verb == "AUTH":
                 writer.write(b"535 5.7.8 authentication failed\r\n")
             elif verb == "MAIL":
-                writer.write(b"250 2.1.0 ok\r\n")
+                await answer("MAIL", b"250 2.1.0 ok\r\n")
+                continue
             elif verb == "RCPT":
                 if mode == "421_after_rcpt":
                     writer.write(b"421 4.3.2 closing, go away\r\n")
@@ -126,10 +201,12 @@ async def session(reader, writer):
                     writer.close()
                     log("closed", "421")
                     return
-                writer.write(b"250 2.1.5 ok\r\n")
+                await answer("RCPT", b"250 2.1.5 ok\r\n")
+                continue
             elif verb == "DATA":
-                writer.write(b"354 go ahead\r\n")
-                await writer.drain()
+                out = await answer("DATA", b"354 go ahead\r\n")
+                if not out.startswith(b"3"):
+                    continue  # no body follows (as far as this server is concerned)
                 if mode == "reset_in_data":
                     await reader.read(10)
                     log("reset")
@@ -145,13 +222,18 @@ async def session(reader, writer):
                 if stall == "DOT":
                     log("stall", "DOT")
                     return await until_eof(reader)
-                writer.write(b"250 2.0.0 accepted\r\n")
-                log("accepted")
+                out = await answer("DOT", b"250 2.0.0 accepted\r\n")
+                if out.startswith(b"2"):
+                    log("accepted")
+                    if tls_broken and not tried_tls:
+                        log("plain_accepted")
+                continue
             elif verb == "RSET" or verb == "NOOP":
-                writer.write(b"250 ok\r\n")
+                await answer(verb, b"250 ok\r\n")
+                continue
             elif verb == "QUIT":
-                writer.write(b"221 bye\r\n")
-                await writer.drain()
+                await answer("QUIT", b"221 bye\r\n")
+                log("quit")
                 writer.close()
                 return
             else:
