@@ -60,8 +60,11 @@ Clock::time_point AddressHealth::skipped_until(const std::string& server) const 
 }
 
 void AddressHealth::forget_expired(Clock::time_point now) {
-  std::erase_if(servers_,
-                [now](const auto& kv) { return kv.second.in_a_row == 0 && now >= kv.second.until; });
+  // A server not skipped now and quiet for a minute is forgotten (its count of failures in a row
+  // too): hostile DNS can name any number of addresses.
+  std::erase_if(servers_, [now](const auto& kv) {
+    return now >= kv.second.until && now - kv.second.failed_at >= std::chrono::minutes(1);
+  });
 }
 
 std::string server_display(const std::string& server) {

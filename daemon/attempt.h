@@ -49,7 +49,8 @@ class AddressHealth {
   std::optional<Clock::time_point> skipped_since(const std::string& server, Clock::time_point now) const;
   // When it is tried again (only meaningful while skipped).
   Clock::time_point skipped_until(const std::string& server) const;
-  void forget_expired(Clock::time_point now);
+  void forget_expired(Clock::time_point now);  // servers neither skipped nor failed for a minute
+  size_t size() const { return servers_.size(); }
 
  private:
   struct Health {

@@ -62,6 +62,7 @@ dns::Options dns_options(const config::Config& c) {
 Daemon::Daemon(std::shared_ptr<const config::Config> config, RunOptions options)
     : cfg_(std::move(config)), opt_(std::move(options)) {
   uv_loop_init(&loop_);
+  continue_timer_ = std::make_unique<Timer>(&loop_);
 }
 
 Daemon::~Daemon() {
@@ -74,6 +75,7 @@ Daemon::~Daemon() {
   watchdog_timer_.reset();
   stop_timer_.reset();
   kick_timer_.reset();
+  continue_timer_.reset();
   control_.reset();
   outcome_batch_.reset();
   inflight_.clear();
@@ -99,7 +101,7 @@ Result<void> Daemon::start() {
   resolver_ = std::move(*res);
   outcome_batch_ = std::make_unique<PoolBatch>(&loop_);
   engine_ = std::make_unique<DeliveryEngine>(
-      &loop_, *cfg_, *resolver_,
+      &loop_, cfg_, *resolver_,
       [this](std::uint64_t token, std::vector<RecipientResult> r) { on_part_done(token, std::move(r)); });
   size_t n = spool_->options().tier_delays.size();
   scanning_.assign(n, false);
@@ -208,13 +210,12 @@ void Daemon::reload() {
   if (fresh->spool_dir != cfg_->spool_dir || fresh->queue.tiers.size() != cfg_->queue.tiers.size())
     log::warning("reload: spool_dir and the number of tiers change only on restart");
   sd_notify("RELOADING=1");
-  old_configs_.push_back(cfg_);
   auto next = std::make_shared<config::Config>(std::move(*fresh));
   next->spool_dir = cfg_->spool_dir;
   next->queue.tiers = cfg_->queue.tiers;
   cfg_ = next;
   log::configure(cfg_->logging.level, cfg_->logging.format);
-  engine_->reconfigure(*cfg_);
+  engine_->reconfigure(cfg_);
   arm_tier_timers();
   log::info("reloaded configuration from {}", opt_.config_path);
   sd_notify("READY=1");

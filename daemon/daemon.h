@@ -81,7 +81,6 @@ class Daemon {
   control::Json live_status() const;
 
   std::shared_ptr<const config::Config> cfg_;
-  std::vector<std::shared_ptr<const config::Config>> old_configs_;  // kept alive for running work
   RunOptions opt_;
   uv_loop_t loop_{};
   std::optional<spool::Spool> spool_;
@@ -96,6 +95,7 @@ class Daemon {
   std::unique_ptr<uv_fs_event_t> incoming_watch_;
 
   std::map<std::uint64_t, std::unique_ptr<InFlight>> inflight_;
+  std::unique_ptr<Timer> continue_timer_;  // maybe_continue() on the next loop iteration
   std::set<std::string> inflight_ids_;
   std::uint64_t next_token_ = 1;
   std::vector<bool> scanning_, more_, again_;

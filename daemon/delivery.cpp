@@ -102,6 +102,8 @@ struct DeliveryEngine::Conn {
   bool retire = false;
   bool holds_slot = true;  // counted against delivery.max_sessions (until it starts closing)
   bool plaintext = false;  // the opportunistic retry after a failed TLS handshake: no STARTTLS
+  std::string cut;         // why we cut it ourselves ("" = we did not): not the server's failure
+  std::uint64_t serial = 0;
   // Connections to one server may carry mail for several destinations (Postfix's connection cache
   // does the same): "ip|port", plus the MX name when the certificate is verified against it.
   // Empty = not shared (relay sessions carry their own TLS and AUTH settings).
@@ -122,9 +124,12 @@ struct DeliveryEngine::Conn {
 
 class DeliveryEngine::Destination {
  public:
-  Destination(DeliveryEngine& eng, HopKey key) : eng_(eng), key_(std::move(key)), rate_timer_(eng.loop_) {
+  // A destination keeps the configuration it was made under (its key's route_index and relay name
+  // point into it) for as long as it lives; a reload retires it and new mail goes to a new one.
+  Destination(DeliveryEngine& eng, HopKey key)
+      : eng_(eng), cfg_(eng.config_), key_(std::move(key)), rate_timer_(eng.loop_) {
     if (key_.kind == config::RouteKind::relay)
-      if (const auto* g = eng_.config_->relay(key_.name)) servers_.resize(g->servers.size());
+      if (const auto* g = cfg_->relay(key_.name)) servers_.resize(g->servers.size());
   }
 
   void enqueue(Part p) {
@@ -191,18 +196,14 @@ class DeliveryEngine::Destination {
         rs.push_back({i, smtp::Outcome{smtp::Status::temporary, 0, "4.3.0", "lock lost"}, "none", false});
       eng_.done_(p.token, std::move(rs));
     }
-    std::vector<Conn*> cut;
+    // Cut from each connection's own timer, not here: an abort runs callbacks that may reach the
+    // caller (and a part behind a dot is cut only once it is the running one).
     for (auto& c : conns_)
-      if ((c->current && c->current->token == token) || (c->next && c->next->token == token))
-        cut.push_back(c.get());
-    for (Conn* c : cut) {  // each abort may destroy its connection, never another one
-      bool still_here =
-          std::any_of(conns_.begin(), conns_.end(), [&](const auto& k) { return k.get() == c; });
-      if (!still_here || !c->session || c->session->after_final_dot()) continue;
-      log::warning("{}: the lock of a message in this session was lost: cut before its final dot",
-                   c->relay());
-      c->session->abort("lock lost: another process may own the message");
-    }
+      if (carries_withdrawn(*c)) arm_life(*c, 0);
+  }
+
+  bool carries_withdrawn(const Conn& c) const {
+    return (c.current && eng_.withdrawn(c.current->token)) || (c.next && eng_.withdrawn(c.next->token));
   }
 
   // The stop grace period is over: a busy session is cut now (its transaction reports every open
@@ -268,7 +269,7 @@ class DeliveryEngine::Destination {
       hops_expire_ = Clock::now() + kHopsLifetime;
       pump();
     };
-    const auto& cfg = *eng_.config_;
+    const auto& cfg = *cfg_;
     if (key_.kind == config::RouteKind::mx) {
       eng_.resolver_.resolve_next_hops(key_.name, cb);
       return;
@@ -294,7 +295,7 @@ class DeliveryEngine::Destination {
     return eng_.health_.skipped_since(key, Clock::now()).has_value();
   }
 
-  int connect_attempts() const { return eng_.config_->delivery.connect_attempts; }
+  int connect_attempts() const { return cfg_->delivery.connect_attempts; }
 
   // Some queued part may still go to this server in its current attempt.
   bool wanted_at(const std::string& key) const {
@@ -335,7 +336,7 @@ class DeliveryEngine::Destination {
 
   bool server_usable(size_t i) {
     if (i >= servers_.size()) return true;
-    const auto* g = eng_.config_->relay(key_.name);
+    const auto* g = cfg_->relay(key_.name);
     if (!g || i >= g->servers.size()) return false;
     const auto& s = g->servers[i];
     auto& st = servers_[i];
@@ -355,7 +356,7 @@ class DeliveryEngine::Destination {
   std::optional<Pick> pick() {
     std::vector<const dns::NextHop*> order;
     for (const auto& h : hops_.hops) order.push_back(&h);
-    const auto* g = key_.kind == config::RouteKind::relay ? eng_.config_->relay(key_.name) : nullptr;
+    const auto* g = key_.kind == config::RouteKind::relay ? cfg_->relay(key_.name) : nullptr;
     if (g && g->strategy == config::RelayStrategy::round_robin && !order.empty()) {
       // Start at the first hop whose server index is >= rr_next_.
       std::stable_partition(order.begin(), order.end(), [&](const dns::NextHop* h) {
@@ -388,10 +389,25 @@ class DeliveryEngine::Destination {
     for (Part& p : stuck) report_stuck(std::move(p));  // after the walk: a report may queue more
   }
 
+  // The attempt's verdict, but never permanent while some server of the next hop was only skipped
+  // (it failed temporarily for other mail and may take this message later).
+  smtp::Outcome final_verdict(const Part& p) const {
+    smtp::Outcome v = p.attempt.verdict();
+    if (v.status != smtp::Status::permanent) return v;
+    for (const auto& h : hops_.hops)
+      for (const auto& a : h.addresses)
+        if (!p.attempt.exhausted(server_key(a.ip, h.port), connect_attempts())) {
+          v.status = smtp::Status::temporary;
+          if (!v.enhanced.empty()) v.enhanced[0] = '4';
+          return v;
+        }
+    return v;
+  }
+
   void report_stuck(Part p) {
     std::vector<RecipientResult> rs;
     if (p.attempt.any_failure()) {
-      smtp::Outcome why = p.attempt.verdict();
+      smtp::Outcome why = final_verdict(p);
       for (size_t i : p.indices) rs.push_back({i, why, p.attempt.last_relay()});
     } else if (auto skipped = skipped_reason()) {
       for (size_t i : p.indices) {
@@ -433,7 +449,7 @@ class DeliveryEngine::Destination {
   }
 
   void open_connections() {
-    const auto& d = eng_.config_->delivery;
+    const auto& d = cfg_->delivery;
     size_t connecting = 0;
     for (auto& c : conns_)
       if (c->st == Conn::St::connecting) ++connecting;
@@ -460,7 +476,7 @@ class DeliveryEngine::Destination {
   }
 
   smtp::SessionOptions session_options(const dns::NextHop& hop, const dns::Address& addr) {
-    const auto& cfg = *eng_.config_;
+    const auto& cfg = *cfg_;
     smtp::SessionOptions o;
     o.ip = addr.ip;
     o.port = hop.port;
@@ -514,6 +530,7 @@ class DeliveryEngine::Destination {
     auto c = std::make_unique<Conn>();
     Conn* conn = c.get();
     conn->plaintext = plaintext;
+    conn->serial = ++eng_.conn_serial_;
     conn->dest = this;
     conn->host = hop.host;
     conn->ip = addr.ip;
@@ -521,11 +538,11 @@ class DeliveryEngine::Destination {
     conn->server = static_cast<size_t>(hop.preference);
     conn->share_key = share_key(hop, addr);
     if (key_.kind == config::RouteKind::relay &&
-        eng_.config_->relay(key_.name)->strategy == config::RelayStrategy::round_robin)
+        cfg_->relay(key_.name)->strategy == config::RelayStrategy::round_robin)
       rr_next_ = conn->server + 1 >= servers_.size() ? 0 : conn->server + 1;
     conn->idle_timer = std::make_unique<Timer>(eng_.loop_);
     conn->life_timer = std::make_unique<Timer>(eng_.loop_);
-    arm_life(*conn, static_cast<uint64_t>(eng_.config_->delivery.max_connection_time.count()));
+    arm_life(*conn, static_cast<uint64_t>(cfg_->delivery.max_connection_time.count()));
     smtp::SessionCallbacks cbs;
     cbs.on_ready = [this, conn] {
       set_state(*conn, Conn::St::idle);
@@ -550,7 +567,7 @@ class DeliveryEngine::Destination {
   std::string share_key(const dns::NextHop& hop, const dns::Address& addr) const {
     if (key_.kind == config::RouteKind::relay) return "";
     std::string k = server_key(addr.ip, hop.port);
-    if (eng_.config_->delivery.tls == config::TlsPolicy::verify) k += "|" + hop.host;
+    if (cfg_->delivery.tls == config::TlsPolicy::verify) k += "|" + hop.host;
     return k;
   }
 
@@ -625,18 +642,27 @@ class DeliveryEngine::Destination {
     c.life_timer->start(ms, 0, [conn] { conn->dest->on_life_over(*conn); });
   }
 
+  // Also the cut of a connection carrying a message whose lock was lost (withdraw()).
   void on_life_over(Conn& c) {
-    c.retire = true;
     if (c.st == Conn::St::closing || !c.session) return;
+    auto life = cfg_->delivery.max_connection_time;
+    auto age = Clock::now() - c.opened;
+    bool lost = carries_withdrawn(c);
+    if (!lost && age < life)
+      return arm_life(c, static_cast<uint64_t>(
+                             std::chrono::duration_cast<std::chrono::milliseconds>(life - age).count()) +
+                             1);
+    c.retire = true;
     if (c.st == Conn::St::idle) return begin_quit(c);
     if (c.session->after_final_dot()) return arm_life(c, 50);  // look again when the reply came
-    log::info("{}: max_connection_time reached in a {} session: cut, its mail requeued", c.relay(),
+    c.cut = lost ? "lock lost: another process may own the message" : "max_connection_time reached";
+    log::info("{}: {} in a {} session: cut before its final dot", c.relay(), c.cut,
               c.st == Conn::St::busy ? "busy" : "connecting");
-    c.session->abort("max_connection_time reached");  // may destroy c
+    c.session->abort(c.cut);  // may destroy c
   }
 
   void arm_idle(Conn& c) {
-    auto ms = static_cast<uint64_t>(eng_.config_->delivery.idle_timeout.count());
+    auto ms = static_cast<uint64_t>(cfg_->delivery.idle_timeout.count());
     Conn* conn = &c;
     c.idle_timer->start(ms, 0, [this, conn] {
       if (conn->st == Conn::St::idle) begin_quit(*conn);
@@ -670,7 +696,7 @@ class DeliveryEngine::Destination {
  private:
   // An idle connection takes the first queued part that has not already failed at its address.
   void assign(Conn& c) {
-    if (Clock::now() - c.opened >= eng_.config_->delivery.max_connection_time) {
+    if (Clock::now() - c.opened >= cfg_->delivery.max_connection_time) {
       begin_quit(c);  // too old to start another transaction on: retire, a fresh one follows
       return;
     }
@@ -700,11 +726,11 @@ class DeliveryEngine::Destination {
   // still leaves room for (max_messages_per_connection, max_connection_time, the relay server's
   // message counts, which grow when a transaction ends).
   bool room_behind_dot(const Conn& c) const {
-    const auto& d = eng_.config_->delivery;
+    const auto& d = cfg_->delivery;
     if (d.max_messages_per_connection > 0 && c.messages + 2 > d.max_messages_per_connection) return false;
     if (Clock::now() - c.opened >= d.max_connection_time) return false;
     if (key_.kind != config::RouteKind::relay || c.server >= servers_.size()) return true;
-    const auto* g = eng_.config_->relay(key_.name);
+    const auto* g = cfg_->relay(key_.name);
     if (!g || c.server >= g->servers.size()) return false;
     const auto& s = g->servers[c.server];
     const auto& st = servers_[c.server];
@@ -769,7 +795,7 @@ class DeliveryEngine::Destination {
   }
 
   bool take_token() {
-    double rate = eng_.config_->delivery.rate_limit;
+    double rate = cfg_->delivery.rate_limit;
     if (rate <= 0) return true;
     auto now = Clock::now();
     double burst = std::max(1.0, rate);
@@ -803,10 +829,13 @@ class DeliveryEngine::Destination {
     } else {
       return;  // answers nothing we sent (cannot happen)
     }
+    if (c->current && eng_.withdrawn(c->current->token)) arm_life(*c, 0);  // now running: cut it
     std::vector<RecipientResult> done;
     Part retry = part;
     retry.recipients.clear();
     retry.indices.clear();
+    retry.failed_on = c->serial;
+    bool answered = false;
     for (size_t i = 0; i < r.recipients.size() && i < part.indices.size(); ++i) {
       const auto& o = r.recipients[i].outcome;
       if (connection_level(o)) {  // the server gave no verdict: another may, in this attempt
@@ -815,12 +844,19 @@ class DeliveryEngine::Destination {
         retry.indices.push_back(part.indices[i]);
         continue;
       }
+      answered = true;
       smtp::Outcome out = o;
       out.enhanced = default_enhanced(o);
       done.push_back({part.indices[i], out, c->relay()});
     }
+    if (eng_.withdrawn(part.token)) {  // its lock was lost: nothing of it is ours to report or retry
+      done.clear();
+      for (size_t i : part.indices)
+        done.push_back({i, smtp::Outcome{smtp::Status::temporary, 0, "4.3.0", "lock lost"}, "none", false});
+      retry.indices.clear();
+    }
     if (!retry.indices.empty() && !can_go(retry)) {  // no server left for it in this attempt
-      smtp::Outcome why = retry.attempt.verdict();
+      smtp::Outcome why = final_verdict(retry);
       for (size_t i : retry.indices) done.push_back({i, why, c->relay()});
     } else if (!retry.indices.empty()) {  // ahead of the queue, in the order the parts were sent
       queue_.insert(queue_.begin() + static_cast<std::ptrdiff_t>(std::min(c->retry_slot, queue_.size())),
@@ -829,11 +865,11 @@ class DeliveryEngine::Destination {
     }
     // Slow start (Postfix's destination concurrency): a destination earns each further session
     // with a transaction its server answered, so a tarpit holds one session, not its whole share.
-    if (!done.empty()) grow_concurrency();
+    if (answered) grow_concurrency();
     if (!done.empty()) eng_.done_(part.token, std::move(done));
     // The token may have ended the last part of a message; the engine itself is still alive.
     if (c->current) return;  // the part behind the dot is running: still busy, limits judged after it
-    const auto& d = eng_.config_->delivery;
+    const auto& d = cfg_->delivery;
     if ((d.max_messages_per_connection > 0 && c->messages >= d.max_messages_per_connection) ||
         Clock::now() - c->opened >= d.max_connection_time)
       c->retire = true;
@@ -850,7 +886,7 @@ class DeliveryEngine::Destination {
 
   void note_server_message(Conn& c) {
     if (key_.kind != config::RouteKind::relay || c.server >= servers_.size()) return;
-    const auto* g = eng_.config_->relay(key_.name);
+    const auto* g = cfg_->relay(key_.name);
     if (!g || c.server >= g->servers.size()) return;
     const auto& s = g->servers[c.server];
     auto& st = servers_[c.server];
@@ -878,14 +914,14 @@ class DeliveryEngine::Destination {
                smtp::to_string(why.status), why.text);
     // RFC 7435 (Postfix `may`): under opportunistic TLS a failed handshake is retried at once on
     // the same server without STARTTLS; `required` and `verify` never fall back.
-    bool plain_again = never_ready && !c->plaintext && c->session && c->session->starttls_failed() &&
-                       key_.kind != config::RouteKind::relay &&
-                       eng_.config_->delivery.tls == config::TlsPolicy::opportunistic && !eng_.stopping_;
+    bool plain_again = never_ready && c->cut.empty() && !c->plaintext && c->session &&
+                       c->session->starttls_failed() && key_.kind != config::RouteKind::relay &&
+                       cfg_->delivery.tls == config::TlsPolicy::opportunistic && !eng_.stopping_;
     std::optional<std::pair<std::string, int>> fallback;
     if (plain_again) {
       log::info("{}: {}; trying again without TLS (tls: opportunistic)", c->relay(), why.text);
       fallback = std::make_pair(c->ip, c->port);
-    } else if (why.status != smtp::Status::sent && (never_ready || died_busy)) {
+    } else if (why.status != smtp::Status::sent && (never_ready || died_busy) && c->cut.empty()) {
       record_failure(*c, why, never_ready);
     }
     // The session ended without a transaction result (should not happen): defer the parts.
@@ -905,8 +941,10 @@ class DeliveryEngine::Destination {
     set_state(*dying, Conn::St::closing);  // a server may close an idle connection itself
     release_slot(*dying);
     dying.reset();
+    // Before session_closed(): the slot just freed is this server's retry, not anyone else's.
+    if (fallback && wanted_at(server_key(fallback->first, fallback->second)))
+      open_plain(fallback->first, fallback->second);
     eng_.session_closed();
-    if (fallback) open_plain(fallback->first, fallback->second);
     pump();
     eng_.maybe_drained();
   }
@@ -931,7 +969,8 @@ class DeliveryEngine::Destination {
     if (concurrency_ > 1) --concurrency_;
     if (!ready_conn_to(key, &c))
       for (Part& p : queue_)
-        if (!p.attempt.exhausted(key, connect_attempts())) p.attempt.failed(key, why, relay);
+        if (p.failed_on != c.serial && !p.attempt.exhausted(key, connect_attempts()))
+          p.attempt.failed(key, why, relay);
     log::info("{}: {} (try {} of {}): {}", c.relay(), never_ready ? "connection failed" : "session failed",
               queue_.empty() ? 1 : queue_.front().attempt.failures(key), connect_attempts(), why.text);
   }
@@ -940,14 +979,14 @@ class DeliveryEngine::Destination {
   // that comes due (due times are whole seconds) finds the server tried again, not remembered.
   Clock::duration bad_server_memory() const {
     Clock::duration memory = kBadAddressMemory;
-    for (const auto& t : eng_.config_->queue.tiers)
+    for (const auto& t : cfg_->queue.tiers)
       if (t.delay.count() > 0) memory = std::min<Clock::duration>(memory, t.delay / 2);
     return std::max<Clock::duration>(memory, std::chrono::seconds(1));
   }
 
   void grow_concurrency() {
     concurrency_ =
-        std::min(concurrency_ + 1, static_cast<size_t>(eng_.config_->delivery.max_sessions_per_destination));
+        std::min(concurrency_ + 1, static_cast<size_t>(cfg_->delivery.max_sessions_per_destination));
   }
 
   void fail_queue(const smtp::Outcome& why, bool attempted = true, const std::string& relay = "none") {
@@ -961,6 +1000,7 @@ class DeliveryEngine::Destination {
   }
 
   DeliveryEngine& eng_;
+  std::shared_ptr<const config::Config> cfg_;  // the snapshot this destination was made under
   HopKey key_;
   std::deque<Part> queue_;
   std::vector<std::unique_ptr<Conn>> conns_;
@@ -979,13 +1019,14 @@ class DeliveryEngine::Destination {
   Clock::time_point last_active_ = Clock::now();  // last part queued here (for collect_idle())
 };
 
-DeliveryEngine::DeliveryEngine(uv_loop_t* loop, const config::Config& config, dns::Resolver& resolver,
-                               PartDone done)
+DeliveryEngine::DeliveryEngine(uv_loop_t* loop, std::shared_ptr<const config::Config> config,
+                               dns::Resolver& resolver, PartDone done)
     : loop_(loop),
-      config_(&config),
+      config_(std::move(config)),
       resolver_(resolver),
       done_(std::move(done)),
-      collect_timer_(std::make_unique<Timer>(loop)) {
+      collect_timer_(std::make_unique<Timer>(loop)),
+      retire_timer_(std::make_unique<Timer>(loop)) {
   auto every = static_cast<uint64_t>(std::chrono::milliseconds(kDestinationMemory).count());
   collect_timer_->start(every, every, [this] { collect_idle(); });
   collect_timer_->unref();  // never keeps the loop alive on its own
@@ -1000,17 +1041,43 @@ void DeliveryEngine::submit(Part part) {
   it->second->enqueue(std::move(part));
 }
 
-void DeliveryEngine::reconfigure(const config::Config& config) {
-  config_ = &config;
-  // Idle destinations are rebuilt with the new routes; busy ones keep going until empty.
+void DeliveryEngine::reconfigure(std::shared_ptr<const config::Config> config) {
+  config_ = std::move(config);
+  // Idle destinations are rebuilt with the new routes. Busy ones keep their own configuration
+  // and finish what they hold under another name, so new mail for the same key goes to a new
+  // destination made under the new configuration; they are forgotten once empty.
+  std::vector<std::unique_ptr<Destination>> busy;
   for (auto it = dests_.begin(); it != dests_.end();) {
     if (it->second->empty() && !it->second->in_slot_queue) {
       forget_waiting(it->second.get());
+      it = dests_.erase(it);
+    } else if (it->first.rfind(kRetiredPrefix, 0) != 0) {
+      busy.push_back(std::move(it->second));
       it = dests_.erase(it);
     } else {
       ++it;
     }
   }
+  for (auto& d : busy)
+    dests_.emplace(fmt::format("{}{}|{}", kRetiredPrefix, ++retired_, d->key().str()), std::move(d));
+  if (!busy.empty() && !retire_timer_->active())
+    retire_timer_->start(1000, 1000, [this] { collect_retired(); });
+}
+
+// Not from a destination's callbacks (it may be the one destroyed): from its own timer.
+void DeliveryEngine::collect_retired() {
+  bool left = false;
+  for (auto it = dests_.begin(); it != dests_.end();) {
+    bool retired = it->first.rfind(kRetiredPrefix, 0) == 0;
+    if (retired && it->second->empty() && !it->second->in_slot_queue) {
+      forget_waiting(it->second.get());
+      it = dests_.erase(it);
+      continue;
+    }
+    left = left || retired;
+    ++it;
+  }
+  if (!left) retire_timer_->stop();
 }
 
 void DeliveryEngine::shutdown(std::function<void()> drained) {
@@ -1026,6 +1093,7 @@ void DeliveryEngine::abort_all() {
 }
 
 void DeliveryEngine::withdraw(std::uint64_t token) {
+  withdrawn_.insert(token);
   std::vector<Destination*> all;
   for (auto& [_, d] : dests_) all.push_back(d.get());
   for (Destination* d : all) d->withdraw(token);
@@ -1120,6 +1188,7 @@ void DeliveryEngine::collect_idle() {
   // answer stays in the resolver's cache). Relay groups are kept: they count messages per server
   // (max_messages is a lifetime cap).
   auto now = Clock::now();
+  health_.forget_expired(now);
   for (auto it = dests_.begin(); it != dests_.end();) {
     Destination& d = *it->second;
     bool old = now - d.last_active() > kDestinationMemory;

@@ -12,6 +12,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -38,8 +39,9 @@ struct Part {
   std::uint64_t longest_line = 0;                // 0 = unknown: the session scans the body before MAIL
   std::string missing_date, missing_message_id;  // header values to add, "" = present
   HopKey key;
-  AttemptLog attempt;       // connection-level failures of this part in this attempt
-  std::uint64_t token = 0;  // the caller's handle, returned in PartDone
+  AttemptLog attempt;           // connection-level failures of this part in this attempt
+  std::uint64_t failed_on = 0;  // the connection whose failure it has counted already
+  std::uint64_t token = 0;      // the caller's handle, returned in PartDone
 };
 
 struct RecipientResult {
@@ -62,14 +64,16 @@ struct DestinationStats {
 
 class DeliveryEngine {
  public:
-  DeliveryEngine(uv_loop_t* loop, const config::Config& config, dns::Resolver& resolver, PartDone done);
+  DeliveryEngine(uv_loop_t* loop, std::shared_ptr<const config::Config> config, dns::Resolver& resolver,
+                 PartDone done);
   ~DeliveryEngine();
   DeliveryEngine(const DeliveryEngine&) = delete;
   DeliveryEngine& operator=(const DeliveryEngine&) = delete;
 
   void submit(Part part);
-  // Config reload: new sessions use the new settings; running ones finish as they are.
-  void reconfigure(const config::Config& config);
+  // Config reload: new mail goes by the new settings; destinations that are busy finish what they
+  // hold under the configuration they were made with (each keeps a snapshot), then are forgotten.
+  void reconfigure(std::shared_ptr<const config::Config> config);
   // Graceful stop: no new sessions; queued parts are failed as temporary ("shutting down"); idle
   // sessions QUIT; running transactions finish. `drained` runs when no session is left.
   void shutdown(std::function<void()> drained);
@@ -79,6 +83,8 @@ class DeliveryEngine {
   // attempted, and a session carrying it is cut before its final dot. After the dot the server's
   // verdict is awaited (the outcome cannot be recorded then; at-least-once allows the repeat).
   void withdraw(std::uint64_t token);
+  bool withdrawn(std::uint64_t token) const { return withdrawn_.count(token) > 0; }
+  void forget_withdrawn(std::uint64_t token) { withdrawn_.erase(token); }
 
   size_t sessions() const { return sessions_; }
   size_t queued() const;
@@ -98,9 +104,14 @@ class DeliveryEngine {
   bool someone_blocked(const Destination* except);
   void maybe_drained();
   void collect_idle();
+  void collect_retired();
 
   uv_loop_t* loop_;
-  const config::Config* config_;
+  std::shared_ptr<const config::Config> config_;
+  static constexpr std::string_view kRetiredPrefix = "retired#";
+  std::uint64_t retired_ = 0;
+  std::set<std::uint64_t> withdrawn_;  // messages whose lock was lost (withdraw())
+  std::uint64_t conn_serial_ = 0;
   dns::Resolver& resolver_;
   PartDone done_;
   std::map<std::string, std::unique_ptr<Destination>> dests_;
@@ -116,6 +127,7 @@ class DeliveryEngine {
   };
   std::unordered_map<std::string, std::deque<Waiting>> waiting_by_server_;
   std::unique_ptr<Timer> collect_timer_;  // forgets destinations unused for a while
+  std::unique_ptr<Timer> retire_timer_;   // forgets retired destinations once they are empty
   bool stopping_ = false;
   std::function<void()> drained_;
   // Servers ("ip|port") that failed recently, skipped by every destination for a while.

@@ -77,7 +77,10 @@ void Daemon::on_part_done(std::uint64_t token, std::vector<RecipientResult> resu
     log::info("{}: left to the process that took its lock over", f.claimed.entry.id);
     inflight_ids_.erase(f.claimed.entry.id);
     inflight_.erase(it);
-    maybe_continue();
+    if (engine_) engine_->forget_withdrawn(token);
+    // Called from inside the delivery engine: what comes next (perhaps the end of a --once run,
+    // which destroys the engine) must wait for the next loop iteration.
+    continue_timer_->start(0, 0, [this] { maybe_continue(); });
   }
 }
 
@@ -132,7 +135,11 @@ void Daemon::finish(std::uint64_t token) {
   } else if (attempted) {
     e.last_attempt = now;
     ++e.attempts;
-    if (e.pending() > 0 && tier + 1 >= tiers) {
+    if (e.pending() > 0 && tier + 1 >= tiers && postpone_s > 0) {
+      // Out of tiers, but some recipients were not tried (their servers were skipped): nobody
+      // expires untried; the message stays in the last tier until they are.
+      action = Action::postpone;
+    } else if (e.pending() > 0 && tier + 1 >= tiers) {
       // Out of tiers: every pending recipient expires.
       for (auto& item : logs)
         if (item.status == "deferred") item.status = "expired";
@@ -144,13 +151,13 @@ void Daemon::finish(std::uint64_t token) {
             {rc.address, "4.4.7", "x-spoold; delivery time expired; last reply: " + rc.last_reply, ""});
       }
     }
-    if (e.pending() > 0) {
+    if (e.pending() > 0 && action != Action::postpone) {
       action = Action::next_tier;
       next_tier = tier + 1;
       warn = cfg_->queue.delay_warning_tier > 0 && next_tier == cfg_->queue.delay_warning_tier &&
              !e.flags.warning_sent && !e.sender.empty();
       if (warn) e.flags.warning_sent = true;
-    } else {
+    } else if (e.pending() == 0) {
       bool failed = false;
       for (const auto& rc : e.recipients)
         if (rc.state == spool::RcptState::bounced || rc.state == spool::RcptState::expired) failed = true;

@@ -1,6 +1,7 @@
 // daemon/router.cpp — see router.h.
 #include "daemon/router.h"
 
+#include <algorithm>
 #include <cctype>
 
 namespace spoold::daemon {
@@ -35,7 +36,9 @@ HopKey route(const config::Config& config, const std::string& domain) {
       HopKey k;
       k.kind = r.kind;
       k.route_index = i;
-      k.local_ok = pattern != "*";
+      k.local_ok = std::any_of(r.match.begin(), r.match.end(), [&](const std::string& p) {
+        return p != "*" && config::domain_matches(p, domain);
+      });
       if (r.kind == config::RouteKind::relay) {
         k.name = r.relay;
       } else if (r.kind == config::RouteKind::hosts) {

@@ -306,6 +306,7 @@ void Daemon::refresh_locks() {
     std::uint64_t token;
     spool::LockId lock;
     std::string error;
+    bool lost = false;  // proved taken over (not merely an I/O error while touching it)
   };
   auto items = std::make_shared<std::vector<Item>>();
   for (auto& [token, f] : inflight_)
@@ -316,7 +317,10 @@ void Daemon::refresh_locks() {
       &loop_,
       [items] {
         for (auto& it : *items)
-          if (auto r = spool::refresh_lock(it.lock); !r.ok()) it.error = r.error().message;
+          if (auto r = spool::refresh_lock(it.lock); !r.ok()) {
+            it.error = r.error().message;
+            it.lost = !spool::lock_still_ours(it.lock);
+          }
       },
       [this, items] {
         --pool_jobs_;
@@ -324,7 +328,9 @@ void Daemon::refresh_locks() {
         for (const auto& it : *items) {
           auto f = inflight_.find(it.token);
           if (it.error.empty() || f == inflight_.end() || f->second->finishing) continue;
-          log::warning("{}: lock lost: {}", f->second->claimed.entry.id, it.error);
+          log::warning("{}: lock {}: {}", f->second->claimed.entry.id, it.lost ? "lost" : "not refreshed",
+                       it.error);
+          if (!it.lost) continue;  // a failed touch of a lock that is still ours: try again next time
           f->second->lost = true;
           if (engine_) engine_->withdraw(it.token);
         }

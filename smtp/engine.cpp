@@ -322,6 +322,7 @@ void Engine::receive(std::string_view bytes) {
 void Engine::tls_done(bool ok, std::string_view detail) {
   if (state_ != State::tls_handshake) return;
   if (!ok) {
+    starttls_failed_ = !opt_.implicit_tls;
     fail_session(
         local(Status::temporary, "4.7.5", fmt::format("TLS handshake failed: {}", sanitize(detail))));
     return;
@@ -349,6 +350,9 @@ void Engine::connection_closed(std::string_view why) {
     close_cleanly(local(Status::sent, "", "closed after QUIT"));
     return;
   }
+  // A server that hangs up in the handshake may not speak TLS at all (RFC 7435 fallback); a timeout
+  // or our own abort there is no sign of that.
+  if (state_ == State::tls_handshake && !opt_.implicit_tls) starttls_failed_ = true;
   fail_session(local(Status::temporary, "4.4.2",
                      fmt::format("connection lost in state {}: {}", to_string(state_), sanitize(why))));
 }
@@ -825,7 +829,6 @@ void Engine::close_cleanly(Outcome reason) {
 
 void Engine::fail_session(Outcome reason) {
   // Whatever led here, a failed session delivered nothing more: it never reports success.
-  if (state_ == State::tls_handshake && !opt_.implicit_tls) starttls_failed_ = true;
   if (reason.status == Status::sent) {
     reason.status = Status::temporary;
     reason.code = 0;

@@ -125,8 +125,9 @@ class Engine {
   // Replies are owed for commands already handed to the transport.
   bool awaiting_replies() const { return replies_due_ > 0; }
   bool encrypted() const { return encrypted_; }
-  // The session failed in the TLS handshake after STARTTLS was accepted (RFC 7435: under an
-  // opportunistic policy the caller may try the same server again without STARTTLS).
+  // The TLS handshake after an accepted STARTTLS failed or the server hung up in it (RFC 7435:
+  // under an opportunistic policy the caller may try the same server again without STARTTLS).
+  // Not set by a timeout or a local abort.
   bool starttls_failed() const { return starttls_failed_; }
   const Capabilities& capabilities() const { return caps_; }
 

@@ -44,7 +44,8 @@ std::string sanitize(std::string_view text, std::size_t max_len = 1024);
 // nullopt (needs more bytes). An Error is sticky: the stream cannot be trusted any more.
 class ReplyParser {
  public:
-  // RFC 5321 §4.5.3.1.5, CRLF included. Longer lines are accepted, their text cut to this.
+  // RFC 5321 §4.5.3.1.5, CRLF included. Longer lines are accepted: their first kMaxLine - 2 bytes
+  // are kept, the rest (to the line end) is skipped unread.
   static constexpr std::size_t kMaxLine = 512;
   static constexpr std::size_t kMaxReply = 64 * 1024;  // all lines of one reply together
 

@@ -403,6 +403,10 @@ Result<void> refresh_lock(const LockId& id) {
   return {};
 }
 
+bool lock_still_ours(const LockId& id) {
+  return same_lock(id.path, id.ino, id.content);
+}
+
 Result<void> Lock::refresh() {
   if (!held_) return make_error("lock " + path_ + " is no longer ours");
   return refresh_lock(id());

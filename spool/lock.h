@@ -127,6 +127,8 @@ struct LockId {
 };
 // Touches the lock if it is still the one `id` names; an error if it is not (broken or released).
 Result<void> refresh_lock(const LockId& id);
+// The lock path still names the lock `id` describes (false: broken by someone, or released).
+bool lock_still_ours(const LockId& id);
 
 class Lock {
  public:

@@ -83,8 +83,16 @@ TEST_CASE("a server is skipped after threshold failures in a row, for the memory
   CHECK(h.skipped_until(s) == t0 + 62s);
   CHECK_FALSE(h.skipped_since(s, t0 + 62s));  // due again
   CHECK_FALSE(h.skipped_since("127.0.0.7|25", t0));
+  h.forget_expired(t0 + 61s);  // due again, but failed less than a minute ago: kept
+  CHECK(h.size() == 1);
   h.forget_expired(t0 + 63s);
   CHECK(h.skipped_until(s) == Clock::time_point{});
+  CHECK(h.size() == 0);
+  h.failed("127.0.0.9|25", t0, 3, 60s);  // below the threshold: forgotten after a quiet minute
+  h.forget_expired(t0 + 30s);
+  CHECK(h.size() == 1);
+  h.forget_expired(t0 + 61s);
+  CHECK(h.size() == 0);
 }
 
 TEST_CASE("servers are shown as ip:port, IPv6 in brackets", "[attempt]") {
