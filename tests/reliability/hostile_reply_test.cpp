@@ -30,8 +30,8 @@ double since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-// hostile_smtp.py in one mode on host:port (port 0: a free one). Unlike rel::HostileServer it waits
-// for the ready file only, so its log holds the daemon's connections and nothing else.
+// rel::HostileServer on host:port (port 0: a free one) without the port probe, so its log holds the
+// daemon's connections and nothing else, and read by session.
 class Server {
  public:
   struct Session {
@@ -40,39 +40,11 @@ class Server {
 
   Server(const TempDir& dir, const std::string& mode, const std::string& host = "127.0.0.2", int port = 0,
          const std::vector<std::string>& extra = {})
-      : port_(port ? port : free_port()) {
-    std::string tag = fmt::format("server-{}-{}", host, port_);
-    log_ = dir / (tag + ".events");
-    std::string ready = dir / (tag + ".ready");
-    std::vector<std::string> argv{
-        system_python(), std::string(SPOOLD_SOURCE_DIR) + "/tests/reliability/hostile_smtp.py",
-        "--port",        std::to_string(port_),
-        "--mode",        mode,
-        "--log",         log_,
-        "--ready",       ready,
-        "--host",        host};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    err_ = dir / (tag + ".err");
-    proc_ = std::make_unique<Process>(argv, dir / (tag + ".out"), err_);
-    if (!wait_until([&] { return ::access(ready.c_str(), F_OK) == 0; }, 20s))
-      throw std::runtime_error("hostile server did not start: " + read_file(err_));
-  }
+      : server_(dir, mode, extra, host, port, false) {}
 
-  int port() const { return port_; }
-  std::string log() const { return read_file(log_); }
-
-  // Lines "TIME EVENT DETAIL" whose EVENT is `event`.
-  size_t count(const std::string& event) const {
-    size_t n = 0;
-    std::istringstream in(log());
-    for (std::string line; std::getline(in, line);) {
-      std::istringstream f(line);
-      double t;
-      std::string ev;
-      if (f >> t >> ev && ev == event) ++n;
-    }
-    return n;
-  }
+  int port() const { return server_.port(); }
+  std::string log() const { return server_.log(); }
+  size_t count(const std::string& event) const { return server_.count(event); }
   size_t connects() const { return count("connect"); }
 
   // Every session by number ("connect #N" ... "end #N").
@@ -92,9 +64,7 @@ class Server {
   }
 
  private:
-  int port_;
-  std::string log_, err_;
-  std::unique_ptr<Process> proc_;
+  rel::HostileServer server_;
 };
 
 // The head of a text, for INFO (a reconnect storm makes logs of megabytes).
@@ -397,15 +367,27 @@ TEST_CASE("(f) a broken STARTTLS: plaintext fallback when opportunistic; deferre
           "[hostile-reply][tls]") {
   TempDir tmp;
   Server server(tmp, "tls_broken");
+  struct Run {
+    std::unique_ptr<Env> env;
+    int status = 0;
+    std::vector<std::string> lines;
+  };
+  auto run = [&](const char* policy) {
+    Run r;
+    r.env = std::make_unique<Env>(kOneAttempt + delivery());
+    set_yaml(*r.env, "tls: opportunistic", std::string("tls: ") + policy);
+    rel::route_domain(*r.env, "bad.test", server.port(), "127.0.0.2");
+    r.env->drop("m", rel::message("tls@reply.test", "sender@ok.test", {"victim@bad.test"}));
+    r.status = r.env->run_once(30s);
+    r.lines = rcpt_lines(r.env->log(), "victim@bad.test");
+    return r;
+  };
   SECTION("opportunistic") {
-    Env env(kOneAttempt + delivery());
-    rel::route_domain(env, "bad.test", server.port(), "127.0.0.2");
-    env.drop("m", rel::message("tls@reply.test", "sender@ok.test", {"victim@bad.test"}));
-    int st = env.run_once(30s);
-    std::string log = env.log();
-    auto lines = rcpt_lines(log, "victim@bad.test");
-    INFO("server:\n" << head(server.log(), 3000) << "\nspoold:\n" << head(log));
-    CHECK(st == 0);
+    Run r = run("opportunistic");
+    Env& env = *r.env;
+    auto& lines = r.lines;
+    INFO("server:\n" << head(server.log(), 3000) << "\nspoold:\n" << head(env.log()));
+    CHECK(r.status == 0);
     CHECK(server.count("tls_attempt") >= 1);
     CHECK(server.count("plain_accepted") == 1);
     CHECK(count_with(lines, "status=sent") == 1);
@@ -414,15 +396,11 @@ TEST_CASE("(f) a broken STARTTLS: plaintext fallback when opportunistic; deferre
     CHECK(rel::leftovers(env.spool()).empty());
   }
   SECTION("required") {
-    Env env(kOneAttempt + delivery());
-    set_yaml(env, "tls: opportunistic", "tls: required");
-    rel::route_domain(env, "bad.test", server.port(), "127.0.0.2");
-    env.drop("m", rel::message("tls@reply.test", "sender@ok.test", {"victim@bad.test"}));
-    int st = env.run_once(30s);
-    std::string log = env.log();
-    auto lines = rcpt_lines(log, "victim@bad.test");
-    INFO("server:\n" << head(server.log(), 3000) << "\nspoold:\n" << head(log));
-    CHECK(st == 0);
+    Run r = run("required");
+    Env& env = *r.env;
+    auto& lines = r.lines;
+    INFO("server:\n" << head(server.log(), 3000) << "\nspoold:\n" << head(env.log()));
+    CHECK(r.status == 0);
     CHECK(server.count("tls_attempt") >= 1);
     CHECK(server.count("accepted") == 0);
     CHECK(server.count("plain_accepted") == 0);

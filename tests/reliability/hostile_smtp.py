@@ -55,6 +55,14 @@ async def readline(reader):
     return text
 
 
+async def start_tls(writer):
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(args.tls_cert, args.tls_key)
+    await writer.start_tls(ctx)
+    log("tls")
+    return True
+
+
 def rst(writer):
     sock = writer.get_extra_info("socket")
     if sock is not None:
@@ -174,20 +182,12 @@ async def session_body(reader, writer):
             elif verb == "STARTTLS" and override(mode, "STARTTLS") is not None:
                 out = await answer("STARTTLS", b"")
                 if out.startswith(b"220") and args.tls_cert:
-                    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-                    ctx.load_cert_chain(args.tls_cert, args.tls_key)
-                    await writer.start_tls(ctx)
-                    tls_done = True
-                    log("tls")
+                    tls_done = await start_tls(writer)
                 continue
             elif verb == "STARTTLS":
                 writer.write(b"220 go ahead\r\n250 injected-before-tls\r\n")
                 await writer.drain()
-                ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-                ctx.load_cert_chain(args.tls_cert, args.tls_key)
-                await writer.start_tls(ctx)
-                tls_done = True
-                log("tls")
+                tls_done = await start_tls(writer)
                 continue
             elif verb == "AUTH":
                 writer.write(b"535 5.7.8 authentication failed\r\n")

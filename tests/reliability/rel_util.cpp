@@ -175,9 +175,10 @@ Daemon::Daemon(const Env& env, const std::string& instance, const std::string& c
 }
 
 HostileServer::HostileServer(const TempDir& dir, const std::string& mode,
-                             const std::vector<std::string>& extra, const std::string& host)
-    : port_(free_port()) {
-  std::string tag = "hostile-" + std::to_string(port_);
+                             const std::vector<std::string>& extra, const std::string& host, int port,
+                             bool probe)
+    : port_(port ? port : free_port()) {
+  std::string tag = "hostile-" + host + "-" + std::to_string(port_);
   log_ = dir / (tag + ".events");
   std::string ready = dir / (tag + ".ready");
   std::vector<std::string> argv{
@@ -190,7 +191,7 @@ HostileServer::HostileServer(const TempDir& dir, const std::string& mode,
   argv.insert(argv.end(), extra.begin(), extra.end());
   proc_ = std::make_unique<Process>(argv, dir / (tag + ".out"), dir / (tag + ".err"));
   if (!wait_until([&] { return ::access(ready.c_str(), F_OK) == 0; }, std::chrono::seconds(20)) ||
-      !wait_for_port(host, port_, std::chrono::seconds(10)))
+      (probe && !wait_for_port(host, port_, std::chrono::seconds(10))))
     throw std::runtime_error("hostile server did not start: " + read_file(dir / (tag + ".err")));
 }
 

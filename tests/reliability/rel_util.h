@@ -70,11 +70,13 @@ class Daemon {
   std::unique_ptr<Process> proc_;
 };
 
-// hostile_smtp.py in one mode, listening on a free loopback port; its event log is log().
+// hostile_smtp.py in one mode, listening on a loopback port (a free one when port is 0); its event
+// log is log(). Without `probe` it waits for the ready file only, so every "connect" in its log
+// is a client's (the port probe connects too).
 class HostileServer {
  public:
   HostileServer(const TempDir& dir, const std::string& mode, const std::vector<std::string>& extra = {},
-                const std::string& host = "127.0.0.1");
+                const std::string& host = "127.0.0.1", int port = 0, bool probe = true);
   int port() const { return port_; }
   std::string log() const { return read_file(log_); }
   size_t count(const std::string& event) const;  // lines with this event
