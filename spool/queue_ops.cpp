@@ -114,6 +114,16 @@ Result<void> Spool::unclaim(Claimed& c) {
   return c.lock.release();
 }
 
+Result<void> Spool::return_fresh(Claimed& c) {
+  if (!c.fresh) return make_error("return_fresh: " + c.ref.id + " is not a fresh claim");
+  if (!c.lock.still_held()) return make_error("lock for " + c.ref.id + " is no longer held");
+  std::string claimed = body_path(c.ref.id) + ".new";
+  std::string back = opts_.dir + "/incoming/" + c.ref.id;
+  if (::rename(claimed.c_str(), back.c_str()) != 0) return sys_error("return to incoming/", claimed);
+  c.fresh = false;
+  return c.lock.release();
+}
+
 Result<Body> Spool::open_body(const Entry& e) const {
   std::string path = body_path(e.id);
   Fd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));

@@ -299,14 +299,15 @@ Result<SpoolStats> Spool::stats() const {
   return s;
 }
 
-Result<std::vector<std::string>> Spool::list_incoming(size_t max) const {
+Result<std::vector<std::string>> Spool::list_incoming(
+    size_t max, const std::function<bool(const std::string&)>& skip) const {
   auto rd = DirReader::open(opts_.dir + "/incoming");
   if (!rd) return rd.error();
   std::vector<std::string> out;
   while (out.size() < max) {
     auto name = rd->next();
     if (!name) break;
-    if (is_drop_name(*name)) out.push_back(std::move(*name));
+    if (is_drop_name(*name) && !(skip && skip(*name))) out.push_back(std::move(*name));
   }
   return out;
 }

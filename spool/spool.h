@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -148,8 +149,10 @@ class Spool {
   // Run once at start (and safe to run any time): finish or undo steps a crash interrupted.
   Result<RecoverReport> recover();
 
-  // Up to `max` names in incoming/ that pickup() would look at (dot-files and locks skipped).
-  Result<std::vector<std::string>> list_incoming(size_t max) const;
+  // Up to `max` names in incoming/ that pickup() would look at (dot-files and locks skipped, and
+  // names `skip` says no to).
+  Result<std::vector<std::string>> list_incoming(
+      size_t max, const std::function<bool(const std::string&)>& skip = nullptr) const;
   // Claims incoming/NAME, parses it and creates its entry in queue/0 (due at once).
   Result<PickupResult> pickup(std::string_view name);
   // The fast path for a drop that will be attempted at once: lock a new id, rename the drop to
@@ -187,6 +190,10 @@ class Spool {
   // waiting for the next sweep; what the attempt achieved is forgotten (at-least-once). A queued
   // entry just keeps its envelope as it was. Releases the lock.
   Result<void> unclaim(Claimed& c);
+  // Hands a fresh claim that was never move()d back to incoming/ (as incoming/ID), releasing the
+  // lock: the daemon does not want it in memory yet. Nothing is fsynced: a crash leaves it in
+  // incoming/ or in data/ID.new, which recover() returns. A later pickup gives it a new id.
+  Result<void> return_fresh(Claimed& c);
 
   Result<Body> open_body(const Entry& e) const;
   Result<SpoolStats> stats() const;

@@ -844,6 +844,36 @@ TEST_CASE("unclaim hands a fresh drop back to incoming/; a queued entry keeps it
   CHECK(body_message(s, c.entry) == kMessage);
 }
 
+TEST_CASE("return_fresh hands a fresh drop back to incoming/ by its id; list_incoming skips on request",
+          "[spool][fresh]") {
+  Fixture f;
+  auto s = f.open();
+  f.drop("m", kEnvelope + kMessage);
+  f.drop("n", kEnvelope + kMessage);
+  auto r = s.claim_fresh("m");
+  REQUIRE(r.ok());
+  REQUIRE(r->claimed.has_value());
+  std::string id = r->claimed->entry.id;
+  REQUIRE(s.return_fresh(*r->claimed).ok());
+  CHECK_FALSE(r->claimed->lock.still_held());
+  CHECK_FALSE(r->claimed->fresh);
+  CHECK(names_in(f.dir + "/data").empty());
+  CHECK(f.envelopes().empty());
+  auto all = s.list_incoming(10);
+  REQUIRE(all.ok());
+  CHECK(all->size() == 2);
+  auto rest = s.list_incoming(10, [&](const std::string& n) { return n == id; });
+  REQUIRE(rest.ok());
+  CHECK(*rest == std::vector<std::string>{"n"});
+  // A second return, or one of a claim that is not fresh, is refused and changes nothing.
+  CHECK_FALSE(s.return_fresh(*r->claimed).ok());
+  auto again = s.claim_fresh(id);
+  REQUIRE(again.ok());
+  REQUIRE(again->claimed.has_value());
+  CHECK(again->claimed->entry.id != id);  // a new id
+  CHECK(body_message(s, again->claimed->entry) == kMessage);
+}
+
 TEST_CASE("bad drops go to bad/ through claim_fresh too", "[spool][fresh]") {
   Fixture f;
   auto s = f.open();
