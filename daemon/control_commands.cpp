@@ -66,14 +66,14 @@ void Daemon::bounce_ids(const control::Json& request, Reply reply) {
     control::OpResult result;
   };
   auto out = std::make_shared<Out>();
-  auto skip = std::make_shared<std::set<std::string>>(inflight_ids_);
+  std::shared_ptr<const InflightIds> skip = inflight_ids_;
   spool::Spool* sp = &*spool_;
   ++pool_jobs_;
   run_in_pool(
       &loop_,
       [sp, ids, out, skip] {
         for (const auto& id : ids) {
-          if (skip->count(id)) {
+          if (skip->with([&](const auto& in_memory) { return in_memory.count(id) > 0; })) {
             out->result.errors.push_back({id, "in flight"});
             continue;
           }
@@ -109,7 +109,7 @@ void Daemon::bounce_ids(const control::Json& request, Reply reply) {
                   i,
                   smtp::Outcome{smtp::Status::permanent, 0, "5.0.0", "message bounced by the administrator"},
                   "none", true};
-          inflight_ids_.insert(e.id);
+          inflight_ids_->with([&](auto& ids) { ids.insert(e.id); });
           inflight_.emplace(token, std::move(f));
           log::info("{}: bounced by the administrator", e.id);
           finish(token);

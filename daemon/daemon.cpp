@@ -107,6 +107,7 @@ Result<void> Daemon::start() {
   scanning_.assign(n, false);
   more_.assign(n, false);
   again_.assign(n, false);
+  share_waiting_.assign(n, {});
 
   if (!opt_.once) {
     control_ = std::make_unique<ControlServer>(
@@ -216,6 +217,7 @@ void Daemon::reload() {
   cfg_ = next;
   log::configure(cfg_->logging.level, cfg_->logging.format);
   engine_->reconfigure(cfg_);
+  share_memo_.reset();  // hop names may have changed with the routes
   arm_tier_timers();
   log::info("reloaded configuration from {}", opt_.config_path);
   sd_notify("READY=1");

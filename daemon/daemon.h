@@ -20,8 +20,10 @@
 #include "control/json.h"
 #include "daemon/control_server.h"
 #include "daemon/delivery.h"
+#include "daemon/inflight_share.h"
 #include "daemon/notice.h"
 #include "daemon/pool_batch.h"
+#include "daemon/scan_pass.h"
 #include "daemon/uv_handle.h"
 #include "dns/dns.h"
 #include "spool/spool.h"
@@ -70,6 +72,11 @@ class Daemon {
   void expire_failed();
   size_t capacity() const;
   void pause_pickups();
+  // Drops an in-memory entry; `id` is passed because its Claimed may have moved to an outcome job.
+  void forget_inflight(std::map<std::uint64_t, std::unique_ptr<InFlight>>::iterator it,
+                       const std::string& id);
+  void remember_left(int tier, PassOutput& out);
+  bool refill_due(int tier) const;
 
   // Outcomes (outcome.cpp)
   void on_part_done(std::uint64_t token, std::vector<RecipientResult> results);
@@ -94,9 +101,17 @@ class Daemon {
   std::vector<std::unique_ptr<SignalWatch>> signals_;
   std::unique_ptr<uv_fs_event_t> incoming_watch_;
 
+  // At most kMaxInFlight entries are held in memory; one next hop holds at most its share of them
+  // (inflight_share.h), never less than kShareFloor.
+  static constexpr size_t kMaxInFlight = 4096;
+  static constexpr size_t kShareFloor = 64;
   std::map<std::uint64_t, std::unique_ptr<InFlight>> inflight_;
-  std::unique_ptr<Timer> continue_timer_;  // maybe_continue() on the next loop iteration
-  std::set<std::string> inflight_ids_;
+  InflightShare share_{kMaxInFlight, kShareFloor};
+  // Entries left on disk for the share (passes on the pool read it; created on first use).
+  std::shared_ptr<SharedMemo> share_memo_;
+  std::vector<std::set<std::string>> share_waiting_;  // per tier: hops that refused entries
+  std::unique_ptr<Timer> continue_timer_;             // maybe_continue() on the next loop iteration
+  std::shared_ptr<InflightIds> inflight_ids_ = std::make_shared<InflightIds>();
   std::uint64_t next_token_ = 1;
   std::vector<bool> scanning_, more_, again_;
   Counters counters_;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "daemon/daemon.h"
@@ -14,6 +15,7 @@ struct Daemon::InFlight {
   spool::Claimed claimed;
   size_t parts_left = 0;
   std::vector<std::optional<RecipientResult>> results;  // by recipient index
+  std::vector<std::string> hops;                        // its pending next hops, counted in share_
   bool finishing = false;  // the outcome job is on the thread pool: hands off the lock
   bool lost = false;       // the lock was taken over: the entry is another process's now
 };

@@ -75,8 +75,7 @@ void Daemon::on_part_done(std::uint64_t token, std::vector<RecipientResult> resu
     if (!f.lost) return finish(token);
     // Not ours any more: nothing may be written or logged as its outcome; its new owner decides.
     log::info("{}: left to the process that took its lock over", f.claimed.entry.id);
-    inflight_ids_.erase(f.claimed.entry.id);
-    inflight_.erase(it);
+    forget_inflight(it, f.claimed.entry.id);
     if (engine_) engine_->forget_withdrawn(token);
     // Called from inside the delivery engine: what comes next (perhaps the end of a --once run,
     // which destroys the engine) must wait for the next loop iteration.
@@ -302,8 +301,10 @@ void Daemon::finish(std::uint64_t token) {
           log::info("{}: sender notification queued ({})", e.id,
                     job->dsn && job->dsn->delayed ? "delay warning" : "non-delivery");
         }
-        inflight_ids_.erase(e.id);
-        if (it != inflight_.end()) inflight_.erase(it);
+        if (it != inflight_.end())
+          forget_inflight(it, e.id);
+        else
+          inflight_ids_->with([&](auto& ids) { ids.erase(e.id); });
         if (job->dsn_queued && !opt_.once) tick(0);
         maybe_continue();
       });

@@ -11,12 +11,15 @@
 #include "daemon/inflight.h"
 #include "daemon/log.h"
 #include "daemon/notice.h"
+#include "daemon/scan_pass.h"
 
 namespace spoold::daemon {
 
 namespace {
-constexpr size_t kMaxInFlight = 4096;
 constexpr size_t kScanChunk = 256;
+// The memo of entries left on disk for the in-flight share: names, and how long one is trusted.
+constexpr size_t kShareMemoNames = 65536;
+constexpr int64_t kShareMemoAge = 60;
 // Drops claimed per thread-pool job: small enough that the first deliveries start while the rest
 // of a large incoming/ is still being claimed (the next job follows at once when more are left).
 constexpr size_t kPickupChunk = 256;
@@ -26,6 +29,10 @@ constexpr size_t kFirstPickupChunk = 32;
 
 int64_t unix_now() {
   return static_cast<int64_t>(std::time(nullptr));
+}
+int64_t mono_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
 }
 }  // namespace
 
@@ -73,105 +80,36 @@ void Daemon::watch_incoming() {
 
 void Daemon::tick(int tier) {
   if (stopping_ || !spool_) return;
-  if (scanning_[static_cast<size_t>(tier)]) {
-    again_[static_cast<size_t>(tier)] = true;
+  auto t = static_cast<size_t>(tier);
+  if (scanning_[t]) {
+    again_[t] = true;
     return;
   }
   size_t cap = capacity();
   if (cap == 0) {
-    more_[static_cast<size_t>(tier)] = true;
+    more_[t] = true;
     return;
   }
-  scanning_[static_cast<size_t>(tier)] = true;
+  scanning_[t] = true;
+  share_waiting_[t].clear();  // this pass finds out again who waits
   ++pool_jobs_;
-  struct Out {
-    std::vector<spool::Claimed> claimed;
-    std::vector<spool::PickupResult> pickups;
-    std::vector<std::string> errors;
-    bool more = false;
-    // A spool-wide error (no space, read-only, ...) stops the pass: every further claim would fail
-    // the same way, and one line per entry per scan would flood the log (notice.h).
-    std::string pickup_stopped, claim_stopped;
-    size_t drops_waiting = 0;
-    bool spool_full = false, writable = false;  // the write probe's verdict (when it ran)
-    size_t picked = 0, claims = 0;              // successful claims in this pass
-  };
-  auto out = std::make_shared<Out>();
-  auto skip = std::make_shared<std::set<std::string>>(inflight_ids_);
+  PassInput in;
+  in.tier = tier;
+  in.cap = cap;
+  in.pickups = tier == 0 && std::chrono::steady_clock::now() >= pickups_paused_until_;
+  in.probe = spool_full_.load();
+  in.pickup_chunk = inflight_.empty() ? kFirstPickupChunk : kPickupChunk;
+  in.now = unix_now();
+  in.mono_s = mono_now();
+  in.config = cfg_;
+  in.in_flight = inflight_ids_;
+  in.share = share_;
+  in.memo = share_memo_;
+  auto input = std::make_shared<PassInput>(std::move(in));
+  auto out = std::make_shared<PassOutput>();
   spool::Spool* sp = &*spool_;
-  bool pickups = tier == 0 && std::chrono::steady_clock::now() >= pickups_paused_until_;
-  bool probe = spool_full_.load();
-  bool idle = inflight_.empty();
   run_in_pool(
-      &loop_,
-      [sp, tier, cap, out, skip, pickups, probe, idle] {
-        if (probe) {
-          if (auto p = sp->probe_write(); !p.ok()) {
-            out->spool_full = true;
-            if (pickups) out->pickup_stopped = p.error().message;
-            out->claim_stopped = p.error().message;
-            return;  // nothing is claimed while nothing could be recorded
-          }
-          out->writable = true;
-        }
-        if (pickups) {
-          size_t want = std::min(cap, idle ? kFirstPickupChunk : kPickupChunk);
-          auto names = sp->list_incoming(want);
-          if (!names.ok()) {
-            out->errors.push_back("incoming: " + names.error().message);
-          } else {
-            if (names->size() >= want) out->more = true;
-            // Fresh drops are claimed for delivery at once, without writing an envelope: the
-            // common case (delivered on the first attempt) then costs no fsync (spool.h).
-            for (size_t i = 0; i < names->size(); ++i) {
-              const auto& n = (*names)[i];
-              auto r = sp->claim_fresh(n);
-              if (r.ok()) {
-                ++out->picked;
-                out->pickups.push_back(std::move(r->result));
-                if (r->claimed) out->claimed.push_back(std::move(*r->claimed));
-              } else if (spool_wide_error(r.error().code)) {
-                out->pickup_stopped = r.error().message;
-                out->drops_waiting = names->size() - i;
-                break;
-              } else {
-                out->errors.push_back(fmt::format("pickup of {}: {}", n, r.error().message));
-              }
-            }
-          }
-        }
-        // The cutoff is taken after the pickups, so what was just picked up is due in this pass.
-        auto scan = sp->scan(spool::Place::queue, tier, unix_now());
-        if (!scan.ok()) {
-          out->errors.push_back(fmt::format("scan of tier {}: {}", tier, scan.error().message));
-          return;
-        }
-        while (out->claimed.size() < cap && !scan->done()) {
-          auto batch = scan->next(kScanChunk);
-          if (!batch.ok()) {
-            out->errors.push_back(fmt::format("scan of tier {}: {}", tier, batch.error().message));
-            return;
-          }
-          for (const auto& ref : *batch) {
-            if (skip->count(ref.id)) continue;
-            if (out->claimed.size() >= cap) {
-              out->more = true;
-              break;
-            }
-            auto c = sp->claim(ref);
-            if (!c.ok() && spool_wide_error(c.error().code)) {
-              out->claim_stopped = c.error().message;
-              return;
-            }
-            if (!c.ok()) {
-              out->errors.push_back(fmt::format("{}: {}", ref.id, c.error().message));
-            } else if (*c) {
-              ++out->claims;
-              out->claimed.push_back(std::move(**c));
-            }
-          }
-        }
-      },
+      &loop_, [sp, input, out] { run_pass(*sp, *input, *out); },
       [this, tier, out] {
         --pool_jobs_;
         for (const auto& e : out->errors) log::warning("{}", e);
@@ -187,8 +125,32 @@ void Daemon::tick(int tier) {
           claim_problem_.failed(out->claim_stopped, fmt::format("queued mail in tier {} waits", tier));
         else if (out->claims > 0)
           claim_problem_.ok();
+        remember_left(tier, *out);
         tick_done(tier, std::move(out->claimed), std::move(out->pickups), out->more);
       });
+}
+
+// What a pass left on disk for the in-flight share is remembered (so the next pass does not read it
+// again) and its hops wait for room (refill_due). A pass stopped early goes on at once, unless the
+// memo is full: then it would read the same entries again, and the tier's timer has to do.
+void Daemon::remember_left(int tier, PassOutput& out) {
+  auto t = static_cast<size_t>(tier);
+  share_waiting_[t].insert(out.refused.begin(), out.refused.end());
+  if (out.left.empty() && out.taken_known.empty()) return;
+  if (!share_memo_) share_memo_ = std::make_shared<SharedMemo>(ShareMemo(kShareMemoNames, kShareMemoAge));
+  int64_t now = mono_now();
+  share_memo_->with([&](ShareMemo& memo) {
+    memo.expire(now);
+    for (const auto& name : out.taken_known) memo.forget(name);
+    for (auto& l : out.left) memo.remember(l.name, std::move(l.hops), now);
+    if (out.share_stopped && memo.full()) out.more = false;
+  });
+}
+
+// A tier whose pass left entries for the share gets a new pass once one of those hops has room.
+bool Daemon::refill_due(int tier) const {
+  const auto& waiting = share_waiting_[static_cast<size_t>(tier)];
+  return std::any_of(waiting.begin(), waiting.end(), [&](const std::string& h) { return share_.refill(h); });
 }
 
 void Daemon::tick_done(int tier, std::vector<spool::Claimed> claimed,
@@ -243,7 +205,9 @@ void Daemon::start_delivery(spool::Claimed claimed) {
   }
   auto groups = group_by_hop(*cfg_, addresses, pending);
   f->parts_left = groups.size();
-  inflight_ids_.insert(e.id);
+  for (const auto& g : groups) f->hops.push_back(g.key.str());
+  share_.add(f->hops);
+  inflight_ids_->with([&](auto& ids) { ids.insert(e.id); });
   InFlight* raw = f.get();
   inflight_.emplace(token, std::move(f));
   if (groups.empty()) {
@@ -271,14 +235,27 @@ void Daemon::start_delivery(spool::Claimed claimed) {
   }
 }
 
+void Daemon::forget_inflight(std::map<std::uint64_t, std::unique_ptr<InFlight>>::iterator it,
+                             const std::string& id) {
+  inflight_ids_->with([&](auto& ids) { ids.erase(id); });
+  share_.remove(it->second->hops);
+  inflight_.erase(it);
+}
+
 void Daemon::maybe_continue() {
   if (stopping_) {
     finish_stop();
     return;
   }
   bool busy = pool_jobs_ > 0 || !inflight_.empty();
+  // A refill once half the room is free that hops over their share do not hold (they take nothing
+  // more, so waiting for half of all of it could wait for them), or once a hop that turned entries
+  // away has room again.
+  size_t room = kMaxInFlight - std::min(kMaxInFlight, share_.pinned());
   for (size_t t = 0; t < more_.size(); ++t) {
-    if (more_[t] && !scanning_[t] && capacity() >= kMaxInFlight / 2) {
+    if (scanning_[t]) continue;
+    bool refill = more_[t] && capacity() >= std::max<size_t>(1, room / 2);
+    if (refill || refill_due(static_cast<int>(t))) {
       more_[t] = false;
       tick(static_cast<int>(t));
       busy = true;
