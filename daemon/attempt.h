@@ -1,5 +1,5 @@
-// daemon/attempt.h — what one delivery attempt of a message part has met, and the health of the
-// servers it may go to. Both are pure bookkeeping (no I/O, no loop), tested by table.
+// daemon/attempt.h — what one delivery attempt of a message part has met: pure bookkeeping (no
+// I/O, no loop), tested by table. The health of the servers across attempts: address_health.h.
 // Rules (DESIGN.md "Delivery semantics"): in one attempt every address of a next hop is tried at
 // most `connect_attempts` times, then what is left is deferred — never an endless cycle; a server
 // that keeps failing is skipped for a while, but a skipped server never turns a due retry into a
@@ -9,7 +9,6 @@
 
 #include <chrono>
 #include <map>
-#include <optional>
 #include <string>
 
 #include "smtp/types.h"
@@ -38,29 +37,5 @@ class AttemptLog {
   std::string last_relay_ = "none";
   bool any_temporary_ = false;
 };
-
-// Servers that failed `threshold` times in a row are skipped for `memory` (a success resets the
-// count), so a dead server costs one connection per memory period, not one per message.
-class AddressHealth {
- public:
-  void failed(const std::string& server, Clock::time_point now, int threshold, Clock::duration memory);
-  void succeeded(const std::string& server);
-  // When the server is skipped at `now`: the time of the failure that put it there.
-  std::optional<Clock::time_point> skipped_since(const std::string& server, Clock::time_point now) const;
-  // When it is tried again (only meaningful while skipped).
-  Clock::time_point skipped_until(const std::string& server) const;
-  void forget_expired(Clock::time_point now);  // servers neither skipped nor failed for a minute
-  size_t size() const { return servers_.size(); }
-
- private:
-  struct Health {
-    int in_a_row = 0;
-    Clock::time_point failed_at{}, until{};
-  };
-  std::map<std::string, Health> servers_;
-};
-
-// "127.0.0.1|25" → "127.0.0.1:25", "::1|25" → "[::1]:25" for log lines.
-std::string server_display(const std::string& server);
 
 }  // namespace spoold::daemon

@@ -10,7 +10,11 @@
 #include <deque>
 #include <optional>
 
+#include "daemon/classify.h"
 #include "daemon/log.h"
+#include "daemon/relay_quota.h"
+#include "daemon/smtp_options.h"
+#include "daemon/token_bucket.h"
 #include "daemon/uv_handle.h"
 #include "spool/crashpoint.h"
 
@@ -23,74 +27,25 @@ constexpr auto kBadAddressMemory = std::chrono::seconds(60);  // skip a refusing
 constexpr auto kHopsLifetime = std::chrono::seconds(60);      // re-resolve a destination after this
 constexpr auto kDestinationMemory = std::chrono::minutes(5);  // forget an unused destination after this
 
-smtp::Timeouts to_smtp(const config::Timeouts& t) {
-  smtp::Timeouts s;
-  s.connect = t.connect;
-  s.greeting = t.greeting;
-  s.ehlo = t.ehlo;
-  s.starttls = t.ehlo;
-  s.auth = t.ehlo;
-  s.mail = t.mail;
-  s.rcpt = t.rcpt;
-  s.data = t.data;
-  s.block = t.block;
-  s.dot = t.dot;
-  s.rset = t.mail;
-  s.quit = t.mail;
-  return s;
-}
-
-smtp::TlsPolicy to_smtp(config::TlsPolicy p) {
-  switch (p) {
-    case config::TlsPolicy::none:
-      return smtp::TlsPolicy::none;
-    case config::TlsPolicy::opportunistic:
-      return smtp::TlsPolicy::opportunistic;
-    case config::TlsPolicy::required:
-      return smtp::TlsPolicy::required;
-    case config::TlsPolicy::verify:
-      return smtp::TlsPolicy::verify;
-  }
-  return smtp::TlsPolicy::opportunistic;
-}
-
-smtp::AuthMechanism to_smtp(config::AuthMechanism m) {
-  switch (m) {
-    case config::AuthMechanism::automatic:
-      return smtp::AuthMechanism::automatic;
-    case config::AuthMechanism::plain:
-      return smtp::AuthMechanism::plain;
-    case config::AuthMechanism::login:
-      return smtp::AuthMechanism::login;
-    case config::AuthMechanism::cram_md5:
-      return smtp::AuthMechanism::cram_md5;
-    case config::AuthMechanism::xoauth2:
-      return smtp::AuthMechanism::xoauth2;
-  }
-  return smtp::AuthMechanism::automatic;
-}
-
-bool connection_level(const smtp::Outcome& o) {
-  return o.status == smtp::Status::temporary && (o.code == 0 || o.code == 421) && !o.possible_duplicate;
-}
-
-std::string default_enhanced(const smtp::Outcome& o) {
-  if (!o.enhanced.empty()) return o.enhanced;
-  switch (o.status) {
-    case smtp::Status::sent:
-      return "2.0.0";
-    case smtp::Status::temporary:
-      return "4.0.0";
-    case smtp::Status::permanent:
-      return "5.0.0";
-  }
-  return "4.0.0";
-}
-
 }  // namespace
 
+// A pooled connection: connecting → idle ⇄ busy → closing. Every change goes through
+// Destination::set_state(), which keeps the engine's count of idle connections and traces it.
 struct DeliveryEngine::Conn {
   enum class St { connecting, idle, busy, closing };
+  static const char* to_string(St s) {
+    switch (s) {
+      case St::connecting:
+        return "connecting";
+      case St::idle:
+        return "idle";
+      case St::busy:
+        return "busy";
+      case St::closing:
+        return "closing";
+    }
+    return "?";
+  }
   DeliveryEngine::Destination* dest = nullptr;
   std::unique_ptr<smtp::Session> session;
   std::string host, ip;
@@ -116,10 +71,7 @@ struct DeliveryEngine::Conn {
   size_t retry_slot = 0;  // where in the queue the next retry of this session's parts goes
   std::unique_ptr<Timer> idle_timer;
   std::unique_ptr<Timer> life_timer;  // max_connection_time, enforced mid-transaction too
-  std::string relay() const {
-    return ip.find(':') != std::string::npos ? fmt::format("{}[{}]:{}", host, ip, port)
-                                             : fmt::format("{}[{}]:{}", host, ip, port);
-  }
+  std::string relay() const { return fmt::format("{}[{}]:{}", host, ip, port); }
 };
 
 class DeliveryEngine::Destination {
@@ -127,9 +79,13 @@ class DeliveryEngine::Destination {
   // A destination keeps the configuration it was made under (its key's route_index and relay name
   // point into it) for as long as it lives; a reload retires it and new mail goes to a new one.
   Destination(DeliveryEngine& eng, HopKey key)
-      : eng_(eng), cfg_(eng.config_), key_(std::move(key)), rate_timer_(eng.loop_) {
+      : eng_(eng),
+        cfg_(eng.config_),
+        key_(std::move(key)),
+        bucket_(cfg_->delivery.rate_limit),
+        rate_timer_(eng.loop_) {
     if (key_.kind == config::RouteKind::relay)
-      if (const auto* g = cfg_->relay(key_.name)) servers_.resize(g->servers.size());
+      if (const auto* g = cfg_->relay(key_.name)) quota_ = RelayQuota(*g);
   }
 
   void enqueue(Part p) {
@@ -170,6 +126,9 @@ class DeliveryEngine::Destination {
   // connections (what reclaim_idle() can free) stays exact.
   void set_state(Conn& c, Conn::St st) {
     if (c.st == st) return;
+    if (log::enabled(config::LogLevel::debug))
+      log::debug("{}: connection #{} {} -> {}", c.relay(), c.serial, Conn::to_string(c.st),
+                 Conn::to_string(st));
     if (c.st == Conn::St::idle && eng_.idle_conns_ > 0) --eng_.idle_conns_;
     if (st == Conn::St::idle) ++eng_.idle_conns_;
     c.st = st;
@@ -221,11 +180,6 @@ class DeliveryEngine::Destination {
   }
 
  private:
-  struct ServerState {
-    int total = 0, robin = 0, awake = 0;
-    Clock::time_point asleep_until{};
-  };
-
   // A hostile domain must not point delivery at this host's own services (or link-local and
   // multicast addresses): such addresses are dropped from an MX answer unless a route names the
   // domain. Returns the dropped addresses for the log, "" when none.
@@ -287,10 +241,6 @@ class DeliveryEngine::Destination {
     eng_.resolver_.resolve_hosts(hosts, cb);
   }
 
-  // A server is an address *and* a port: a refusing submission port must not block port 25 of
-  // the same host, nor one sink another on the same IP.
-  static std::string server_key(const std::string& ip, int port) { return fmt::format("{}|{}", ip, port); }
-
   bool address_skipped(const std::string& key) const {
     return eng_.health_.skipped_since(key, Clock::now()).has_value();
   }
@@ -334,17 +284,7 @@ class DeliveryEngine::Destination {
 
   bool relay_server(const dns::NextHop&) const { return key_.kind == config::RouteKind::relay; }
 
-  bool server_usable(size_t i) {
-    if (i >= servers_.size()) return true;
-    const auto* g = cfg_->relay(key_.name);
-    if (!g || i >= g->servers.size()) return false;
-    const auto& s = g->servers[i];
-    auto& st = servers_[i];
-    if (s.max_messages > 0 && st.total >= s.max_messages) return false;  // retired for good
-    if (st.asleep_until != Clock::time_point{} && Clock::now() < st.asleep_until) return false;
-    if (st.asleep_until != Clock::time_point{}) st.asleep_until = {}, st.awake = 0;
-    return true;
-  }
+  bool server_usable(size_t i) { return quota_.usable(i, Clock::now()); }
 
   struct Pick {
     const dns::NextHop* hop = nullptr;
@@ -356,15 +296,15 @@ class DeliveryEngine::Destination {
   std::optional<Pick> pick() {
     std::vector<const dns::NextHop*> order;
     for (const auto& h : hops_.hops) order.push_back(&h);
-    const auto* g = key_.kind == config::RouteKind::relay ? cfg_->relay(key_.name) : nullptr;
-    if (g && g->strategy == config::RelayStrategy::round_robin && !order.empty()) {
+    bool relay = key_.kind == config::RouteKind::relay;
+    if (relay && quota_.round_robin() && !order.empty()) {
       // Start at the first hop whose server index is >= rr_next_.
       std::stable_partition(order.begin(), order.end(), [&](const dns::NextHop* h) {
         return static_cast<size_t>(h->preference) >= rr_next_;
       });
     }
     for (const auto* h : order) {
-      if (g && !server_usable(static_cast<size_t>(h->preference))) continue;
+      if (relay && !server_usable(static_cast<size_t>(h->preference))) continue;
       for (const auto& a : h->addresses) {
         std::string key = server_key(a.ip, h->port);
         if (!address_skipped(key) && wanted_at(key)) return Pick{h, &a};
@@ -476,45 +416,10 @@ class DeliveryEngine::Destination {
   }
 
   smtp::SessionOptions session_options(const dns::NextHop& hop, const dns::Address& addr) {
-    const auto& cfg = *cfg_;
-    smtp::SessionOptions o;
-    o.ip = addr.ip;
-    o.port = hop.port;
-    o.bind_address = cfg.delivery.bind_address;
-    o.engine.ehlo_name = cfg.hostname;
-    o.engine.tls = to_smtp(cfg.delivery.tls);
-    o.engine.timeouts = to_smtp(cfg.delivery.timeouts);
-    o.engine.envelope_limit = static_cast<size_t>(cfg.delivery.envelope_limit);
-    o.tls_host = hop.host;
-    o.ca_file = cfg.delivery.ca_file;
-    if (!cfg.delivery.transcript_dir.empty())
+    auto o = daemon::session_options(*cfg_, key_, hop, addr);
+    if (!cfg_->delivery.transcript_dir.empty())
       o.transcript_path =
-          fmt::format("{}/{}-{}-{}.log", cfg.delivery.transcript_dir, hop.host, getpid(), ++serial_);
-    if (key_.kind == config::RouteKind::relay) {
-      const auto* g = cfg.relay(key_.name);
-      size_t i = static_cast<size_t>(hop.preference);
-      if (g && i < g->servers.size()) {
-        const auto& s = g->servers[i];
-        switch (s.tls) {
-          case config::RelayTls::none:
-            o.engine.tls = smtp::TlsPolicy::none;
-            break;
-          case config::RelayTls::starttls:
-            o.engine.tls = s.verify ? smtp::TlsPolicy::verify : smtp::TlsPolicy::required;
-            break;
-          case config::RelayTls::smtps:
-            o.engine.implicit_tls = true;
-            o.engine.tls = s.verify ? smtp::TlsPolicy::verify : smtp::TlsPolicy::required;
-            break;
-        }
-        if (s.auth) {
-          o.engine.auth.mechanism = to_smtp(s.auth->mechanism);
-          o.engine.auth.user = s.auth->user;
-          o.engine.auth.secret = s.auth->secret;
-          o.engine.auth.allow_plaintext = s.tls == config::RelayTls::none;
-        }
-      }
-    }
+          fmt::format("{}/{}-{}-{}.log", cfg_->delivery.transcript_dir, hop.host, getpid(), ++serial_);
     return o;
   }
 
@@ -537,9 +442,8 @@ class DeliveryEngine::Destination {
     conn->port = hop.port;
     conn->server = static_cast<size_t>(hop.preference);
     conn->share_key = share_key(hop, addr);
-    if (key_.kind == config::RouteKind::relay &&
-        cfg_->relay(key_.name)->strategy == config::RelayStrategy::round_robin)
-      rr_next_ = conn->server + 1 >= servers_.size() ? 0 : conn->server + 1;
+    if (key_.kind == config::RouteKind::relay && quota_.round_robin())
+      rr_next_ = conn->server + 1 >= quota_.size() ? 0 : conn->server + 1;
     conn->idle_timer = std::make_unique<Timer>(eng_.loop_);
     conn->life_timer = std::make_unique<Timer>(eng_.loop_);
     arm_life(*conn, static_cast<uint64_t>(cfg_->delivery.max_connection_time.count()));
@@ -729,14 +633,7 @@ class DeliveryEngine::Destination {
     const auto& d = cfg_->delivery;
     if (d.max_messages_per_connection > 0 && c.messages + 2 > d.max_messages_per_connection) return false;
     if (Clock::now() - c.opened >= d.max_connection_time) return false;
-    if (key_.kind != config::RouteKind::relay || c.server >= servers_.size()) return true;
-    const auto* g = cfg_->relay(key_.name);
-    if (!g || c.server >= g->servers.size()) return false;
-    const auto& s = g->servers[c.server];
-    const auto& st = servers_[c.server];
-    auto room = [](int limit, int count) { return limit <= 0 || count + 2 <= limit; };
-    return room(s.max_messages, st.total) && room(s.max_messages_per_robin, st.robin) &&
-           room(s.max_messages_while_awake, st.awake);
+    return key_.kind != config::RouteKind::relay || quota_.room_behind_dot(c.server);
   }
 
   // The first queued part not yet failed at c's address, if the rate limit allows one now. Behind
@@ -795,21 +692,8 @@ class DeliveryEngine::Destination {
   }
 
   bool take_token() {
-    double rate = cfg_->delivery.rate_limit;
-    if (rate <= 0) return true;
-    auto now = Clock::now();
-    double burst = std::max(1.0, rate);
-    if (last_refill_ == Clock::time_point{}) tokens_ = burst, last_refill_ = now;
-    tokens_ = std::min(burst, tokens_ + std::chrono::duration<double>(now - last_refill_).count() * rate);
-    last_refill_ = now;
-    if (tokens_ >= 1.0) {
-      tokens_ -= 1.0;
-      return true;
-    }
-    if (!rate_timer_.active()) {
-      auto wait_ms = static_cast<uint64_t>((1.0 - tokens_) / rate * 1000.0) + 1;
-      rate_timer_.start(wait_ms, 0, [this] { pump(); });
-    }
+    if (bucket_.take(Clock::now())) return true;
+    if (!rate_timer_.active()) rate_timer_.start(bucket_.wait_ms(), 0, [this] { pump(); });
     return false;
   }
 
@@ -838,7 +722,7 @@ class DeliveryEngine::Destination {
     bool answered = false;
     for (size_t i = 0; i < r.recipients.size() && i < part.indices.size(); ++i) {
       const auto& o = r.recipients[i].outcome;
-      if (connection_level(o)) {  // the server gave no verdict: another may, in this attempt
+      if (classify(o) == Disposition::next_address) {  // no verdict: another server may, in this attempt
         if (retry.indices.empty()) retry.attempt.failed(server_key(c->ip, c->port), o, c->relay());
         retry.recipients.push_back(part.recipients[i]);
         retry.indices.push_back(part.indices[i]);
@@ -846,7 +730,7 @@ class DeliveryEngine::Destination {
       }
       answered = true;
       smtp::Outcome out = o;
-      out.enhanced = default_enhanced(o);
+      out.enhanced = smtp::dsn_code(o);
       done.push_back({part.indices[i], out, c->relay()});
     }
     if (eng_.withdrawn(part.token)) {  // its lock was lost: nothing of it is ours to report or retry
@@ -885,44 +769,28 @@ class DeliveryEngine::Destination {
   }
 
   void note_server_message(Conn& c) {
-    if (key_.kind != config::RouteKind::relay || c.server >= servers_.size()) return;
-    const auto* g = cfg_->relay(key_.name);
-    if (!g || c.server >= g->servers.size()) return;
-    const auto& s = g->servers[c.server];
-    auto& st = servers_[c.server];
-    ++st.total, ++st.robin, ++st.awake;
-    if (s.max_messages > 0 && st.total >= s.max_messages) c.retire = true;
-    if (s.max_messages_per_robin > 0 && st.robin >= s.max_messages_per_robin) {
-      st.robin = 0;
-      c.retire = true;  // the next connection goes to the next server in the robin
-    }
-    if (s.max_messages_while_awake > 0 && st.awake >= s.max_messages_while_awake) {
-      st.asleep_until = Clock::now() + s.sleep_length;
-      c.retire = true;
-    }
+    if (key_.kind == config::RouteKind::relay && quota_.message_done(c.server, Clock::now())) c.retire = true;
   }
 
   void on_closed(Conn* c, const smtp::Outcome& why) {
-    bool never_ready = c->st == Conn::St::connecting;
-    // A session that died inside a transaction (a timeout, a reset, a 421) says the server is as
-    // broken as one that never got ready: counted the same way, so the parts still queued for it
-    // are deferred at once instead of each waiting out the same timeout (DESIGN.md: "timeout →
-    // try the next MX host, then defer what is left").
-    bool died_busy = c->st == Conn::St::busy && why.status == smtp::Status::temporary &&
-                     (why.code == 0 || why.code == 421);
-    log::debug("{}: session closed after {} messages ({}: {})", c->relay(), c->messages,
-               smtp::to_string(why.status), why.text);
-    // RFC 7435 (Postfix `may`): under opportunistic TLS a failed handshake is retried at once on
-    // the same server without STARTTLS; `required` and `verify` never fall back.
-    bool plain_again = never_ready && c->cut.empty() && !c->plaintext && c->session &&
-                       c->session->starttls_failed() && key_.kind != config::RouteKind::relay &&
-                       cfg_->delivery.tls == config::TlsPolicy::opportunistic && !eng_.stopping_;
+    SessionEnd end;
+    end.never_ready = c->st == Conn::St::connecting;
+    end.busy = c->st == Conn::St::busy;
+    end.cut_by_us = !c->cut.empty();
+    end.plaintext = c->plaintext;
+    end.starttls_failed = c->session && c->session->starttls_failed();
+    end.relay = key_.kind == config::RouteKind::relay;
+    end.opportunistic = cfg_->delivery.tls == config::TlsPolicy::opportunistic;
+    end.stopping = eng_.stopping_;
+    CloseAction action = on_session_end(end, why);
+    log::debug("{}: session closed after {} messages ({}: {}): {}", c->relay(), c->messages,
+               smtp::to_string(why.status), why.text, to_string(action));
     std::optional<std::pair<std::string, int>> fallback;
-    if (plain_again) {
+    if (action == CloseAction::plaintext_retry) {
       log::info("{}: {}; trying again without TLS (tls: opportunistic)", c->relay(), why.text);
       fallback = std::make_pair(c->ip, c->port);
-    } else if (why.status != smtp::Status::sent && (never_ready || died_busy) && c->cut.empty()) {
-      record_failure(*c, why, never_ready);
+    } else if (action == CloseAction::server_failed) {
+      record_failure(*c, why, end.never_ready);
     }
     // The session ended without a transaction result (should not happen): defer the parts.
     for (auto* slot : {&c->current, &c->next}) {
@@ -957,14 +825,7 @@ class DeliveryEngine::Destination {
     std::string key = server_key(c.ip, c.port);
     std::string relay =
         c.session && c.session->connected() ? c.relay() : "none";  // DESIGN.md: none = no connection
-    if (why.enhanced.empty()) why.enhanced = default_enhanced(why);
-    // A relay that refuses us before any transaction (AUTH 535, TLS required, 5xx greeting) is a
-    // configuration problem on one side or the other: defer the mail (as Postfix's soft bounce
-    // does), never bounce it.
-    if (never_ready && key_.kind == config::RouteKind::relay && why.status == smtp::Status::permanent) {
-      why.status = smtp::Status::temporary;
-      why.enhanced[0] = '4';
-    }
+    why = server_failure(std::move(why), never_ready, key_.kind == config::RouteKind::relay);
     eng_.health_.failed(key, Clock::now(), connect_attempts(), bad_server_memory());
     if (concurrency_ > 1) --concurrency_;
     if (!ready_conn_to(key, &c))
@@ -1010,10 +871,9 @@ class DeliveryEngine::Destination {
   bool hops_ok_ = false;
   dns::NextHops hops_;
   Clock::time_point hops_expire_{};
-  double tokens_ = 0;
-  Clock::time_point last_refill_{};
+  TokenBucket bucket_;
   Timer rate_timer_;
-  std::vector<ServerState> servers_;
+  RelayQuota quota_;  // relay destinations: the message counts of each server
   size_t rr_next_ = 0;
   unsigned serial_ = 0;
   Clock::time_point last_active_ = Clock::now();  // last part queued here (for collect_idle())

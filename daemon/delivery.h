@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "daemon/address_health.h"
 #include "daemon/attempt.h"
 #include "daemon/router.h"
 #include "daemon/uv_handle.h"

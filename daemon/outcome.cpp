@@ -1,8 +1,5 @@
-// daemon/outcome.cpp — what happens to an entry when its delivery attempt ends.
-//   all recipients final, none failed   → remove the entry
-//   all final, some bounced or expired  → DSN queued durably first, then the entry goes to failed/
-//   some still pending                  → entry rewritten with the outcomes, moved to the next tier
-//   pending in the last tier            → expired: DSN, then failed/
+// daemon/outcome.cpp — carries out what decide() (decide.h) planned for an entry whose delivery
+// attempt ended: the DSN, then the entry's move, on the thread pool; then the log lines.
 // Rule (guarantee 1): the bounce is durable before the entry changes; the entry change is durable
 // before anything is logged or counted; a null-sender message is never bounced.
 #include <fcntl.h>
@@ -11,6 +8,7 @@
 #include <ctime>
 
 #include "daemon/daemon.h"
+#include "daemon/decide.h"
 #include "daemon/dsn.h"
 #include "daemon/inflight.h"
 #include "daemon/log.h"
@@ -23,22 +21,6 @@ namespace {
 
 int64_t unix_now() {
   return static_cast<int64_t>(std::time(nullptr));
-}
-
-std::string reply_text(const smtp::Outcome& o) {
-  if (o.code > 0)
-    return o.enhanced.empty() ? fmt::format("{} {}", o.code, o.text)
-                              : fmt::format("{} {} {}", o.code, o.enhanced, o.text);
-  return o.text;
-}
-
-std::string diagnostic(const smtp::Outcome& o) {
-  return o.code > 0 ? "smtp; " + reply_text(o) : "x-spoold; " + o.text;
-}
-
-std::string remote_host(const std::string& relay) {
-  auto b = relay.find('[');
-  return relay == "none" ? "" : relay.substr(0, b);
 }
 
 // The header section of the stored message (for the DSN's text/rfc822-headers part), capped.
@@ -56,11 +38,6 @@ std::string read_headers(const spool::Spool& sp, const spool::Entry& e) {
   }
   return buf;
 }
-
-struct LogItem {
-  size_t index;
-  std::string relay, dsn, status, reason;
-};
 
 }  // namespace
 
@@ -86,100 +63,18 @@ void Daemon::on_part_done(std::uint64_t token, std::vector<RecipientResult> resu
 void Daemon::finish(std::uint64_t token) {
   InFlight& f = *inflight_.at(token);
   f.finishing = true;
-  spool::Entry e = f.claimed.entry;
   const int tier = f.claimed.ref.tier;
-  const int tiers = static_cast<int>(cfg_->queue.tiers.size());
   const int64_t now = unix_now();
-
-  bool attempted = false;
-  std::int64_t postpone_s = 0;  // every server was skipped: due again in this many seconds
-  std::vector<LogItem> logs;
-  std::vector<DsnRecipient> bounces;
-  for (size_t i = 0; i < e.recipients.size(); ++i) {
-    if (f.results[i] && !f.results[i]->attempted && f.results[i]->postpone_s > 0) {
-      const auto& r = *f.results[i];
-      postpone_s = std::max(postpone_s, r.postpone_s);
-      logs.push_back({i, "none", r.outcome.enhanced, "deferred", reply_text(r.outcome)});
-      continue;
-    }
-    if (!f.results[i] || !f.results[i]->attempted) continue;
-    attempted = true;
-    const auto& r = *f.results[i];
-    auto& rc = e.recipients[i];
-    ++rc.attempts;
-    rc.last_reply = reply_text(r.outcome);
-    switch (r.outcome.status) {
-      case smtp::Status::sent:
-        rc.state = spool::RcptState::sent;
-        logs.push_back({i, r.relay, r.outcome.enhanced, "sent", rc.last_reply});
-        break;
-      case smtp::Status::permanent:
-        rc.state = spool::RcptState::bounced;
-        logs.push_back({i, r.relay, r.outcome.enhanced, "bounced", rc.last_reply});
-        bounces.push_back({rc.address, r.outcome.enhanced, diagnostic(r.outcome), remote_host(r.relay)});
-        break;
-      case smtp::Status::temporary:
-        logs.push_back({i, r.relay, r.outcome.enhanced, "deferred", rc.last_reply});
-        break;
-    }
-  }
-
-  enum class Action { release, remove, next_tier, to_failed, postpone } action = Action::release;
-  int next_tier = tier;
-  bool warn = false;
-  if (!attempted && postpone_s > 0) {
-    // Not tried at all (DESIGN.md: a due retry is never a silent no-op): no attempt is counted and
-    // the entry keeps its tier, due again when the skipped servers are.
-    action = Action::postpone;
-  } else if (attempted) {
-    e.last_attempt = now;
-    ++e.attempts;
-    if (e.pending() > 0 && tier + 1 >= tiers && postpone_s > 0) {
-      // Out of tiers, but some recipients were not tried (their servers were skipped): nobody
-      // expires untried; the message stays in the last tier until they are.
-      action = Action::postpone;
-    } else if (e.pending() > 0 && tier + 1 >= tiers) {
-      // Out of tiers: every pending recipient expires.
-      for (auto& item : logs)
-        if (item.status == "deferred") item.status = "expired";
-      for (size_t i = 0; i < e.recipients.size(); ++i) {
-        auto& rc = e.recipients[i];
-        if (rc.final()) continue;
-        rc.state = spool::RcptState::expired;
-        bounces.push_back(
-            {rc.address, "4.4.7", "x-spoold; delivery time expired; last reply: " + rc.last_reply, ""});
-      }
-    }
-    if (e.pending() > 0 && action != Action::postpone) {
-      action = Action::next_tier;
-      next_tier = tier + 1;
-      warn = cfg_->queue.delay_warning_tier > 0 && next_tier == cfg_->queue.delay_warning_tier &&
-             !e.flags.warning_sent && !e.sender.empty();
-      if (warn) e.flags.warning_sent = true;
-    } else if (e.pending() == 0) {
-      bool failed = false;
-      for (const auto& rc : e.recipients)
-        if (rc.state == spool::RcptState::bounced || rc.state == spool::RcptState::expired) failed = true;
-      action = failed ? Action::to_failed : Action::remove;
-    }
-  } else if (e.pending() == 0) {
-    // Nothing left to attempt: a crash between recording the final outcomes and the last move
-    // (into failed/, or the removal) left the entry behind. Its bounce, if any, was queued before
-    // the outcomes were written, so only the move is finished here.
-    bool failed = false;
-    for (const auto& rc : e.recipients)
-      if (rc.state == spool::RcptState::bounced || rc.state == spool::RcptState::expired) failed = true;
-    action = failed ? Action::to_failed : Action::remove;
-  }
-
-  log::debug("{}: attempt over: {} recipients, attempted={}, action={}", e.id, e.recipients.size(), attempted,
-             static_cast<int>(action));
+  Plan plan = decide(f.claimed.entry, f.results, tier, tier_policy(*cfg_), now);
+  spool::Entry& e = plan.entry;
+  log::debug("{}: attempt over: {} recipients, attempted={}, action={}", e.id, e.recipients.size(),
+             plan.attempted, to_string(plan.action));
 
   // Build the DSN text now (config is loop-thread data); headers are read on the pool.
   std::optional<DsnInput> dsn;
-  if ((!bounces.empty() || warn) && !e.sender.empty()) {
+  if (!plan.bounces.empty() || plan.warn) {
     DsnInput in;
-    in.delayed = bounces.empty();
+    in.delayed = plan.bounces.empty();
     in.reporting_mta = cfg_->hostname;
     in.original_qid = e.id;
     in.original_sender = e.sender;
@@ -189,7 +84,7 @@ void Daemon::finish(std::uint64_t token) {
       for (const auto& rc : e.recipients)
         if (!rc.final()) in.recipients.push_back({rc.address, "4.0.0", "x-spoold; " + rc.last_reply, ""});
     } else {
-      in.recipients = bounces;
+      in.recipients = plan.bounces;
     }
     in.boundary_seed = fmt::format("{}.{}", e.id, e.attempts);
     dsn = std::move(in);
@@ -211,14 +106,10 @@ void Daemon::finish(std::uint64_t token) {
   auto job = std::make_shared<Job>(std::move(f.claimed));
   job->entry = std::move(e);
   job->dsn = std::move(dsn);
-  job->action = action;
-  job->tier = next_tier;
+  job->action = plan.action;
+  job->tier = plan.tier;
   job->now = now;
-  job->due = action == Action::postpone ? now + postpone_s
-             : next_tier < tiers        ? now + std::chrono::duration_cast<std::chrono::seconds>(
-                                             cfg_->queue.tiers[static_cast<size_t>(next_tier)].delay)
-                                             .count()
-                                 : now;
+  job->due = plan.due;
   spool::Spool* sp = &*spool_;
   std::atomic<bool>* spool_full = &spool_full_;  // the daemon outlives its pool jobs (pool_jobs_)
   ++pool_jobs_;
@@ -279,7 +170,7 @@ void Daemon::finish(std::uint64_t token) {
           }
         }
       },
-      [this, token, job, tier, logs = std::move(logs)] {
+      [this, token, job, tier, logs = std::move(plan.logs)] {
         --pool_jobs_;
         auto it = inflight_.find(token);
         const spool::Entry& e = job->entry;
@@ -290,11 +181,21 @@ void Daemon::finish(std::uint64_t token) {
         double delay = static_cast<double>(unix_now() - e.arrived);
         for (const auto& item : logs) {
           log::delivery({e.id, e.recipients[item.index].address, item.relay, delay, tier,
-                         item.dsn.empty() ? "4.0.0" : item.dsn, item.status, item.reason});
-          if (item.status == "sent") ++counters_.sent;
-          if (item.status == "deferred") ++counters_.deferred;
-          if (item.status == "bounced") ++counters_.bounced;
-          if (item.status == "expired") ++counters_.expired;
+                         item.dsn.empty() ? "4.0.0" : item.dsn, to_string(item.status), item.reason});
+          switch (item.status) {
+            case LogStatus::sent:
+              ++counters_.sent;
+              break;
+            case LogStatus::deferred:
+              ++counters_.deferred;
+              break;
+            case LogStatus::bounced:
+              ++counters_.bounced;
+              break;
+            case LogStatus::expired:
+              ++counters_.expired;
+              break;
+          }
         }
         if (job->dsn_queued) {
           dsn_queued_ = true;

@@ -2,6 +2,7 @@
 // how often a part may go to each server, what it is told when none is left, and when a server
 // that keeps failing is skipped.
 #include "daemon/attempt.h"
+#include "daemon/address_health.h"
 
 #include <catch2/catch.hpp>
 

@@ -1,0 +1,223 @@
+// tests/daemon/delivery_pieces_test.cpp — the pure pieces the delivery engine is made of, by table:
+// what a reply means (classify.h), what a closed session means for its server, the rate limit
+// (token_bucket.h), a relay group's message counts (relay_quota.h) and the session settings made
+// from the config (smtp_options.h).
+#include <catch2/catch.hpp>
+
+#include "daemon/classify.h"
+#include "daemon/relay_quota.h"
+#include "daemon/smtp_options.h"
+#include "daemon/token_bucket.h"
+
+using namespace spoold;
+using namespace spoold::daemon;
+using smtp::Outcome;
+using smtp::Status;
+using namespace std::chrono_literals;
+
+TEST_CASE("classify: only a failure without a verdict goes on to the next address", "[pieces][classify]") {
+  struct Row {
+    Outcome o;
+    Disposition want;
+  };
+  const Row rows[] = {
+      {{Status::sent, 250, "2.0.0", "ok", false}, Disposition::final},
+      {{Status::temporary, 450, "4.2.0", "greylisted", false}, Disposition::final},
+      {{Status::temporary, 452, "4.5.3", "too many recipients", false}, Disposition::final},
+      {{Status::permanent, 550, "5.1.1", "no such user", false}, Disposition::final},
+      {{Status::temporary, 421, "4.4.2", "closing", false}, Disposition::next_address},
+      {{Status::temporary, 0, "4.4.2", "timeout", false}, Disposition::next_address},
+      {{Status::temporary, 0, "4.5.0", "garbage reply", false}, Disposition::next_address},
+      // After the final dot: the first server may have delivered it. Never to another one now.
+      {{Status::temporary, 0, "4.4.2", "reset after the dot", true}, Disposition::final},
+      {{Status::temporary, 421, "4.4.2", "421 after the dot", true}, Disposition::final},
+      {{Status::permanent, 0, "5.0.0", "permanent without a code", false}, Disposition::final},
+  };
+  for (const auto& r : rows) {
+    INFO(r.o.code << " " << r.o.text << " duplicate=" << r.o.possible_duplicate);
+    CHECK(to_string(classify(r.o)) == std::string(to_string(r.want)));
+  }
+}
+
+TEST_CASE("a closed session: plaintext retry, a failure of the server, or nothing", "[pieces][classify]") {
+  const Outcome refused{Status::temporary, 0, "4.4.1", "connection refused", false};
+  const Outcome reset{Status::temporary, 0, "4.4.2", "connection reset", false};
+  const Outcome closing{Status::temporary, 421, "4.4.2", "closing", false};
+  const Outcome greet5{Status::permanent, 554, "5.7.1", "go away", false};
+  const Outcome quit{Status::sent, 221, "2.0.0", "bye", false};
+  const Outcome rejected{Status::permanent, 550, "5.0.0", "rejected in a transaction", false};
+  SessionEnd connecting;
+  connecting.never_ready = true;
+  connecting.opportunistic = true;
+  SessionEnd tls_failed = connecting;
+  tls_failed.starttls_failed = true;
+  SessionEnd busy;
+  busy.busy = true;
+  SessionEnd idle;
+  struct Row {
+    const char* what;
+    SessionEnd end;
+    Outcome why;
+    CloseAction want;
+  };
+  auto with = [](SessionEnd e, auto f) {
+    f(e);
+    return e;
+  };
+  const Row rows[] = {
+      {"refused before ready", connecting, refused, CloseAction::server_failed},
+      {"5xx greeting", connecting, greet5, CloseAction::server_failed},
+      {"TLS handshake failed, opportunistic", tls_failed, refused, CloseAction::plaintext_retry},
+      {"TLS failed on the plaintext retry", with(tls_failed, [](auto& e) { e.plaintext = true; }), refused,
+       CloseAction::server_failed},
+      {"TLS failed, required", with(tls_failed, [](auto& e) { e.opportunistic = false; }), refused,
+       CloseAction::server_failed},
+      {"TLS failed to a relay", with(tls_failed, [](auto& e) { e.relay = true; }), refused,
+       CloseAction::server_failed},
+      {"TLS failed while stopping", with(tls_failed, [](auto& e) { e.stopping = true; }), refused,
+       CloseAction::server_failed},
+      {"cut by us while connecting", with(connecting, [](auto& e) { e.cut_by_us = true; }), refused,
+       CloseAction::none},
+      {"reset in a transaction", busy, reset, CloseAction::server_failed},
+      {"421 in a transaction", busy, closing, CloseAction::server_failed},
+      {"cut by us in a transaction", with(busy, [](auto& e) { e.cut_by_us = true; }), reset,
+       CloseAction::none},
+      {"5xx in a transaction", busy, rejected, CloseAction::none},
+      {"idle, closed by the server", idle, reset, CloseAction::none},
+      {"clean QUIT", idle, quit, CloseAction::none},
+  };
+  for (const auto& r : rows) {
+    INFO(r.what);
+    CHECK(std::string(to_string(on_session_end(r.end, r.why))) == to_string(r.want));
+  }
+}
+
+TEST_CASE("a relay that refuses us before a transaction defers, never bounces", "[pieces][classify]") {
+  const Outcome auth535{Status::permanent, 535, "5.7.8", "authentication failed", false};
+  const Outcome no_code{Status::permanent, 554, "", "go away", false};
+  CHECK(server_failure(auth535, true, true).status == Status::temporary);
+  CHECK(server_failure(auth535, true, true).enhanced == "4.7.8");
+  CHECK(server_failure(no_code, true, true).enhanced == "4.0.0");
+  CHECK(server_failure(auth535, true, false).status == Status::permanent);  // an MX may refuse for good
+  CHECK(server_failure(auth535, false, true).status == Status::permanent);  // inside a transaction
+  CHECK(server_failure(no_code, true, false).enhanced == "5.0.0");
+}
+
+TEST_CASE("token bucket: a second's burst, then the rate", "[pieces][rate]") {
+  using C = TokenBucket::Clock;
+  const C::time_point t0 = C::time_point{} + 1h;
+  SECTION("no limit") {
+    TokenBucket b(0);
+    for (int i = 0; i < 1000; ++i) CHECK(b.take(t0));
+  }
+  SECTION("2 per second") {
+    TokenBucket b(2);
+    CHECK(b.take(t0));
+    CHECK(b.take(t0));
+    CHECK_FALSE(b.take(t0));
+    CHECK(b.wait_ms() == 501);
+    CHECK_FALSE(b.take(t0 + 400ms));
+    CHECK(b.take(t0 + 500ms));
+    // A long pause refills only up to the burst.
+    CHECK(b.take(t0 + 60s));
+    CHECK(b.take(t0 + 60s));
+    CHECK_FALSE(b.take(t0 + 60s));
+  }
+  SECTION("below one per second: a burst of one") {
+    TokenBucket b(0.5);
+    CHECK(b.take(t0));
+    CHECK_FALSE(b.take(t0 + 1s));
+    CHECK(b.wait_ms() == 1001);
+    CHECK(b.take(t0 + 2s));
+  }
+}
+
+TEST_CASE("relay quota: retired, next in the robin, asleep", "[pieces][relay]") {
+  using C = RelayQuota::Clock;
+  const C::time_point t0 = C::time_point{} + 1h;
+  config::RelayGroup g;
+  g.strategy = config::RelayStrategy::round_robin;
+  g.servers.resize(3);
+  g.servers[0].max_messages = 2;
+  g.servers[1].max_messages_per_robin = 3;
+  g.servers[2].max_messages_while_awake = 2;
+  g.servers[2].sleep_length = 10s;
+  RelayQuota q(g);
+  CHECK(q.size() == 3);
+  CHECK(q.round_robin());
+  CHECK_FALSE(q.usable(3, t0));  // no such server
+
+  // max_messages: retired for good once reached.
+  CHECK(q.room_behind_dot(0));  // 0 + 2 <= 2
+  CHECK_FALSE(q.message_done(0, t0));
+  CHECK_FALSE(q.room_behind_dot(0));  // one taken: the running one would be the last
+  CHECK(q.usable(0, t0));
+  CHECK(q.message_done(0, t0));
+  CHECK_FALSE(q.usable(0, t0 + 24h));
+
+  // per robin: the connection ends, the server stays usable.
+  CHECK_FALSE(q.message_done(1, t0));
+  CHECK_FALSE(q.message_done(1, t0));
+  CHECK(q.message_done(1, t0));
+  CHECK(q.usable(1, t0));
+  CHECK(q.room_behind_dot(1));  // the robin count starts again
+
+  // while awake: asleep for sleep_length, then counting again.
+  CHECK_FALSE(q.message_done(2, t0));
+  CHECK(q.message_done(2, t0));
+  CHECK_FALSE(q.usable(2, t0 + 9s));
+  CHECK(q.usable(2, t0 + 10s));
+  CHECK_FALSE(q.message_done(2, t0 + 10s));  // awake count reset on waking
+}
+
+TEST_CASE("session options: a relay server's TLS and AUTH replace delivery.tls", "[pieces][options]") {
+  config::Config cfg;
+  cfg.hostname = "mail.test";
+  cfg.delivery.tls = config::TlsPolicy::opportunistic;
+  config::RelayGroup g;
+  g.name = "corp";
+  g.servers.resize(3);
+  g.servers[0].tls = config::RelayTls::none;
+  g.servers[0].auth = config::Auth{config::AuthMechanism::plain, "u", "", "secret"};
+  g.servers[1].tls = config::RelayTls::starttls;
+  g.servers[1].verify = false;
+  g.servers[1].auth = config::Auth{config::AuthMechanism::login, "u", "", "secret"};
+  g.servers[2].tls = config::RelayTls::smtps;
+  cfg.relays.push_back(g);
+  HopKey relay{config::RouteKind::relay, "corp", 0, false};
+  HopKey mx{config::RouteKind::mx, "example.org", 0, false};
+  dns::Address addr{"127.0.0.1"};
+  auto hop = [](int preference) {
+    dns::NextHop h;
+    h.host = "relay.test";
+    h.port = 2525;
+    h.preference = preference;
+    return h;
+  };
+  struct Row {
+    HopKey key;
+    int server;
+    smtp::TlsPolicy tls;
+    bool implicit;
+    bool auth_plaintext;
+    bool auth;
+  };
+  const Row rows[] = {
+      {mx, 0, smtp::TlsPolicy::opportunistic, false, false, false},
+      {relay, 0, smtp::TlsPolicy::none, false, true, true},
+      {relay, 1, smtp::TlsPolicy::required, false, false, true},
+      {relay, 2, smtp::TlsPolicy::verify, true, false, false},
+  };
+  for (const auto& r : rows) {
+    INFO(r.key.str() << " server " << r.server);
+    auto o = session_options(cfg, r.key, hop(r.server), addr);
+    CHECK(o.ip == "127.0.0.1");
+    CHECK(o.port == 2525);
+    CHECK(o.tls_host == "relay.test");
+    CHECK(o.engine.ehlo_name == "mail.test");
+    CHECK(o.engine.tls == r.tls);
+    CHECK(o.engine.implicit_tls == r.implicit);
+    CHECK(o.engine.auth.allow_plaintext == r.auth_plaintext);
+    CHECK(o.engine.auth.user.empty() == !r.auth);
+  }
+}
