@@ -22,6 +22,8 @@
 #include <string>
 #include <string_view>
 
+#include "common/ascii.h"
+
 namespace spoold {
 
 // Builds one logical header line from the bytes of a physical line (its LF excluded), fed in any
@@ -102,17 +104,8 @@ inline std::string_view header_value(std::string_view line) {
 }
 
 // Bcc: and Resent-Bcc: (RFC 5322 §3.6.3, §3.6.6) are blind: never transmitted.
-inline bool is_blind_field(std::string_view name) {
-  auto equals_ci = [&](std::string_view want) {
-    if (name.size() != want.size()) return false;
-    for (std::size_t i = 0; i < want.size(); ++i) {
-      char c = name[i];
-      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-      if (c != want[i]) return false;
-    }
-    return true;
-  };
-  return equals_ci("bcc") || equals_ci("resent-bcc");
+constexpr bool is_blind_field(std::string_view name) {
+  return ascii_iequals(name, "bcc") || ascii_iequals(name, "resent-bcc");
 }
 
 enum class HeaderLineKind {

@@ -12,6 +12,7 @@
 #include <functional>
 #include <map>
 #include <sstream>
+#include <string_view>
 
 #include <fmt/format.h>
 
@@ -303,6 +304,15 @@ class Loader {
     }
   }
 
+  // strings(), each one also checked by `valid`; a bad one is an error at its own list item:
+  // "'<string>' <is_not>".
+  void strings(const YAML::Node& n, const std::string& key, std::vector<std::string>& out,
+               bool (*valid)(const std::string&), std::string_view is_not) {
+    strings(n, key, out);
+    for (size_t i = 0; i < out.size(); ++i)
+      if (!valid(out[i])) error(n.IsSequence() ? n[i] : n, key, fmt::format("'{}' {}", out[i], is_not));
+  }
+
   void load_root(const YAML::Node& root, Config& c) {
     each_key(root, "",
              {"hostname", "instance", "spool_dir", "control_socket", "queue", "delivery", "dns", "relays",
@@ -427,11 +437,7 @@ class Loader {
              [&](const std::string& k, const YAML::Node& v) {
                std::string key = "dns." + k;
                if (k == "servers") {
-                 strings(v, key, d.servers);
-                 for (size_t i = 0; i < d.servers.size(); ++i)
-                   if (!valid_hostport(d.servers[i]))
-                     error(v.IsSequence() ? v[i] : v, key,
-                           fmt::format("'{}' is not host:port or an IP address", d.servers[i]));
+                 strings(v, key, d.servers, valid_hostport, "is not host:port or an IP address");
                }
                if (k == "timeout") duration(v, key, d.timeout, Duration(10));
                if (k == "tries") integer(v, key, d.tries, 1, 20);
@@ -525,13 +531,9 @@ class Loader {
       Route r;
       int kinds = 0;
       each_key(n[i], path, {"match", "relay", "hosts", "mx"}, [&](const std::string& k, const YAML::Node& v) {
-        std::string key = path + "." + k;
+        std::string key = fmt::format("{}.{}", path, k);
         if (k == "match") {
-          strings(v, key, r.match);
-          for (size_t j = 0; j < r.match.size(); ++j)
-            if (!valid_pattern(r.match[j]))
-              error(v.IsSequence() ? v[j] : v, key,
-                    fmt::format("'{}' is not a domain, '*.suffix' or '*'", r.match[j]));
+          strings(v, key, r.match, valid_pattern, "is not a domain, '*.suffix' or '*'");
         }
         if (k == "relay") {
           ++kinds;
@@ -543,11 +545,8 @@ class Loader {
         if (k == "hosts") {
           ++kinds;
           r.kind = RouteKind::hosts;
-          strings(v, key, r.hosts);
+          strings(v, key, r.hosts, valid_hostport, "is not host or host:port");
           if (r.hosts.empty()) error(v, key, "expected at least one host");
-          for (size_t j = 0; j < r.hosts.size(); ++j)
-            if (!valid_hostport(r.hosts[j]))
-              error(v.IsSequence() ? v[j] : v, key, fmt::format("'{}' is not host or host:port", r.hosts[j]));
         }
         if (k == "mx") {
           ++kinds;

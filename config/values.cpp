@@ -4,15 +4,11 @@
 #include <cstdlib>
 #include <limits>
 
+#include "common/ascii.h"
 #include "config/config.h"
 
 namespace spoold::config {
 namespace {
-
-std::string lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
 
 // Splits "123abc" into 123 and "abc"; false when there is no leading number or it overflows.
 bool split_number(const std::string& text, std::uint64_t& number, std::string& unit) {
@@ -25,7 +21,7 @@ bool split_number(const std::string& text, std::uint64_t& number, std::string& u
     ++i;
   }
   if (i == 0) return false;
-  unit = lower(text.substr(i));
+  unit = ascii_lower(std::string_view(text).substr(i));
   return true;
 }
 
@@ -143,7 +139,7 @@ const char* to_string(LogLevel l) {
 }
 
 bool domain_matches(const std::string& pattern, const std::string& domain) {
-  std::string p = lower(pattern), d = lower(domain);
+  std::string p = ascii_lower(pattern), d = ascii_lower(domain);
   while (!d.empty() && d.back() == '.') d.pop_back();  // "example.org." is "example.org"
   if (p == "*") return true;
   if (p.size() > 2 && p[0] == '*' && p[1] == '.') {

@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <tuple>
@@ -14,18 +13,13 @@
 
 #include <fmt/format.h>
 
+#include "common/ascii.h"
 #include "control/protocol.h"
 
 namespace spoold::control {
 namespace {
 
 constexpr size_t kScanBatch = 512;
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-         });
-}
 
 std::string_view domain_of(std::string_view address) {
   auto at = address.rfind('@');
@@ -128,7 +122,7 @@ Result<ListRequest> parse_list_request(const Json& request) {
 
 bool has_domain(const spool::Entry& e, std::string_view domain, bool pending_only) {
   return std::any_of(e.recipients.begin(), e.recipients.end(), [&](const spool::Recipient& r) {
-    return (!pending_only || !r.final()) && iequals(domain_of(r.address), domain);
+    return (!pending_only || !r.final()) && ascii_iequals(domain_of(r.address), domain);
   });
 }
 

@@ -9,7 +9,6 @@
 
 #include "config/config.h"
 #include "ctl/args.h"
-#include "spool/spool.h"
 
 namespace spoold::ctl {
 
@@ -27,7 +26,5 @@ int run_sendmail(const SendmailArgs& args, const std::string& config_flag);
 // The config the programs use: --config / -C, else $SPOOLD_CONFIG, else the default path; when
 // running set-uid only the default path is trusted.
 Result<config::Config> load_config(const std::string& flag, const char* prog);
-// spool::Options from the config, the way the daemon opens the spool.
-spool::Options spool_options(const config::Config& cfg);
 
 }  // namespace spoold::ctl

@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "control/spool_options.h"
 #include "ctl/app.h"
 #include "ctl/privileges.h"
 #include "ctl/submit.h"
@@ -49,7 +50,7 @@ bool is_dir(const std::string& path) {
 // Creates the spool layout (as its owner) when a drop arrives before spoold ever ran.
 Result<void> ensure_layout(const config::Config& cfg) {
   if (is_dir(cfg.spool_dir + "/incoming") && is_dir(cfg.spool_dir + "/tmp")) return {};
-  auto sp = spool::Spool::open(spool_options(cfg));
+  auto sp = spool::Spool::open(control::spool_options(cfg));
   if (!sp) return sp.error();
   return {};
 }

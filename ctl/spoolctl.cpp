@@ -6,12 +6,13 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
-#include <ctime>
 
 #include <fmt/format.h>
 
+#include "common/clock.h"
 #include "control/ops.h"
 #include "control/protocol.h"
+#include "control/spool_options.h"
 #include "ctl/app.h"
 #include "ctl/format.h"
 #include "ctl/privileges.h"
@@ -51,9 +52,9 @@ Result<Json> answer_offline(const config::Config& cfg, const Json& req) {
   if (::stat(cfg.spool_dir.c_str(), &st) != 0)
     return make_error(fmt::format("spool {} does not exist (has spoold ever run?)", cfg.spool_dir));
   if (auto r = become_spool_owner(cfg.spool_dir); !r) return r.error();
-  auto sp = spool::Spool::open(spool_options(cfg));
+  auto sp = spool::Spool::open(control::spool_options(cfg));
   if (!sp) return sp.error();
-  return control::answer_from_spool(*sp, req, std::time(nullptr));
+  return control::answer_from_spool(*sp, req, unix_now());
 }
 
 // The daemon's answer, or the spool's when the control socket is absent or refuses connections.
@@ -81,7 +82,7 @@ int print_answer(const CtlArgs& a, const Json& answer, const char* prog) {
     std::fprintf(stderr, "%s: %s\n", prog, answer["error"].as_string().c_str());
     return 1;
   }
-  int64_t now = std::time(nullptr);
+  int64_t now = unix_now();
   std::string out;
   if (a.json) {
     // printed above
@@ -102,18 +103,6 @@ int print_answer(const CtlArgs& a, const Json& answer, const char* prog) {
 }
 
 }  // namespace
-
-spool::Options spool_options(const config::Config& cfg) {
-  spool::Options o;
-  o.dir = cfg.spool_dir;
-  for (const auto& t : cfg.queue.tiers)
-    o.tier_delays.push_back(std::chrono::duration_cast<std::chrono::seconds>(t.delay));
-  o.max_message_size = cfg.queue.max_message_size;
-  o.lock_stale_after = std::chrono::duration_cast<std::chrono::seconds>(cfg.queue.lock_stale_after);
-  o.instance = cfg.instance;
-  o.hostname = cfg.hostname;
-  return o;
-}
 
 Result<config::Config> load_config(const std::string& flag, const char* prog) {
   std::string path = config::default_path(flag);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -14,6 +15,7 @@
 
 #include <fmt/format.h>
 
+#include "common/header_fields.h"
 #include "common/header_lines.h"
 #include "spool/atomic_write.h"
 #include "spool/drop.h"
@@ -31,12 +33,6 @@ std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
   return s;
-}
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
 }
 
 // "root" → "root@host", "a, b@x" → "a@host, b@x": words of a list that cannot be anything but a
@@ -132,7 +128,7 @@ Result<std::vector<std::string>> recipients_of(const std::vector<HeaderField>& f
   }
   if (!o.extract) return out;
   for (const auto& f : fields) {
-    if (f.name != "to" && f.name != "cc" && f.name != "bcc") continue;
+    if (!is_recipient_field(f.name)) continue;
     auto list = addresses(f.value, o.qualify_domain);
     if (!list) {
       std::string field = f.name == "to" ? "To" : f.name == "cc" ? "Cc" : "Bcc";
@@ -156,30 +152,6 @@ std::string header_sender(const std::vector<HeaderField>& fields, const std::str
 }
 
 }  // namespace
-
-// Read by the rule the drop parser and the SMTP encoder share (common/header_lines.h), so -t takes
-// its recipients from the very fields the daemon sends (or, for Bcc:, leaves out).
-std::vector<HeaderField> header_fields(std::string_view message) {
-  std::vector<HeaderField> out;
-  HeaderWalker walker;
-  size_t pos = 0;
-  while (pos < message.size()) {
-    size_t eol = message.find('\n', pos);
-    std::string line =
-        header_line(message.substr(pos, eol == std::string_view::npos ? std::string_view::npos : eol - pos));
-    HeaderLineKind kind = walker.next(line);
-    if (kind == HeaderLineKind::continuation) {
-      out.back().value += line;
-    } else if (kind == HeaderLineKind::field) {
-      out.push_back({lower(line.substr(0, header_name_length(line))), std::string(header_value(line))});
-    } else {
-      break;  // the empty line, or no header: the body starts here
-    }
-    if (eol == std::string_view::npos) break;
-    pos = eol + 1;
-  }
-  return out;
-}
 
 Result<std::string> read_message(int fd, bool ignore_dots, uint64_t max_size) {
   std::string buf;

@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/header_fields.h"
 #include "common/result.h"
 
 namespace spoold::ctl {
@@ -48,11 +49,9 @@ Result<Submission> build_submission(std::string message, const SubmitOptions& op
 // ctl/privileges.h for who that is). Errors carry kExTempFail.
 Result<std::string> write_drop(const std::string& spool_dir, std::string_view drop);
 
-// Exposed for tests: the RFC 5322 header fields of `message` (names lower-cased, values unfolded).
-struct HeaderField {
-  std::string name;
-  std::string value;
-};
-std::vector<HeaderField> header_fields(std::string_view message);
+// The RFC 5322 header fields -t reads (names lower-cased, values unfolded): those the drop parser
+// reads, by the one unfolding of common/header_fields.h. Named here for tests and fuzz targets.
+using spoold::header_fields;
+using spoold::HeaderField;
 
 }  // namespace spoold::ctl

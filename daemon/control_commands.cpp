@@ -5,6 +5,7 @@
 // the DSN before the entry goes to failed/.
 #include <ctime>
 
+#include "common/clock.h"
 #include "control/ops.h"
 #include "control/protocol.h"
 #include "control/views.h"
@@ -13,12 +14,6 @@
 #include "daemon/log.h"
 
 namespace spoold::daemon {
-
-namespace {
-int64_t unix_now() {
-  return static_cast<int64_t>(std::time(nullptr));
-}
-}  // namespace
 
 void Daemon::handle_control(const control::Json& request, Reply reply) {
   const std::string cmd = request["cmd"].as_string();

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "control/protocol.h"
+#include "control/spool_options.h"
 #include "daemon/log.h"
 #include "daemon/sd_notify.h"
 
@@ -23,17 +24,6 @@ using std::chrono::seconds;
 
 namespace {
 constexpr auto kStopGrace = std::chrono::seconds(30);  // running transactions may finish this long
-}
-
-spool::Options spool_options(const config::Config& c) {
-  spool::Options o;
-  o.dir = c.spool_dir;
-  for (const auto& t : c.queue.tiers) o.tier_delays.push_back(duration_cast<seconds>(t.delay));
-  o.max_message_size = c.queue.max_message_size;
-  o.lock_stale_after = duration_cast<seconds>(c.queue.lock_stale_after);
-  o.instance = c.instance;
-  o.hostname = c.hostname;
-  return o;
 }
 
 dns::Options dns_options(const config::Config& c) {
@@ -87,7 +77,7 @@ Daemon::~Daemon() {
 
 Result<void> Daemon::start() {
   log::configure(cfg_->logging.level, cfg_->logging.format);
-  auto sp = spool::Spool::open(spool_options(*cfg_));
+  auto sp = spool::Spool::open(control::spool_options(*cfg_));
   if (!sp.ok()) return make_error("spool: " + sp.error().message);
   spool_.emplace(std::move(*sp));
   auto rep = spool_->recover();

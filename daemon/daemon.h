@@ -133,7 +133,6 @@ class Daemon {
 };
 
 // Maps config → the plain option structs of the libraries below.
-spool::Options spool_options(const config::Config& c);
 dns::Options dns_options(const config::Config& c);
 
 }  // namespace spoold::daemon

@@ -7,6 +7,7 @@
 
 #include <ctime>
 
+#include "common/clock.h"
 #include "daemon/daemon.h"
 #include "daemon/decide.h"
 #include "daemon/dsn.h"
@@ -18,10 +19,6 @@
 namespace spoold::daemon {
 
 namespace {
-
-int64_t unix_now() {
-  return static_cast<int64_t>(std::time(nullptr));
-}
 
 // The header section of the stored message (for the DSN's text/rfc822-headers part), capped.
 std::string read_headers(const spool::Spool& sp, const spool::Entry& e) {

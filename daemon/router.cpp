@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include "common/ascii.h"
+
 namespace spoold::daemon {
 
 std::string HopKey::str() const {
@@ -23,7 +25,7 @@ std::string domain_of(const std::string& address) {
   if (at == std::string::npos) return "";
   std::string d = address.substr(at + 1);
   if (!d.empty() && d.front() == '[') return d;  // address literal: keep as is
-  for (auto& c : d) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  d = ascii_lower(d);
   while (!d.empty() && d.back() == '.') d.pop_back();
   return d;
 }

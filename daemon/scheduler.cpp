@@ -6,6 +6,7 @@
 #include <ctime>
 #include <set>
 
+#include "common/clock.h"
 #include "daemon/daemon.h"
 #include "daemon/dsn.h"
 #include "daemon/inflight.h"
@@ -27,9 +28,6 @@ constexpr size_t kPickupChunk = 256;
 // millisecond instead of after 256 claims (~13 ms with 100 KiB drops).
 constexpr size_t kFirstPickupChunk = 32;
 
-int64_t unix_now() {
-  return static_cast<int64_t>(std::time(nullptr));
-}
 int64_t mono_now() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now().time_since_epoch())
       .count();

@@ -5,9 +5,7 @@
 // are the fields that go out (or, for Bcc, are left out).
 #include <unistd.h>
 
-#include <algorithm>
 #include <array>
-#include <cctype>
 #include <cerrno>
 #include <cstring>
 
@@ -15,6 +13,8 @@
 
 #include "spool/drop.h"
 
+#include "common/ascii.h"
+#include "common/header_fields.h"
 #include "common/header_lines.h"
 #include "common/line_ends.h"
 
@@ -32,18 +32,13 @@ std::string_view to_string(DropFormat f) {
 
 namespace {
 
-bool starts_with_ci(std::string_view s, std::string_view prefix) {
-  if (s.size() < prefix.size()) return false;
-  for (size_t i = 0; i < prefix.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(s[i])) != std::tolower(static_cast<unsigned char>(prefix[i])))
-      return false;
-  return true;
+// Of a bare message (rfc5322) the parser keeps the fields its envelope comes from; of one behind
+// an envelope, none.
+bool envelope_field(std::string_view name) {
+  return is_sender_field(name) || is_recipient_field(name);
 }
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
+bool no_field(std::string_view) {
+  return false;
 }
 
 bool has_8bit(std::string_view s) {
@@ -137,7 +132,7 @@ void DropParser::scan_body(std::string_view bytes) {
 Result<void> DropParser::on_line(std::string_view raw, uint64_t end_offset) {
   if (raw.find('\0') != std::string_view::npos) return fail(fmt::format("NUL byte on line {}", line_no_));
   if (state_ == State::start) {
-    if (starts_with_ci(raw, "MAIL FROM:")) {
+    if (ascii_istarts_with(raw, "MAIL FROM:")) {
       info_.format = DropFormat::envelope_first;
       state_ = State::envelope;
     } else if (header_name_length(header_line(raw)) > 0) {
@@ -146,6 +141,8 @@ Result<void> DropParser::on_line(std::string_view raw, uint64_t end_offset) {
     } else {
       return fail("neither an envelope (MAIL FROM:) nor an RFC 5322 header on line 1");
     }
+    fields_ =
+        HeaderUnfolder(info_.format == DropFormat::rfc5322 ? envelope_field : no_field, limits_.max_field);
   }
   if (state_ == State::envelope) return on_envelope_line(raw, end_offset);
   return on_header_line(header_line(raw));
@@ -161,7 +158,7 @@ Result<void> DropParser::on_envelope_line(std::string_view line, uint64_t end_of
     state_ = State::headers;
     return {};
   }
-  if (starts_with_ci(line, "MAIL FROM:")) {
+  if (ascii_istarts_with(line, "MAIL FROM:")) {
     if (saw_mail_from_) return fail(fmt::format("second MAIL FROM on line {}", line_no_));
     saw_mail_from_ = true;
     auto addr = bracketed_path(line.substr(10));
@@ -169,7 +166,7 @@ Result<void> DropParser::on_envelope_line(std::string_view line, uint64_t end_of
     info_.sender = std::move(*addr);
     return {};
   }
-  if (starts_with_ci(line, "RCPT TO:")) {
+  if (ascii_istarts_with(line, "RCPT TO:")) {
     auto addr = bracketed_path(line.substr(8));
     if (!addr) return fail(fmt::format("line {}: RCPT TO: {}", line_no_, addr.error().message));
     if (addr->empty()) return fail(fmt::format("line {}: RCPT TO:<> is not a recipient", line_no_));
@@ -182,47 +179,32 @@ Result<void> DropParser::on_header_line(std::string_view line) {
   // The encoder sends the line as it is read here: that is its length on the wire.
   if (line.size() > info_.longest_line) info_.longest_line = line.size();
   if (!info_.eight_bit && has_8bit(line)) info_.eight_bit = true;
-  HeaderLineKind kind = walker_.next(line);
+  HeaderLineKind kind = fields_.next(line);
   if (kind == HeaderLineKind::body && !line.empty() && (line[0] == ' ' || line[0] == '\t'))
     return fail(fmt::format("line {}: continuation line before any header", line_no_));
   if (observer_) observer_(kind, line);
-  if (kind == HeaderLineKind::continuation) {  // folded continuation of the current field
-    if (keep_field_) {
-      if (field_.size() + line.size() > limits_.max_field)
-        return fail(fmt::format("{}: header longer than {} bytes", field_name_, limits_.max_field));
-      field_.append(line);
-    }
-    return {};
-  }
-  if (auto r = end_field(); !r) return r;
+  if (fields_.over_limit())  // a folded continuation of an address field
+    return fail(fmt::format("{}: header longer than {} bytes", fields_.name(), limits_.max_field));
+  if (const HeaderField* done = fields_.completed())
+    if (auto r = end_field(*done); !r) return r;
+  if (kind == HeaderLineKind::continuation) return {};
   if (kind != HeaderLineKind::field) {
     // The empty line, or a line that is no header: like Postfix, the header section ends (the
     // encoder sends an empty line before the latter) and the body starts.
     state_ = State::body;
     return {};
   }
-  field_name_ = lower(line.substr(0, header_name_length(line)));
-  static constexpr std::array<std::string_view, 5> address_fields = {"sender", "from", "to", "cc", "bcc"};
-  keep_field_ = info_.format == DropFormat::rfc5322 &&
-                std::find(address_fields.begin(), address_fields.end(), field_name_) != address_fields.end();
-  field_.assign(keep_field_ ? header_value(line) : std::string_view());
-  if (field_name_ == "date") info_.missing_date = false;
-  if (field_name_ == "message-id") info_.missing_message_id = false;
-  if (walker_.blind()) info_.has_bcc = true;
+  if (fields_.name() == "date") info_.missing_date = false;
+  if (fields_.name() == "message-id") info_.missing_message_id = false;
+  if (fields_.blind()) info_.has_bcc = true;
   return {};
 }
 
-Result<void> DropParser::end_field() {
-  if (!keep_field_) {
-    field_name_.clear();
-    return {};
-  }
-  keep_field_ = false;
-  std::string name = std::move(field_name_);
-  field_name_.clear();
-  auto addrs = parse_address_list(field_);
+Result<void> DropParser::end_field(const HeaderField& field) {
+  const std::string& name = field.name;
+  auto addrs = parse_address_list(field.value);
   if (!addrs) return fail(fmt::format("{}: {}", name, addrs.error().message));
-  if (name == "sender" || name == "from") {
+  if (is_sender_field(name)) {
     if (name == "sender" && addrs->size() > 1) return fail("Sender: must name exactly one mailbox");
     if (addrs->empty()) return {};
     if (name == "sender" && !have_sender_hdr_) {
@@ -262,7 +244,9 @@ Result<DropInfo> DropParser::finish() {
   if (state_ == State::failed) return make_error(error_);
   if (state_ == State::start) return make_error("empty file");
   if (state_ == State::envelope) return make_error("envelope not followed by an empty line and a message");
-  if (auto r = end_field(); !r) return r.error();
+  fields_.finish();
+  if (const HeaderField* last = fields_.completed())
+    if (auto r = end_field(*last); !r) return r.error();
   if (info_.format == DropFormat::rfc5322) {
     if (!have_sender_hdr_) {
       if (!have_from_) return make_error("no Sender: or From: address");

@@ -14,6 +14,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "common/header_fields.h"
 #include "common/header_lines.h"
 #include "common/result.h"
 
@@ -67,7 +68,7 @@ class DropParser {
   Result<void> on_line(std::string_view raw, uint64_t end_offset);  // raw: one line, its LF excluded
   Result<void> on_envelope_line(std::string_view raw, uint64_t end_offset);
   Result<void> on_header_line(std::string_view line);  // line: as read by the header rule
-  Result<void> end_field();
+  Result<void> end_field(const HeaderField& field);    // a completed address field
   Result<void> add_recipient(std::string addr);
   void scan_body(std::string_view bytes);
 
@@ -76,12 +77,9 @@ class DropParser {
   DropInfo info_;
   std::unordered_set<std::string> seen_;  // info_.recipients, for O(1) de-duplication
   std::string error_;
-  std::string line_;     // the current, incomplete physical line (header section only)
-  HeaderWalker walker_;  // what each header line is (field, continuation, end)
+  std::string line_;       // the current, incomplete physical line (header section only)
+  HeaderUnfolder fields_;  // what each header line is; the address fields' unfolded values
   HeaderObserver observer_;
-  std::string field_name_;  // lower-case name of the header field being unfolded
-  std::string field_;       // its unfolded value, kept only for address fields
-  bool keep_field_ = false;
   bool have_sender_hdr_ = false, have_from_ = false, saw_mail_from_ = false;
   std::string from_addr_;
   uint64_t offset_ = 0;  // bytes consumed so far

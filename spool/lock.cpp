@@ -12,11 +12,11 @@
 #include <cctype>
 #include <charconv>
 #include <chrono>
-#include <ctime>
 #include <string_view>
 
 #include <fmt/format.h>
 
+#include "common/clock.h"
 #include "spool/atomic_write.h"
 #include "spool/crashpoint.h"
 #include "spool/fs_util.h"
@@ -228,7 +228,7 @@ namespace {
 
 std::string owner_content(const std::string& instance) {
   LockOwner o = lock_owner_self(instance);
-  o.time = static_cast<int64_t>(::time(nullptr));
+  o.time = unix_now();
   o.token = lock_unique();
   return format_lock_owner(o);
 }

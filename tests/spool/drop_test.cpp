@@ -3,11 +3,11 @@
 // and the same inputs fed in small chunks (the parser streams) with identical results.
 #include <catch2/catch.hpp>
 
-#include <cctype>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "common/ascii.h"
 #include "spool/drop.h"
 #include "tests/support/hostile_headers.h"
 
@@ -462,12 +462,6 @@ TEST_CASE("the longest line is measured as the SMTP encoder will cut lines", "[s
   }
 }
 
-std::string lower_name(std::string_view s) {
-  std::string out(s);
-  for (auto& ch : out) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  return out;
-}
-
 // Where LF-only and CR-splitting readers of a header disagree (tests/support/hostile_headers.h):
 // the parser must take its recipients and facts from the header the encoder sends, whatever the
 // chunking. A Bcc: line the parser never saw as a field would reach the wire (the reported leak).
@@ -486,7 +480,7 @@ TEST_CASE("a header with stray CRs is read as the encoder sends it", "[drop]") {
         std::vector<std::string> fields;
         p.observe_header([&](spoold::HeaderLineKind kind, std::string_view line) {
           if (kind == spoold::HeaderLineKind::field)
-            fields.push_back(lower_name(line.substr(0, spoold::header_name_length(line))));
+            fields.push_back(spoold::ascii_lower(line.substr(0, spoold::header_name_length(line))));
         });
         for (size_t i = 0; i < text.size(); i += chunk) (void)p.feed(std::string_view(text).substr(i, chunk));
         auto info = p.finish();
