@@ -31,27 +31,22 @@ std::string domain_of(const std::string& address) {
 }
 
 HopKey route(const config::Config& config, const std::string& domain) {
-  for (size_t i = 0; i < config.routes.size(); ++i) {
-    const auto& r = config.routes[i];
-    for (const auto& pattern : r.match) {
-      if (!config::domain_matches(pattern, domain)) continue;
-      HopKey k;
-      k.kind = r.kind;
-      k.route_index = i;
-      k.local_ok = std::any_of(r.match.begin(), r.match.end(), [&](const std::string& p) {
-        return p != "*" && config::domain_matches(p, domain);
-      });
-      if (r.kind == config::RouteKind::relay) {
-        k.name = r.relay;
-      } else if (r.kind == config::RouteKind::hosts) {
-        for (const auto& h : r.hosts) k.name += (k.name.empty() ? "" : ",") + h;
-      } else {
-        k.name = domain;
-      }
-      return k;
-    }
+  HopKey k;
+  k.name = domain;
+  const config::Route* r = config.route_for(domain);
+  if (!r) return k;  // no route: by MX
+  k.kind = r->kind;
+  k.local_ok = std::any_of(r->match.begin(), r->match.end(), [&](const std::string& p) {
+    return p != "*" && config::domain_matches(p, domain);
+  });
+  if (r->kind == config::RouteKind::relay) {
+    k.name = r->relay;
+  } else if (r->kind == config::RouteKind::hosts) {
+    k.hosts = r->hosts;
+    k.name.clear();
+    for (const auto& h : r->hosts) k.name += (k.name.empty() ? "" : ",") + h;
   }
-  return HopKey{config::RouteKind::mx, domain, config.routes.size()};
+  return k;
 }
 
 std::vector<HopGroup> group_by_hop(const config::Config& config, const std::vector<std::string>& recipients,

@@ -12,7 +12,9 @@ namespace spoold::daemon {
 struct HopKey {
   config::RouteKind kind = config::RouteKind::mx;
   std::string name;  // mx: the domain (lower case); relay: the group name; hosts: the route's host list
-  size_t route_index = 0;
+  // hosts: the route's host list as configured (a copy: the key outlives no config, it carries
+  // what it needs).
+  std::vector<std::string> hosts;
   // A route names the domain (any pattern but the catch-all "*"): its MX may point at this host or
   // other restricted addresses (dns::restricted_address), which is refused otherwise.
   bool local_ok = false;

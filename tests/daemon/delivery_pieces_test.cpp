@@ -6,6 +6,7 @@
 
 #include "daemon/classify.h"
 #include "daemon/relay_quota.h"
+#include "daemon/router.h"
 #include "daemon/smtp_options.h"
 #include "daemon/token_bucket.h"
 
@@ -184,8 +185,11 @@ TEST_CASE("session options: a relay server's TLS and AUTH replace delivery.tls",
   g.servers[1].auth = config::Auth{config::AuthMechanism::login, "u", "", "secret"};
   g.servers[2].tls = config::RelayTls::smtps;
   cfg.relays.push_back(g);
-  HopKey relay{config::RouteKind::relay, "corp", 0, false};
-  HopKey mx{config::RouteKind::mx, "example.org", 0, false};
+  HopKey relay;
+  relay.kind = config::RouteKind::relay;
+  relay.name = "corp";
+  HopKey mx;
+  mx.name = "example.org";
   dns::Address addr{"127.0.0.1"};
   auto hop = [](int preference) {
     dns::NextHop h;
@@ -220,4 +224,45 @@ TEST_CASE("session options: a relay server's TLS and AUTH replace delivery.tls",
     CHECK(o.engine.auth.allow_plaintext == r.auth_plaintext);
     CHECK(o.engine.auth.user.empty() == !r.auth);
   }
+}
+
+TEST_CASE("route: the first matching route names the next hop; its key carries what it needs",
+          "[pieces][router]") {
+  config::Config cfg;
+  config::Route relay;
+  relay.match = {"corp.example", "*.corp.example"};
+  relay.kind = config::RouteKind::relay;
+  relay.relay = "corp";
+  config::Route hosts;
+  hosts.match = {"lab.test"};
+  hosts.kind = config::RouteKind::hosts;
+  hosts.hosts = {"127.0.0.1:2525", "127.0.0.2"};
+  config::Route all;
+  all.match = {"*"};
+  all.kind = config::RouteKind::mx;
+  cfg.routes = {relay, hosts, all};
+  struct Row {
+    const char* domain;
+    const char* key;
+    bool local_ok;
+    size_t hosts;
+  };
+  const Row rows[] = {
+      {"corp.example", "relay:corp", true, 0},
+      {"a.corp.example", "relay:corp", true, 0},
+      {"lab.test", "hosts:127.0.0.1:2525,127.0.0.2", true, 2},
+      {"example.org", "mx:example.org", false, 0},  // only the catch-all: restricted MX refused
+  };
+  for (const auto& r : rows) {
+    INFO(r.domain);
+    HopKey k = route(cfg, r.domain);
+    CHECK(k.str() == r.key);
+    CHECK(k.local_ok == r.local_ok);
+    CHECK(k.hosts.size() == r.hosts);
+  }
+  cfg.routes.clear();
+  CHECK(route(cfg, "example.org").str() == "mx:example.org");  // no routes: by MX
+  CHECK(domain_of("Bob@Example.ORG.") == "example.org");
+  CHECK(domain_of("bob@[192.0.2.1]") == "[192.0.2.1]");
+  CHECK(domain_of("nobody") == "");
 }

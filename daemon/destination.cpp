@@ -1,0 +1,710 @@
+// daemon/destination.cpp — see destination.h.
+#include "daemon/destination.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "daemon/classify.h"
+#include "daemon/log.h"
+#include "daemon/smtp_options.h"
+#include "spool/crashpoint.h"
+
+namespace spoold::daemon {
+
+namespace {
+
+constexpr auto kBadAddressMemory = std::chrono::seconds(60);  // skip a refusing host at most this long
+constexpr auto kHopsLifetime = std::chrono::seconds(60);      // re-resolve a destination after this
+
+}  // namespace
+
+void DeliveryEngine::Destination::enqueue(Part p) {
+  last_active_ = Clock::now();
+  queue_.push_back(std::move(p));
+  pump();
+}
+
+void DeliveryEngine::Destination::pump() {
+  if (eng_.stopping_) {
+    fail_queue(smtp::Outcome{smtp::Status::temporary, 0, "4.3.2", "mail system is shutting down"}, false);
+    quit_idle();
+    return;
+  }
+  if (queue_.empty()) return;
+  if (!hops_ok_ || Clock::now() > hops_expire_) {
+    resolve();
+    return;
+  }
+  for (auto& c : conns_)
+    if (c->st == Conn::St::idle && !c->retire && !queue_.empty()) assign(*c);
+  open_connections();
+}
+
+void DeliveryEngine::Destination::quit_idle() {
+  for (auto& c : conns_)
+    if (c->st == Conn::St::idle) begin_quit(*c);
+}
+
+void DeliveryEngine::Destination::set_state(Conn& c, Conn::St st) {
+  if (c.st == st) return;
+  if (log::enabled(config::LogLevel::debug))
+    log::debug("{}: connection #{} {} -> {}", c.relay(), c.serial, Conn::to_string(c.st),
+               Conn::to_string(st));
+  if (c.st == Conn::St::idle && eng_.idle_conns_ > 0) --eng_.idle_conns_;
+  if (st == Conn::St::idle) ++eng_.idle_conns_;
+  c.st = st;
+}
+
+void DeliveryEngine::Destination::withdraw(std::uint64_t token) {
+  std::vector<Part> gone;
+  for (auto it = queue_.begin(); it != queue_.end();)
+    if (it->token == token) {
+      gone.push_back(std::move(*it));
+      it = queue_.erase(it);
+    } else {
+      ++it;
+    }
+  for (Part& p : gone) {
+    std::vector<RecipientResult> rs;
+    for (size_t i : p.indices)
+      rs.push_back({i, smtp::Outcome{smtp::Status::temporary, 0, "4.3.0", "lock lost"}, "none", false});
+    eng_.done_(p.token, std::move(rs));
+  }
+  // Cut from each connection's own timer, not here: an abort runs callbacks that may reach the
+  // caller (and a part behind a dot is cut only once it is the running one).
+  for (auto& c : conns_)
+    if (carries_withdrawn(*c)) arm_life(*c, 0);
+}
+
+bool DeliveryEngine::Destination::carries_withdrawn(const Conn& c) const {
+  return (c.current && eng_.withdrawn(c.current->token)) || (c.next && eng_.withdrawn(c.next->token));
+}
+
+void DeliveryEngine::Destination::abort_all() {
+  std::vector<Conn*> all;
+  for (auto& c : conns_) all.push_back(c.get());
+  for (Conn* c : all) {  // each may close (and leave conns_) synchronously
+    if (!c->session) continue;
+    if (c->st == Conn::St::idle || c->st == Conn::St::closing)
+      c->session->quit();
+    else
+      c->session->abort("mail system is shutting down: stop grace period over");
+  }
+}
+
+std::string DeliveryEngine::Destination::drop_restricted(dns::NextHops& h) {
+  std::string dropped;
+  for (auto& hop : h.hops)
+    std::erase_if(hop.addresses, [&](const dns::Address& a) {
+      if (!dns::restricted_address(a.ip)) return false;
+      dropped += (dropped.empty() ? "" : ", ") + hop.host + "[" + a.ip + "]";
+      return true;
+    });
+  std::erase_if(h.hops, [](const dns::NextHop& hop) { return hop.addresses.empty(); });
+  return dropped;
+}
+
+void DeliveryEngine::Destination::resolve() {
+  if (resolving_) return;
+  resolving_ = true;
+  auto cb = [this](dns::NextHops h) {
+    resolving_ = false;
+    std::string refused;
+    if (h.ok() && key_.kind == config::RouteKind::mx && !key_.local_ok) refused = drop_restricted(h);
+    if (h.ok() && h.hops.empty()) {
+      hops_ok_ = false;
+      fail_queue(smtp::Outcome{smtp::Status::permanent, 0, "5.4.4",
+                               "MX points at restricted addresses only (" + refused +
+                                   "): refused; a route that names the domain allows it"});
+      eng_.maybe_drained();
+      return;
+    }
+    if (!h.ok()) {
+      hops_ok_ = false;
+      auto status = h.status == dns::Status::permanent ? smtp::Status::permanent : smtp::Status::temporary;
+      std::string code = status == smtp::Status::permanent ? "5.1.2" : "4.4.3";
+      fail_queue(smtp::Outcome{status, 0, code, h.reason});
+      eng_.maybe_drained();
+      return;
+    }
+    hops_ = std::move(h);
+    hops_ok_ = true;
+    hops_expire_ = Clock::now() + kHopsLifetime;
+    pump();
+  };
+  const auto& cfg = *cfg_;
+  if (key_.kind == config::RouteKind::mx) {
+    eng_.resolver_.resolve_next_hops(key_.name, cb);
+    return;
+  }
+  std::vector<dns::HostPort> hosts;
+  if (key_.kind == config::RouteKind::hosts) {
+    for (const auto& h : key_.hosts) {
+      auto hp = dns::parse_host_port(h, static_cast<uint16_t>(cfg.delivery.port));
+      if (hp.ok()) hosts.push_back(*hp);
+    }
+  } else if (const auto* g = cfg.relay(key_.name)) {
+    for (const auto& s : g->servers) hosts.push_back(dns::HostPort{s.host, static_cast<uint16_t>(s.port)});
+  }
+  eng_.resolver_.resolve_hosts(hosts, cb);
+}
+
+bool DeliveryEngine::Destination::address_skipped(const std::string& key) const {
+  return eng_.health_.skipped_since(key, Clock::now()).has_value();
+}
+
+bool DeliveryEngine::Destination::wanted_at(const std::string& key) const {
+  return std::any_of(queue_.begin(), queue_.end(),
+                     [&](const Part& p) { return !p.attempt.exhausted(key, connect_attempts()); });
+}
+
+bool DeliveryEngine::Destination::live_conn_to(const std::string& key) const {
+  return std::any_of(conns_.begin(), conns_.end(), [&](const auto& c) {
+    return c->st != Conn::St::closing && !c->retire && c->session && c->session->alive() &&
+           server_key(c->ip, c->port) == key;
+  });
+}
+
+bool DeliveryEngine::Destination::ready_conn_to(const std::string& key, const Conn* except) const {
+  return std::any_of(conns_.begin(), conns_.end(), [&](const auto& c) {
+    return c.get() != except && (c->st == Conn::St::idle || c->st == Conn::St::busy) &&
+           server_key(c->ip, c->port) == key;
+  });
+}
+
+bool DeliveryEngine::Destination::can_go(const Part& p) {
+  for (const auto& h : hops_.hops) {
+    bool usable = !relay_server(h) || server_usable(static_cast<size_t>(h.preference));
+    for (const auto& a : h.addresses) {
+      std::string key = server_key(a.ip, h.port);
+      if (p.attempt.exhausted(key, connect_attempts())) continue;
+      if (live_conn_to(key) || (usable && !address_skipped(key))) return true;
+    }
+  }
+  return false;
+}
+
+auto DeliveryEngine::Destination::pick() -> std::optional<Pick> {
+  std::vector<const dns::NextHop*> order;
+  for (const auto& h : hops_.hops) order.push_back(&h);
+  bool relay = key_.kind == config::RouteKind::relay;
+  if (relay && quota_.round_robin() && !order.empty()) {
+    // Start at the first hop whose server index is >= rr_next_.
+    std::stable_partition(order.begin(), order.end(), [&](const dns::NextHop* h) {
+      return static_cast<size_t>(h->preference) >= rr_next_;
+    });
+  }
+  for (const auto* h : order) {
+    if (relay && !server_usable(static_cast<size_t>(h->preference))) continue;
+    for (const auto& a : h->addresses) {
+      std::string key = server_key(a.ip, h->port);
+      if (!address_skipped(key) && wanted_at(key)) return Pick{h, &a};
+    }
+  }
+  return std::nullopt;
+}
+
+void DeliveryEngine::Destination::settle_stuck() {
+  std::vector<Part> stuck;
+  for (auto it = queue_.begin(); it != queue_.end();) {
+    if (can_go(*it)) {
+      ++it;
+      continue;
+    }
+    stuck.push_back(std::move(*it));
+    it = queue_.erase(it);
+  }
+  for (Part& p : stuck) report_stuck(std::move(p));  // after the walk: a report may queue more
+}
+
+smtp::Outcome DeliveryEngine::Destination::final_verdict(const Part& p) const {
+  smtp::Outcome v = p.attempt.verdict();
+  if (v.status != smtp::Status::permanent) return v;
+  for (const auto& h : hops_.hops)
+    for (const auto& a : h.addresses)
+      if (!p.attempt.exhausted(server_key(a.ip, h.port), connect_attempts())) {
+        v.status = smtp::Status::temporary;
+        if (!v.enhanced.empty()) v.enhanced[0] = '4';
+        return v;
+      }
+  return v;
+}
+
+void DeliveryEngine::Destination::report_stuck(Part p) {
+  std::vector<RecipientResult> rs;
+  if (p.attempt.any_failure()) {
+    smtp::Outcome why = final_verdict(p);
+    for (size_t i : p.indices) rs.push_back({i, why, p.attempt.last_relay()});
+  } else if (auto skipped = skipped_reason()) {
+    for (size_t i : p.indices) {
+      RecipientResult r{i, smtp::Outcome{smtp::Status::temporary, 0, "4.4.1", skipped->first}, "none", false};
+      r.postpone_s = skipped->second;
+      rs.push_back(std::move(r));
+    }
+  } else {
+    for (size_t i : p.indices)
+      rs.push_back(
+          {i, smtp::Outcome{smtp::Status::temporary, 0, "4.4.1", "no usable next-hop address"}, "none"});
+  }
+  eng_.done_(p.token, std::move(rs));
+}
+
+std::optional<std::pair<std::string, std::int64_t>> DeliveryEngine::Destination::skipped_reason() const {
+  auto now = Clock::now();
+  std::string text;
+  std::optional<Clock::time_point> first_due;
+  int named = 0;
+  for (const auto& h : hops_.hops)
+    for (const auto& a : h.addresses) {
+      std::string key = server_key(a.ip, h.port);
+      auto since = eng_.health_.skipped_since(key, now);
+      if (!since) continue;
+      auto until = eng_.health_.skipped_until(key);
+      if (!first_due || until < *first_due) first_due = until;
+      if (named++ < 3)
+        text += fmt::format("{}{} failed {} s ago", text.empty() ? "not tried: " : ", ", server_display(key),
+                            std::chrono::duration_cast<std::chrono::seconds>(now - *since).count());
+    }
+  if (!first_due) return std::nullopt;
+  auto wait = std::chrono::duration_cast<std::chrono::seconds>(*first_due - now).count() + 1;
+  return std::make_pair(text, std::max<std::int64_t>(1, wait));
+}
+
+void DeliveryEngine::Destination::open_connections() {
+  const auto& d = cfg_->delivery;
+  size_t connecting = 0;
+  for (auto& c : conns_)
+    if (c->st == Conn::St::connecting) ++connecting;
+  while (queue_.size() > connecting &&
+         conns_.size() < std::min(concurrency_, static_cast<size_t>(d.max_sessions_per_destination))) {
+    // At the global limit, an idle pooled connection elsewhere gives up its slot (Postfix keeps
+    // idle connections only while nobody else needs the session): without this, 20 idle
+    // connections would hold back every other destination until their idle_timeout.
+    if (eng_.slots_ >= static_cast<size_t>(d.max_sessions) && !eng_.reclaim_idle(this)) {
+      blocked_ = true;  // an idle connection elsewhere will make room (idle())
+      eng_.wait_for_slot(this);
+      break;
+    }
+    blocked_ = false;
+    auto p = pick();
+    if (!p) {
+      settle_stuck();
+      if (queue_.empty() && conns_.empty()) hops_ok_ = false;  // look the next hop up again next time
+      return;
+    }
+    open(*p->hop, *p->addr);
+    ++connecting;
+  }
+}
+
+smtp::SessionOptions DeliveryEngine::Destination::session_options(const dns::NextHop& hop,
+                                                                  const dns::Address& addr) {
+  auto o = daemon::session_options(*cfg_, key_, hop, addr);
+  if (!cfg_->delivery.transcript_dir.empty())
+    o.transcript_path =
+        fmt::format("{}/{}-{}-{}.log", cfg_->delivery.transcript_dir, hop.host, getpid(), ++serial_);
+  return o;
+}
+
+void DeliveryEngine::Destination::open_plain(const std::string& ip, int port) {
+  for (const auto& h : hops_.hops)
+    for (const auto& a : h.addresses)
+      if (a.ip == ip && h.port == port) return open(h, a, true);
+}
+
+void DeliveryEngine::Destination::open(const dns::NextHop& hop, const dns::Address& addr, bool plaintext) {
+  auto c = std::make_unique<Conn>();
+  Conn* conn = c.get();
+  conn->plaintext = plaintext;
+  conn->serial = ++eng_.conn_serial_;
+  conn->dest = this;
+  conn->host = hop.host;
+  conn->ip = addr.ip;
+  conn->port = hop.port;
+  conn->server = static_cast<size_t>(hop.preference);
+  conn->share_key = share_key(hop, addr);
+  if (key_.kind == config::RouteKind::relay && quota_.round_robin())
+    rr_next_ = conn->server + 1 >= quota_.size() ? 0 : conn->server + 1;
+  conn->idle_timer = std::make_unique<Timer>(eng_.loop_);
+  conn->life_timer = std::make_unique<Timer>(eng_.loop_);
+  arm_life(*conn, static_cast<uint64_t>(cfg_->delivery.max_connection_time.count()));
+  smtp::SessionCallbacks cbs;
+  cbs.on_ready = [this, conn] {
+    set_state(*conn, Conn::St::idle);
+    eng_.health_.succeeded(server_key(conn->ip, conn->port));
+    pump();
+    if (conn->st == Conn::St::idle) idle_or_hand_over(*conn);
+  };
+  // The connection may change destinations while idle (adopt()): dispatch to its current owner.
+  cbs.on_closed = [conn](const smtp::Outcome& why) { conn->dest->on_closed(conn, why); };
+  cbs.on_next_welcome = [conn] { conn->dest->offer_next(*conn); };
+  cbs.on_warning = [conn](std::string_view w) { log::warning("{}: {}", conn->relay(), w); };
+  if (spool::crashpoints_enabled())  // test builds: crash between any two SMTP states ("smtp:dot -> ready")
+    cbs.on_trace = [](std::string_view t) { spool::crashpoint("smtp:" + std::string(t)); };
+  conns_.push_back(std::move(c));
+  ++eng_.sessions_;
+  ++eng_.slots_;
+  auto options = session_options(hop, addr);
+  if (plaintext) options.engine.tls = smtp::TlsPolicy::none;
+  conn->session = std::make_unique<smtp::Session>(eng_.loop_, std::move(options), std::move(cbs));
+}
+
+std::string DeliveryEngine::Destination::share_key(const dns::NextHop& hop, const dns::Address& addr) const {
+  if (key_.kind == config::RouteKind::relay) return "";
+  std::string k = server_key(addr.ip, hop.port);
+  if (cfg_->delivery.tls == config::TlsPolicy::verify) k += "|" + hop.host;
+  return k;
+}
+
+void DeliveryEngine::Destination::idle_or_hand_over(Conn& c) {
+  if (!c.share_key.empty() && !c.retire && eng_.someone_blocked(this))
+    if (Destination* taker = eng_.taker_for(c.share_key, this)) {
+      auto it = std::find_if(conns_.begin(), conns_.end(), [&](const auto& p) { return p.get() == &c; });
+      std::unique_ptr<Conn> moving = std::move(*it);
+      conns_.erase(it);
+      c.idle_timer->stop();
+      taker->adopt(std::move(moving));
+      return;
+    }
+  idle(c);
+}
+
+bool DeliveryEngine::Destination::wants(const std::string& share) const {
+  if (!blocked() || !hops_ok_) return false;
+  for (const auto& h : hops_.hops)
+    for (const auto& a : h.addresses)
+      if (share_key(h, a) == share && !address_skipped(server_key(a.ip, h.port)))
+        return wanted_at(server_key(a.ip, h.port));
+  return false;
+}
+
+std::vector<std::string> DeliveryEngine::Destination::share_keys() const {
+  std::vector<std::string> out;
+  if (!hops_ok_ || key_.kind == config::RouteKind::relay) return out;
+  for (const auto& h : hops_.hops)
+    for (const auto& a : h.addresses) out.push_back(share_key(h, a));
+  return out;
+}
+
+void DeliveryEngine::Destination::adopt(std::unique_ptr<Conn> c) {
+  Conn* conn = c.get();
+  conn->dest = this;
+  for (const auto& h : hops_.hops)  // log it under this destination's name for the server
+    for (const auto& a : h.addresses)
+      if (share_key(h, a) == conn->share_key) conn->host = h.host;
+  conns_.push_back(std::move(c));
+  log::debug("{}: connection handed over to {}", conn->relay(), key_.str());
+  pump();
+  if (conn->st == Conn::St::idle) idle(*conn);
+}
+
+void DeliveryEngine::Destination::idle(Conn& c) {
+  if (eng_.someone_blocked(this)) {
+    begin_quit(c);
+    eng_.pump_waiting();
+    return;
+  }
+  arm_idle(c);
+}
+
+void DeliveryEngine::Destination::arm_life(Conn& c, uint64_t ms) {
+  Conn* conn = &c;
+  // Dispatched to the connection's current owner: an idle one may have been handed over.
+  c.life_timer->start(ms, 0, [conn] { conn->dest->on_life_over(*conn); });
+}
+
+void DeliveryEngine::Destination::on_life_over(Conn& c) {
+  if (c.st == Conn::St::closing || !c.session) return;
+  auto life = cfg_->delivery.max_connection_time;
+  auto age = Clock::now() - c.opened;
+  bool lost = carries_withdrawn(c);
+  if (!lost && age < life)
+    return arm_life(
+        c,
+        static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(life - age).count()) + 1);
+  c.retire = true;
+  if (c.st == Conn::St::idle) return begin_quit(c);
+  if (c.session->after_final_dot()) return arm_life(c, 50);  // look again when the reply came
+  c.cut = lost ? "lock lost: another process may own the message" : "max_connection_time reached";
+  log::info("{}: {} in a {} session: cut before its final dot", c.relay(), c.cut,
+            c.st == Conn::St::busy ? "busy" : "connecting");
+  c.session->abort(c.cut);  // may destroy c
+}
+
+void DeliveryEngine::Destination::arm_idle(Conn& c) {
+  auto ms = static_cast<uint64_t>(cfg_->delivery.idle_timeout.count());
+  Conn* conn = &c;
+  c.idle_timer->start(ms, 0, [this, conn] {
+    if (conn->st == Conn::St::idle) begin_quit(*conn);
+  });
+}
+
+void DeliveryEngine::Destination::begin_quit(Conn& c) {
+  set_state(c, Conn::St::closing);
+  c.idle_timer->stop();
+  release_slot(c);  // a closing connection no longer holds back new ones
+  c.session->quit();
+}
+
+void DeliveryEngine::Destination::release_slot(Conn& c) {
+  if (!c.holds_slot) return;
+  c.holds_slot = false;
+  if (eng_.slots_ > 0) --eng_.slots_;
+}
+
+bool DeliveryEngine::Destination::quit_one_idle() {
+  for (auto& c : conns_)
+    if (c->st == Conn::St::idle) {
+      begin_quit(*c);
+      return true;
+    }
+  return false;
+}
+
+void DeliveryEngine::Destination::assign(Conn& c) {
+  if (Clock::now() - c.opened >= cfg_->delivery.max_connection_time) {
+    begin_quit(c);  // too old to start another transaction on: retire, a fresh one follows
+    return;
+  }
+  auto part = take_part(c, false);
+  if (!part) return;
+  c.idle_timer->stop();
+  set_state(c, Conn::St::busy);
+  send_part(c, std::move(*part));
+}
+
+void DeliveryEngine::Destination::offer_next(Conn& c) {
+  if (eng_.stopping_ || c.st != Conn::St::busy || !c.current || c.next || c.retire || !room_behind_dot(c) ||
+      !c.session->can_submit_next())
+    return;
+  size_t connecting = static_cast<size_t>(std::count_if(
+      conns_.begin(), conns_.end(), [](const auto& k) { return k->st == Conn::St::connecting; }));
+  if (queue_.size() <= connecting) return;
+  auto part = take_part(c, true);
+  if (part) send_part(c, std::move(*part));
+}
+
+bool DeliveryEngine::Destination::room_behind_dot(const Conn& c) const {
+  const auto& d = cfg_->delivery;
+  if (d.max_messages_per_connection > 0 && c.messages + 2 > d.max_messages_per_connection) return false;
+  if (Clock::now() - c.opened >= d.max_connection_time) return false;
+  return key_.kind != config::RouteKind::relay || quota_.room_behind_dot(c.server);
+}
+
+std::optional<Part> DeliveryEngine::Destination::take_part(const Conn& c, bool behind_dot) {
+  std::string key = server_key(c.ip, c.port);
+  auto it = std::find_if(queue_.begin(), queue_.end(), [&](const Part& p) {
+    return (!behind_dot || p.longest_line > 0) && !p.attempt.exhausted(key, connect_attempts());
+  });
+  if (it == queue_.end() || !take_token()) return std::nullopt;
+  Part part = std::move(*it);
+  queue_.erase(it);
+  return part;
+}
+
+void DeliveryEngine::Destination::send_part(Conn& c, Part part) {
+  bool behind_dot = c.current.has_value();
+  smtp::Transaction t;
+  t.sender = part.sender;
+  t.recipients = part.recipients;
+  t.size = part.size;
+  t.missing_date = part.missing_date;
+  t.missing_message_id = part.missing_message_id;
+  if (part.longest_line > 0)  // known from pickup: no second read of the body before MAIL
+    t.body_info = smtp::BodyInfo{part.eight_bit, static_cast<size_t>(part.longest_line), 0};
+  smtp::BodySource body;
+  int fd = ::open(part.body_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    // The body vanished (deleted by an operator?): nothing to send; report temporary.
+    if (!behind_dot) set_state(c, Conn::St::idle);
+    std::vector<RecipientResult> rs;
+    for (size_t i = 0; i < part.indices.size(); ++i)
+      rs.push_back({part.indices[i],
+                    smtp::Outcome{smtp::Status::temporary, 0, "4.3.0", "cannot open the stored message"},
+                    "none"});
+    eng_.done_(part.token, std::move(rs));
+    if (!behind_dot) idle(c);
+    return;
+  }
+  body.fd = fd;
+  body.offset = part.body_offset;
+  std::uint64_t id = ++c.submissions;
+  if (behind_dot) {
+    c.next = std::move(part);
+    c.next_id = id;
+  } else {
+    c.current = std::move(part);
+    c.current_id = id;
+    c.retry_slot = 0;
+  }
+  Conn* conn = &c;
+  c.session->submit(std::move(t), std::move(body),
+                    [this, conn, id](const smtp::TransactionResult& r) { on_transaction(conn, id, r); });
+  ::close(fd);  // the session dup()ed it
+}
+
+bool DeliveryEngine::Destination::take_token() {
+  if (bucket_.take(Clock::now())) return true;
+  if (!rate_timer_.active()) rate_timer_.start(bucket_.wait_ms(), 0, [this] { pump(); });
+  return false;
+}
+
+void DeliveryEngine::Destination::on_transaction(Conn* c, std::uint64_t id,
+                                                 const smtp::TransactionResult& r) {
+  Part part;
+  if (c->current && c->current_id == id) {
+    part = std::move(*c->current);
+    c->current = std::exchange(c->next, std::nullopt);
+    c->current_id = c->next_id;
+    ++c->messages;
+    note_server_message(*c);
+  } else if (c->next && c->next_id == id) {
+    part = std::move(*c->next);
+    c->next.reset();
+  } else {
+    return;  // answers nothing we sent (cannot happen)
+  }
+  if (c->current && eng_.withdrawn(c->current->token)) arm_life(*c, 0);  // now running: cut it
+  std::vector<RecipientResult> done;
+  Part retry = part;
+  retry.recipients.clear();
+  retry.indices.clear();
+  retry.failed_on = c->serial;
+  bool answered = false;
+  for (size_t i = 0; i < r.recipients.size() && i < part.indices.size(); ++i) {
+    const auto& o = r.recipients[i].outcome;
+    if (classify(o) == Disposition::next_address) {  // no verdict: another server may, in this attempt
+      if (retry.indices.empty()) retry.attempt.failed(server_key(c->ip, c->port), o, c->relay());
+      retry.recipients.push_back(part.recipients[i]);
+      retry.indices.push_back(part.indices[i]);
+      continue;
+    }
+    answered = true;
+    smtp::Outcome out = o;
+    out.enhanced = smtp::dsn_code(o);
+    done.push_back({part.indices[i], out, c->relay()});
+  }
+  if (eng_.withdrawn(part.token)) {  // its lock was lost: nothing of it is ours to report or retry
+    done.clear();
+    for (size_t i : part.indices)
+      done.push_back({i, smtp::Outcome{smtp::Status::temporary, 0, "4.3.0", "lock lost"}, "none", false});
+    retry.indices.clear();
+  }
+  if (!retry.indices.empty() && !can_go(retry)) {  // no server left for it in this attempt
+    smtp::Outcome why = final_verdict(retry);
+    for (size_t i : retry.indices) done.push_back({i, why, c->relay()});
+  } else if (!retry.indices.empty()) {  // ahead of the queue, in the order the parts were sent
+    queue_.insert(queue_.begin() + static_cast<std::ptrdiff_t>(std::min(c->retry_slot, queue_.size())),
+                  std::move(retry));
+    ++c->retry_slot;
+  }
+  // Slow start (Postfix's destination concurrency): a destination earns each further session
+  // with a transaction its server answered, so a tarpit holds one session, not its whole share.
+  if (answered) grow_concurrency();
+  if (!done.empty()) eng_.done_(part.token, std::move(done));
+  // The token may have ended the last part of a message; the engine itself is still alive.
+  if (c->current) return;  // the part behind the dot is running: still busy, limits judged after it
+  const auto& d = cfg_->delivery;
+  if ((d.max_messages_per_connection > 0 && c->messages >= d.max_messages_per_connection) ||
+      Clock::now() - c->opened >= d.max_connection_time)
+    c->retire = true;
+  if (!c->session->alive()) return;  // on_closed follows
+  if (c->retire) {
+    begin_quit(*c);
+    pump();
+    return;
+  }
+  set_state(*c, Conn::St::idle);
+  pump();
+  if (c->st == Conn::St::idle) idle_or_hand_over(*c);
+}
+
+void DeliveryEngine::Destination::note_server_message(Conn& c) {
+  if (key_.kind == config::RouteKind::relay && quota_.message_done(c.server, Clock::now())) c.retire = true;
+}
+
+void DeliveryEngine::Destination::on_closed(Conn* c, const smtp::Outcome& why) {
+  SessionEnd end;
+  end.never_ready = c->st == Conn::St::connecting;
+  end.busy = c->st == Conn::St::busy;
+  end.cut_by_us = !c->cut.empty();
+  end.plaintext = c->plaintext;
+  end.starttls_failed = c->session && c->session->starttls_failed();
+  end.relay = key_.kind == config::RouteKind::relay;
+  end.opportunistic = cfg_->delivery.tls == config::TlsPolicy::opportunistic;
+  end.stopping = eng_.stopping_;
+  CloseAction action = on_session_end(end, why);
+  log::debug("{}: session closed after {} messages ({}: {}): {}", c->relay(), c->messages,
+             smtp::to_string(why.status), why.text, to_string(action));
+  std::optional<std::pair<std::string, int>> fallback;
+  if (action == CloseAction::plaintext_retry) {
+    log::info("{}: {}; trying again without TLS (tls: opportunistic)", c->relay(), why.text);
+    fallback = std::make_pair(c->ip, c->port);
+  } else if (action == CloseAction::server_failed) {
+    record_failure(*c, why, end.never_ready);
+  }
+  // The session ended without a transaction result (should not happen): defer the parts.
+  for (auto* slot : {&c->current, &c->next}) {
+    if (!*slot) continue;
+    Part p = std::move(**slot);
+    slot->reset();
+    std::vector<RecipientResult> rs;
+    for (size_t i : p.indices)
+      rs.push_back({i, why.status == smtp::Status::sent ? smtp::Outcome{} : why, "none"});
+    eng_.done_(p.token, std::move(rs));
+  }
+  auto it = std::find_if(conns_.begin(), conns_.end(), [&](const auto& p) { return p.get() == c; });
+  // Destroying the Session from inside its own callback is allowed (smtp/session.h).
+  std::unique_ptr<Conn> dying = std::move(*it);
+  conns_.erase(it);
+  set_state(*dying, Conn::St::closing);  // a server may close an idle connection itself
+  release_slot(*dying);
+  dying.reset();
+  // Before session_closed(): the slot just freed is this server's retry, not anyone else's.
+  if (fallback && wanted_at(server_key(fallback->first, fallback->second)))
+    open_plain(fallback->first, fallback->second);
+  eng_.session_closed();
+  pump();
+  eng_.maybe_drained();
+}
+
+void DeliveryEngine::Destination::record_failure(const Conn& c, smtp::Outcome why, bool never_ready) {
+  std::string key = server_key(c.ip, c.port);
+  std::string relay =
+      c.session && c.session->connected() ? c.relay() : "none";  // DESIGN.md: none = no connection
+  why = server_failure(std::move(why), never_ready, key_.kind == config::RouteKind::relay);
+  eng_.health_.failed(key, Clock::now(), connect_attempts(), bad_server_memory());
+  if (concurrency_ > 1) --concurrency_;
+  if (!ready_conn_to(key, &c))
+    for (Part& p : queue_)
+      if (p.failed_on != c.serial && !p.attempt.exhausted(key, connect_attempts()))
+        p.attempt.failed(key, why, relay);
+  log::info("{}: {} (try {} of {}): {}", c.relay(), never_ready ? "connection failed" : "session failed",
+            queue_.empty() ? 1 : queue_.front().attempt.failures(key), connect_attempts(), why.text);
+}
+
+Clock::duration DeliveryEngine::Destination::bad_server_memory() const {
+  Clock::duration memory = kBadAddressMemory;
+  for (const auto& t : cfg_->queue.tiers)
+    if (t.delay.count() > 0) memory = std::min<Clock::duration>(memory, t.delay / 2);
+  return std::max<Clock::duration>(memory, std::chrono::seconds(1));
+}
+
+void DeliveryEngine::Destination::grow_concurrency() {
+  concurrency_ = std::min(concurrency_ + 1, static_cast<size_t>(cfg_->delivery.max_sessions_per_destination));
+}
+
+void DeliveryEngine::Destination::fail_queue(const smtp::Outcome& why, bool attempted,
+                                             const std::string& relay) {
+  while (!queue_.empty()) {
+    Part p = std::move(queue_.front());
+    queue_.pop_front();
+    std::vector<RecipientResult> rs;
+    for (size_t i : p.indices) rs.push_back({i, why, relay, attempted});
+    eng_.done_(p.token, std::move(rs));
+  }
+}
+
+}  // namespace spoold::daemon
