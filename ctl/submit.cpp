@@ -96,7 +96,7 @@ std::string phrase(std::string_view name) {
 
 // Adds "From:" when the message has none. A message whose first line is no header (plain text
 // piped to sendmail) gets an empty line after it, so the text stays the body.
-std::string with_from(std::string message, const std::string& addr, const std::string& full_name) {
+std::string with_from(const std::string& message, const std::string& addr, const std::string& full_name) {
   std::string from = full_name.empty() ? fmt::format("From: {}\n", addr)
                                        : fmt::format("From: {} <{}>\n", phrase(full_name), addr);
   size_t eol = message.find('\n');
@@ -194,7 +194,7 @@ Result<Submission> build_submission(std::string message, const SubmitOptions& o)
   }
   auto fields = header_fields(message);
   if (std::none_of(fields.begin(), fields.end(), [](const HeaderField& f) { return f.name == "from"; })) {
-    message = with_from(std::move(message), from_addr, o.full_name);
+    message = with_from(message, from_addr, o.full_name);
     fields = header_fields(message);
   }
   if (!o.sender) s.sender = o.extract ? header_sender(fields, o.default_sender) : o.default_sender;

@@ -90,7 +90,7 @@ void Daemon::bounce_ids(const control::Json& request, Reply reply) {
           out->result.done.push_back(id);
         }
       },
-      [this, out, reply] {
+      [this, out, reply = std::move(reply)] {
         --pool_jobs_;
         for (auto& c : out->claimed) {
           // Every pending recipient fails permanently; finish() queues the DSN and files the entry.

@@ -64,7 +64,7 @@ void send_and_close(Client* c, const control::Json& response) {
     close_client(owned->client);
   });
   if (rc == 0) {
-    w.release();
+    (void)w.release();  // the loop owns the write request until its callback
   } else {
     close_client(c);
   }
@@ -96,7 +96,7 @@ void on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
     return;
   }
   std::weak_ptr<bool> alive = c->alive;
-  c->server->handler(*req, [c, alive](control::Json response) {
+  c->server->handler(*req, [c, alive](const control::Json& response) {
     if (alive.expired() || !*alive.lock()) return;  // the client hung up meanwhile
     send_and_close(c, response);
   });

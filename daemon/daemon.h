@@ -62,8 +62,8 @@ class Daemon {
   // Scheduling (scheduler.cpp)
   void arm_tier_timers();
   void tick(int tier);
-  void tick_done(int tier, std::vector<spool::Claimed> claimed, std::vector<spool::PickupResult> pickups,
-                 bool more);
+  void tick_done(int tier, std::vector<spool::Claimed> claimed,
+                 const std::vector<spool::PickupResult>& pickups, bool more);
   void start_delivery(spool::Claimed claimed);
   void watch_incoming();
   void maybe_continue();

@@ -216,7 +216,7 @@ void DeliveryEngine::Destination::settle_stuck() {
     stuck.push_back(std::move(*it));
     it = queue_.erase(it);
   }
-  for (Part& p : stuck) report_stuck(std::move(p));  // after the walk: a report may queue more
+  for (const Part& p : stuck) report_stuck(p);  // after the walk: a report may queue more
 }
 
 smtp::Outcome DeliveryEngine::Destination::final_verdict(const Part& p) const {
@@ -232,7 +232,7 @@ smtp::Outcome DeliveryEngine::Destination::final_verdict(const Part& p) const {
   return v;
 }
 
-void DeliveryEngine::Destination::report_stuck(Part p) {
+void DeliveryEngine::Destination::report_stuck(const Part& p) {
   std::vector<RecipientResult> rs;
   if (p.attempt.any_failure()) {
     smtp::Outcome why = final_verdict(p);

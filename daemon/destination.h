@@ -112,7 +112,7 @@ class DeliveryEngine::Destination {
   // (it failed temporarily for other mail and may take this message later).
   smtp::Outcome final_verdict(const Part& p) const;
 
-  void report_stuck(Part p);
+  void report_stuck(const Part& p);
 
   // "not tried: 127.0.0.6:25 failed 12 s ago" for the servers skipped now, and the seconds until
   // the first of them is tried again; nullopt when none is skipped.

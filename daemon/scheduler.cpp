@@ -124,7 +124,7 @@ void Daemon::tick(int tier) {
         else if (out->claims > 0)
           claim_problem_.ok();
         remember_left(tier, *out);
-        tick_done(tier, std::move(out->claimed), std::move(out->pickups), out->more);
+        tick_done(tier, std::move(out->claimed), out->pickups, out->more);
       });
 }
 
@@ -152,7 +152,7 @@ bool Daemon::refill_due(int tier) const {
 }
 
 void Daemon::tick_done(int tier, std::vector<spool::Claimed> claimed,
-                       std::vector<spool::PickupResult> pickups, bool more) {
+                       const std::vector<spool::PickupResult>& pickups, bool more) {
   auto t = static_cast<size_t>(tier);
   scanning_[t] = false;
   more_[t] = more;

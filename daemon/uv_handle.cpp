@@ -83,7 +83,7 @@ void run_in_pool(uv_loop_t* loop, std::function<void()> work, std::function<void
         std::unique_ptr<Work> owned(static_cast<Work*>(r->data));
         if (owned->done) owned->done();
       });
-  if (rc == 0) w.release();  // libuv owns it until the after-work callback
+  if (rc == 0) (void)w.release();  // libuv owns it until the after-work callback
 }
 
 }  // namespace spoold::daemon

@@ -6,7 +6,7 @@ set -euo pipefail
 PKGS=(build-essential cmake ninja-build pkg-config
       libuv1-dev libssl-dev libc-ares-dev libyaml-cpp-dev libfmt-dev catch2
       python3 python3-aiosmtpd dnsmasq-base openssl faketime
-      clang-14 libclang-rt-14-dev
+      clang-14 libclang-rt-14-dev clang-format-14 clang-tidy-14
       dpkg-dev lintian systemd man-db groff-base file)
 if [[ "${1:-}" == "--run-only" ]]; then
   PKGS=(build-essential cmake ninja-build pkg-config

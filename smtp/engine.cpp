@@ -581,7 +581,7 @@ void Engine::queue_next(std::unique_ptr<Txn> x) {
 // The recipients left go into `queue`.
 void Engine::precheck(Txn& x) {
   const Transaction& t = x.t;
-  auto fail_all = [&](Outcome o) {
+  auto fail_all = [&](const Outcome& o) {
     for (std::size_t i = 0; i < x.st.size(); ++i)
       if (x.st[i] == Rcpt::queued) x.set(i, o);
   };

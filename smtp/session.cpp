@@ -18,6 +18,7 @@
 #include <cstring>
 #include <deque>
 #include <optional>
+#include <utility>
 
 #include "common/unique_fd.h"
 #include "smtp/body_encoder.h"
@@ -33,6 +34,7 @@ constexpr std::size_t kReadBuffer = 64 * 1024;
 
 struct FileCloser {
   void operator()(std::FILE* f) const {
+    // NOLINTNEXTLINE(cppcoreguidelines-owning-memory): the owner is a unique_ptr; no gsl::owner here.
     if (f) std::fclose(f);
   }
 };
@@ -143,6 +145,7 @@ class Session::Impl : public std::enable_shared_from_this<Impl> {
 Session::Impl::Impl(uv_loop_t* loop, SessionOptions o, SessionCallbacks cb)
     : loop_(loop), opt_(std::move(o)), cb_(std::move(cb)), engine_(opt_.engine, hooks()) {
   if (!opt_.transcript_path.empty()) {
+    // NOLINTNEXTLINE(cppcoreguidelines-owning-memory): transcript_, a unique_ptr, is the owner.
     transcript_.reset(std::fopen(opt_.transcript_path.c_str(), "we"));
     if (!transcript_)
       warn(fmt::format("cannot open transcript {}: {}", opt_.transcript_path, std::strerror(errno)));
@@ -372,7 +375,7 @@ void Session::Impl::start_scan(Transaction txn) {
     scan_done(&work->req, 0);
     return;
   }
-  work.release();  // owned by the request until scan_done
+  (void)work.release();  // owned by the request until scan_done
 }
 
 void Session::Impl::scan_in_pool(uv_work_t* req) {
@@ -429,7 +432,7 @@ void Session::Impl::send(std::string plaintext) {
 // What the engine wrote goes out; the engine gets a written buffer back to fill next, so a body
 // chunk costs no allocation (and no page faults on fresh memory) once the session has sent one.
 void Session::Impl::send_output() {
-  if (engine_.has_output()) send(engine_.take_output(std::move(spare_)));
+  if (engine_.has_output()) send(engine_.take_output(std::exchange(spare_, std::string())));
 }
 
 // Keeps the largest written buffer as spare_ (its capacity is what a body chunk needs).

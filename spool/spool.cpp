@@ -315,6 +315,7 @@ Result<std::vector<std::string>> Spool::list_incoming(
 Result<std::optional<EntryRef>> Spool::find(std::string_view id) const {
   if (!valid_id_chars(id)) return std::optional<EntryRef>();
   std::vector<std::pair<Place, int>> places;
+  places.reserve(static_cast<size_t>(tiers()) + 2);
   for (int t = 0; t < tiers(); ++t) places.emplace_back(Place::queue, t);
   places.emplace_back(Place::hold, 0);
   places.emplace_back(Place::failed, 0);
