@@ -1,5 +1,5 @@
 // config/config.h — spoold's configuration: YAML file → immutable, validated Config.
-// Rule: every key has the default documented in DESIGN.md / docs/configuration.md; an unknown key,
+// Rule: every key has the default documented in docs/configuration.md; an unknown key,
 // a wrong type or an impossible value is an error naming file:line:col and the key, never ignored.
 #pragma once
 

@@ -1,6 +1,6 @@
 // daemon/attempt.h — what one delivery attempt of a message part has met: pure bookkeeping (no
 // I/O, no loop), tested by table. The health of the servers across attempts: address_health.h.
-// Rules (DESIGN.md "Delivery semantics"): in one attempt every address of a next hop is tried at
+// Rules (docs/design.md "Delivery"): in one attempt every address of a next hop is tried at
 // most `connect_attempts` times, then what is left is deferred — never an endless cycle; a server
 // that keeps failing is skipped for a while, but a skipped server never turns a due retry into a
 // silent no-op: the part is then reported "not tried" (relay=none) and postponed, not moved on.

@@ -1,5 +1,5 @@
 // daemon/classify.h — what an SMTP result means for delivery: pure decisions, tested by table.
-// Rules (DESIGN.md "Delivery semantics"): a reply that is a verdict on a recipient (any 2xx, 4xx or
+// Rules (docs/design.md "Delivery"): a reply that is a verdict on a recipient (any 2xx, 4xx or
 // 5xx to RCPT or after the dot) is final for this attempt; a failure before the server gave one (no
 // reply, a reset, 421) sends the recipient on to the next address of its next hop in the same
 // attempt. A part belongs to one next hop (all its MX hosts, a host list or a relay group), so

@@ -673,7 +673,7 @@ void DeliveryEngine::Destination::on_closed(Conn* c, const smtp::Outcome& why) {
 void DeliveryEngine::Destination::record_failure(const Conn& c, smtp::Outcome why, bool never_ready) {
   std::string key = server_key(c.ip, c.port);
   std::string relay =
-      c.session && c.session->connected() ? c.relay() : "none";  // DESIGN.md: none = no connection
+      c.session && c.session->connected() ? c.relay() : "none";  // docs/design.md: none = no connection
   why = server_failure(std::move(why), never_ready, key_.kind == config::RouteKind::relay);
   eng_.health_.failed(key, Clock::now(), connect_attempts(), bad_server_memory());
   if (concurrency_ > 1) --concurrency_;

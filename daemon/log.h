@@ -1,4 +1,5 @@
-// daemon/log.h — spoold's log: free-form lines plus the Postfix-style per-message lines of DESIGN.md.
+// daemon/log.h — spoold's log: free-form lines plus the Postfix-style per-message lines of docs/design.md
+// "Log".
 //   QID: from=<sender>, size=BYTES, nrcpt=N
 //   QID: to=<rcpt>, relay=HOST[IP]:PORT, delay=SECS, tier=K, dsn=X.Y.Z, status=sent (REPLY)
 // format text: one line each on stderr (timestamped unless journald reads us); format json: one JSON

@@ -1,5 +1,5 @@
-// daemon/router.h — which next hop a recipient domain goes to (DESIGN.md `routes`, first match wins).
-// Rule: recipients with the same HopKey share connections; one message is split into one part per key.
+// daemon/router.h — which next hop a recipient domain goes to (docs/configuration.md `routes`, first match
+// wins). Rule: recipients with the same HopKey share connections; one message is split into one part per key.
 #pragma once
 
 #include <string>

@@ -1,7 +1,7 @@
 // fuzz/config_fuzz.cpp — libFuzzer target for the config loader (YAML → validated Config) and the
 // duration / size value parsers that spoolctl and sendmail also use on user input.
 // Rule: no input may crash, hang or throw out of load_string(); an error always names
-// "<name>:line:col:" (DESIGN.md: every error has its line and column); loading is deterministic;
+// "<name>:line:col:" (docs/configuration.md: every error has its line and column); loading is deterministic;
 // a value parser either refuses or returns a value that round-trips through its own unit; and
 // whatever the fast YAML subset parser accepts, yaml-cpp parses to exactly the same tree.
 #include <cstddef>

@@ -353,7 +353,7 @@ void Session::Impl::submit(Transaction txn, BodySource body, TransactionCallback
 }
 
 // Learning BodyInfo means reading the whole stored message: done on the libuv thread pool, so the
-// loop never waits on it (DESIGN.md guarantee 4). The work item keeps Impl alive until it returns.
+// loop never waits on it (docs/design.md guarantee 4). The work item keeps Impl alive until it returns.
 struct Session::Impl::ScanWork {
   uv_work_t req{};
   std::shared_ptr<Impl> owner;

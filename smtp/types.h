@@ -43,7 +43,8 @@ struct TransactionResult {
 };
 
 // RFC 5321 §4.5.3.2 defaults. connect, starttls/tls handshake, auth, rset and quit are not in the RFC
-// table; they use the EHLO value (5 min) except connect (30 s, DESIGN.md delivery.timeouts.connect).
+// table; they use the EHLO value (5 min) except connect (30 s, docs/configuration.md
+// delivery.timeouts.connect).
 struct Timeouts {
   milliseconds connect{30'000};
   milliseconds greeting{300'000};

@@ -1,4 +1,4 @@
-// spool/lock.h — NFS-safe exclusive locks on spool entries (DESIGN.md guarantee 3).
+// spool/lock.h — NFS-safe exclusive locks on spool entries (docs/design.md guarantee 3).
 // Rule: a lock is a hard link of its holder's owner file at the lock path. It is ours only while
 // the lock path is our owner file's inode — link()'s return value is not trusted (NFS may
 // retransmit). We keep that file open, so its inode number cannot be reused while we look. A lock

@@ -1,4 +1,4 @@
-// tests/config/config_test.cpp — the config loader: defaults, the full DESIGN.md example, and a
+// tests/config/config_test.cpp — the config loader: defaults, the full example configuration, and a
 // table of bad files, each with the exact line:col and key its error must name.
 #include <sys/stat.h>
 #include <catch2/catch.hpp>
@@ -52,7 +52,7 @@ TEST_CASE("an empty file gives every documented default") {
   CHECK(c.route_for("anything.example") == &c.routes[0]);
 }
 
-TEST_CASE("the full example of DESIGN.md loads with its values") {
+TEST_CASE("the full example configuration loads with its values") {
   test::TempDir dir;
   test::write_file(dir / "corp.pw", "s3cret\n");
   std::string yaml = R"(

@@ -1,7 +1,7 @@
 // tests/reliability/hostile_dns_test.cpp — guarantee 5 for DNS, against the real spoold binary:
 // a server that never answers, SERVFAIL, garbled answers, truncated UDP answers (TCP fallback),
 // thousands of MX records, and an MX that points back to us. Each hostile domain must be deferred
-// or bounced as DESIGN.md says, within a bounded time, while mail that needs no DNS keeps flowing.
+// or bounced as docs/design.md says, within a bounded time, while mail that needs no DNS keeps flowing.
 // Rule: the hostile servers are real sockets on loopback (tests/dns/responder.py, a UDP socket
 // nobody reads, dnsmasq with odd records); every wait is bounded.
 #include <fmt/format.h>

@@ -265,7 +265,7 @@ TEST_CASE("a second SIGTERM aborts a stalled transaction; the message stays queu
   CHECK(env.log().find("stop grace period over") != std::string::npos);
 }
 
-// DESIGN.md: relay=none only when no connection was made. A server that accepted the connection
+// docs/design.md: relay=none only when no connection was made. A server that accepted the connection
 // and then never greeted is named in the deferral.
 TEST_CASE("a failure after the connection was made names the server, not relay=none", "[hostile][smtp]") {
   TempDir tmp;
