@@ -119,7 +119,10 @@ Result<void> Spool::return_fresh(Claimed& c) {
   if (!c.lock.still_held()) return make_error("lock for " + c.ref.id + " is no longer held");
   std::string claimed = body_path(c.ref.id) + ".new";
   std::string back = opts_.dir + "/incoming/" + c.ref.id;
-  if (::rename(claimed.c_str(), back.c_str()) != 0) return sys_error("return to incoming/", claimed);
+  // Never over a drop a producer happened to name like the id: that would destroy it. On EEXIST
+  // the claim stays ours (the caller delivers it now).
+  if (::renameat2(AT_FDCWD, claimed.c_str(), AT_FDCWD, back.c_str(), RENAME_NOREPLACE) != 0)
+    return sys_error("return to incoming/", claimed);
   c.fresh = false;
   return c.lock.release();
 }

@@ -872,6 +872,12 @@ TEST_CASE("return_fresh hands a fresh drop back to incoming/ by its id; list_inc
   REQUIRE(again->claimed.has_value());
   CHECK(again->claimed->entry.id != id);  // a new id
   CHECK(body_message(s, again->claimed->entry) == kMessage);
+  // A drop already named like the id is never overwritten: the return is refused, both remain.
+  f.drop(again->claimed->entry.id, "producer's own\n");
+  CHECK_FALSE(s.return_fresh(*again->claimed).ok());
+  CHECK(again->claimed->lock.still_held());
+  CHECK(read_file(f.dir + "/incoming/" + again->claimed->entry.id) == "producer's own\n");
+  CHECK(body_message(s, again->claimed->entry) == kMessage);
 }
 
 TEST_CASE("bad drops go to bad/ through claim_fresh too", "[spool][fresh]") {
