@@ -5,7 +5,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -108,10 +108,11 @@ int64_t id_time(std::string_view id) {
 
 std::string Spool::new_id() const {
   static std::atomic<unsigned> counter{0};
-  struct timeval tv {};
-  ::gettimeofday(&tv, nullptr);
-  return fmt::format("{:09X}{:05X}{}{:06X}{:04X}", static_cast<uint64_t>(tv.tv_sec) & 0xFFFFFFFFFull,
-                     static_cast<unsigned>(tv.tv_usec), host_hash_,
+  // The same clock as unix_now(), so an id's second is never later than a scan's cutoff taken after.
+  struct timespec ts {};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  return fmt::format("{:09X}{:05X}{}{:06X}{:04X}", static_cast<uint64_t>(ts.tv_sec) & 0xFFFFFFFFFull,
+                     static_cast<unsigned>(ts.tv_nsec / 1000), host_hash_,
                      static_cast<unsigned>(::getpid()) & 0xFFFFFFu, counter.fetch_add(1) & 0xFFFFu);
 }
 

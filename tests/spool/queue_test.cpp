@@ -12,11 +12,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <functional>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "common/clock.h"
 #include "spool/crashpoint.h"
 #include "spool/spool.h"
 #include "tests/support/fixtures.h"
@@ -182,6 +184,25 @@ TEST_CASE("open refuses a newer or unknown version and a foreign owner", "[spool
   auto foreign = Spool::open(o);
   REQUIRE_FALSE(foreign.ok());
   CHECK(foreign.error().message.find("owned by uid") != std::string::npos);
+}
+
+// A scan cut off at unix_now() must see an entry enqueued just before: its id's second may never be
+// ahead of the clock the daemon reads next (time(2) lags the precise clock after a second turns).
+TEST_CASE("a queue id is never from a later second than unix_now() read after it", "[spool][ids]") {
+  Fixture f;
+  auto s = f.open();
+  auto start = std::chrono::steady_clock::now();
+  int64_t first = spoold::unix_now();
+  int ahead = 0, rounds = 0;
+  // Long enough to cross at least one second boundary, where the two clocks can disagree.
+  while (std::chrono::steady_clock::now() - start < std::chrono::milliseconds(1300)) {
+    std::string id = s.new_id();
+    if (id_time(id) > spoold::unix_now()) ++ahead;
+    ++rounds;
+  }
+  CHECK(spoold::unix_now() > first);
+  CHECK(rounds > 1000);
+  CHECK(ahead == 0);
 }
 
 TEST_CASE("queue ids sort by arrival and are unique", "[spool][ids]") {
