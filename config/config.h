@@ -9,9 +9,16 @@
 #include <string>
 #include <vector>
 
+#include "common/delivery_policy.h"
 #include "common/result.h"
 
 namespace spoold::config {
+
+// delivery.tls, dns.address_preference and auth.mechanism take the shared types, spellings and
+// names of common/delivery_policy.h.
+using spoold::AddressPreference;
+using spoold::AuthMechanism;
+using spoold::TlsPolicy;
 
 using Duration = std::chrono::milliseconds;
 using namespace std::chrono_literals;
@@ -29,8 +36,6 @@ struct Queue {
   int delay_warning_tier = 0;  // 0 = off
   Duration failed_retention = std::chrono::hours(24 * 7);
 };
-
-enum class TlsPolicy { none, opportunistic, required, verify };
 
 // RFC 5321 §4.5.3.2 defaults; connect is ours.
 struct Timeouts {
@@ -61,8 +66,6 @@ struct Delivery {
   std::string transcript_dir;
 };
 
-enum class AddressPreference { any, ipv4, ipv6 };
-
 struct Dns {
   std::vector<std::string> servers;  // "host:port"; empty = /etc/resolv.conf
   Duration timeout = 5s;
@@ -73,10 +76,9 @@ struct Dns {
 };
 
 enum class RelayTls { none, starttls, smtps };
-enum class AuthMechanism { automatic, plain, login, cram_md5, xoauth2 };
 
 struct Auth {
-  AuthMechanism mechanism = AuthMechanism::automatic;
+  AuthMechanism mechanism = AuthMechanism::automatic;  // never none: a server without `auth:` has no Auth
   std::string user;
   std::string password_file;
   std::string secret;  // the password (or XOAUTH2 token) read from password_file at load time
@@ -149,10 +151,7 @@ std::optional<Duration> parse_duration(const std::string& text);
 // "512", "10KB", "50MB", "1GB" (K = 1024).
 std::optional<std::uint64_t> parse_size(const std::string& text);
 
-const char* to_string(TlsPolicy);
 const char* to_string(RelayTls);
-const char* to_string(AuthMechanism);
-const char* to_string(AddressPreference);
 const char* to_string(LogLevel);
 
 // True when `pattern` ("a.org", "*.a.org", "*") matches `domain`; both compared case-insensitively.

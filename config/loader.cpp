@@ -273,18 +273,18 @@ class Loader {
     out = *v;
   }
 
-  template <class E>
-  void enumeration(const YAML::Node& n, const std::string& key, E& out,
-                   const std::vector<std::pair<const char*, E>>& names) {
+  // One of `names`, else "'<string>' is not one of a | b | c" (the spellings in table order). Takes
+  // a table of common/delivery_policy.h or a braced list {{"name", value}, ...}.
+  template <class E, std::size_t N>
+  void enumeration(const YAML::Node& n, const std::string& key, E& out, const EnumName<E> (&names)[N]) {
     std::string s;
     std::string choices;
     for (const auto& [name, _] : names) choices += (choices.empty() ? "" : " | ") + std::string(name);
     if (!scalar(n, key, s, choices.c_str())) return;
-    for (const auto& [name, value] : names)
-      if (s == name) {
-        out = value;
-        return;
-      }
+    if (auto value = value_in(names, s)) {
+      out = *value;
+      return;
+    }
     error(n, key, fmt::format("'{}' is not one of {}", s, choices));
   }
 
@@ -410,12 +410,7 @@ class Loader {
                if (k == "rate_limit") number(v, key, d.rate_limit, 0);
                if (k == "port") integer(v, key, d.port, 1, 65535);
                if (k == "bind_address") str(v, key, d.bind_address);
-               if (k == "tls")
-                 enumeration(v, key, d.tls,
-                             {{"none", TlsPolicy::none},
-                              {"opportunistic", TlsPolicy::opportunistic},
-                              {"required", TlsPolicy::required},
-                              {"verify", TlsPolicy::verify}});
+               if (k == "tls") enumeration(v, key, d.tls, tls_policy_names);
                if (k == "ca_file") readable_path(v, key, d.ca_file);
                if (k == "connect_attempts") integer(v, key, d.connect_attempts, 1, 100);
                if (k == "timeouts") load_timeouts(v, d.timeouts);
@@ -442,10 +437,7 @@ class Loader {
                if (k == "timeout") duration(v, key, d.timeout, Duration(10));
                if (k == "tries") integer(v, key, d.tries, 1, 20);
                if (k == "address_preference")
-                 enumeration(v, key, d.address_preference,
-                             {{"any", AddressPreference::any},
-                              {"ipv4", AddressPreference::ipv4},
-                              {"ipv6", AddressPreference::ipv6}});
+                 enumeration(v, key, d.address_preference, address_preference_names);
                if (k == "cache_max_ttl") duration(v, key, d.cache_max_ttl);
                if (k == "negative_ttl") duration(v, key, d.negative_ttl);
              });
@@ -454,13 +446,7 @@ class Loader {
   void load_auth(const YAML::Node& n, const std::string& path, Auth& a) {
     each_key(n, path, {"mechanism", "user", "password_file"}, [&](const std::string& k, const YAML::Node& v) {
       std::string key = path + "." + k;
-      if (k == "mechanism")
-        enumeration(v, key, a.mechanism,
-                    {{"auto", AuthMechanism::automatic},
-                     {"plain", AuthMechanism::plain},
-                     {"login", AuthMechanism::login},
-                     {"cram-md5", AuthMechanism::cram_md5},
-                     {"xoauth2", AuthMechanism::xoauth2}});
+      if (k == "mechanism") enumeration(v, key, a.mechanism, auth_mechanism_names);
       if (k == "user") str(v, key, a.user);
       if (k == "password_file") {
         str(v, key, a.password_file);

@@ -70,20 +70,6 @@ std::optional<std::uint64_t> parse_size(const std::string& text) {
   return n * mul;
 }
 
-const char* to_string(TlsPolicy p) {
-  switch (p) {
-    case TlsPolicy::none:
-      return "none";
-    case TlsPolicy::opportunistic:
-      return "opportunistic";
-    case TlsPolicy::required:
-      return "required";
-    case TlsPolicy::verify:
-      return "verify";
-  }
-  return "?";
-}
-
 const char* to_string(RelayTls t) {
   switch (t) {
     case RelayTls::none:
@@ -92,34 +78,6 @@ const char* to_string(RelayTls t) {
       return "starttls";
     case RelayTls::smtps:
       return "smtps";
-  }
-  return "?";
-}
-
-const char* to_string(AuthMechanism m) {
-  switch (m) {
-    case AuthMechanism::automatic:
-      return "auto";
-    case AuthMechanism::plain:
-      return "plain";
-    case AuthMechanism::login:
-      return "login";
-    case AuthMechanism::cram_md5:
-      return "cram-md5";
-    case AuthMechanism::xoauth2:
-      return "xoauth2";
-  }
-  return "?";
-}
-
-const char* to_string(AddressPreference a) {
-  switch (a) {
-    case AddressPreference::any:
-      return "any";
-    case AddressPreference::ipv4:
-      return "ipv4";
-    case AddressPreference::ipv6:
-      return "ipv6";
   }
   return "?";
 }

@@ -20,36 +20,6 @@ smtp::Timeouts to_smtp(const config::Timeouts& t) {
   return s;
 }
 
-smtp::TlsPolicy to_smtp(config::TlsPolicy p) {
-  switch (p) {
-    case config::TlsPolicy::none:
-      return smtp::TlsPolicy::none;
-    case config::TlsPolicy::opportunistic:
-      return smtp::TlsPolicy::opportunistic;
-    case config::TlsPolicy::required:
-      return smtp::TlsPolicy::required;
-    case config::TlsPolicy::verify:
-      return smtp::TlsPolicy::verify;
-  }
-  return smtp::TlsPolicy::opportunistic;
-}
-
-smtp::AuthMechanism to_smtp(config::AuthMechanism m) {
-  switch (m) {
-    case config::AuthMechanism::automatic:
-      return smtp::AuthMechanism::automatic;
-    case config::AuthMechanism::plain:
-      return smtp::AuthMechanism::plain;
-    case config::AuthMechanism::login:
-      return smtp::AuthMechanism::login;
-    case config::AuthMechanism::cram_md5:
-      return smtp::AuthMechanism::cram_md5;
-    case config::AuthMechanism::xoauth2:
-      return smtp::AuthMechanism::xoauth2;
-  }
-  return smtp::AuthMechanism::automatic;
-}
-
 smtp::SessionOptions session_options(const config::Config& cfg, const HopKey& key, const dns::NextHop& hop,
                                      const dns::Address& addr) {
   smtp::SessionOptions o;
@@ -57,7 +27,7 @@ smtp::SessionOptions session_options(const config::Config& cfg, const HopKey& ke
   o.port = hop.port;
   o.bind_address = cfg.delivery.bind_address;
   o.engine.ehlo_name = cfg.hostname;
-  o.engine.tls = to_smtp(cfg.delivery.tls);
+  o.engine.tls = cfg.delivery.tls;
   o.engine.timeouts = to_smtp(cfg.delivery.timeouts);
   o.engine.envelope_limit = static_cast<size_t>(cfg.delivery.envelope_limit);
   o.tls_host = hop.host;
@@ -80,7 +50,7 @@ smtp::SessionOptions session_options(const config::Config& cfg, const HopKey& ke
           break;
       }
       if (s.auth) {
-        o.engine.auth.mechanism = to_smtp(s.auth->mechanism);
+        o.engine.auth.mechanism = s.auth->mechanism;
         o.engine.auth.user = s.auth->user;
         o.engine.auth.secret = s.auth->secret;
         o.engine.auth.allow_plaintext = s.tls == config::RelayTls::none;

@@ -1,5 +1,6 @@
 // daemon/smtp_options.h — the configuration of one SMTP session, from the daemon's config: the one
-// place config/ types become smtp/ types (TLS policy, timeouts, AUTH), tested by table.
+// place config/ types become smtp/ types (timeouts, a relay server's `tls`), tested by table. The
+// TLS policy and the AUTH mechanism are one type in both (common/delivery_policy.h): passed as is.
 // Rule: a relay server's own `tls`, `verify` and `auth` replace delivery.tls for its sessions; AUTH
 // may go in plaintext only to a server configured with `tls: none`.
 #pragma once
@@ -12,8 +13,6 @@
 namespace spoold::daemon {
 
 smtp::Timeouts to_smtp(const config::Timeouts& t);
-smtp::TlsPolicy to_smtp(config::TlsPolicy p);
-smtp::AuthMechanism to_smtp(config::AuthMechanism m);
 
 // Everything but the transcript path (the caller names the file).
 smtp::SessionOptions session_options(const config::Config& cfg, const HopKey& key, const dns::NextHop& hop,

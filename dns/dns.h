@@ -15,16 +15,16 @@
 #include <string_view>
 #include <vector>
 
+#include "common/delivery_policy.h"
 #include "common/result.h"
 
 struct uv_loop_s;
 
 namespace spoold::dns {
 
-// Which address family is tried first for one host (dns.address_preference).
-// any: both families interleaved, starting with a randomly chosen one (Postfix "any").
-enum class AddressPreference { any, ipv4, ipv6 };
-std::string_view to_string(AddressPreference p);
+// Which address family is tried first for one host (dns.address_preference), with its to_string:
+// the shared type of common/delivery_policy.h, which config/ reads.
+using spoold::AddressPreference;
 
 // Plain options; the daemon maps config `dns:` (and `hostname`, `delivery.port`) into this.
 struct Options {
@@ -138,7 +138,7 @@ std::vector<Address> order_addresses(std::vector<Address> v4_and_v6, AddressPref
 // MX hosts are normal). A route that names the domain allows them.
 bool restricted_address(const std::string& ip);
 
-// Case-insensitive DNS name equality, ignoring one trailing dot.
+// DNS name equality, ASCII case-insensitive (RFC 4343), ignoring one trailing dot.
 bool same_name(std::string_view a, std::string_view b);
 
 }  // namespace spoold::dns

@@ -9,7 +9,8 @@
 
 namespace spoold::dns::detail {
 
-// Lower-cased, one trailing dot removed: the form used for queries and cache keys.
+// A-Z lower-cased (common/ascii.h: other bytes stay), one trailing dot removed: the form used for
+// queries and cache keys.
 std::string normalize_name(std::string_view name);
 
 // LDH names (underscores tolerated) of at most 253 octets, labels of 1..63: what we send.

@@ -7,22 +7,11 @@
 #include <cctype>
 #include <charconv>
 
+#include "common/ascii.h"
 #include "dns/dns.h"
 #include "dns/names.h"
 
 namespace spoold::dns {
-
-std::string_view to_string(AddressPreference p) {
-  switch (p) {
-    case AddressPreference::any:
-      return "any";
-    case AddressPreference::ipv4:
-      return "ipv4";
-    case AddressPreference::ipv6:
-      return "ipv6";
-  }
-  return "?";
-}
 
 std::string_view to_string(Family f) {
   return f == Family::ipv4 ? "ipv4" : "ipv6";
@@ -45,9 +34,7 @@ std::string_view to_string(Status s) {
 bool same_name(std::string_view a, std::string_view b) {
   if (a.ends_with('.')) a.remove_suffix(1);
   if (b.ends_with('.')) b.remove_suffix(1);
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-         });
+  return ascii_iequals(a, b);
 }
 
 namespace {
@@ -174,9 +161,7 @@ namespace detail {
 
 std::string normalize_name(std::string_view name) {
   if (name.ends_with('.')) name.remove_suffix(1);
-  std::string out(name);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
+  return ascii_lower(name);
 }
 
 bool valid_name(std::string_view name) {

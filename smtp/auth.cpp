@@ -71,11 +71,12 @@ AuthMechanism choose(AuthMechanism wanted, const std::vector<std::string>& offer
   auto has = [&](std::string_view name) {
     return std::find(offered.begin(), offered.end(), name) != offered.end();
   };
-  if (wanted != AuthMechanism::automatic) return has(to_string(wanted)) ? wanted : AuthMechanism::none;
+  if (wanted == AuthMechanism::none) return AuthMechanism::none;
+  if (wanted != AuthMechanism::automatic) return has(sasl_name(wanted)) ? wanted : AuthMechanism::none;
   const AuthMechanism tls_order[] = {AuthMechanism::plain, AuthMechanism::login, AuthMechanism::cram_md5};
   const AuthMechanism clear_order[] = {AuthMechanism::cram_md5, AuthMechanism::plain, AuthMechanism::login};
   for (AuthMechanism m : encrypted ? tls_order : clear_order)
-    if (has(to_string(m))) return m;
+    if (has(sasl_name(m))) return m;
   return AuthMechanism::none;
 }
 

@@ -9,10 +9,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cctype>
 #include <deque>
 #include <iterator>
 
+#include "common/ascii.h"
 #include "smtp/auth.h"
 
 namespace spoold::smtp {
@@ -92,17 +92,12 @@ std::uint64_t declared_size(const Transaction& t) {
   return t.body_info && t.body_info->wire_size > 0 ? t.body_info->wire_size : t.size;
 }
 
-std::string upper(std::string_view s) {
-  std::string u(s);
-  for (char& c : u) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return u;
-}
-
 Capabilities parse_ehlo(const Reply& r) {
   Capabilities caps;
   caps.esmtp = true;
   for (std::size_t i = 1; i < r.lines.size(); ++i) {  // line 0 is the server's name
-    std::string line = upper(r.lines[i]);
+    // Keywords are ASCII: A-Z folded, every other byte (8-bit ones too) kept, whatever the locale.
+    std::string line = ascii_upper(r.lines[i]);
     std::string_view v = line;
     std::size_t sp = v.find_first_of(" =");
     std::string_view key = v.substr(0, sp);
@@ -175,12 +170,7 @@ struct Engine::Txn {
 
 Engine::Engine(EngineOptions options, EngineHooks hooks)
     : opt_(std::move(options)), hooks_(std::move(hooks)) {
-  // The EHLO name comes from configuration; it must not be able to end the command line.
-  std::erase_if(opt_.ehlo_name, [](char ch) {
-    auto c = static_cast<unsigned char>(ch);
-    return c <= 0x20 || c >= 0x7f;
-  });
-  if (opt_.ehlo_name.empty()) opt_.ehlo_name = "localhost";
+  opt_.ehlo_name = line_safe_name(std::move(opt_.ehlo_name));  // from configuration
 }
 Engine::~Engine() = default;
 
@@ -289,7 +279,7 @@ void Engine::send_auth_initial() {
       send_command("AUTH XOAUTH2 " + auth::xoauth2_response(a.user, a.secret), "AUTH XOAUTH2 <secret>");
       break;
     default:
-      send_command(fmt::format("AUTH {}", to_string(auth_mech_)));
+      send_command(fmt::format("AUTH {}", sasl_name(auth_mech_)));
       break;
   }
 }

@@ -1,4 +1,4 @@
-// smtp/types.cpp — names of the shared enums, as they appear in logs and config.
+// smtp/types.cpp — the names of smtp's own enums, as they appear in logs; the RFC 3463 fallback codes.
 #include "smtp/types.h"
 
 namespace spoold::smtp {
@@ -28,36 +28,13 @@ std::string dsn_code(const Outcome& o) {
   return "4.0.0";
 }
 
-std::string_view to_string(TlsPolicy p) {
-  switch (p) {
-    case TlsPolicy::none:
-      return "none";
-    case TlsPolicy::opportunistic:
-      return "opportunistic";
-    case TlsPolicy::required:
-      return "required";
-    case TlsPolicy::verify:
-      return "verify";
-  }
-  return "?";
-}
-
-std::string_view to_string(AuthMechanism m) {
-  switch (m) {
-    case AuthMechanism::none:
-      return "none";
-    case AuthMechanism::automatic:
-      return "auto";
-    case AuthMechanism::plain:
-      return "PLAIN";
-    case AuthMechanism::login:
-      return "LOGIN";
-    case AuthMechanism::cram_md5:
-      return "CRAM-MD5";
-    case AuthMechanism::xoauth2:
-      return "XOAUTH2";
-  }
-  return "?";
+std::string line_safe_name(std::string name) {
+  std::erase_if(name, [](char ch) {
+    auto c = static_cast<unsigned char>(ch);
+    return c <= 0x20 || c >= 0x7f;
+  });
+  if (name.empty()) name = "localhost";
+  return name;
 }
 
 }  // namespace spoold::smtp

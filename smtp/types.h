@@ -11,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/delivery_policy.h"
+
 namespace spoold::smtp {
 
 using std::chrono::milliseconds;
@@ -31,6 +33,10 @@ struct Outcome {
 // The RFC 3463 code to log or put in a DSN: the outcome's own, else one derived from the status
 // ("2.0.0", "4.0.0", "5.0.0"), for servers that do not send enhanced codes.
 std::string dsn_code(const Outcome& o);
+
+// A host name from configuration, made safe for a command or reply line (EHLO, the banner): no
+// space, control or 8-bit byte can end or split the line; "localhost" when nothing is left.
+std::string line_safe_name(std::string name);
 
 struct RecipientOutcome {
   std::string address;
@@ -60,14 +66,10 @@ struct Timeouts {
   milliseconds quit{300'000};
 };
 
-// none: never STARTTLS. opportunistic: STARTTLS when offered, certificate not checked, plaintext
-// if not offered. required: STARTTLS must be offered (else temporary failure), not verified.
-// verify: like required, and the certificate must verify for tls_host.
-enum class TlsPolicy { none, opportunistic, required, verify };
-std::string_view to_string(TlsPolicy p);
-
-enum class AuthMechanism { none, automatic, plain, login, cram_md5, xoauth2 };
-std::string_view to_string(AuthMechanism m);
+// The TLS policy (verify checks the certificate for tls_host) and the AUTH mechanism, with their
+// to_string and sasl_name: the shared types of common/delivery_policy.h, which config/ reads.
+using spoold::AuthMechanism;
+using spoold::TlsPolicy;
 
 struct AuthOptions {
   AuthMechanism mechanism = AuthMechanism::none;

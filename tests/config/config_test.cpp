@@ -138,6 +138,8 @@ logging: { level: debug, format: json }
   REQUIRE(corp->servers[0].auth);
   CHECK(corp->servers[0].auth->user == "mailer");
   CHECK(corp->servers[0].auth->secret == "s3cret");
+  CHECK(corp->servers[0].auth->mechanism == AuthMechanism::automatic);
+  CHECK_FALSE(corp->servers[1].auth);  // no `auth:`: no AUTH (smtp's AuthMechanism::none)
   CHECK(corp->servers[0].max_messages_per_robin == 500);
   CHECK(corp->servers[1].port == 465);  // smtps default
   CHECK(corp->servers[1].tls == RelayTls::smtps);
@@ -228,6 +230,15 @@ TEST_CASE("config errors name line, column and key") {
       {"relays:\n  corp:\n    strategy: random\n    servers:\n      - host: a\n",
        "t.yaml:3:15: relays.corp.strategy: 'random' is not one of round_robin | failover"},
       {"delivery:\n  tls: maybe\n", "t.yaml:2:8: delivery.tls: 'maybe' is not one of none | opportunistic"},
+      {"delivery:\n  tls: Verify\n",
+       "t.yaml:2:8: delivery.tls: 'Verify' is not one of none | opportunistic | required | verify"},
+      {"relays:\n  corp:\n    servers:\n      - host: a\n        auth: { mechanism: none, user: u, "
+       "password_file: /nonexistent/pw }\n",
+       "t.yaml:5:28: relays.corp.servers[0].auth.mechanism: 'none' is not one of auto | plain | login | "
+       "cram-md5 | xoauth2"},
+      {"relays:\n  corp:\n    servers:\n      - host: a\n        auth: { mechanism: CRAM-MD5, user: u, "
+       "password_file: /nonexistent/pw }\n",
+       "relays.corp.servers[0].auth.mechanism: 'CRAM-MD5' is not one of auto"},
       {"dns:\n  servers: [\"127.0.0.1:99999\"]\n", "dns.servers: '127.0.0.1:99999' is not host:port"},
       {"dns:\n  address_preference: ipv5\n",
        "dns.address_preference: 'ipv5' is not one of any | ipv4 | ipv6"},

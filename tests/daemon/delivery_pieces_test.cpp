@@ -205,12 +205,13 @@ TEST_CASE("session options: a relay server's TLS and AUTH replace delivery.tls",
     bool implicit;
     bool auth_plaintext;
     bool auth;
+    smtp::AuthMechanism mechanism;  // the configured one, passed as is; none without `auth:`
   };
   const Row rows[] = {
-      {mx, 0, smtp::TlsPolicy::opportunistic, false, false, false},
-      {relay, 0, smtp::TlsPolicy::none, false, true, true},
-      {relay, 1, smtp::TlsPolicy::required, false, false, true},
-      {relay, 2, smtp::TlsPolicy::verify, true, false, false},
+      {mx, 0, smtp::TlsPolicy::opportunistic, false, false, false, smtp::AuthMechanism::none},
+      {relay, 0, smtp::TlsPolicy::none, false, true, true, smtp::AuthMechanism::plain},
+      {relay, 1, smtp::TlsPolicy::required, false, false, true, smtp::AuthMechanism::login},
+      {relay, 2, smtp::TlsPolicy::verify, true, false, false, smtp::AuthMechanism::none},
   };
   for (const auto& r : rows) {
     INFO(r.key.str() << " server " << r.server);
@@ -223,6 +224,13 @@ TEST_CASE("session options: a relay server's TLS and AUTH replace delivery.tls",
     CHECK(o.engine.implicit_tls == r.implicit);
     CHECK(o.engine.auth.allow_plaintext == r.auth_plaintext);
     CHECK(o.engine.auth.user.empty() == !r.auth);
+    CHECK(o.engine.auth.mechanism == r.mechanism);
+  }
+  // delivery.tls reaches the session unmapped, every value of it.
+  for (auto tls : {config::TlsPolicy::none, config::TlsPolicy::opportunistic, config::TlsPolicy::required,
+                   config::TlsPolicy::verify}) {
+    cfg.delivery.tls = tls;
+    CHECK(session_options(cfg, mx, hop(0), addr).engine.tls == tls);
   }
 }
 

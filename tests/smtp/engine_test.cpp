@@ -508,6 +508,24 @@ TEST_CASE("every transition is traced", "[engine]") {
   CHECK(h.rcpt_events == 1);
 }
 
+TEST_CASE("EHLO keywords are matched without regard to ASCII case; 8-bit bytes stay", "[engine]") {
+  Harness h(opts(), txn({"a@y.test"}));
+  h.submit_on_ready = false;
+  h.server("<start>");
+  h.server("220 mx\r\n");
+  h.server(
+      "250-mx\r\n250-pipelining\r\n250-8bitMime\r\n250-Size 1000\r\n250-auth=plain cram-md5\r\n"
+      "250-AUTH X-\xc3\xa4\xc4\r\n250 sMtPuTf8\r\n");
+  const Capabilities& c = h.engine.capabilities();
+  CHECK(c.pipelining);
+  CHECK(c.eight_bit_mime);
+  CHECK(c.smtputf8);
+  CHECK(c.size == 1000);
+  // Upper-cased as ASCII (common/ascii.h): a byte >= 0x80 is no letter, whatever the locale.
+  CHECK(c.auth == std::vector<std::string>{"PLAIN", "CRAM-MD5", "X-\xc3\xa4\xc4"});
+  CHECK(h.engine.state() == State::ready);
+}
+
 TEST_CASE("response injection after STARTTLS 220 is discarded and reported", "[engine]") {
   Harness h(opts(TlsPolicy::opportunistic), txn({"a@y.test"}));
   h.server("<start>");
@@ -768,6 +786,9 @@ TEST_CASE("base64 and CRAM-MD5 helpers", "[auth]") {
   CHECK(auth::choose(AuthMechanism::automatic, {"LOGIN", "PLAIN"}, true) == AuthMechanism::plain);
   CHECK(auth::choose(AuthMechanism::automatic, {"XOAUTH2"}, true) == AuthMechanism::none);
   CHECK(auth::choose(AuthMechanism::xoauth2, {"XOAUTH2"}, true) == AuthMechanism::xoauth2);
+  CHECK(auth::choose(AuthMechanism::cram_md5, {"PLAIN", "CRAM-MD5"}, true) == AuthMechanism::cram_md5);
+  CHECK(auth::choose(AuthMechanism::login, {"PLAIN"}, true) == AuthMechanism::none);
+  CHECK(auth::choose(AuthMechanism::none, {"PLAIN", "LOGIN"}, true) == AuthMechanism::none);
 }
 
 TEST_CASE("quit() before ready or during a transaction waits for a safe point", "[engine]") {
