@@ -1,5 +1,7 @@
-// daemon/control_server.cpp — see control_server.h. Handle memory follows uv_close: a Client is
-// freed in its close callback; a reply that arrives after the client went away is dropped.
+// daemon/control_server.cpp — see control_server.h. The listener and every client are uv::Pipes
+// (common/uv_stream.h) held by the server's State; a client is dropped (and its pipe closed) when
+// its answer is written or it hangs up, and all of them with the server. A reply that arrives
+// after its client or the server went away is dropped.
 #include "daemon/control_server.h"
 
 #include <sys/socket.h>
@@ -8,120 +10,95 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
+#include <map>
+#include <string_view>
 
 #include <fmt/format.h>
 
+#include "common/uv_stream.h"
 #include "control/protocol.h"
 #include "daemon/log.h"
 
 namespace spoold::daemon {
 
+namespace {
+constexpr std::size_t kReadBuffer = 64 * 1024;
+}
+
+struct ControlServer::Client {
+  uv::Pipe pipe;
+  std::string in;
+  bool answered = false;
+};
+
 struct ControlServer::State : std::enable_shared_from_this<ControlServer::State> {
   uv_loop_t* loop = nullptr;
   RequestHandler handler;
-  std::unique_ptr<uv_pipe_t> server;  // released to libuv on close
+  uv::Pipe server;
   std::string path;
-  bool listening = false;
+  std::map<std::uint64_t, Client> clients;  // by id: a Reply finds its client, if still there
+  std::uint64_t next_id = 1;
+
+  void on_connection(int status);
+  void on_read(std::uint64_t id, int status, std::string_view bytes);
+  void send_and_close(std::uint64_t id, const control::Json& response);
 };
 
-struct ControlServer::Client {
-  uv_pipe_t pipe;
-  std::shared_ptr<State> server;
-  std::string in;
-  bool answered = false;
-  bool closing = false;
-  std::shared_ptr<bool> alive = std::make_shared<bool>(true);
-};
-
-namespace {
-
-using Client = ControlServer::Client;
-
-void close_client(Client* c) {
-  if (c->closing) return;
-  c->closing = true;
-  *c->alive = false;
-  uv_close(reinterpret_cast<uv_handle_t*>(&c->pipe),
-           [](uv_handle_t* h) { std::unique_ptr<Client> owned(static_cast<Client*>(h->data)); });
+// Replies run later, from the handler: they reach the client through the server's State, by id,
+// and only while both are still there.
+void ControlServer::State::send_and_close(std::uint64_t id, const control::Json& response) {
+  auto it = clients.find(id);
+  if (it == clients.end()) return;
+  int rc = it->second.pipe.write({response.dump() + "\n"},
+                                 [this, id](int, const uv::Pieces&) { clients.erase(id); });
+  if (rc != 0) clients.erase(it);
 }
 
-struct WriteReq {
-  uv_write_t req;
-  std::string data;
-  Client* client;
-};
-
-void send_and_close(Client* c, const control::Json& response) {
-  if (c->closing) return;
-  auto w = std::make_unique<WriteReq>();
-  w->data = response.dump() + "\n";
-  w->client = c;
-  uv_buf_t buf = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
-  w->req.data = w.get();
-  int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&c->pipe), &buf, 1, [](uv_write_t* req, int) {
-    std::unique_ptr<WriteReq> owned(static_cast<WriteReq*>(req->data));
-    close_client(owned->client);
-  });
-  if (rc == 0) {
-    (void)w.release();  // the loop owns the write request until its callback
-  } else {
-    close_client(c);
-  }
-}
-
-void on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
-  auto* c = static_cast<Client*>(s->data);
-  std::unique_ptr<char[]> owned(buf->base);
-  if (n < 0) {
-    close_client(c);
+// The callback of the client's own pipe: erasing the client here closes that pipe, which
+// uv::Pipe allows. Touch nothing of it after an erase.
+void ControlServer::State::on_read(std::uint64_t id, int status, std::string_view bytes) {
+  auto it = clients.find(id);
+  if (it == clients.end()) return;
+  Client& c = it->second;
+  if (status < 0) {
+    clients.erase(it);
     return;
   }
-  if (c->answered) return;
-  c->in.append(buf->base, static_cast<size_t>(n));
-  auto nl = c->in.find('\n');
+  if (c.answered) return;
+  c.in.append(bytes);
+  auto nl = c.in.find('\n');
   if (nl == std::string::npos) {
-    if (c->in.size() > control::kMaxLine) {
-      c->answered = true;
-      send_and_close(c, control::error_response("request too long"));
+    if (c.in.size() > control::kMaxLine) {
+      c.answered = true;
+      send_and_close(id, control::error_response("request too long"));
     }
     return;
   }
-  c->answered = true;
-  uv_read_stop(s);
-  auto req = control::Json::parse(std::string_view(c->in).substr(0, nl));
+  c.answered = true;
+  c.pipe.read_stop();
+  auto req = control::Json::parse(std::string_view(c.in).substr(0, nl));
   if (!req.ok() || !req->is_object()) {
-    send_and_close(c,
+    send_and_close(id,
                    control::error_response(req.ok() ? "request must be a JSON object" : req.error().message));
     return;
   }
-  std::weak_ptr<bool> alive = c->alive;
-  c->server->handler(*req, [c, alive](const control::Json& response) {
-    if (alive.expired() || !*alive.lock()) return;  // the client hung up meanwhile
-    send_and_close(c, response);
+  handler(*req, [weak = weak_from_this(), id](const control::Json& response) {
+    if (auto st = weak.lock()) st->send_and_close(id, response);
   });
 }
 
-void on_connection(uv_stream_t* server, int status) {
+void ControlServer::State::on_connection(int status) {
   if (status < 0) return;
-  auto* st = static_cast<ControlServer::State*>(server->data);
-  auto c = std::make_unique<Client>();
-  uv_pipe_init(st->loop, &c->pipe, 0);
-  c->pipe.data = c.get();
-  c->server = st->shared_from_this();
-  Client* raw = c.release();  // owned by libuv until close_client's callback
-  if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&raw->pipe)) != 0) {
-    close_client(raw);
-    return;
-  }
-  uv_read_start(
-      reinterpret_cast<uv_stream_t*>(&raw->pipe),
-      [](uv_handle_t*, size_t suggested, uv_buf_t* buf) {
-        buf->base = std::make_unique<char[]>(suggested).release();
-        buf->len = suggested;
-      },
-      on_read);
+  uv::Pipe pipe(loop);
+  if (server.accept(pipe) != 0) return;  // the pipe closes here
+  std::uint64_t id = next_id++;
+  Client& c = clients.emplace(id, Client{std::move(pipe), {}, false}).first->second;
+  c.pipe.read_start(kReadBuffer, [this, id](int st, std::string_view bytes) { on_read(id, st, bytes); });
 }
+
+namespace {
 
 bool socket_alive(const std::string& path) {
   sockaddr_un sa{};
@@ -156,27 +133,26 @@ Result<void> ControlServer::listen(const std::string& path) {
     if (socket_alive(path)) return make_error(fmt::format("{}: another spoold is already listening", path));
     ::unlink(path.c_str());
   }
-  state_->server = std::make_unique<uv_pipe_t>();
-  uv_pipe_init(state_->loop, state_->server.get(), 0);
-  state_->server->data = state_.get();
-  state_->listening = true;    // from here on close() must uv_close the handle
-  mode_t old = ::umask(0117);  // the socket file is created 0660
-  int rc = uv_pipe_bind(state_->server.get(), path.c_str());
+  state_->server = uv::Pipe(state_->loop);  // from here on close() closes it
+  mode_t old = ::umask(0117);               // the socket file is created 0660
+  int rc = state_->server.bind(path);
   ::umask(old);
   if (rc != 0) return make_error(fmt::format("{}: {}", path, uv_strerror(rc)));
   ::chmod(path.c_str(), 0660);
-  rc = uv_listen(reinterpret_cast<uv_stream_t*>(state_->server.get()), 64, on_connection);
+  rc = state_->server.listen(64, [st = state_.get()](int status) { st->on_connection(status); });
   if (rc != 0) return make_error(fmt::format("{}: {}", path, uv_strerror(rc)));
   state_->path = path;
   return {};
 }
 
+// A client that has not sent its request yet is closed too: one that connects and says nothing
+// would otherwise keep the loop, and so a stop, waiting until it hangs up. One whose request is
+// being handled still gets its answer.
 void ControlServer::close() {
-  if (!state_->listening) return;
-  state_->listening = false;
-  uv_close(reinterpret_cast<uv_handle_t*>(state_->server.release()),
-           [](uv_handle_t* h) { std::unique_ptr<uv_pipe_t> owned(reinterpret_cast<uv_pipe_t*>(h)); });
+  if (!state_->server) return;
+  state_->server.close();
   if (!state_->path.empty()) ::unlink(state_->path.c_str());
+  std::erase_if(state_->clients, [](const auto& kv) { return !kv.second.answered; });
 }
 
 }  // namespace spoold::daemon

@@ -1,7 +1,8 @@
 // daemon/control_server.h — the control socket: a unix stream listener speaking JSON lines
 // (docs/control-protocol.md). One request per connection, answered by a handler that may reply
 // later (after a thread-pool job). Rule: a client that sends more than control::kMaxLine bytes or
-// garbage gets an error line and is closed; a slow client never blocks the loop.
+// garbage gets an error line and is closed; a slow client never blocks the loop. Destroying the
+// server closes its clients too; a reply for a client that is gone is dropped.
 #pragma once
 
 #include <uv.h>

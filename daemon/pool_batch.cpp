@@ -23,7 +23,7 @@ void PoolBatch::flush() {
   size_t lanes = std::min(lanes_ - running_->jobs, items->size());
   running_->jobs += lanes;
   for (size_t lane = 0; lane < lanes; ++lane) {
-    run_in_pool(
+    uv::run_in_pool(
         loop_,
         [items, lane, lanes] {
           for (size_t i = lane; i < items->size(); i += lanes) (*items)[i].work();

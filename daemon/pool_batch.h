@@ -14,7 +14,7 @@
 #include <memory>
 #include <vector>
 
-#include "daemon/uv_handle.h"
+#include "common/uv_handle.h"
 
 namespace spoold::daemon {
 
@@ -42,7 +42,7 @@ class PoolBatch {
   };
   std::shared_ptr<Running> running_ = std::make_shared<Running>();
   std::vector<Item> pending_;
-  Timer timer_;
+  uv::Timer timer_;
 };
 
 }  // namespace spoold::daemon

@@ -55,7 +55,7 @@ void Daemon::arm_tier_timers() {
   auto base = static_cast<uint64_t>(cfg_->queue.scan_interval.count());
   for (size_t t = 0; t < cfg_->queue.tiers.size(); ++t) {
     auto every = base * static_cast<uint64_t>(cfg_->queue.tiers[t].priority);
-    auto timer = std::make_unique<Timer>(&loop_);
+    auto timer = std::make_unique<uv::Timer>(&loop_);
     int tier = static_cast<int>(t);
     timer->start(every, every, [this, tier] { tick(tier); });
     tier_timers_.push_back(std::move(timer));
@@ -63,16 +63,11 @@ void Daemon::arm_tier_timers() {
 }
 
 void Daemon::watch_incoming() {
-  incoming_watch_ = std::make_unique<uv_fs_event_t>();
-  uv_fs_event_init(&loop_, incoming_watch_.get());
-  incoming_watch_->data = this;
+  incoming_watch_ = std::make_unique<uv::FsEvent>(&loop_);
   std::string dir = cfg_->spool_dir + "/incoming";
-  int rc = uv_fs_event_start(
-      incoming_watch_.get(),
-      [](uv_fs_event_t* h, const char*, int, int status) {
-        if (status == 0) static_cast<Daemon*>(h->data)->tick(0);
-      },
-      dir.c_str(), 0);
+  int rc = incoming_watch_->start(dir, [this](std::string_view, int, int status) {
+    if (status == 0) tick(0);
+  });
   if (rc != 0) log::warning("cannot watch {} ({}): relying on the tier-0 scan", dir, uv_strerror(rc));
 }
 
@@ -106,7 +101,7 @@ void Daemon::tick(int tier) {
   auto input = std::make_shared<PassInput>(std::move(in));
   auto out = std::make_shared<PassOutput>();
   spool::Spool* sp = &*spool_;
-  run_in_pool(
+  uv::run_in_pool(
       &loop_, [sp, input, out] { run_pass(*sp, *input, *out); },
       [this, tier, out] {
         --pool_jobs_;
@@ -170,7 +165,7 @@ void Daemon::tick_done(int tier, std::vector<spool::Claimed> claimed,
     auto dropped = std::make_shared<std::vector<spool::Claimed>>(std::move(claimed));
     spool::Spool* sp = &*spool_;
     ++pool_jobs_;
-    run_in_pool(
+    uv::run_in_pool(
         &loop_,
         [sp, dropped] {
           for (auto& c : *dropped) (void)sp->unclaim(c);
@@ -288,7 +283,7 @@ void Daemon::refresh_locks() {
     if (!f->finishing && f->claimed.lock.held()) items->push_back({token, f->claimed.lock.id(), ""});
   refreshing_ = true;
   ++pool_jobs_;
-  run_in_pool(
+  uv::run_in_pool(
       &loop_,
       [items] {
         for (auto& it : *items)
@@ -318,7 +313,7 @@ void Daemon::sweep_orphans() {
   ++pool_jobs_;
   spool::Spool* sp = &*spool_;
   auto rep = std::make_shared<Result<spool::RecoverReport>>(make_error("not run"));
-  run_in_pool(
+  uv::run_in_pool(
       &loop_, [sp, rep] { *rep = sp->recover(); },
       [this, rep] {
         --pool_jobs_;
@@ -342,7 +337,7 @@ void Daemon::expire_failed() {
   int64_t cutoff =
       unix_now() - std::chrono::duration_cast<std::chrono::seconds>(cfg_->queue.failed_retention).count();
   auto removed = std::make_shared<size_t>(0);
-  run_in_pool(
+  uv::run_in_pool(
       &loop_,
       [sp, cutoff, removed] {
         auto scan = sp->scan(spool::Place::failed, 0, cutoff);

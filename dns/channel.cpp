@@ -1,4 +1,4 @@
-// dns/channel.cpp — c-ares ↔ libuv wiring: socket-state callback → PollWatcher per fd,
+// dns/channel.cpp — c-ares ↔ libuv wiring: socket-state callback → one uv::Poll per fd,
 // ares_timeout() → one timer. See channel.h for the rule about callbacks inside c-ares.
 #include "dns/channel.h"
 
@@ -7,42 +7,6 @@
 #include <mutex>
 
 namespace spoold::dns::detail {
-
-// One uv_poll_t for one c-ares socket. Destroying it stops and closes the poll at once, so a
-// socket c-ares has closed (and whose number the kernel may reuse) is never watched again.
-class Channel::PollWatcher {
- public:
-  PollWatcher(uv_loop_t* loop, ares_socket_t fd, Channel* owner) : fd_(fd), owner_(owner) {
-    if (uv_poll_init(loop, poll_.get(), fd) == 0) {
-      poll_.set_initialized();
-      poll_.get()->data = this;
-    }
-  }
-  ~PollWatcher() {
-    if (ok()) uv_poll_stop(poll_.get());
-    poll_.close();
-  }
-  PollWatcher(const PollWatcher&) = delete;
-  PollWatcher& operator=(const PollWatcher&) = delete;
-
-  bool ok() const { return poll_.get() && poll_.get()->data == this; }
-
-  void start(bool readable, bool writable) {
-    if (!ok()) return;  // c-ares still times the query out through the timer
-    int events = (readable ? UV_READABLE : 0) | (writable ? UV_WRITABLE : 0);
-    uv_poll_start(poll_.get(), events, &PollWatcher::on_event);
-  }
-
- private:
-  static void on_event(uv_poll_t* h, int status, int events) {
-    auto* self = static_cast<PollWatcher*>(h->data);
-    self->owner_->on_poll(self->fd_, status, events);  // may destroy self: touch nothing after
-  }
-
-  ares_socket_t fd_;
-  Channel* owner_;
-  UvHandle<uv_poll_t> poll_;
-};
 
 struct Channel::Query {
   Channel* channel;
@@ -69,16 +33,11 @@ std::string join_servers(const std::vector<std::string>& servers) {
 
 }  // namespace
 
-Channel::Channel(uv_loop_t* loop) : loop_(loop) {}
+Channel::Channel(uv_loop_t* loop) : loop_(loop), timer_(loop) {}
 
 Result<std::unique_ptr<Channel>> Channel::create(uv_loop_t* loop, const ChannelOptions& options) {
   init_library_once();
   auto ch = std::make_unique<Channel>(loop);
-
-  if (int rc = uv_timer_init(loop, ch->timer_.get()); rc != 0)
-    return make_error(fmt::format("dns: uv_timer_init: {}", uv_strerror(rc)), rc);
-  ch->timer_.set_initialized();
-  ch->timer_.get()->data = ch.get();
 
   ares_options opts{};
   opts.sock_state_cb = &Channel::on_sock_state;
@@ -101,14 +60,12 @@ Result<std::unique_ptr<Channel>> Channel::create(uv_loop_t* loop, const ChannelO
 
 Channel::~Channel() {
   // ares_destroy calls every pending query's callback with ARES_EDESTRUCTION and reports its
-  // sockets closed through on_sock_state, which drops their poll watchers.
+  // sockets closed through on_sock_state, which drops their polls.
   if (channel_) ares_destroy(channel_);
   channel_ = nullptr;
   auto waiting = std::move(waiting_);  // never sent: they end as the ones in flight did
   waiting_.clear();
   for (auto& w : waiting) w.done(ARES_EDESTRUCTION, nullptr, 0);
-  polls_.clear();
-  timer_.close();
 }
 
 void Channel::query(const std::string& name, int type, Done done) {
@@ -151,8 +108,11 @@ void Channel::watch(ares_socket_t fd, bool readable, bool writable) {
     return;
   }
   auto it = polls_.find(fd);
-  if (it == polls_.end()) it = polls_.emplace(fd, std::make_unique<PollWatcher>(loop_, fd, this)).first;
-  it->second->start(readable, writable);
+  if (it == polls_.end()) it = polls_.emplace(fd, uv::Poll(loop_, fd)).first;
+  int events = (readable ? UV_READABLE : 0) | (writable ? UV_WRITABLE : 0);
+  // If the poll could not be set up, c-ares still times the query out through the timer. The
+  // callback may drop this very poll (c-ares closing the socket): uv::Poll allows that.
+  (void)it->second.start(events, [this, fd](int status, int ev) { on_poll(fd, status, ev); });
 }
 
 void Channel::on_poll(ares_socket_t fd, int status, int events) {
@@ -174,13 +134,12 @@ void Channel::rearm_timer() {
   timeval tv{};
   timeval* next = ares_timeout(channel_, nullptr, &tv);
   if (!next) {
-    uv_timer_stop(timer_.get());  // nothing in flight: do not keep the loop alive
+    timer_.stop();  // nothing in flight: do not keep the loop alive
     return;
   }
   uint64_t ms =
       static_cast<uint64_t>(next->tv_sec) * 1000 + (static_cast<uint64_t>(next->tv_usec) + 999) / 1000;
-  uv_timer_start(
-      timer_.get(), [](uv_timer_t* t) { static_cast<Channel*>(t->data)->on_timer(); }, ms, 0);
+  timer_.start(ms, 0, [this] { on_timer(); });
 }
 
 }  // namespace spoold::dns::detail

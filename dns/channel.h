@@ -1,9 +1,9 @@
 // dns/channel.h — one c-ares channel driven by one libuv loop (internal to dns/).
-// c-ares tells us which sockets it wants watched (socket-state callback); each gets one
-// uv_poll_t owned by a PollWatcher, dropped the moment c-ares reports the socket gone. One
-// uv_timer, re-armed from ares_timeout() after every call into c-ares, makes lost UDP queries
-// time out. Rule: query callbacks run inside c-ares (ares_process_fd, ares_query, ares_destroy);
-// they must only record the answer, never call back into user code or destroy the Channel.
+// c-ares tells us which sockets it wants watched (socket-state callback); each gets one uv::Poll
+// (common/uv_handle.h), dropped the moment c-ares reports the socket gone. One uv::Timer,
+// re-armed from ares_timeout() after every call into c-ares, makes lost UDP queries time out.
+// Rule: query callbacks run inside c-ares (ares_process_fd, ares_query, ares_destroy); they must
+// only record the answer, never call back into user code or destroy the Channel.
 #pragma once
 
 #include <ares.h>
@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "common/result.h"
-#include "dns/uv_handle.h"
+#include "common/uv_handle.h"
 
 namespace spoold::dns::detail {
 
@@ -51,7 +51,6 @@ class Channel {
   size_t waiting() const { return waiting_.size(); }
 
  private:
-  class PollWatcher;
   struct Query;
 
   static void on_sock_state(void* data, ares_socket_t fd, int readable, int writable);
@@ -65,8 +64,8 @@ class Channel {
 
   uv_loop_t* loop_;
   ares_channel channel_ = nullptr;
-  UvHandle<uv_timer_t> timer_;
-  std::map<ares_socket_t, std::unique_ptr<PollWatcher>> polls_;
+  uv::Timer timer_;
+  std::map<ares_socket_t, uv::Poll> polls_;  // a Poll that could not be set up stays empty
   struct Waiting {
     std::string name;
     int type;

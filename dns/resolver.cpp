@@ -11,12 +11,12 @@
 #include <optional>
 #include <thread>
 
+#include "common/uv_handle.h"
 #include "dns/answer.h"
 #include "dns/channel.h"
 #include "dns/dns.h"
 #include "dns/names.h"
 #include "dns/record_cache.h"
-#include "dns/uv_handle.h"
 
 namespace spoold::dns {
 
@@ -29,7 +29,8 @@ class Resolver::Impl {
   Impl(uv_loop_t* loop, Options options)
       : loop_(loop),
         options_(std::move(options)),
-        cache_(options_.max_cache_ttl, options_.negative_cache_ttl, options_.max_cache_entries) {}
+        cache_(options_.max_cache_ttl, options_.negative_cache_ttl, options_.max_cache_entries),
+        dispatch_(loop) {}
   ~Impl() { shutdown(); }
   Impl(const Impl&) = delete;
   Impl& operator=(const Impl&) = delete;
@@ -93,7 +94,7 @@ class Resolver::Impl {
   std::map<uint64_t, std::unique_ptr<Lookup>> lookups_;
   uint64_t next_id_ = 1;
   std::deque<std::function<void()>> ready_;
-  detail::UvHandle<uv_timer_t> dispatch_;
+  uv::Timer dispatch_;
   bool dispatch_armed_ = false;
   bool shutting_down_ = false;
   std::shared_ptr<char> alive_ = std::make_shared<char>();  // expires when shutdown() starts
@@ -141,10 +142,6 @@ std::string_view Resolver::Impl::to_string(LookupState s) {
 }
 
 Result<void> Resolver::Impl::init() {
-  if (int rc = uv_timer_init(loop_, dispatch_.get()); rc != 0)
-    return make_error(fmt::format("dns: uv_timer_init: {}", uv_strerror(rc)), rc);
-  dispatch_.set_initialized();
-  dispatch_.get()->data = this;
   detail::ChannelOptions co{options_.servers, options_.timeout, options_.tries,
                             options_.max_queries_in_flight};
   auto ch = detail::Channel::create(loop_, co);
@@ -206,8 +203,7 @@ void Resolver::Impl::defer(std::function<void()> fn) {
   ready_.push_back(std::move(fn));
   if (dispatch_armed_) return;
   dispatch_armed_ = true;
-  uv_timer_start(
-      dispatch_.get(), [](uv_timer_t* t) { static_cast<Impl*>(t->data)->on_dispatch(); }, 0, 0);
+  dispatch_.start(0, 0, [this] { on_dispatch(); });
 }
 
 void Resolver::Impl::on_dispatch() {

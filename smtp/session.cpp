@@ -1,9 +1,12 @@
 // smtp/session.cpp — see session.h. The thin transport around the Engine: libuv TCP + one timer,
 // TLS through memory BIOs, body read from the spool file in 64 KiB chunks, optional transcript.
-// Rules kept here: every uv handle lives inside Impl, which keeps itself alive (self_) until the
-// last close callback; everything the engine asks for is done in pump(), which never re-enters
-// itself (callbacks that call back into the session only mark it for another round); a body chunk
-// is read only when the previous write completed, so memory stays bounded by one chunk.
+// Rules kept here: the TCP handle and the timer are owning handles (common/uv_handle.h): Impl dies
+// with the Session, their memory waits for libuv's close callbacks, and none of their callbacks
+// reaches a destroyed Impl. Everything the engine asks for is done in pump(), which never
+// re-enters itself (callbacks that call back into the session only mark it for another round);
+// a user callback run by pump() may destroy the Session, and then every frame of pump() returns
+// at once, touching nothing (gone_). A body chunk is read only when the previous write
+// completed, so memory stays bounded by one chunk.
 #include "smtp/session.h"
 
 #include <fcntl.h>
@@ -21,6 +24,8 @@
 #include <utility>
 
 #include "common/unique_fd.h"
+#include "common/uv_handle.h"
+#include "common/uv_stream.h"
 #include "smtp/body_encoder.h"
 #include "smtp/engine.h"
 #include "smtp/tls.h"
@@ -41,11 +46,12 @@ struct FileCloser {
 
 }  // namespace
 
-class Session::Impl : public std::enable_shared_from_this<Impl> {
+class Session::Impl {
  public:
-  Impl(uv_loop_t* loop, SessionOptions o, SessionCallbacks cb);
-  void begin(std::shared_ptr<Impl> self);
-  void detach();  // the Session handle is gone: no more callbacks, abort the connection
+  Impl(uv_loop_t* loop, SessionOptions o, SessionCallbacks cb);  // starts connecting
+  ~Impl();  // aborts the connection if still open (no QUIT); no callback runs afterwards
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
 
   void submit(Transaction txn, BodySource body, TransactionCallback done);
   void quit() {
@@ -78,29 +84,30 @@ class Session::Impl : public std::enable_shared_from_this<Impl> {
   void transcript(char dir, std::string_view line);
   void warn(std::string_view msg);
 
-  // libuv callbacks. Each may end in the destruction of Impl only through close_cb (self_.reset()).
-  static void on_connect(uv_connect_t* req, int status);
-  static void on_alloc(uv_handle_t* h, std::size_t suggested, uv_buf_t* buf);
-  static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
-  static void on_write(uv_write_t* req, int status);
-  static void on_timer(uv_timer_t* t);
-  static void on_close(uv_handle_t* h);
+  void connect();
+  // The handles' callbacks. Each may end in the destruction of Impl (through pump()).
+  void on_connect(int status);
+  void on_read(int status, std::string_view bytes);
+  void on_write(int status, uv::Pieces written);
+  void on_timer();
 
-  struct ScanWork;
+  struct ScanJob;
   void start_scan(Transaction txn);
-  static void scan_in_pool(uv_work_t* req);
-  static void scan_done(uv_work_t* req, int status);
+  static void scan_body(ScanJob& job);
+  void scan_done(ScanJob& job);
 
   void received(std::string_view bytes);
   void ack_if_waiting();
   void tls_progress();
-  void pump();
-  void pump_once();
-  void handle(Event& ev);
+  // pump() returns false when a callback destroyed the Session: the caller must not touch Impl.
+  // Below it, `gone` is pump()'s flag: a frame that ran a user callback returns when it is set.
+  bool pump();
+  void pump_once(const bool& gone);
+  void handle(Event& ev, const bool& gone);
   void send(std::string plaintext);
   void send_output();
   void flush_writes();
-  void recycle_in_flight();
+  void recycle(uv::Pieces& written);
   void feed_body();
   void arm_timer();
   void close_transport();
@@ -109,47 +116,66 @@ class Session::Impl : public std::enable_shared_from_this<Impl> {
   SessionOptions opt_;
   SessionCallbacks cb_;
   Engine engine_;
-  std::shared_ptr<Impl> self_;  // set while any handle is open
 
-  uv_tcp_t tcp_{};
-  uv_timer_t timer_{};
-  uv_connect_t connect_req_{};
-  uv_write_t write_req_{};
-  int open_handles_ = 0;
-  bool connected_ = false;
-  bool closing_ = false;
-  bool close_after_write_ = false;
+  uv::Tcp tcp_;
+  uv::Timer timer_;
+  bool* gone_ = nullptr;  // pump()'s flag while it runs; ~Impl sets it
 
   std::unique_ptr<TlsClient> tls_;
-  bool tls_handshaking_ = false;
 
-  std::vector<std::string> queued_;     // waiting for the next uv_write
-  std::vector<std::string> in_flight_;  // owned until on_write
-  std::string spare_;                   // a written buffer, handed back to the engine for reuse
-  bool writing_ = false;
-  char read_buf_[kReadBuffer];
+  uv::Pieces queued_;  // waiting for the next write; the write request owns them until on_write
+  std::string spare_;  // a written buffer, handed back to the engine for reuse
 
   std::uint64_t armed_epoch_ = ~std::uint64_t{0};
 
   BodyReader body_;  // kept for the session's life: its chunk buffer serves every transaction
-  bool body_active_ = false;
   std::deque<TransactionCallback> done_;  // running transaction first, then the one behind its dot
   std::optional<Transaction> scanning_;   // submitted, waiting for the body scan (thread pool)
+  std::shared_ptr<ScanJob> scan_;         // that scan; ~Impl leaves it nobody to report to
 
   std::unique_ptr<std::FILE, FileCloser> transcript_;
 
+  bool connected_ = false;
+  bool closing_ = false;
+  bool close_after_write_ = false;
+  bool tls_handshaking_ = false;
+  bool writing_ = false;  // one write in flight at a time
+  bool body_active_ = false;
   bool pumping_ = false;
   bool pump_again_ = false;
 };
 
+// Learning BodyInfo means reading the whole stored message: done on the libuv thread pool, so the
+// loop never waits on it (docs/design.md guarantee 4). The pool side touches only fd, offset and
+// scan; `owner` belongs to the loop side, which ~Impl clears, so the job outlives a Session
+// destroyed meanwhile without reaching it.
+struct Session::Impl::ScanJob {
+  Impl* owner = nullptr;
+  UniqueFd fd;
+  std::uint64_t offset = 0;
+  BodyScanner scan;
+};
+
 Session::Impl::Impl(uv_loop_t* loop, SessionOptions o, SessionCallbacks cb)
-    : loop_(loop), opt_(std::move(o)), cb_(std::move(cb)), engine_(opt_.engine, hooks()) {
+    : loop_(loop),
+      opt_(std::move(o)),
+      cb_(std::move(cb)),
+      engine_(opt_.engine, hooks()),
+      tcp_(loop),
+      timer_(loop) {
   if (!opt_.transcript_path.empty()) {
     // NOLINTNEXTLINE(cppcoreguidelines-owning-memory): transcript_, a unique_ptr, is the owner.
     transcript_.reset(std::fopen(opt_.transcript_path.c_str(), "we"));
     if (!transcript_)
       warn(fmt::format("cannot open transcript {}: {}", opt_.transcript_path, std::strerror(errno)));
   }
+  connect();
+}
+
+// The handles close with their members; a scan still on the pool finds no owner.
+Session::Impl::~Impl() {
+  if (gone_) *gone_ = true;
+  if (scan_) scan_->owner = nullptr;
 }
 
 EngineHooks Session::Impl::hooks() {
@@ -177,14 +203,7 @@ void Session::Impl::warn(std::string_view msg) {
   if (cb_.on_warning) cb_.on_warning(msg);
 }
 
-void Session::Impl::begin(std::shared_ptr<Impl> self) {
-  self_ = std::move(self);
-  uv_tcp_init(loop_, &tcp_);
-  tcp_.data = this;
-  uv_timer_init(loop_, &timer_);
-  timer_.data = this;
-  open_handles_ = 2;
-
+void Session::Impl::connect() {
   sockaddr_storage addr{};
   bool v6 = opt_.ip.find(':') != std::string::npos;
   int r = v6 ? uv_ip6_addr(opt_.ip.c_str(), opt_.port, reinterpret_cast<sockaddr_in6*>(&addr))
@@ -194,59 +213,43 @@ void Session::Impl::begin(std::shared_ptr<Impl> self) {
     bool lv6 = opt_.bind_address.find(':') != std::string::npos;
     r = lv6 ? uv_ip6_addr(opt_.bind_address.c_str(), 0, reinterpret_cast<sockaddr_in6*>(&local))
             : uv_ip4_addr(opt_.bind_address.c_str(), 0, reinterpret_cast<sockaddr_in*>(&local));
-    if (r == 0) r = uv_tcp_bind(&tcp_, reinterpret_cast<sockaddr*>(&local), 0);
+    if (r == 0) r = tcp_.bind(reinterpret_cast<sockaddr*>(&local));
   }
-  if (r == 0) r = uv_tcp_nodelay(&tcp_, 1);
-  if (r == 0) r = uv_tcp_connect(&connect_req_, &tcp_, reinterpret_cast<sockaddr*>(&addr), on_connect);
+  if (r == 0) r = tcp_.nodelay(true);
+  if (r == 0)
+    r = tcp_.connect(reinterpret_cast<sockaddr*>(&addr), [this](int status) { on_connect(status); });
   if (r != 0) {
     engine_.abort(fmt::format("cannot connect to {}: {}", peer(), uv_strerror(r)));
     // Report from the loop, not from inside the constructor the caller is still running.
-    uv_timer_start(&timer_, on_timer, 0, 0);
+    timer_.start(0, 0, [this] { on_timer(); });
     return;
   }
   transcript('*', fmt::format("connecting to {}", peer()));
-  uv_timer_start(&timer_, on_timer, static_cast<std::uint64_t>(opt_.engine.timeouts.connect.count()), 0);
+  timer_.start(static_cast<std::uint64_t>(opt_.engine.timeouts.connect.count()), 0, [this] { on_timer(); });
 }
 
-void Session::Impl::detach() {
-  cb_ = SessionCallbacks{};
-  done_.clear();
-  scanning_.reset();
-  if (!engine_.ended()) engine_.abort("session destroyed by its owner");
-  engine_.take_events();
-  close_transport();
-}
-
-void Session::Impl::on_connect(uv_connect_t* req, int status) {
-  auto* self = static_cast<Impl*>(req->handle->data);
-  if (self->closing_) return;
+void Session::Impl::on_connect(int status) {
+  if (closing_) return;
   if (status < 0) {
-    self->engine_.abort(fmt::format("cannot connect to {}: {}", self->peer(), uv_strerror(status)));
+    engine_.abort(fmt::format("cannot connect to {}: {}", peer(), uv_strerror(status)));
   } else {
-    self->connected_ = true;
-    uv_read_start(reinterpret_cast<uv_stream_t*>(&self->tcp_), on_alloc, on_read);
-    self->transcript('*', "connected");
-    self->engine_.start();
+    connected_ = true;
+    tcp_.read_start(kReadBuffer, [this](int st, std::string_view bytes) { on_read(st, bytes); });
+    transcript('*', "connected");
+    engine_.start();
   }
-  self->pump();
+  pump();
 }
 
-void Session::Impl::on_alloc(uv_handle_t* h, std::size_t, uv_buf_t* buf) {
-  auto* self = static_cast<Impl*>(h->data);
-  *buf = uv_buf_init(self->read_buf_, sizeof self->read_buf_);
-}
-
-// May end the session (and schedule Impl's destruction for the close callbacks).
-void Session::Impl::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
-  auto* self = static_cast<Impl*>(s->data);
-  if (self->closing_) return;
-  if (nread < 0) {
-    self->engine_.connection_closed(nread == UV_EOF ? "EOF" : uv_strerror(static_cast<int>(nread)));
-  } else if (nread > 0) {
-    self->received(std::string_view(buf->base, static_cast<std::size_t>(nread)));
-  }
-  self->pump();
-  if (!self->closing_) self->ack_if_waiting();
+// May end the session, or (through a user callback) destroy it.
+void Session::Impl::on_read(int status, std::string_view bytes) {
+  if (closing_) return;
+  if (status < 0)
+    engine_.connection_closed(status == UV_EOF ? "EOF" : uv_strerror(status));
+  else
+    received(bytes);
+  if (!pump()) return;
+  if (!closing_) ack_if_waiting();
 }
 
 // A server without TCP_NODELAY holds a reply back (Nagle) while its previous one is not
@@ -257,7 +260,7 @@ void Session::Impl::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) 
 void Session::Impl::ack_if_waiting() {
   if (!engine_.awaiting_replies() || writing_ || !queued_.empty() || engine_.has_output()) return;
   uv_os_fd_t fd;
-  if (uv_fileno(reinterpret_cast<uv_handle_t*>(&tcp_), &fd) != 0) return;
+  if (tcp_.fileno(&fd) != 0) return;
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);  // best effort
 }
@@ -291,42 +294,36 @@ void Session::Impl::tls_progress() {
   if (plain && !plain->empty()) engine_.receive(*plain);
 }
 
-void Session::Impl::on_write(uv_write_t* req, int status) {
-  auto* self = static_cast<Impl*>(req->data);
-  self->writing_ = false;
-  self->recycle_in_flight();
-  if (self->closing_) return;
-  if (self->close_after_write_ && (status < 0 || self->queued_.empty())) {
-    self->close_transport();  // the session already ended cleanly; a failed goodbye changes nothing
+void Session::Impl::on_write(int status, uv::Pieces written) {
+  writing_ = false;
+  recycle(written);
+  if (closing_) return;
+  if (close_after_write_ && (status < 0 || queued_.empty())) {
+    close_transport();  // the session already ended cleanly; a failed goodbye changes nothing
     return;
   }
-  if (status < 0) self->engine_.connection_closed(fmt::format("write failed: {}", uv_strerror(status)));
-  self->flush_writes();
-  self->pump();
+  if (status < 0) engine_.connection_closed(fmt::format("write failed: {}", uv_strerror(status)));
+  flush_writes();
+  pump();
 }
 
-void Session::Impl::on_timer(uv_timer_t* t) {
-  auto* self = static_cast<Impl*>(t->data);
-  if (self->closing_) return;
-  if (!self->connected_ && !self->engine_.ended())
-    self->engine_.abort(fmt::format("connection to {} timed out", self->peer()));
+void Session::Impl::on_timer() {
+  if (closing_) return;
+  if (!connected_ && !engine_.ended())
+    engine_.abort(fmt::format("connection to {} timed out", peer()));
   else
-    self->engine_.timed_out();
-  self->pump();
+    engine_.timed_out();
+  pump();
 }
 
-// The last close callback drops self_, which may free Impl: nothing may touch it afterwards.
-void Session::Impl::on_close(uv_handle_t* h) {
-  auto* self = static_cast<Impl*>(h->data);
-  if (--self->open_handles_ == 0) self->self_.reset();
-}
-
+// Closing cancels a pending connect or write; their callbacks no longer run.
 void Session::Impl::close_transport() {
   if (closing_) return;
   closing_ = true;
   body_active_ = false;
-  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), on_close);
-  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_close);  // cancels a pending connect/write
+  writing_ = false;
+  timer_.close();
+  tcp_.close();
 }
 
 // Behind a final dot only with body_info known: the body reader is free then (the previous body
@@ -352,53 +349,43 @@ void Session::Impl::submit(Transaction txn, BodySource body, TransactionCallback
   pump();
 }
 
-// Learning BodyInfo means reading the whole stored message: done on the libuv thread pool, so the
-// loop never waits on it (docs/design.md guarantee 4). The work item keeps Impl alive until it returns.
-struct Session::Impl::ScanWork {
-  uv_work_t req{};
-  std::shared_ptr<Impl> owner;
-  UniqueFd fd;
-  std::uint64_t offset = 0;
-  BodyScanner scan;
-};
-
 void Session::Impl::start_scan(Transaction txn) {
-  auto work = std::make_unique<ScanWork>();
-  work->owner = shared_from_this();
-  work->fd = UniqueFd(::fcntl(body_.fd(), F_DUPFD_CLOEXEC, 0));
-  work->offset = body_.offset();
-  work->req.data = work.get();
+  auto job = std::make_shared<ScanJob>();
+  job->owner = this;
+  job->fd = UniqueFd(::fcntl(body_.fd(), F_DUPFD_CLOEXEC, 0));
+  job->offset = body_.offset();
+  scan_ = job;
   scanning_ = std::move(txn);
-  int r = uv_queue_work(loop_, &work->req, scan_in_pool, scan_done);
+  int r = uv::run_in_pool(
+      loop_, [job] { scan_body(*job); },
+      [job] {
+        if (job->owner) job->owner->scan_done(*job);
+      });
   if (r != 0) {  // no thread pool: fall back to scanning here
-    scan_in_pool(&work->req);
-    scan_done(&work->req, 0);
-    return;
+    scan_body(*job);
+    scan_done(*job);
   }
-  (void)work.release();  // owned by the request until scan_done
 }
 
-void Session::Impl::scan_in_pool(uv_work_t* req) {
-  auto* w = static_cast<ScanWork*>(req->data);
+void Session::Impl::scan_body(ScanJob& job) {
   std::string buf(kScanChunk, '\0');
-  for (std::uint64_t pos = w->offset;;) {
-    ssize_t n = ::pread(w->fd.get(), buf.data(), buf.size(), static_cast<off_t>(pos));
+  for (std::uint64_t pos = job.offset;;) {
+    ssize_t n = ::pread(job.fd.get(), buf.data(), buf.size(), static_cast<off_t>(pos));
     if (n <= 0) break;  // a read error shows again (and is reported) when the body is sent
-    w->scan.feed(std::string_view(buf.data(), static_cast<std::size_t>(n)));
+    job.scan.feed(std::string_view(buf.data(), static_cast<std::size_t>(n)));
     pos += static_cast<std::uint64_t>(n);
   }
 }
 
-// May run the transaction callback (which may destroy the Session handle; `owner` keeps Impl).
-void Session::Impl::scan_done(uv_work_t* req, int) {
-  std::unique_ptr<ScanWork> w(static_cast<ScanWork*>(req->data));
-  Impl* self = w->owner.get();
-  if (!self->scanning_) return;  // the session ended meanwhile and already answered
-  Transaction txn = std::move(*self->scanning_);
-  self->scanning_.reset();
-  txn.body_info = w->scan.result();
-  self->engine_.submit(std::move(txn));
-  self->pump();
+// May run the transaction callback, which may destroy the Session.
+void Session::Impl::scan_done(ScanJob& job) {
+  if (scan_.get() == &job) scan_.reset();  // the pool job still holds it
+  if (!scanning_) return;                  // the session ended meanwhile and already answered
+  Transaction txn = std::move(*scanning_);
+  scanning_.reset();
+  txn.body_info = job.scan.result();
+  engine_.submit(std::move(txn));
+  pump();
 }
 // Reads and encodes one chunk; the next one is read after its write completed (on_write → pump).
 // When the reader sees the end with the last bytes, the final dot joins them in the same write.
@@ -435,27 +422,21 @@ void Session::Impl::send_output() {
   if (engine_.has_output()) send(engine_.take_output(std::exchange(spare_, std::string())));
 }
 
-// Keeps the largest written buffer as spare_ (its capacity is what a body chunk needs).
-void Session::Impl::recycle_in_flight() {
-  for (auto& s : in_flight_)
+// Keeps the largest written buffer as spare_ (its capacity is what a body chunk needs), and the
+// emptied vector as queued_ when that is empty, so neither costs an allocation per write.
+void Session::Impl::recycle(uv::Pieces& written) {
+  for (auto& s : written)
     if (s.capacity() > spare_.capacity()) spare_ = std::move(s);
-  in_flight_.clear();
+  written.clear();
+  if (queued_.empty()) queued_.swap(written);
 }
 
-// All queued pieces go out in one uv_write with several buffers; one write in flight at a time.
+// All queued pieces go out in one write with several buffers; one write in flight at a time.
 void Session::Impl::flush_writes() {
   if (writing_ || queued_.empty() || closing_ || !connected_) return;
-  in_flight_.swap(queued_);  // in_flight_ was empty: queued_ keeps its capacity
-  std::vector<uv_buf_t> bufs;
-  for (auto& s : in_flight_) bufs.push_back(uv_buf_init(s.data(), static_cast<unsigned>(s.size())));
-  write_req_.data = this;
-  int r = uv_write(&write_req_, reinterpret_cast<uv_stream_t*>(&tcp_), bufs.data(),
-                   static_cast<unsigned>(bufs.size()), on_write);
-  if (r != 0) {
-    recycle_in_flight();
-    engine_.connection_closed(fmt::format("write failed: {}", uv_strerror(r)));
-    return;
-  }
+  int r = tcp_.write(std::exchange(queued_, uv::Pieces()),
+                     [this](int status, uv::Pieces written) { on_write(status, std::move(written)); });
+  if (r != 0) return engine_.connection_closed(fmt::format("write failed: {}", uv_strerror(r)));
   writing_ = true;
 }
 
@@ -463,24 +444,28 @@ void Session::Impl::arm_timer() {
   if (closing_ || !connected_ || engine_.timer_epoch() == armed_epoch_) return;
   armed_epoch_ = engine_.timer_epoch();
   if (auto t = engine_.timeout())
-    uv_timer_start(&timer_, on_timer, static_cast<std::uint64_t>(t->count()), 0);
+    timer_.start(static_cast<std::uint64_t>(t->count()), 0, [this] { on_timer(); });
   else
-    uv_timer_stop(&timer_);
+    timer_.stop();
 }
 
-void Session::Impl::pump() {
+bool Session::Impl::pump() {
   if (pumping_) {  // called back from inside a user callback: the running pump goes round again
     pump_again_ = true;
-    return;
+    return true;
   }
-  auto keep = shared_from_this();  // a callback below may destroy the Session handle
+  bool gone = false;  // set by ~Impl: a callback below destroyed the Session
+  gone_ = &gone;
   pumping_ = true;
   for (int round = 0; round < 1000; ++round) {
     pump_again_ = false;
-    pump_once();
+    pump_once(gone);
+    if (gone) return false;
     if (!pump_again_ && !engine_.has_output() && !engine_.has_events()) break;
   }
   pumping_ = false;
+  gone_ = nullptr;
+  return true;
 }
 
 // Output goes out once the events are handled: commands that a handler adds (the next
@@ -488,11 +473,14 @@ void Session::Impl::pump() {
 // small write behind the dot would meet a server that does not set TCP_NODELAY: its replies to
 // the dot and to the new commands leave in two segments, and the second waits for our delayed
 // ACK (40 ms) on every message (CHANGELOG.md has the measurement).
-void Session::Impl::pump_once() {
+void Session::Impl::pump_once(const bool& gone) {
   for (int guard = 0; guard < 1000; ++guard) {
     auto events = engine_.take_events();
     if (events.empty()) break;
-    for (auto& ev : events) handle(ev);
+    for (auto& ev : events) {
+      handle(ev, gone);
+      if (gone) return;
+    }
   }
   feed_body();
   if (engine_.has_events()) {  // body_end() entered the dot: its NextWelcome first
@@ -503,7 +491,7 @@ void Session::Impl::pump_once() {
   arm_timer();
 }
 
-void Session::Impl::handle(Event& ev) {
+void Session::Impl::handle(Event& ev, const bool& gone) {
   if (std::holds_alternative<StartTls>(ev)) {
     send_output();
     auto t = TlsClient::create(TlsOptions{opt_.tls_host, opt_.engine.tls == TlsPolicy::verify, opt_.ca_file});
@@ -522,7 +510,8 @@ void Session::Impl::handle(Event& ev) {
                     "(response injection attempt?)",
                     peer(), inj->bytes));
   } else if (std::holds_alternative<Ready>(ev)) {
-    if (cb_.on_ready) cb_.on_ready();
+    // Runs from a local: it may destroy the Session, and with it cb_.
+    if (auto cb = std::exchange(cb_.on_ready, nullptr)) cb();
   } else if (std::holds_alternative<NextWelcome>(ev)) {
     // Asked only while it still holds: the engine may have read the dot's reply meanwhile.
     if (cb_.on_next_welcome && can_submit_next()) cb_.on_next_welcome();
@@ -544,6 +533,7 @@ void Session::Impl::handle(Event& ev) {
       auto cb = std::move(done_.front());
       done_.pop_front();
       if (cb) cb(r);
+      if (gone) return;
     }
     transcript('*', fmt::format("session ended: {} {}", to_string(end->reason.status), end->reason.text));
     bool clean = end->reason.status == Status::sent;
@@ -562,13 +552,9 @@ void Session::Impl::handle(Event& ev) {
 }
 
 Session::Session(uv_loop_t* loop, SessionOptions options, SessionCallbacks callbacks)
-    : impl_(std::make_shared<Impl>(loop, std::move(options), std::move(callbacks))) {
-  impl_->begin(impl_);
-}
+    : impl_(std::make_unique<Impl>(loop, std::move(options), std::move(callbacks))) {}
 
-Session::~Session() {
-  if (impl_) impl_->detach();
-}
+Session::~Session() = default;
 
 bool Session::idle() const {
   return impl_->idle();

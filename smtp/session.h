@@ -1,9 +1,9 @@
 // smtp/session.h — one SMTP client connection on a libuv loop: TCP connect (optional bind
 // address), TLS over OpenSSL memory BIOs (STARTTLS or implicit), the Engine, one timer, an
 // optional transcript. This is the API the daemon's connection pool uses.
-// Rule: the Session object is a handle; the connection state lives until libuv has closed every
-// handle, so destroying the Session (even inside one of its callbacks) is always safe, and no
-// callback runs after the Session was destroyed.
+// Rule: destroying the Session (even inside one of its callbacks) is always safe, and no callback
+// runs after it: the connection state goes with it, and only the libuv handles' memory waits for
+// the loop to close them (common/uv_handle.h).
 // The process must ignore SIGPIPE (libuv writes with plain writev): a peer that resets the
 // connection must become a write error, not the end of the daemon.
 #pragma once
@@ -93,7 +93,7 @@ class Session {
   class Impl;
 
  private:
-  std::shared_ptr<Impl> impl_;
+  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace spoold::smtp

@@ -1,7 +1,7 @@
 // tests/common/common_test.cpp — the header-only helpers of common/ that several libraries share:
 // ASCII case folding (common/ascii.h), header unfolding (common/header_fields.h), the clock
-// (common/clock.h). Linked into spool_format_test (tests/spool/CMakeLists.txt): common has no
-// binary of its own.
+// (common/clock.h), the delivery enums and their spellings (common/delivery_policy.h), mailbox
+// syntax (common/mailbox.h). Built into common_test with the libuv handles' test.
 #include <catch2/catch.hpp>
 
 #include <cstdlib>
@@ -12,6 +12,7 @@
 
 #include "common/ascii.h"
 #include "common/clock.h"
+#include "common/delivery_policy.h"
 #include "common/header_fields.h"
 
 using namespace spoold;
@@ -23,6 +24,10 @@ static_assert(ascii_iequals("Resent-BCC", "resent-bcc") && !ascii_iequals("bcc",
 static_assert(ascii_istarts_with("mail from:<a@b>", "MAIL FROM:") &&
               !ascii_istarts_with("MAIL", "MAIL FROM:"));
 static_assert(is_blind_field("BcC") && is_blind_field("Resent-Bcc") && !is_blind_field("Bcc2"));
+static_assert(to_string(TlsPolicy::verify) == "verify" &&
+              parse_tls_policy("required") == TlsPolicy::required);
+static_assert(to_string(AuthMechanism::cram_md5) == "cram-md5" &&
+              sasl_name(AuthMechanism::cram_md5) == "CRAM-MD5");
 
 TEST_CASE("ASCII case folding: only A-Z and a-z fold", "[common]") {
   struct Row {
@@ -139,4 +144,74 @@ TEST_CASE("HeaderUnfolder: a field completes at the next line that does not cont
 
 TEST_CASE("unix_now is the wall clock in seconds", "[common]") {
   CHECK(std::llabs(unix_now() - static_cast<long long>(std::time(nullptr))) <= 1);
+}
+
+namespace {
+
+// Every value of E, in declaration order: the last enumerator is `last`.
+template <class E>
+std::vector<E> all_values(E last) {
+  std::vector<E> v;
+  for (int i = 0; i <= static_cast<int>(last); ++i) v.push_back(static_cast<E>(i));
+  return v;
+}
+
+// Each spelling names one value and parses back to it; every value but `unspelled` has a spelling.
+template <class E, std::size_t N, class Parse>
+void check_round_trip(const EnumName<E> (&names)[N], E last, Parse parse, std::optional<E> unspelled = {}) {
+  for (E v : all_values(last)) {
+    std::string_view name = to_string(v);
+    INFO(name);
+    CHECK(name != "?");
+    CHECK(parse(name) == (v == unspelled ? std::nullopt : std::optional<E>(v)));
+    CHECK(name_in(names, v) == (v == unspelled ? "?" : name));
+  }
+  for (const auto& n : names) {
+    INFO(n.name);
+    CHECK(parse(n.name) == n.value);
+    CHECK(to_string(n.value) == n.name);
+    CHECK_FALSE(parse(ascii_upper(n.name)));  // spellings are exact, as the config has them
+  }
+  CHECK_FALSE(parse(""));
+  CHECK_FALSE(parse("?"));
+}
+
+}  // namespace
+
+TEST_CASE("delivery enums: to_string and parse round trip, spellings exact", "[common][policy]") {
+  check_round_trip(tls_policy_names, TlsPolicy::verify, parse_tls_policy);
+  check_round_trip(address_preference_names, AddressPreference::ipv6, parse_address_preference);
+  // none is how smtp says "no AUTH"; the config says it by leaving `auth:` out, so it has no spelling.
+  check_round_trip(auth_mechanism_names, AuthMechanism::xoauth2, parse_auth_mechanism,
+                   std::optional(AuthMechanism::none));
+  CHECK_FALSE(parse_tls_policy("starttls"));  // a relay server's `tls`, not delivery.tls
+  CHECK_FALSE(parse_auth_mechanism("automatic"));
+  CHECK_FALSE(parse_auth_mechanism("CRAM-MD5"));  // the wire name is no config spelling
+}
+
+TEST_CASE("delivery enums: the spellings the config lists, in its order", "[common][policy]") {
+  auto joined = [](const auto& names) {
+    std::string s;
+    for (const auto& n : names) s += (s.empty() ? "" : " | ") + std::string(n.name);
+    return s;
+  };
+  CHECK(joined(tls_policy_names) == "none | opportunistic | required | verify");
+  CHECK(joined(address_preference_names) == "any | ipv4 | ipv6");
+  CHECK(joined(auth_mechanism_names) == "auto | plain | login | cram-md5 | xoauth2");
+}
+
+TEST_CASE("AUTH mechanisms: the SASL name on the wire", "[common][policy]") {
+  const std::pair<AuthMechanism, std::string_view> rows[] = {
+      {AuthMechanism::none, ""},
+      {AuthMechanism::automatic, ""},
+      {AuthMechanism::plain, "PLAIN"},
+      {AuthMechanism::login, "LOGIN"},
+      {AuthMechanism::cram_md5, "CRAM-MD5"},
+      {AuthMechanism::xoauth2, "XOAUTH2"},
+  };
+  for (const auto& [m, wire] : rows) {
+    INFO(to_string(m));
+    CHECK(sasl_name(m) == wire);
+    if (!wire.empty()) CHECK(sasl_name(m) == ascii_upper(to_string(m)));  // one name, two cases
+  }
 }

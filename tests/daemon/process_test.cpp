@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <sstream>
@@ -107,6 +108,23 @@ TEST_CASE("the control socket answers status and flush", "[daemon][control]") {
       },
       5s));
   CHECK(env.stop(SIGTERM) == 0);
+}
+
+// A control client that connects and never sends its request must not hold a graceful stop.
+TEST_CASE("a silent control client does not hold up SIGTERM", "[daemon][control][signals]") {
+  Env env;
+  env.start();
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::strncpy(sa.sun_path, env.control_socket().c_str(), sizeof sa.sun_path - 1);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+  std::this_thread::sleep_for(200ms);  // accepted by the daemon's loop
+  auto t0 = std::chrono::steady_clock::now();
+  CHECK(env.stop(SIGTERM) == 0);
+  CHECK(std::chrono::steady_clock::now() - t0 < 10s);
+  ::close(fd);
 }
 
 TEST_CASE("--check-config and --version", "[daemon][cli]") {
