@@ -1,8 +1,9 @@
 // daemon/connection.h — one pooled SMTP connection of a destination (destination.h): its session,
 // where it is in its life, and the parts it carries (the running one, and one behind its dot).
-// Rule: a connection goes connecting → idle ⇄ busy → closing, and every change goes through
-// Destination::set_state(), which keeps the engine's count of idle connections exact and traces
-// the transition at debug level.
+// Rules: a connection goes connecting → idle ⇄ busy → closing (any state may go to closing) and
+// only through enter(), which refuses any other step, traces each one at debug level and keeps
+// the broker's count of idle connections exact. It holds a global session slot from birth until
+// it starts closing (or dies): the broker's counts never depend on every caller remembering.
 #pragma once
 
 #include <fmt/format.h>
@@ -13,40 +14,46 @@
 #include <optional>
 #include <string>
 
+#include "common/uv_handle.h"
 #include "daemon/delivery.h"
-#include "daemon/uv_handle.h"
+#include "daemon/slot_broker.h"
 #include "smtp/session.h"
 
 namespace spoold::daemon {
 
-struct DeliveryEngine::Conn {
+class DeliveryEngine::Conn {
+ public:
   enum class St { connecting, idle, busy, closing };
-  static const char* to_string(St s) {
-    switch (s) {
-      case St::connecting:
-        return "connecting";
-      case St::idle:
-        return "idle";
-      case St::busy:
-        return "busy";
-      case St::closing:
-        return "closing";
-    }
-    return "?";
-  }
-  DeliveryEngine::Destination* dest = nullptr;
+  static const char* to_string(St s);
+  // The steps of the state machine (a pure table, tested).
+  static bool allowed(St from, St to);
+
+  // Takes a session slot from `slots` until it starts closing (a closing connection no longer
+  // holds back new ones) or dies.
+  Conn(SlotBroker& slots, std::uint64_t serial);
+  ~Conn();
+  Conn(const Conn&) = delete;
+  Conn& operator=(const Conn&) = delete;
+
+  St state() const { return st_; }
+  // Moves to `to` if the table allows it (a step to the same state is no step); false otherwise,
+  // with a warning: a refused step is a bug of ours, never a reason to lose track of the slot.
+  bool enter(St to);
+  bool holds_slot() const { return holds_slot_; }
+
+  std::string relay() const { return fmt::format("{}[{}]:{}", host, ip, port); }
+
+  const std::uint64_t serial;
+  DeliveryEngine::Destination* dest = nullptr;  // its owner now (an idle one may be handed over)
   std::unique_ptr<smtp::Session> session;
   std::string host, ip;
   int port = 25;
   size_t server = 0;  // relay server index (relay destinations only)
-  St st = St::connecting;
   Clock::time_point opened = Clock::now();
   int messages = 0;
   bool retire = false;
-  bool holds_slot = true;  // counted against delivery.max_sessions (until it starts closing)
   bool plaintext = false;  // the opportunistic retry after a failed TLS handshake: no STARTTLS
   std::string cut;         // why we cut it ourselves ("" = we did not): not the server's failure
-  std::uint64_t serial = 0;
   // Connections to one server may carry mail for several destinations (Postfix's connection cache
   // does the same): "ip|port", plus the MX name when the certificate is verified against it.
   // Empty = not shared (relay sessions carry their own TLS and AUTH settings).
@@ -57,9 +64,15 @@ struct DeliveryEngine::Conn {
   // a result can never be booked to the other part.
   std::uint64_t current_id = 0, next_id = 0, submissions = 0;
   size_t retry_slot = 0;  // where in the queue the next retry of this session's parts goes
-  std::unique_ptr<Timer> idle_timer;
-  std::unique_ptr<Timer> life_timer;  // max_connection_time, enforced mid-transaction too
-  std::string relay() const { return fmt::format("{}[{}]:{}", host, ip, port); }
+  std::unique_ptr<uv::Timer> idle_timer;
+  std::unique_ptr<uv::Timer> life_timer;  // max_connection_time, enforced mid-transaction too
+
+ private:
+  void release_slot();
+
+  SlotBroker& slots_;
+  St st_ = St::connecting;
+  bool holds_slot_ = true;
 };
 
 }  // namespace spoold::daemon

@@ -34,7 +34,7 @@ void Daemon::handle_control(const control::Json& request, Reply reply) {
   spool::Spool* sp = &*spool_;
   bool changes = cmd != "status" && cmd != "list" && cmd != "show";
   ++pool_jobs_;
-  run_in_pool(
+  uv::run_in_pool(
       &loop_, [sp, answer, request] { *answer = control::answer_from_spool(*sp, request, unix_now()); },
       [this, cmd, answer, changes, reply] {
         --pool_jobs_;
@@ -49,6 +49,42 @@ void Daemon::handle_control(const control::Json& request, Reply reply) {
       });
 }
 
+namespace {
+
+struct BounceClaims {
+  std::vector<spool::Claimed> claimed;
+  control::OpResult result;
+};
+
+// On the pool: claims each message to bounce; what cannot be claimed is reported by id.
+void claim_for_bounce(spool::Spool& sp, const std::vector<std::string>& ids, const InflightIds& in_flight,
+                      BounceClaims& out) {
+  for (const auto& id : ids) {
+    if (in_flight.with([&](const auto& in_memory) { return in_memory.count(id) > 0; })) {
+      out.result.errors.push_back({id, "in flight"});
+      continue;
+    }
+    auto ref = sp.find(id);
+    if (!ref.ok() || !*ref) {
+      out.result.errors.push_back({id, "no such message"});
+      continue;
+    }
+    if ((*ref)->place == spool::Place::failed) {
+      out.result.errors.push_back({id, "already in failed/"});
+      continue;
+    }
+    auto c = sp.claim(**ref);
+    if (!c.ok() || !*c) {
+      out.result.errors.push_back({id, c.ok() ? "in flight" : c.error().message});
+      continue;
+    }
+    out.claimed.push_back(std::move(**c));
+    out.result.done.push_back(id);
+  }
+}
+
+}  // namespace
+
 void Daemon::bounce_ids(const control::Json& request, Reply reply) {
   std::vector<std::string> ids;
   for (const auto& v : request["ids"].as_array()) ids.push_back(v.as_string());
@@ -56,62 +92,35 @@ void Daemon::bounce_ids(const control::Json& request, Reply reply) {
     reply(control::error_response("bounce needs at least one id"));
     return;
   }
-  struct Out {
-    std::vector<spool::Claimed> claimed;
-    control::OpResult result;
-  };
-  auto out = std::make_shared<Out>();
+  auto out = std::make_shared<BounceClaims>();
   std::shared_ptr<const InflightIds> skip = inflight_ids_;
   spool::Spool* sp = &*spool_;
   ++pool_jobs_;
-  run_in_pool(
-      &loop_,
-      [sp, ids, out, skip] {
-        for (const auto& id : ids) {
-          if (skip->with([&](const auto& in_memory) { return in_memory.count(id) > 0; })) {
-            out->result.errors.push_back({id, "in flight"});
-            continue;
-          }
-          auto ref = sp->find(id);
-          if (!ref.ok() || !*ref) {
-            out->result.errors.push_back({id, "no such message"});
-            continue;
-          }
-          if ((*ref)->place == spool::Place::failed) {
-            out->result.errors.push_back({id, "already in failed/"});
-            continue;
-          }
-          auto c = sp->claim(**ref);
-          if (!c.ok() || !*c) {
-            out->result.errors.push_back({id, c.ok() ? "in flight" : c.error().message});
-            continue;
-          }
-          out->claimed.push_back(std::move(**c));
-          out->result.done.push_back(id);
-        }
-      },
+  uv::run_in_pool(
+      &loop_, [sp, ids, out, skip] { claim_for_bounce(*sp, ids, *skip, *out); },
       [this, out, reply = std::move(reply)] {
         --pool_jobs_;
-        for (auto& c : out->claimed) {
-          // Every pending recipient fails permanently; finish() queues the DSN and files the entry.
-          auto f = std::make_unique<InFlight>(std::move(c));
-          std::uint64_t token = next_token_++;
-          const auto& e = f->claimed.entry;
-          f->results.resize(e.recipients.size());
-          for (size_t i = 0; i < e.recipients.size(); ++i)
-            if (!e.recipients[i].final())
-              f->results[i] = RecipientResult{
-                  i,
-                  smtp::Outcome{smtp::Status::permanent, 0, "5.0.0", "message bounced by the administrator"},
-                  "none", true};
-          inflight_ids_->with([&](auto& ids) { ids.insert(e.id); });
-          inflight_.emplace(token, std::move(f));
-          log::info("{}: bounced by the administrator", e.id);
-          finish(token);
-        }
+        for (auto& c : out->claimed) bounce_claimed(std::move(c));
         reply(out->result.to_json());
         maybe_continue();
       });
+}
+
+// Every pending recipient fails permanently; finish() queues the DSN and files the entry.
+void Daemon::bounce_claimed(spool::Claimed c) {
+  auto f = std::make_unique<InFlight>(std::move(c));
+  std::uint64_t token = next_token_++;
+  const auto& e = f->claimed.entry;
+  f->results.resize(e.recipients.size());
+  for (size_t i = 0; i < e.recipients.size(); ++i)
+    if (!e.recipients[i].final())
+      f->results[i] = RecipientResult{
+          i, smtp::Outcome{smtp::Status::permanent, 0, "5.0.0", "message bounced by the administrator"},
+          "none", true};
+  inflight_ids_->with([&](auto& ids) { ids.insert(e.id); });
+  inflight_.emplace(token, std::move(f));
+  log::info("{}: bounced by the administrator", e.id);
+  finish(token);
 }
 
 }  // namespace spoold::daemon

@@ -31,17 +31,7 @@ dns::Options dns_options(const config::Config& c) {
   o.servers = c.dns.servers;
   o.timeout = c.dns.timeout;
   o.tries = c.dns.tries;
-  switch (c.dns.address_preference) {
-    case config::AddressPreference::any:
-      o.address_preference = dns::AddressPreference::any;
-      break;
-    case config::AddressPreference::ipv4:
-      o.address_preference = dns::AddressPreference::ipv4;
-      break;
-    case config::AddressPreference::ipv6:
-      o.address_preference = dns::AddressPreference::ipv6;
-      break;
-  }
+  o.address_preference = c.dns.address_preference;  // one type (common/delivery_policy.h)
   o.our_hostname = c.hostname;
   o.mx_port = static_cast<uint16_t>(c.delivery.port);
   o.max_cache_ttl = duration_cast<seconds>(c.dns.cache_max_ttl);
@@ -52,12 +42,13 @@ dns::Options dns_options(const config::Config& c) {
 Daemon::Daemon(std::shared_ptr<const config::Config> config, RunOptions options)
     : cfg_(std::move(config)), opt_(std::move(options)) {
   uv_loop_init(&loop_);
-  continue_timer_ = std::make_unique<Timer>(&loop_);
+  continue_timer_ = std::make_unique<uv::Timer>(&loop_);
 }
 
 Daemon::~Daemon() {
   // Everything holding uv handles goes first; then the loop runs once more to free them.
   signals_.clear();
+  incoming_watch_.reset();
   tier_timers_.clear();
   refresh_timer_.reset();
   sweep_timer_.reset();
@@ -105,21 +96,21 @@ Result<void> Daemon::start() {
     if (auto r = control_->listen(cfg_->control_socket); !r.ok())
       return make_error("control socket: " + r.error().message);
     for (int signum : {SIGTERM, SIGINT, SIGHUP})
-      signals_.push_back(std::make_unique<SignalWatch>(&loop_, signum, [this](int sig) { on_signal(sig); }));
+      signals_.push_back(std::make_unique<uv::Signal>(&loop_, signum, [this](int sig) { on_signal(sig); }));
     arm_tier_timers();
     watch_incoming();
-    refresh_timer_ = std::make_unique<Timer>(&loop_);
+    refresh_timer_ = std::make_unique<uv::Timer>(&loop_);
     auto every = static_cast<uint64_t>(std::max<long long>(1000, cfg_->queue.lock_stale_after.count() / 4));
     refresh_timer_->start(every, every, [this] { refresh_locks(); });
     // Another daemon on this spool may die holding fresh claims (data/ID.new, no envelope yet):
     // nobody's scan would ever see them, so recovery runs again once their locks can be stale.
-    sweep_timer_ = std::make_unique<Timer>(&loop_);
+    sweep_timer_ = std::make_unique<uv::Timer>(&loop_);
     auto sweep = static_cast<uint64_t>(std::max<long long>(1000, cfg_->queue.lock_stale_after.count()));
     sweep_timer_->start(sweep, sweep, [this] { sweep_orphans(); });
-    retention_timer_ = std::make_unique<Timer>(&loop_);
+    retention_timer_ = std::make_unique<uv::Timer>(&loop_);
     retention_timer_->start(60'000, 3'600'000, [this] { expire_failed(); });
     if (auto wd = sd_watchdog_interval()) {
-      watchdog_timer_ = std::make_unique<Timer>(&loop_);
+      watchdog_timer_ = std::make_unique<uv::Timer>(&loop_);
       watchdog_timer_->start(static_cast<uint64_t>(wd->count()), static_cast<uint64_t>(wd->count()),
                              [] { sd_notify("WATCHDOG=1"); });
     }
@@ -165,14 +156,9 @@ void Daemon::stop(const char* why) {
   retention_timer_.reset();
   watchdog_timer_.reset();
   kick_timer_.reset();
-  if (incoming_watch_) {
-    uv_fs_event_stop(incoming_watch_.get());
-    uv_close(reinterpret_cast<uv_handle_t*>(incoming_watch_.release()), [](uv_handle_t* h) {
-      std::unique_ptr<uv_fs_event_t> owned(reinterpret_cast<uv_fs_event_t*>(h));
-    });
-  }
+  incoming_watch_.reset();
   if (control_) control_->close();
-  stop_timer_ = std::make_unique<Timer>(&loop_);
+  stop_timer_ = std::make_unique<uv::Timer>(&loop_);
   stop_timer_->start(static_cast<uint64_t>(milliseconds(kStopGrace).count()), 0, [this] {
     log::warning("transactions still running after {}s: aborting them", kStopGrace.count());
     engine_->abort_all();

@@ -16,19 +16,23 @@
 #include <string>
 #include <vector>
 
+#include "common/uv_handle.h"
 #include "config/config.h"
 #include "control/json.h"
 #include "daemon/control_server.h"
+#include "daemon/decide.h"
 #include "daemon/delivery.h"
+#include "daemon/dsn.h"
 #include "daemon/inflight_share.h"
 #include "daemon/notice.h"
 #include "daemon/pool_batch.h"
 #include "daemon/scan_pass.h"
-#include "daemon/uv_handle.h"
 #include "dns/dns.h"
 #include "spool/spool.h"
 
 namespace spoold::daemon {
+
+struct OutcomeJob;
 
 struct RunOptions {
   bool once = false;  // attempt what is due now, wait for it, exit
@@ -81,10 +85,15 @@ class Daemon {
   // Outcomes (outcome.cpp)
   void on_part_done(std::uint64_t token, std::vector<RecipientResult> results);
   void finish(std::uint64_t token);
+  std::optional<DsnInput> dsn_for(const Plan& plan) const;
+  void outcome_written(std::uint64_t token, const OutcomeJob& job, int tier,
+                       const std::vector<LogItem>& logs);
+  void count(LogStatus status);
 
   // Control (daemon.cpp)
   void handle_control(const control::Json& request, Reply reply);
   void bounce_ids(const control::Json& request, Reply reply);
+  void bounce_claimed(spool::Claimed c);
   control::Json live_status() const;
 
   std::shared_ptr<const config::Config> cfg_;
@@ -95,11 +104,11 @@ class Daemon {
   std::unique_ptr<DeliveryEngine> engine_;
   std::unique_ptr<ControlServer> control_;
   std::unique_ptr<PoolBatch> outcome_batch_;  // outcome writes, gathered per loop iteration
-  std::vector<std::unique_ptr<Timer>> tier_timers_;
-  std::unique_ptr<Timer> refresh_timer_, sweep_timer_, retention_timer_, watchdog_timer_, stop_timer_,
+  std::vector<std::unique_ptr<uv::Timer>> tier_timers_;
+  std::unique_ptr<uv::Timer> refresh_timer_, sweep_timer_, retention_timer_, watchdog_timer_, stop_timer_,
       kick_timer_;
-  std::vector<std::unique_ptr<SignalWatch>> signals_;
-  std::unique_ptr<uv_fs_event_t> incoming_watch_;
+  std::vector<std::unique_ptr<uv::Signal>> signals_;
+  std::unique_ptr<uv::FsEvent> incoming_watch_;
 
   // At most kMaxInFlight entries are held in memory; one next hop holds at most its share of them
   // (inflight_share.h), never less than kShareFloor.
@@ -110,7 +119,7 @@ class Daemon {
   // Entries left on disk for the share (passes on the pool read it; created on first use).
   std::shared_ptr<SharedMemo> share_memo_;
   std::vector<std::set<std::string>> share_waiting_;  // per tier: hops that refused entries
-  std::unique_ptr<Timer> continue_timer_;             // maybe_continue() on the next loop iteration
+  std::unique_ptr<uv::Timer> continue_timer_;         // maybe_continue() on the next loop iteration
   std::shared_ptr<InflightIds> inflight_ids_ = std::make_shared<InflightIds>();
   std::uint64_t next_token_ = 1;
   std::vector<bool> scanning_, more_, again_;

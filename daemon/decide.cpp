@@ -71,11 +71,13 @@ TierPolicy tier_policy(const config::Config& cfg) {
   return p;
 }
 
-Plan decide(spool::Entry e, const std::vector<std::optional<RecipientResult>>& results, int tier,
-            const TierPolicy& policy, int64_t now) {
-  Plan plan;
-  const int tiers = static_cast<int>(policy.delays_s.size());
-  std::int64_t postpone_s = 0;  // every server was skipped: due again in this many seconds
+namespace {
+
+// This attempt's results into the entry's recipients and the plan's log lines and bounces;
+// returns how long to postpone when every server was skipped (0: none was).
+std::int64_t record_results(spool::Entry& e, const std::vector<std::optional<RecipientResult>>& results,
+                            Plan& plan) {
+  std::int64_t postpone_s = 0;
   for (size_t i = 0; i < e.recipients.size() && i < results.size(); ++i) {
     if (results[i] && !results[i]->attempted && results[i]->postpone_s > 0) {
       const auto& r = *results[i];
@@ -104,7 +106,52 @@ Plan decide(spool::Entry e, const std::vector<std::optional<RecipientResult>>& r
         break;
     }
   }
+  return postpone_s;
+}
 
+// Out of tiers: every pending recipient expires.
+void expire_pending(spool::Entry& e, Plan& plan) {
+  for (auto& item : plan.logs)
+    if (item.status == LogStatus::deferred) item.status = LogStatus::expired;
+  for (auto& rc : e.recipients) {
+    if (rc.final()) continue;
+    rc.state = spool::RcptState::expired;
+    plan.bounces.push_back(
+        {rc.address, "4.4.7", "x-spoold; delivery time expired; last reply: " + rc.last_reply, ""});
+  }
+}
+
+// Where an attempted entry goes.
+void plan_attempted(spool::Entry& e, Plan& plan, int tier, const TierPolicy& policy, int64_t now,
+                    std::int64_t postpone_s) {
+  e.last_attempt = now;
+  ++e.attempts;
+  bool last_tier = tier + 1 >= static_cast<int>(policy.delays_s.size());
+  if (e.pending() > 0 && last_tier && postpone_s > 0) {
+    // Out of tiers, but some recipients were not tried (their servers were skipped): nobody
+    // expires untried; the message stays in the last tier until they are.
+    plan.action = Action::postpone;
+  } else if (e.pending() > 0 && last_tier) {
+    expire_pending(e, plan);
+  }
+  if (e.pending() > 0 && plan.action != Action::postpone) {
+    plan.action = Action::next_tier;
+    plan.tier = tier + 1;
+    plan.warn = policy.delay_warning_tier > 0 && plan.tier == policy.delay_warning_tier &&
+                !e.flags.warning_sent && !e.sender.empty();
+    if (plan.warn) e.flags.warning_sent = true;
+  } else if (e.pending() == 0) {
+    plan.action = any_failed(e) ? Action::to_failed : Action::remove;
+  }
+}
+
+}  // namespace
+
+Plan decide(spool::Entry e, const std::vector<std::optional<RecipientResult>>& results, int tier,
+            const TierPolicy& policy, int64_t now) {
+  Plan plan;
+  const int tiers = static_cast<int>(policy.delays_s.size());
+  std::int64_t postpone_s = record_results(e, results, plan);  // every server skipped: due again then
   plan.action = Action::release;
   plan.tier = tier;
   if (!plan.attempted && postpone_s > 0) {
@@ -112,33 +159,7 @@ Plan decide(spool::Entry e, const std::vector<std::optional<RecipientResult>>& r
     // keeps its tier, due again when the skipped servers are.
     plan.action = Action::postpone;
   } else if (plan.attempted) {
-    e.last_attempt = now;
-    ++e.attempts;
-    bool last_tier = tier + 1 >= tiers;
-    if (e.pending() > 0 && last_tier && postpone_s > 0) {
-      // Out of tiers, but some recipients were not tried (their servers were skipped): nobody
-      // expires untried; the message stays in the last tier until they are.
-      plan.action = Action::postpone;
-    } else if (e.pending() > 0 && last_tier) {
-      // Out of tiers: every pending recipient expires.
-      for (auto& item : plan.logs)
-        if (item.status == LogStatus::deferred) item.status = LogStatus::expired;
-      for (auto& rc : e.recipients) {
-        if (rc.final()) continue;
-        rc.state = spool::RcptState::expired;
-        plan.bounces.push_back(
-            {rc.address, "4.4.7", "x-spoold; delivery time expired; last reply: " + rc.last_reply, ""});
-      }
-    }
-    if (e.pending() > 0 && plan.action != Action::postpone) {
-      plan.action = Action::next_tier;
-      plan.tier = tier + 1;
-      plan.warn = policy.delay_warning_tier > 0 && plan.tier == policy.delay_warning_tier &&
-                  !e.flags.warning_sent && !e.sender.empty();
-      if (plan.warn) e.flags.warning_sent = true;
-    } else if (e.pending() == 0) {
-      plan.action = any_failed(e) ? Action::to_failed : Action::remove;
-    }
+    plan_attempted(e, plan, tier, policy, now, postpone_s);
   } else if (e.pending() == 0) {
     // Nothing left to attempt: a crash between recording the final outcomes and the last move
     // (into failed/, or the removal) left the entry behind. Its bounce, if any, was queued before

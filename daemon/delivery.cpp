@@ -22,8 +22,9 @@ DeliveryEngine::DeliveryEngine(uv_loop_t* loop, std::shared_ptr<const config::Co
       config_(std::move(config)),
       resolver_(resolver),
       done_(std::move(done)),
-      collect_timer_(std::make_unique<Timer>(loop)),
-      retire_timer_(std::make_unique<Timer>(loop)) {
+      slots_(static_cast<size_t>(config_->delivery.max_sessions)),
+      collect_timer_(std::make_unique<uv::Timer>(loop)),
+      retire_timer_(std::make_unique<uv::Timer>(loop)) {
   auto every = static_cast<uint64_t>(std::chrono::milliseconds(kDestinationMemory).count());
   collect_timer_->start(every, every, [this] { collect_idle(); });
   collect_timer_->unref();  // never keeps the loop alive on its own
@@ -40,13 +41,14 @@ void DeliveryEngine::submit(Part part) {
 
 void DeliveryEngine::reconfigure(std::shared_ptr<const config::Config> config) {
   config_ = std::move(config);
+  slots_.set_limit(static_cast<size_t>(config_->delivery.max_sessions));
   // Idle destinations are rebuilt with the new routes. Busy ones keep their own configuration
   // and finish what they hold under another name, so new mail for the same key goes to a new
   // destination made under the new configuration; they are forgotten once empty.
   std::vector<std::unique_ptr<Destination>> busy;
   for (auto it = dests_.begin(); it != dests_.end();) {
-    if (it->second->empty() && !it->second->in_slot_queue) {
-      forget_waiting(it->second.get());
+    if (it->second->empty() && !it->second->in_slot_queue()) {
+      slots_.forget(*it->second);
       it = dests_.erase(it);
     } else if (it->first.rfind(kRetiredPrefix, 0) != 0) {
       busy.push_back(std::move(it->second));
@@ -66,8 +68,8 @@ void DeliveryEngine::collect_retired() {
   bool left = false;
   for (auto it = dests_.begin(); it != dests_.end();) {
     bool retired = it->first.rfind(kRetiredPrefix, 0) == 0;
-    if (retired && it->second->empty() && !it->second->in_slot_queue) {
-      forget_waiting(it->second.get());
+    if (retired && it->second->empty() && !it->second->in_slot_queue()) {
+      slots_.forget(*it->second);
       it = dests_.erase(it);
       continue;
     }
@@ -115,69 +117,16 @@ void DeliveryEngine::session_closed() {
 }
 
 // With hundreds of destinations (fan-out), anything that walks every destination per session
-// event is quadratic: these look only at the destinations that wait for a slot, in the order
-// they started waiting, and walk the destinations for an idle connection only when there is one.
+// event is quadratic: this walks them only when some connection is idle.
 bool DeliveryEngine::reclaim_idle(Destination* except) {
-  if (idle_conns_ == 0) return false;
+  if (slots_.idle() == 0) return false;
   for (auto& [_, d] : dests_)
     if (d.get() != except && d->quit_one_idle()) return true;
   return false;
 }
 
-void DeliveryEngine::wait_for_slot(Destination* d) {
-  if (d->in_slot_queue) return;
-  d->in_slot_queue = true;
-  ++d->slot_wait;
-  slot_queue_.push_back(d);
-  for (auto& k : d->share_keys()) waiting_by_server_[k].push_back({d, d->slot_wait});
-}
-
-DeliveryEngine::Destination* DeliveryEngine::taker_for(const std::string& share, const Destination* except) {
-  auto it = waiting_by_server_.find(share);
-  if (it == waiting_by_server_.end()) return nullptr;
-  auto& q = it->second;
-  // An entry is current only for the wait it was made for; older ones are dropped as they are
-  // met. A taker goes to the back (round robin among the destinations behind one server).
-  for (size_t n = q.size(); n > 0; --n) {
-    Waiting w = q.front();
-    q.pop_front();
-    bool current = w.d->in_slot_queue && w.d->slot_wait == w.wait;
-    if (!current) continue;
-    q.push_back(w);
-    if (w.d != except && w.d->wants(share)) return w.d;
-  }
-  if (q.empty()) waiting_by_server_.erase(it);
-  return nullptr;
-}
-
-void DeliveryEngine::forget_waiting(const Destination* d) {
-  for (auto it = waiting_by_server_.begin(); it != waiting_by_server_.end();) {
-    auto& q = it->second;
-    q.erase(std::remove_if(q.begin(), q.end(), [d](const Waiting& w) { return w.d == d; }), q.end());
-    it = q.empty() ? waiting_by_server_.erase(it) : std::next(it);
-  }
-}
-
-bool DeliveryEngine::someone_blocked(const Destination* except) {
-  while (!slot_queue_.empty() && !slot_queue_.front()->blocked()) {  // drop those no longer waiting
-    slot_queue_.front()->in_slot_queue = false;
-    slot_queue_.pop_front();
-  }
-  for (size_t i = 0; i < slot_queue_.size() && i < 2; ++i)
-    if (slot_queue_[i] != except && slot_queue_[i]->blocked()) return true;
-  return false;
-}
-
 void DeliveryEngine::pump_waiting() {
-  if (stopping_) return;
-  // Each pump either takes a slot or queues the destination again at the back: one round at most.
-  for (size_t n = slot_queue_.size(); n > 0 && !slot_queue_.empty(); --n) {
-    if (slots_ >= static_cast<size_t>(config_->delivery.max_sessions) && idle_conns_ == 0) break;
-    Destination* d = slot_queue_.front();
-    slot_queue_.pop_front();
-    d->in_slot_queue = false;
-    if (d->waiting()) d->pump();
-  }
+  if (!stopping_) slots_.pump_waiting();
 }
 
 void DeliveryEngine::collect_idle() {
@@ -189,8 +138,8 @@ void DeliveryEngine::collect_idle() {
   for (auto it = dests_.begin(); it != dests_.end();) {
     Destination& d = *it->second;
     bool old = now - d.last_active() > kDestinationMemory;
-    if (d.empty() && old && !d.in_slot_queue && d.key().kind != config::RouteKind::relay) {
-      forget_waiting(&d);
+    if (d.empty() && old && !d.in_slot_queue() && d.key().kind != config::RouteKind::relay) {
+      slots_.forget(d);
       it = dests_.erase(it);
     } else {
       ++it;

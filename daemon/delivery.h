@@ -8,20 +8,19 @@
 #include <uv.h>
 
 #include <chrono>
-#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
 #include <set>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
+#include "common/uv_handle.h"
 #include "config/config.h"
 #include "daemon/address_health.h"
 #include "daemon/attempt.h"
 #include "daemon/router.h"
-#include "daemon/uv_handle.h"
+#include "daemon/slot_broker.h"
 #include "dns/dns.h"
 #include "smtp/smtp.h"
 
@@ -92,17 +91,13 @@ class DeliveryEngine {
   std::vector<DestinationStats> stats() const;
 
   class Destination;
-  struct Conn;
+  class Conn;
 
  private:
   friend class Destination;
   void pump_waiting();
   void session_closed();
   bool reclaim_idle(Destination* except);
-  void wait_for_slot(Destination* d);
-  Destination* taker_for(const std::string& share, const Destination* except);
-  void forget_waiting(const Destination* d);
-  bool someone_blocked(const Destination* except);
   void maybe_drained();
   void collect_idle();
   void collect_retired();
@@ -115,20 +110,13 @@ class DeliveryEngine {
   std::uint64_t conn_serial_ = 0;
   dns::Resolver& resolver_;
   PartDone done_;
+  // Sessions counted against delivery.max_sessions (closing ones are not), the idle ones, and the
+  // destinations that wait for a slot. Before dests_: their connections give slots back as they die.
+  SlotBroker slots_;
   std::map<std::string, std::unique_ptr<Destination>> dests_;
-  size_t sessions_ = 0;    // every open session, closing ones included (stop waits for these)
-  size_t slots_ = 0;       // sessions counted against delivery.max_sessions (closing ones are not)
-  size_t idle_conns_ = 0;  // pooled connections with nothing to do (reclaim_idle() can free one)
-  // Destinations that wait for a global session slot, in the order they started waiting.
-  std::deque<Destination*> slot_queue_;
-  // The same destinations by the servers they can deliver to, for handing an idle connection over.
-  struct Waiting {
-    Destination* d;
-    std::uint64_t wait;
-  };
-  std::unordered_map<std::string, std::deque<Waiting>> waiting_by_server_;
-  std::unique_ptr<Timer> collect_timer_;  // forgets destinations unused for a while
-  std::unique_ptr<Timer> retire_timer_;   // forgets retired destinations once they are empty
+  size_t sessions_ = 0;  // every open session, closing ones included (stop waits for these)
+  std::unique_ptr<uv::Timer> collect_timer_;  // forgets destinations unused for a while
+  std::unique_ptr<uv::Timer> retire_timer_;   // forgets retired destinations once they are empty
   bool stopping_ = false;
   std::function<void()> drained_;
   // Servers ("ip|port") that failed recently, skipped by every destination for a while.

@@ -38,23 +38,13 @@ void DeliveryEngine::Destination::pump() {
     return;
   }
   for (auto& c : conns_)
-    if (c->st == Conn::St::idle && !c->retire && !queue_.empty()) assign(*c);
+    if (c->state() == Conn::St::idle && !c->retire && !queue_.empty()) assign(*c);
   open_connections();
 }
 
 void DeliveryEngine::Destination::quit_idle() {
   for (auto& c : conns_)
-    if (c->st == Conn::St::idle) begin_quit(*c);
-}
-
-void DeliveryEngine::Destination::set_state(Conn& c, Conn::St st) {
-  if (c.st == st) return;
-  if (log::enabled(config::LogLevel::debug))
-    log::debug("{}: connection #{} {} -> {}", c.relay(), c.serial, Conn::to_string(c.st),
-               Conn::to_string(st));
-  if (c.st == Conn::St::idle && eng_.idle_conns_ > 0) --eng_.idle_conns_;
-  if (st == Conn::St::idle) ++eng_.idle_conns_;
-  c.st = st;
+    if (c->state() == Conn::St::idle) begin_quit(*c);
 }
 
 void DeliveryEngine::Destination::withdraw(std::uint64_t token) {
@@ -87,7 +77,7 @@ void DeliveryEngine::Destination::abort_all() {
   for (auto& c : conns_) all.push_back(c.get());
   for (Conn* c : all) {  // each may close (and leave conns_) synchronously
     if (!c->session) continue;
-    if (c->st == Conn::St::idle || c->st == Conn::St::closing)
+    if (c->state() == Conn::St::idle || c->state() == Conn::St::closing)
       c->session->quit();
     else
       c->session->abort("mail system is shutting down: stop grace period over");
@@ -162,14 +152,14 @@ bool DeliveryEngine::Destination::wanted_at(const std::string& key) const {
 
 bool DeliveryEngine::Destination::live_conn_to(const std::string& key) const {
   return std::any_of(conns_.begin(), conns_.end(), [&](const auto& c) {
-    return c->st != Conn::St::closing && !c->retire && c->session && c->session->alive() &&
+    return c->state() != Conn::St::closing && !c->retire && c->session && c->session->alive() &&
            server_key(c->ip, c->port) == key;
   });
 }
 
 bool DeliveryEngine::Destination::ready_conn_to(const std::string& key, const Conn* except) const {
   return std::any_of(conns_.begin(), conns_.end(), [&](const auto& c) {
-    return c.get() != except && (c->st == Conn::St::idle || c->st == Conn::St::busy) &&
+    return c.get() != except && (c->state() == Conn::St::idle || c->state() == Conn::St::busy) &&
            server_key(c->ip, c->port) == key;
   });
 }
@@ -276,15 +266,15 @@ void DeliveryEngine::Destination::open_connections() {
   const auto& d = cfg_->delivery;
   size_t connecting = 0;
   for (auto& c : conns_)
-    if (c->st == Conn::St::connecting) ++connecting;
+    if (c->state() == Conn::St::connecting) ++connecting;
   while (queue_.size() > connecting &&
          conns_.size() < std::min(concurrency_, static_cast<size_t>(d.max_sessions_per_destination))) {
     // At the global limit, an idle pooled connection elsewhere gives up its slot (Postfix keeps
     // idle connections only while nobody else needs the session): without this, 20 idle
     // connections would hold back every other destination until their idle_timeout.
-    if (eng_.slots_ >= static_cast<size_t>(d.max_sessions) && !eng_.reclaim_idle(this)) {
+    if (eng_.slots_.full() && !eng_.reclaim_idle(this)) {
       blocked_ = true;  // an idle connection elsewhere will make room (idle())
-      eng_.wait_for_slot(this);
+      eng_.slots_.wait(*this);
       break;
     }
     blocked_ = false;
@@ -315,10 +305,9 @@ void DeliveryEngine::Destination::open_plain(const std::string& ip, int port) {
 }
 
 void DeliveryEngine::Destination::open(const dns::NextHop& hop, const dns::Address& addr, bool plaintext) {
-  auto c = std::make_unique<Conn>();
+  auto c = std::make_unique<Conn>(eng_.slots_, ++eng_.conn_serial_);
   Conn* conn = c.get();
   conn->plaintext = plaintext;
-  conn->serial = ++eng_.conn_serial_;
   conn->dest = this;
   conn->host = hop.host;
   conn->ip = addr.ip;
@@ -327,15 +316,15 @@ void DeliveryEngine::Destination::open(const dns::NextHop& hop, const dns::Addre
   conn->share_key = share_key(hop, addr);
   if (key_.kind == config::RouteKind::relay && quota_.round_robin())
     rr_next_ = conn->server + 1 >= quota_.size() ? 0 : conn->server + 1;
-  conn->idle_timer = std::make_unique<Timer>(eng_.loop_);
-  conn->life_timer = std::make_unique<Timer>(eng_.loop_);
+  conn->idle_timer = std::make_unique<uv::Timer>(eng_.loop_);
+  conn->life_timer = std::make_unique<uv::Timer>(eng_.loop_);
   arm_life(*conn, static_cast<uint64_t>(cfg_->delivery.max_connection_time.count()));
   smtp::SessionCallbacks cbs;
   cbs.on_ready = [this, conn] {
-    set_state(*conn, Conn::St::idle);
+    conn->enter(Conn::St::idle);
     eng_.health_.succeeded(server_key(conn->ip, conn->port));
     pump();
-    if (conn->st == Conn::St::idle) idle_or_hand_over(*conn);
+    if (conn->state() == Conn::St::idle) idle_or_hand_over(*conn);
   };
   // The connection may change destinations while idle (adopt()): dispatch to its current owner.
   cbs.on_closed = [conn](const smtp::Outcome& why) { conn->dest->on_closed(conn, why); };
@@ -345,7 +334,6 @@ void DeliveryEngine::Destination::open(const dns::NextHop& hop, const dns::Addre
     cbs.on_trace = [](std::string_view t) { spool::crashpoint("smtp:" + std::string(t)); };
   conns_.push_back(std::move(c));
   ++eng_.sessions_;
-  ++eng_.slots_;
   auto options = session_options(hop, addr);
   if (plaintext) options.engine.tls = smtp::TlsPolicy::none;
   conn->session = std::make_unique<smtp::Session>(eng_.loop_, std::move(options), std::move(cbs));
@@ -359,8 +347,8 @@ std::string DeliveryEngine::Destination::share_key(const dns::NextHop& hop, cons
 }
 
 void DeliveryEngine::Destination::idle_or_hand_over(Conn& c) {
-  if (!c.share_key.empty() && !c.retire && eng_.someone_blocked(this))
-    if (Destination* taker = eng_.taker_for(c.share_key, this)) {
+  if (!c.share_key.empty() && !c.retire && eng_.slots_.someone_blocked(this))
+    if (auto* taker = static_cast<Destination*>(eng_.slots_.taker_for(c.share_key, this))) {
       auto it = std::find_if(conns_.begin(), conns_.end(), [&](const auto& p) { return p.get() == &c; });
       std::unique_ptr<Conn> moving = std::move(*it);
       conns_.erase(it);
@@ -380,7 +368,7 @@ bool DeliveryEngine::Destination::wants(const std::string& share) const {
   return false;
 }
 
-std::vector<std::string> DeliveryEngine::Destination::share_keys() const {
+std::vector<std::string> DeliveryEngine::Destination::servers() const {
   std::vector<std::string> out;
   if (!hops_ok_ || key_.kind == config::RouteKind::relay) return out;
   for (const auto& h : hops_.hops)
@@ -397,11 +385,11 @@ void DeliveryEngine::Destination::adopt(std::unique_ptr<Conn> c) {
   conns_.push_back(std::move(c));
   log::debug("{}: connection handed over to {}", conn->relay(), key_.str());
   pump();
-  if (conn->st == Conn::St::idle) idle(*conn);
+  if (conn->state() == Conn::St::idle) idle(*conn);
 }
 
 void DeliveryEngine::Destination::idle(Conn& c) {
-  if (eng_.someone_blocked(this)) {
+  if (eng_.slots_.someone_blocked(this)) {
     begin_quit(c);
     eng_.pump_waiting();
     return;
@@ -416,7 +404,7 @@ void DeliveryEngine::Destination::arm_life(Conn& c, uint64_t ms) {
 }
 
 void DeliveryEngine::Destination::on_life_over(Conn& c) {
-  if (c.st == Conn::St::closing || !c.session) return;
+  if (c.state() == Conn::St::closing || !c.session) return;
   auto life = cfg_->delivery.max_connection_time;
   auto age = Clock::now() - c.opened;
   bool lost = carries_withdrawn(c);
@@ -425,11 +413,11 @@ void DeliveryEngine::Destination::on_life_over(Conn& c) {
         c,
         static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(life - age).count()) + 1);
   c.retire = true;
-  if (c.st == Conn::St::idle) return begin_quit(c);
+  if (c.state() == Conn::St::idle) return begin_quit(c);
   if (c.session->after_final_dot()) return arm_life(c, 50);  // look again when the reply came
   c.cut = lost ? "lock lost: another process may own the message" : "max_connection_time reached";
   log::info("{}: {} in a {} session: cut before its final dot", c.relay(), c.cut,
-            c.st == Conn::St::busy ? "busy" : "connecting");
+            c.state() == Conn::St::busy ? "busy" : "connecting");
   c.session->abort(c.cut);  // may destroy c
 }
 
@@ -437,26 +425,19 @@ void DeliveryEngine::Destination::arm_idle(Conn& c) {
   auto ms = static_cast<uint64_t>(cfg_->delivery.idle_timeout.count());
   Conn* conn = &c;
   c.idle_timer->start(ms, 0, [this, conn] {
-    if (conn->st == Conn::St::idle) begin_quit(*conn);
+    if (conn->state() == Conn::St::idle) begin_quit(*conn);
   });
 }
 
 void DeliveryEngine::Destination::begin_quit(Conn& c) {
-  set_state(c, Conn::St::closing);
+  c.enter(Conn::St::closing);  // gives back its slot: no longer holds back new connections
   c.idle_timer->stop();
-  release_slot(c);  // a closing connection no longer holds back new ones
   c.session->quit();
-}
-
-void DeliveryEngine::Destination::release_slot(Conn& c) {
-  if (!c.holds_slot) return;
-  c.holds_slot = false;
-  if (eng_.slots_ > 0) --eng_.slots_;
 }
 
 bool DeliveryEngine::Destination::quit_one_idle() {
   for (auto& c : conns_)
-    if (c->st == Conn::St::idle) {
+    if (c->state() == Conn::St::idle) {
       begin_quit(*c);
       return true;
     }
@@ -471,16 +452,16 @@ void DeliveryEngine::Destination::assign(Conn& c) {
   auto part = take_part(c, false);
   if (!part) return;
   c.idle_timer->stop();
-  set_state(c, Conn::St::busy);
+  c.enter(Conn::St::busy);
   send_part(c, std::move(*part));
 }
 
 void DeliveryEngine::Destination::offer_next(Conn& c) {
-  if (eng_.stopping_ || c.st != Conn::St::busy || !c.current || c.next || c.retire || !room_behind_dot(c) ||
-      !c.session->can_submit_next())
+  if (eng_.stopping_ || c.state() != Conn::St::busy || !c.current || c.next || c.retire ||
+      !room_behind_dot(c) || !c.session->can_submit_next())
     return;
   size_t connecting = static_cast<size_t>(std::count_if(
-      conns_.begin(), conns_.end(), [](const auto& k) { return k->st == Conn::St::connecting; }));
+      conns_.begin(), conns_.end(), [](const auto& k) { return k->state() == Conn::St::connecting; }));
   if (queue_.size() <= connecting) return;
   auto part = take_part(c, true);
   if (part) send_part(c, std::move(*part));
@@ -518,7 +499,7 @@ void DeliveryEngine::Destination::send_part(Conn& c, Part part) {
   int fd = ::open(part.body_path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     // The body vanished (deleted by an operator?): nothing to send; report temporary.
-    if (!behind_dot) set_state(c, Conn::St::idle);
+    if (!behind_dot) c.enter(Conn::St::idle);
     std::vector<RecipientResult> rs;
     for (size_t i = 0; i < part.indices.size(); ++i)
       rs.push_back({part.indices[i],
@@ -553,72 +534,89 @@ bool DeliveryEngine::Destination::take_token() {
 
 void DeliveryEngine::Destination::on_transaction(Conn* c, std::uint64_t id,
                                                  const smtp::TransactionResult& r) {
-  Part part;
-  if (c->current && c->current_id == id) {
-    part = std::move(*c->current);
-    c->current = std::exchange(c->next, std::nullopt);
-    c->current_id = c->next_id;
-    ++c->messages;
-    note_server_message(*c);
-  } else if (c->next && c->next_id == id) {
-    part = std::move(*c->next);
-    c->next.reset();
-  } else {
-    return;  // answers nothing we sent (cannot happen)
-  }
+  auto part = take_answered(*c, id);
+  if (!part) return;  // answers nothing we sent (cannot happen)
   if (c->current && eng_.withdrawn(c->current->token)) arm_life(*c, 0);  // now running: cut it
-  std::vector<RecipientResult> done;
-  Part retry = part;
-  retry.recipients.clear();
-  retry.indices.clear();
-  retry.failed_on = c->serial;
-  bool answered = false;
-  for (size_t i = 0; i < r.recipients.size() && i < part.indices.size(); ++i) {
-    const auto& o = r.recipients[i].outcome;
-    if (classify(o) == Disposition::next_address) {  // no verdict: another server may, in this attempt
-      if (retry.indices.empty()) retry.attempt.failed(server_key(c->ip, c->port), o, c->relay());
-      retry.recipients.push_back(part.recipients[i]);
-      retry.indices.push_back(part.indices[i]);
-      continue;
-    }
-    answered = true;
-    smtp::Outcome out = o;
-    out.enhanced = smtp::dsn_code(o);
-    done.push_back({part.indices[i], out, c->relay()});
-  }
-  if (eng_.withdrawn(part.token)) {  // its lock was lost: nothing of it is ours to report or retry
-    done.clear();
-    for (size_t i : part.indices)
-      done.push_back({i, smtp::Outcome{smtp::Status::temporary, 0, "4.3.0", "lock lost"}, "none", false});
-    retry.indices.clear();
-  }
-  if (!retry.indices.empty() && !can_go(retry)) {  // no server left for it in this attempt
-    smtp::Outcome why = final_verdict(retry);
-    for (size_t i : retry.indices) done.push_back({i, why, c->relay()});
-  } else if (!retry.indices.empty()) {  // ahead of the queue, in the order the parts were sent
+  Sorted sorted = sort_results(*c, *part, r);
+  if (!sorted.retry.indices.empty() && !can_go(sorted.retry)) {  // no server left for it in this attempt
+    smtp::Outcome why = final_verdict(sorted.retry);
+    for (size_t i : sorted.retry.indices) sorted.done.push_back({i, why, c->relay()});
+  } else if (!sorted.retry.indices.empty()) {  // ahead of the queue, in the order the parts were sent
     queue_.insert(queue_.begin() + static_cast<std::ptrdiff_t>(std::min(c->retry_slot, queue_.size())),
-                  std::move(retry));
+                  std::move(sorted.retry));
     ++c->retry_slot;
   }
   // Slow start (Postfix's destination concurrency): a destination earns each further session
   // with a transaction its server answered, so a tarpit holds one session, not its whole share.
-  if (answered) grow_concurrency();
-  if (!done.empty()) eng_.done_(part.token, std::move(done));
+  if (sorted.answered) grow_concurrency();
+  if (!sorted.done.empty()) eng_.done_(part->token, std::move(sorted.done));
   // The token may have ended the last part of a message; the engine itself is still alive.
-  if (c->current) return;  // the part behind the dot is running: still busy, limits judged after it
+  if (!c->current) after_transaction(*c);  // else the part behind the dot runs: still busy
+}
+
+std::optional<Part> DeliveryEngine::Destination::take_answered(Conn& c, std::uint64_t id) {
+  if (c.current && c.current_id == id) {
+    Part part = std::move(*c.current);
+    c.current = std::exchange(c.next, std::nullopt);
+    c.current_id = c.next_id;
+    ++c.messages;
+    note_server_message(c);
+    return part;
+  }
+  if (c.next && c.next_id == id) {
+    Part part = std::move(*c.next);
+    c.next.reset();
+    return part;
+  }
+  return std::nullopt;
+}
+
+auto DeliveryEngine::Destination::sort_results(const Conn& c, const Part& part,
+                                               const smtp::TransactionResult& r) -> Sorted {
+  Sorted out;
+  out.retry = part;
+  out.retry.recipients.clear();
+  out.retry.indices.clear();
+  out.retry.failed_on = c.serial;
+  if (eng_.withdrawn(part.token)) {  // its lock was lost: nothing of it is ours to report or retry
+    for (size_t i : part.indices)
+      out.done.push_back({i, smtp::Outcome{smtp::Status::temporary, 0, "4.3.0", "lock lost"}, "none", false});
+    for (const auto& rr : r.recipients)
+      if (classify(rr.outcome) != Disposition::next_address) out.answered = true;
+    return out;
+  }
+  for (size_t i = 0; i < r.recipients.size() && i < part.indices.size(); ++i) {
+    const auto& o = r.recipients[i].outcome;
+    if (classify(o) == Disposition::next_address) {  // no verdict: another server may, in this attempt
+      if (out.retry.indices.empty()) out.retry.attempt.failed(server_key(c.ip, c.port), o, c.relay());
+      out.retry.recipients.push_back(part.recipients[i]);
+      out.retry.indices.push_back(part.indices[i]);
+      continue;
+    }
+    out.answered = true;
+    smtp::Outcome verdict = o;
+    verdict.enhanced = smtp::dsn_code(o);
+    out.done.push_back({part.indices[i], verdict, c.relay()});
+  }
+  return out;
+}
+
+// The connection finished its last submitted part: it retires at its limits, else takes more
+// work or goes idle (or to a destination that waits for this server).
+void DeliveryEngine::Destination::after_transaction(Conn& c) {
   const auto& d = cfg_->delivery;
-  if ((d.max_messages_per_connection > 0 && c->messages >= d.max_messages_per_connection) ||
-      Clock::now() - c->opened >= d.max_connection_time)
-    c->retire = true;
-  if (!c->session->alive()) return;  // on_closed follows
-  if (c->retire) {
-    begin_quit(*c);
+  if ((d.max_messages_per_connection > 0 && c.messages >= d.max_messages_per_connection) ||
+      Clock::now() - c.opened >= d.max_connection_time)
+    c.retire = true;
+  if (!c.session->alive()) return;  // on_closed follows
+  if (c.retire) {
+    begin_quit(c);
     pump();
     return;
   }
-  set_state(*c, Conn::St::idle);
+  c.enter(Conn::St::idle);
   pump();
-  if (c->st == Conn::St::idle) idle_or_hand_over(*c);
+  if (c.state() == Conn::St::idle) idle_or_hand_over(c);
 }
 
 void DeliveryEngine::Destination::note_server_message(Conn& c) {
@@ -627,8 +625,8 @@ void DeliveryEngine::Destination::note_server_message(Conn& c) {
 
 void DeliveryEngine::Destination::on_closed(Conn* c, const smtp::Outcome& why) {
   SessionEnd end;
-  end.never_ready = c->st == Conn::St::connecting;
-  end.busy = c->st == Conn::St::busy;
+  end.never_ready = c->state() == Conn::St::connecting;
+  end.busy = c->state() == Conn::St::busy;
   end.cut_by_us = !c->cut.empty();
   end.plaintext = c->plaintext;
   end.starttls_failed = c->session && c->session->starttls_failed();
@@ -659,9 +657,7 @@ void DeliveryEngine::Destination::on_closed(Conn* c, const smtp::Outcome& why) {
   // Destroying the Session from inside its own callback is allowed (smtp/session.h).
   std::unique_ptr<Conn> dying = std::move(*it);
   conns_.erase(it);
-  set_state(*dying, Conn::St::closing);  // a server may close an idle connection itself
-  release_slot(*dying);
-  dying.reset();
+  dying.reset();  // gives back its slot (a server may close an idle connection itself)
   // Before session_closed(): the slot just freed is this server's retry, not anyone else's.
   if (fallback && wanted_at(server_key(fallback->first, fallback->second)))
     open_plain(fallback->first, fallback->second);

@@ -21,7 +21,7 @@
 
 namespace spoold::daemon {
 
-class DeliveryEngine::Destination {
+class DeliveryEngine::Destination : public SlotBroker::Waiter {
  public:
   // A destination keeps the configuration it was made under (its relay group, limits and timeouts)
   // for as long as it lives; a reload retires it and new mail goes to a new one.
@@ -40,22 +40,14 @@ class DeliveryEngine::Destination {
   size_t queued() const { return queue_.size(); }
   size_t sessions() const { return conns_.size(); }
   const HopKey& key() const { return key_; }
-  bool waiting() const { return !queue_.empty(); }
-  bool blocked() const { return blocked_ && !queue_.empty(); }
+  bool waiting() const override { return !queue_.empty(); }
+  bool blocked() const override { return blocked_ && !queue_.empty(); }
   bool empty() const { return queue_.empty() && conns_.empty() && !resolving_; }
 
-  void pump();
+  void pump() override;
 
   void quit_idle();
 
-  // Every state change of a connection goes through here, so the engine's count of idle
-  // connections (what reclaim_idle() can free) stays exact.
-  void set_state(Conn& c, Conn::St st);
-
-  // In the engine's FIFO of destinations waiting for a global session slot (at most once), and
-  // which wait that is (entries of earlier waits in the engine's per-server index are stale).
-  bool in_slot_queue = false;
-  std::uint64_t slot_wait = 0;
   Clock::time_point last_active() const { return last_active_; }
 
   void withdraw(std::uint64_t token);
@@ -137,10 +129,10 @@ class DeliveryEngine::Destination {
 
  public:
   // True when this destination waits for a slot and has a part for the server `share`.
-  bool wants(const std::string& share) const;
+  bool wants(const std::string& share) const override;
 
-  // The server keys this destination can deliver to (for the engine's index of waiting ones).
-  std::vector<std::string> share_keys() const;
+  // The server keys this destination can deliver to (for the broker's index of waiting ones).
+  std::vector<std::string> servers() const override;
 
   // Takes over an idle connection from another destination and uses it at once.
   void adopt(std::unique_ptr<Conn> c);
@@ -162,8 +154,6 @@ class DeliveryEngine::Destination {
   void arm_idle(Conn& c);
 
   void begin_quit(Conn& c);
-
-  void release_slot(Conn& c);
 
  public:
   // Quits one idle connection of this destination; false when it has none.
@@ -197,6 +187,21 @@ class DeliveryEngine::Destination {
   // A part refused behind the dot (the session's conditions changed) leaves the running one be.
   void on_transaction(Conn* c, std::uint64_t id, const smtp::TransactionResult& r);
 
+  // The part that result `id` answers, taken off the connection (the one behind the dot, if any,
+  // becomes the running one).
+  std::optional<Part> take_answered(Conn& c, std::uint64_t id);
+
+  // A transaction's recipients: those with a verdict are done; those without one (a failure
+  // before the server judged them) go on to another address in this attempt, as `retry`.
+  struct Sorted {
+    std::vector<RecipientResult> done;
+    Part retry;
+    bool answered = false;  // the server judged some recipient (slow start counts it)
+  };
+  Sorted sort_results(const Conn& c, const Part& part, const smtp::TransactionResult& r);
+
+  void after_transaction(Conn& c);
+
   void note_server_message(Conn& c);
 
   void on_closed(Conn* c, const smtp::Outcome& why);
@@ -227,7 +232,7 @@ class DeliveryEngine::Destination {
   dns::NextHops hops_;
   Clock::time_point hops_expire_{};
   TokenBucket bucket_;
-  Timer rate_timer_;
+  uv::Timer rate_timer_;
   RelayQuota quota_;  // relay destinations: the message counts of each server
   size_t rr_next_ = 0;
   unsigned serial_ = 0;

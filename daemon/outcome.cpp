@@ -57,52 +57,116 @@ void Daemon::on_part_done(std::uint64_t token, std::vector<RecipientResult> resu
   }
 }
 
+// What one finished entry needs on the pool: the claim, the planned change, and what happened.
+struct OutcomeJob {
+  explicit OutcomeJob(spool::Claimed c) : claimed(std::move(c)) {}
+  spool::Claimed claimed;
+  spool::Entry entry;
+  std::optional<DsnInput> dsn;
+  Action action = Action::release;
+  int tier = 0;
+  int64_t due = 0;
+  int64_t now = 0;  // failed/ entries are named by the time they failed
+  std::string error;
+  bool spool_wide = false;  // the error hits every write (a full disk): back off pickups
+  bool dsn_queued = false;
+};
+
+namespace {
+
+// The bounce or warning, durable before the entry changes. Without it there is no final outcome:
+// the failed recipients stay pending and are tried (and bounced) again later. Nothing is lost; at
+// worst the sender hears later.
+void queue_dsn(spool::Spool& sp, OutcomeJob& job) {
+  job.dsn->original_headers = read_headers(sp, job.entry);
+  std::string text = make_dsn(*job.dsn);
+  spool::crashpoint("outcome.before_bounce_write");
+  auto id = sp.enqueue(spool::NewMessage{"", {job.dsn->original_sender}, text});
+  if (id.ok()) {
+    job.dsn_queued = true;
+  } else {
+    job.error = "cannot queue the bounce: " + id.error().message;
+    job.spool_wide = spool_wide_error(id.error().code);
+    for (auto& rc : job.entry.recipients)
+      if (rc.state == spool::RcptState::bounced || rc.state == spool::RcptState::expired)
+        rc.state = spool::RcptState::pending;
+    job.entry.flags.warning_sent = job.claimed.entry.flags.warning_sent;
+    if (job.action == Action::to_failed) job.action = Action::next_tier;
+  }
+  spool::crashpoint("outcome.after_bounce_write");
+}
+
+Result<void> move_entry(spool::Spool& sp, OutcomeJob& job) {
+  switch (job.action) {
+    case Action::release:  // not attempted (stopping): as it was; a fresh drop gets queued
+      return job.claimed.fresh ? sp.reschedule(job.claimed, 0, job.due) : job.claimed.lock.release();
+    case Action::remove:
+      return sp.remove(job.claimed);
+    case Action::to_failed:
+      return sp.fail(job.claimed, "undeliverable", job.now);
+    case Action::postpone:
+      return sp.reschedule(job.claimed, job.claimed.fresh ? 0 : job.tier, job.due);
+    case Action::next_tier: {
+      int t = std::min(job.tier, sp.tiers() - 1);
+      spool::crashpoint("outcome.before_tier_move");
+      return sp.reschedule(job.claimed, t, job.due);
+    }
+  }
+  return make_error("unknown action");
+}
+
+// On the pool: the DSN, then the entry's move. A failed move leaves the outcome off the disk.
+void write_outcome(spool::Spool& sp, OutcomeJob& job, std::atomic<bool>& spool_full) {
+  if (job.dsn) queue_dsn(sp, job);
+  job.claimed.entry = job.entry;
+  auto r = move_entry(sp, job);
+  if (r.ok()) return;
+  job.error += (job.error.empty() ? "" : "; ") + r.error().message;
+  job.spool_wide = job.spool_wide || spool_wide_error(r.error().code);
+  if (job.spool_wide) spool_full.store(true);  // before the drop reappears in incoming/
+  // A fresh drop has no envelope to fall back on: hand it back to incoming/ now (it is picked up
+  // again once writes work), not at the next sweep.
+  if (job.claimed.fresh) {
+    auto u = sp.unclaim(job.claimed);
+    job.error += u.ok() ? " — the message went back to incoming/ and will be attempted again"
+                        : "; returning it to incoming/ failed too: " + u.error().message;
+  }
+}
+
+}  // namespace
+
+// Built on the loop (config is loop-thread data); the headers are read on the pool.
+std::optional<DsnInput> Daemon::dsn_for(const Plan& plan) const {
+  if (plan.bounces.empty() && !plan.warn) return std::nullopt;
+  const spool::Entry& e = plan.entry;
+  DsnInput in;
+  in.delayed = plan.bounces.empty();
+  in.reporting_mta = cfg_->hostname;
+  in.original_qid = e.id;
+  in.original_sender = e.sender;
+  in.arrival = std::chrono::system_clock::from_time_t(static_cast<time_t>(e.arrived));
+  in.now = std::chrono::system_clock::now();
+  if (in.delayed) {
+    for (const auto& rc : e.recipients)
+      if (!rc.final()) in.recipients.push_back({rc.address, "4.0.0", "x-spoold; " + rc.last_reply, ""});
+  } else {
+    in.recipients = plan.bounces;
+  }
+  in.boundary_seed = fmt::format("{}.{}", e.id, e.attempts);
+  return in;
+}
+
 void Daemon::finish(std::uint64_t token) {
   InFlight& f = *inflight_.at(token);
   f.finishing = true;
   const int tier = f.claimed.ref.tier;
   const int64_t now = unix_now();
   Plan plan = decide(f.claimed.entry, f.results, tier, tier_policy(*cfg_), now);
-  spool::Entry& e = plan.entry;
-  log::debug("{}: attempt over: {} recipients, attempted={}, action={}", e.id, e.recipients.size(),
-             plan.attempted, to_string(plan.action));
-
-  // Build the DSN text now (config is loop-thread data); headers are read on the pool.
-  std::optional<DsnInput> dsn;
-  if (!plan.bounces.empty() || plan.warn) {
-    DsnInput in;
-    in.delayed = plan.bounces.empty();
-    in.reporting_mta = cfg_->hostname;
-    in.original_qid = e.id;
-    in.original_sender = e.sender;
-    in.arrival = std::chrono::system_clock::from_time_t(static_cast<time_t>(e.arrived));
-    in.now = std::chrono::system_clock::now();
-    if (in.delayed) {
-      for (const auto& rc : e.recipients)
-        if (!rc.final()) in.recipients.push_back({rc.address, "4.0.0", "x-spoold; " + rc.last_reply, ""});
-    } else {
-      in.recipients = plan.bounces;
-    }
-    in.boundary_seed = fmt::format("{}.{}", e.id, e.attempts);
-    dsn = std::move(in);
-  }
-
-  struct Job {
-    explicit Job(spool::Claimed c) : claimed(std::move(c)) {}
-    spool::Claimed claimed;
-    spool::Entry entry;
-    std::optional<DsnInput> dsn;
-    Action action;
-    int tier;
-    int64_t due;
-    int64_t now = 0;  // failed/ entries are named by the time they failed
-    std::string error;
-    bool spool_wide = false;  // the error hits every write (a full disk): back off pickups
-    bool dsn_queued = false;
-  };
-  auto job = std::make_shared<Job>(std::move(f.claimed));
-  job->entry = std::move(e);
-  job->dsn = std::move(dsn);
+  log::debug("{}: attempt over: {} recipients, attempted={}, action={}", plan.entry.id,
+             plan.entry.recipients.size(), plan.attempted, to_string(plan.action));
+  auto job = std::make_shared<OutcomeJob>(std::move(f.claimed));
+  job->dsn = dsn_for(plan);
+  job->entry = std::move(plan.entry);
   job->action = plan.action;
   job->tier = plan.tier;
   job->now = now;
@@ -111,101 +175,53 @@ void Daemon::finish(std::uint64_t token) {
   std::atomic<bool>* spool_full = &spool_full_;  // the daemon outlives its pool jobs (pool_jobs_)
   ++pool_jobs_;
   outcome_batch_->add(
-      [sp, job, spool_full] {
-        if (job->dsn) {
-          job->dsn->original_headers = read_headers(*sp, job->entry);
-          std::string text = make_dsn(*job->dsn);
-          spool::crashpoint("outcome.before_bounce_write");
-          auto id = sp->enqueue(spool::NewMessage{"", {job->dsn->original_sender}, text});
-          if (!id.ok()) {
-            // No durable bounce, no final outcome: the failed recipients stay pending and are tried
-            // (and bounced) again later. Nothing is lost; at worst the sender hears later.
-            job->error = "cannot queue the bounce: " + id.error().message;
-            job->spool_wide = spool_wide_error(id.error().code);
-            for (auto& rc : job->entry.recipients)
-              if (rc.state == spool::RcptState::bounced || rc.state == spool::RcptState::expired)
-                rc.state = spool::RcptState::pending;
-            job->entry.flags.warning_sent = job->claimed.entry.flags.warning_sent;
-            if (job->action == Action::to_failed) job->action = Action::next_tier;
-          } else {
-            job->dsn_queued = true;
-          }
-          spool::crashpoint("outcome.after_bounce_write");
-        }
-        job->claimed.entry = job->entry;
-        Result<void> r;
-        switch (job->action) {
-          case Action::release:  // not attempted (stopping): as it was; a fresh drop gets queued
-            r = job->claimed.fresh ? sp->reschedule(job->claimed, 0, job->due) : job->claimed.lock.release();
-            break;
-          case Action::remove:
-            r = sp->remove(job->claimed);
-            break;
-          case Action::to_failed:
-            r = sp->fail(job->claimed, "undeliverable", job->now);
-            break;
-          case Action::postpone:
-            r = sp->reschedule(job->claimed, job->claimed.fresh ? 0 : job->tier, job->due);
-            break;
-          case Action::next_tier: {
-            int t = std::min(job->tier, sp->tiers() - 1);
-            spool::crashpoint("outcome.before_tier_move");
-            r = sp->reschedule(job->claimed, t, job->due);
-            break;
-          }
-        }
-        if (!r.ok()) {
-          job->error += (job->error.empty() ? "" : "; ") + r.error().message;
-          job->spool_wide = job->spool_wide || spool_wide_error(r.error().code);
-          if (job->spool_wide) spool_full->store(true);  // before the drop reappears in incoming/
-          // The outcome is not on disk. A fresh drop has no envelope to fall back on: hand it back
-          // to incoming/ now (it is picked up again once writes work), not at the next sweep.
-          if (job->claimed.fresh) {
-            auto u = sp->unclaim(job->claimed);
-            job->error += u.ok() ? " — the message went back to incoming/ and will be attempted again"
-                                 : "; returning it to incoming/ failed too: " + u.error().message;
-          }
-        }
-      },
-      [this, token, job, tier, logs = std::move(plan.logs)] {
-        --pool_jobs_;
-        auto it = inflight_.find(token);
-        const spool::Entry& e = job->entry;
-        if (!job->error.empty()) log::error("{}: {}", e.id, job->error);
-        // What went back to incoming/ would otherwise be picked up again at once (its rename is
-        // an inotify event) and fail the same way: no pickups until the next tier-0 scan.
-        if (job->spool_wide) pause_pickups();
-        double delay = static_cast<double>(unix_now() - e.arrived);
-        for (const auto& item : logs) {
-          log::delivery({e.id, e.recipients[item.index].address, item.relay, delay, tier,
-                         item.dsn.empty() ? "4.0.0" : item.dsn, to_string(item.status), item.reason});
-          switch (item.status) {
-            case LogStatus::sent:
-              ++counters_.sent;
-              break;
-            case LogStatus::deferred:
-              ++counters_.deferred;
-              break;
-            case LogStatus::bounced:
-              ++counters_.bounced;
-              break;
-            case LogStatus::expired:
-              ++counters_.expired;
-              break;
-          }
-        }
-        if (job->dsn_queued) {
-          dsn_queued_ = true;
-          log::info("{}: sender notification queued ({})", e.id,
-                    job->dsn && job->dsn->delayed ? "delay warning" : "non-delivery");
-        }
-        if (it != inflight_.end())
-          forget_inflight(it, e.id);
-        else
-          inflight_ids_->with([&](auto& ids) { ids.erase(e.id); });
-        if (job->dsn_queued && !opt_.once) tick(0);
-        maybe_continue();
-      });
+      [sp, job, spool_full] { write_outcome(*sp, *job, *spool_full); },
+      [this, token, job, tier, logs = std::move(plan.logs)] { outcome_written(token, *job, tier, logs); });
+}
+
+// Back on the loop, the outcome durable (or not, said in job.error): the log lines and counters.
+void Daemon::outcome_written(std::uint64_t token, const OutcomeJob& job, int tier,
+                             const std::vector<LogItem>& logs) {
+  --pool_jobs_;
+  const spool::Entry& e = job.entry;
+  if (!job.error.empty()) log::error("{}: {}", e.id, job.error);
+  // What went back to incoming/ would otherwise be picked up again at once (its rename is an
+  // inotify event) and fail the same way: no pickups until the next tier-0 scan.
+  if (job.spool_wide) pause_pickups();
+  double delay = static_cast<double>(unix_now() - e.arrived);
+  for (const auto& item : logs) {
+    log::delivery({e.id, e.recipients[item.index].address, item.relay, delay, tier,
+                   item.dsn.empty() ? "4.0.0" : item.dsn, to_string(item.status), item.reason});
+    count(item.status);
+  }
+  if (job.dsn_queued) {
+    dsn_queued_ = true;
+    log::info("{}: sender notification queued ({})", e.id,
+              job.dsn && job.dsn->delayed ? "delay warning" : "non-delivery");
+  }
+  if (auto it = inflight_.find(token); it != inflight_.end())
+    forget_inflight(it, e.id);
+  else
+    inflight_ids_->with([&](auto& ids) { ids.erase(e.id); });
+  if (job.dsn_queued && !opt_.once) tick(0);
+  maybe_continue();
+}
+
+void Daemon::count(LogStatus status) {
+  switch (status) {
+    case LogStatus::sent:
+      ++counters_.sent;
+      break;
+    case LogStatus::deferred:
+      ++counters_.deferred;
+      break;
+    case LogStatus::bounced:
+      ++counters_.bounced;
+      break;
+    case LogStatus::expired:
+      ++counters_.expired;
+      break;
+  }
 }
 
 }  // namespace spoold::daemon
