@@ -1,116 +1,18 @@
 // spool/address.cpp — RFC 5321 mailbox validation and the RFC 5322 address-list parser used for
 // `sendmail -t` recipients. Rule: an address leaves here canonical (unneeded quotes dropped) and
 // valid per RFC 5321, or the caller gets an error naming it; control characters never pass.
-#include <arpa/inet.h>
-
 #include <cstdint>
 #include <optional>
 
 #include <fmt/format.h>
 
+#include "common/mailbox.h"
 #include "spool/drop.h"
 
 namespace spoold::spool {
 
-namespace {
-
-bool is_alpha(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-bool is_digit(unsigned char c) {
-  return c >= '0' && c <= '9';
-}
-
-// RFC 5322 atext.
-bool is_atext(unsigned char c) {
-  if (is_alpha(c) || is_digit(c)) return true;
-  static constexpr std::string_view extra = "!#$%&'*+-/=?^_`{|}~";
-  return extra.find(static_cast<char>(c)) != std::string_view::npos;
-}
-
-bool valid_dot_string(std::string_view s) {
-  if (s.empty() || s.front() == '.' || s.back() == '.') return false;
-  char prev = 0;
-  for (char c : s) {
-    if (c == '.') {
-      if (prev == '.') return false;
-    } else if (!is_atext(static_cast<unsigned char>(c))) {
-      return false;
-    }
-    prev = c;
-  }
-  return true;
-}
-
-// Quoted-string per RFC 5321 (qtextSMTP / quoted-pairSMTP); returns the length consumed or 0.
-size_t quoted_string_len(std::string_view s) {
-  if (s.empty() || s[0] != '"') return 0;
-  for (size_t i = 1; i < s.size(); ++i) {
-    auto c = static_cast<unsigned char>(s[i]);
-    if (c == '"') return i + 1;
-    if (c == '\\') {
-      if (i + 1 >= s.size()) return 0;
-      auto n = static_cast<unsigned char>(s[++i]);
-      if (n < 32 || n > 126) return 0;
-    } else if (c < 32 || c > 126) {
-      return 0;
-    }
-  }
-  return 0;
-}
-
-bool valid_domain_name(std::string_view d) {
-  if (d.empty() || d.size() > 255) return false;
-  size_t start = 0;
-  while (start <= d.size()) {
-    size_t dot = d.find('.', start);
-    std::string_view label = d.substr(start, dot == std::string_view::npos ? d.npos : dot - start);
-    if (label.empty() || label.size() > 63) return false;
-    for (char c : label) {
-      auto u = static_cast<unsigned char>(c);
-      if (!is_alpha(u) && !is_digit(u) && c != '-') return false;
-    }
-    if (label.front() == '-' || label.back() == '-') return false;
-    if (dot == std::string_view::npos) break;
-    start = dot + 1;
-  }
-  return true;
-}
-
-bool valid_address_literal(std::string_view d) {
-  if (d.size() < 3 || d.front() != '[' || d.back() != ']') return false;
-  std::string inner(d.substr(1, d.size() - 2));
-  unsigned char buf[16];
-  if (inner.rfind("IPv6:", 0) == 0) return inet_pton(AF_INET6, inner.c_str() + 5, buf) == 1;
-  if (inet_pton(AF_INET, inner.c_str(), buf) == 1) return true;
-  // General-address-literal: Standardized-tag ":" 1*dcontent
-  auto colon = inner.find(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 >= inner.size()) return false;
-  if (!valid_domain_name(std::string_view(inner).substr(0, colon))) return false;
-  for (size_t i = colon + 1; i < inner.size(); ++i) {
-    auto c = static_cast<unsigned char>(inner[i]);
-    if (c < 33 || c > 126 || c == '[' || c == '\\' || c == ']') return false;
-  }
-  return true;
-}
-
-}  // namespace
-
 bool valid_mailbox(std::string_view a) {
-  if (a.empty() || a.size() > 254) return false;  // RFC 5321 §4.5.3.1.3: path ≤ 256 with <>
-  size_t local_len;
-  if (a[0] == '"') {
-    local_len = quoted_string_len(a);
-    if (local_len == 0) return false;
-  } else {
-    local_len = a.find('@');
-    if (local_len == std::string_view::npos) return false;
-    if (!valid_dot_string(a.substr(0, local_len))) return false;
-  }
-  if (local_len > 64 || local_len >= a.size() || a[local_len] != '@') return false;
-  std::string_view domain = a.substr(local_len + 1);
-  if (!domain.empty() && domain[0] == '[') return valid_address_literal(domain);
-  return valid_domain_name(domain);
+  return mailbox::valid_mailbox(a, false);
 }
 
 namespace {
@@ -301,7 +203,7 @@ class ListParser {
   }
 
   static std::string canonical_local(const std::string& local, bool quoted) {
-    if (!quoted || valid_dot_string(local)) return local;
+    if (!quoted || mailbox::valid_dot_string(local)) return local;
     std::string q = "\"";
     for (char c : local) {
       if (c == '"' || c == '\\') q += '\\';
