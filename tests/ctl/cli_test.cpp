@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <optional>
@@ -494,6 +495,11 @@ TEST_CASE_METHOD(Cli, "spoolctl usage errors exit 2, failures exit 1") {
     CHECK(contains(r.err, "usage: spoolctl"));
   }
   CHECK(run("spoolctl", {"--help"}).status == 0);
+  // Output that stdout did not take is an error, not a silent exit 0.
+  std::string full = "exec " + std::string(SPOOLD_BINARY_DIR) + "/ctl/spoolctl --help >/dev/full 2>/dev/null";
+  int st = std::system(full.c_str());
+  CHECK(WIFEXITED(st));
+  CHECK(WEXITSTATUS(st) == 74);
   auto missing = run("spoolctl", {"--config", tmp / "missing.yaml", "status"});
   CHECK(missing.status == 1);
   auto no_spool = ctl({"status"});
