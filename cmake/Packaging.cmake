@@ -53,7 +53,10 @@ file(CONFIGURE OUTPUT "${_pkg_out}/doc/changelog" CONTENT
  -- ${SPOOLD_MAINTAINER}  ${_pkg_date}
 ")
 _spoold_gzip("${_pkg_out}/doc/changelog" "${_pkg_out}/doc/changelog.gz")
-set(_pkg_docs README.md docs/configuration.md docs/spoolctl.md docs/spool-format.md docs/control-protocol.md)
+# Every page the README links from docs/ (the README's links name docs/PAGE.md; here they sit side
+# by side in /usr/share/doc/spoold).
+set(_pkg_docs README.md docs/design.md docs/configuration.md docs/spoolctl.md docs/spool-format.md
+    docs/control-protocol.md docs/reliability.md docs/performance.md docs/roadmap.md)
 foreach(doc IN LISTS _pkg_docs)
   get_filename_component(name "${doc}" NAME)
   _spoold_gzip("${PROJECT_SOURCE_DIR}/${doc}" "${_pkg_out}/doc/${name}.gz")

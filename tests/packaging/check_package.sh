@@ -94,6 +94,10 @@ cat >"$WORK/expected" <<EOF
 -rw-r--r-- root/root ./usr/share/doc/spoold/configuration.md.gz
 -rw-r--r-- root/root ./usr/share/doc/spoold/control-protocol.md.gz
 -rw-r--r-- root/root ./usr/share/doc/spoold/copyright
+-rw-r--r-- root/root ./usr/share/doc/spoold/design.md.gz
+-rw-r--r-- root/root ./usr/share/doc/spoold/performance.md.gz
+-rw-r--r-- root/root ./usr/share/doc/spoold/reliability.md.gz
+-rw-r--r-- root/root ./usr/share/doc/spoold/roadmap.md.gz
 -rw-r--r-- root/root ./usr/share/doc/spoold/spool-format.md.gz
 -rw-r--r-- root/root ./usr/share/doc/spoold/spoolctl.md.gz
 -rw-r--r-- root/root ./usr/share/man/man5/spoold.yaml.5.gz
@@ -117,6 +121,9 @@ fi
 check "nothing in the package is set-uid or set-gid (postinst does that)" \
   test -z "$(awk '$1 ~ /[sS]/' "$WORK/contents")"
 check "every entry belongs to root/root" test -z "$(awk '$2 != "root/root"' "$WORK/contents")"
+for page in $(grep -o 'docs/[a-z-]*\.md' "$SRC/README.md" | sort -u); do
+  check "the README's $page is in the package" grep -q "/usr/share/doc/spoold/${page#docs/}.gz" "$WORK/contents"
+done
 
 # --- unpacked layout -----------------------------------------------------------------------------
 echo "== dpkg -x"
