@@ -19,25 +19,25 @@ namespace spoold::smtp::server {
 namespace {
 
 struct StateRow {
-  State state;
   std::string_view name;
+  State state;
   bool client_timer;  // the engine waits for the client (false: for the host, or nothing)
 };
 
 constexpr StateRow kStates[] = {
-    {State::init, "init", false},
-    {State::connected, "connected", true},
-    {State::ready, "ready", true},
-    {State::mail, "mail", true},
-    {State::rcpt, "rcpt", true},
-    {State::rcpt_wait, "rcpt-wait", false},
-    {State::auth, "auth", true},
-    {State::auth_wait, "auth-wait", false},
-    {State::data, "data", true},
-    {State::data_discard, "data-discard", true},
-    {State::stored_wait, "stored-wait", false},
-    {State::tls_wait, "tls-wait", true},  // the handshake must end within the timeout too
-    {State::closed, "closed", false},
+    {"init", State::init, false},
+    {"connected", State::connected, true},
+    {"ready", State::ready, true},
+    {"mail", State::mail, true},
+    {"rcpt", State::rcpt, true},
+    {"rcpt-wait", State::rcpt_wait, false},
+    {"auth", State::auth, true},
+    {"auth-wait", State::auth_wait, false},
+    {"data", State::data, true},
+    {"data-discard", State::data_discard, true},
+    {"stored-wait", State::stored_wait, false},
+    {"tls-wait", State::tls_wait, true},  // the handshake must end within the timeout too
+    {"closed", State::closed, false},
 };
 
 const StateRow& row(State s) {
