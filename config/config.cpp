@@ -1,5 +1,7 @@
-// config/config.cpp — lookups on a loaded Config (routes, relay groups).
+// config/config.cpp — lookups on a loaded Config (routes, relay groups, aliases).
 #include "config/config.h"
+
+#include "common/ascii.h"
 
 namespace spoold::config {
 
@@ -7,6 +9,11 @@ const RelayGroup* Config::relay(const std::string& name) const {
   for (const auto& g : relays)
     if (g.name == name) return &g;
   return nullptr;
+}
+
+const std::vector<std::string>* Config::alias(const std::string& name) const {
+  auto it = aliases.find(ascii_lower(name));
+  return it == aliases.end() ? nullptr : &it->second;
 }
 
 const Route* Config::route_for(const std::string& domain) const {

@@ -3,8 +3,10 @@
 // a wrong type or an impossible value is an error naming file:line:col and the key, never ignored.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -121,6 +123,67 @@ struct Logging {
   LogFormat format = LogFormat::text;
 };
 
+// An IPv4 or IPv6 network (CIDR), as in listen[].relay_from. IPv4 networks are held as their
+// IPv4-mapped IPv6 form (::ffff:a.b.c.d, prefix + 96), so one comparison serves both families.
+struct Network {
+  std::array<std::uint8_t, 16> address{};  // the network address; bits beyond `prefix` are 0
+  int prefix = 0;                          // over the 128-bit form
+  bool v4 = false;                         // written as IPv4: "127.0.0.0/8"
+
+  // Whether `ip` (an IPv4 or IPv6 literal; "::ffff:a.b.c.d" counts as the IPv4 address a.b.c.d) is
+  // in this network. An IPv4 address is only ever in an IPv4 network or an IPv6 one inside
+  // ::ffff:0:0/96: "::/0" holds every IPv6 address and no IPv4 one. Anything else is false.
+  bool contains(const std::string& ip) const;
+  // The canonical text: "127.0.0.0/8", "::1/128".
+  std::string to_string() const;
+  bool operator==(const Network&) const = default;
+};
+
+// "10.0.0.0/8", "2001:db8::/32", a bare address (= /32 or /128), "[::1]/128". Host bits set beyond
+// the prefix ("10.1.0.0/8") are an error. On failure, `why` says what is wrong.
+std::optional<Network> parse_network(const std::string& text, std::string* why = nullptr);
+
+// A listen[].address: "127.0.0.1:25", "[::1]:25", or a port alone ("25": every address, IPv4
+// and IPv6). IP literals only, no host names; the port is required, 1 to 65535.
+struct ListenAddress {
+  std::string host;  // canonical IP literal without brackets; "" = every address
+  int port = 0;
+  bool ipv6() const { return host.find(':') != std::string::npos; }
+  // "127.0.0.1:25", "[::1]:25", "*:25"
+  std::string to_string() const;
+};
+std::optional<ListenAddress> parse_listen_address(const std::string& text, std::string* why = nullptr);
+
+// listen[].tls: STARTTLS is offered when a certificate is set; implicit = TLS from the first byte.
+struct ListenerTls {
+  std::string cert_file;
+  std::string key_file;
+  bool implicit = false;  // requires cert_file and key_file
+  bool enabled() const { return !cert_file.empty(); }
+};
+
+// One SMTP listener (listen[]). Accepted and validated; the daemon does not listen yet.
+struct Listener {
+  std::string address;  // as written
+  std::string host;     // canonical IP literal; "" = every address (0.0.0.0 and ::)
+  int port = 0;
+  std::vector<Network> relay_from;  // default: 127.0.0.0/8 and ::1/128; [] = nobody without AUTH
+  std::string users_file;           // auth.users_file; "" = no AUTH
+  ListenerTls tls;
+  int max_sessions = 100;
+  int max_recipients = 1000;
+  Duration timeout = 5min;
+
+  // Whether a client at `ip` may relay without AUTH (it is in one of relay_from).
+  bool relay_allowed(const std::string& ip) const;
+};
+
+// rewrite: the global sender rewriting.
+struct Rewrite {
+  std::string envelope_from;                    // "" = keep; never applied to the null sender <>
+  std::vector<std::string> masquerade_domains;  // lower-case domain names
+};
+
 struct Config {
   std::string source;  // the file it was read from ("<string>" for load_string)
   std::string hostname;
@@ -133,6 +196,16 @@ struct Config {
   std::vector<RelayGroup> relays;
   std::vector<Route> routes;
   Logging logging;
+  std::vector<Listener> listen;  // default: none
+  // aliases: lower-case local name (no '@') → its targets, each a mailbox or another local name
+  // (lower-cased).
+  std::map<std::string, std::vector<std::string>> aliases;
+  std::string aliases_file;   // "" = none; its existence is checked at load time
+  std::string admin_address;  // "" = bounce local mail without an alias
+  Rewrite rewrite;
+
+  // The targets of the local name `name` (case-insensitive) in `aliases`, or nullptr.
+  const std::vector<std::string>* alias(const std::string& name) const;
 
   const RelayGroup* relay(const std::string& name) const;
   // The first route whose pattern matches `domain` (case-insensitive), or nullptr (deliver by MX).

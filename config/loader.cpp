@@ -16,6 +16,8 @@
 
 #include <fmt/format.h>
 
+#include "common/ascii.h"
+#include "common/mailbox.h"
 #include "config/config.h"
 #include "config/fast_yaml.h"
 
@@ -110,6 +112,21 @@ bool valid_hostport(const std::string& s) {
   return std::all_of(host.begin(), host.end(), [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_';
   });
+}
+
+bool valid_domain(const std::string& d) {
+  return mailbox::detail::valid_domain_name(d, false);
+}
+
+// Both listeners would take the same port on the same address: equal, or one takes every address
+// ("25") or every address of the other's family (0.0.0.0, ::; IPv6 sockets are IPV6_V6ONLY).
+bool overlaps(const Listener& a, const Listener& b) {
+  if (a.port != b.port) return false;
+  if (a.host == b.host || a.host.empty() || b.host.empty()) return true;
+  bool a6 = a.host.find(':') != std::string::npos, b6 = b.host.find(':') != std::string::npos;
+  if (a6 != b6) return false;
+  auto any = [](const std::string& h) { return h == "0.0.0.0" || h == "::"; };
+  return any(a.host) || any(b.host);
 }
 
 bool valid_pattern(const std::string& p) {
@@ -255,12 +272,14 @@ class Loader {
     }
   }
 
-  void duration(const YAML::Node& n, const std::string& key, Duration& out, Duration min = Duration(0)) {
+  void duration(const YAML::Node& n, const std::string& key, Duration& out, Duration min = Duration(0),
+                Duration max = Duration::max()) {
     std::string s;
     if (!scalar(n, key, s, "a duration like 90s, 30m, 4h, 2d")) return;
     auto d = parse_duration(s);
     if (!d) return error(n, key, fmt::format("bad duration '{}' (use e.g. 90, 90s, 500ms, 30m, 4h, 2d)", s));
     if (*d < min) return error(n, key, fmt::format("must be at least {}ms, got '{}'", min.count(), s));
+    if (*d > max) return error(n, key, fmt::format("must be at most {}ms, got '{}'", max.count(), s));
     out = *d;
   }
 
@@ -316,7 +335,7 @@ class Loader {
   void load_root(const YAML::Node& root, Config& c) {
     each_key(root, "",
              {"hostname", "instance", "spool_dir", "control_socket", "queue", "delivery", "dns", "relays",
-              "routes", "logging"},
+              "routes", "logging", "listen", "aliases", "aliases_file", "admin_address", "rewrite"},
              [&](const std::string& k, const YAML::Node& v) {
                if (k == "hostname") str(v, k, c.hostname);
                if (k == "instance") str(v, k, c.instance);
@@ -327,6 +346,11 @@ class Loader {
                if (k == "dns") load_dns(v, c.dns);
                if (k == "relays") load_relays(v, c.relays);
                if (k == "logging") load_logging(v, c.logging);
+               if (k == "listen") load_listen(v, c.listen);
+               if (k == "aliases") load_aliases(v, c.aliases);
+               if (k == "aliases_file") existing_file(v, k, c.aliases_file);
+               if (k == "admin_address") mailbox_or_empty(v, k, c.admin_address);
+               if (k == "rewrite") load_rewrite(v, c.rewrite);
              });
     // Routes refer to relays, so they are checked once all relays are known.
     if (auto r = root["routes"]) load_routes(r, c);
@@ -425,6 +449,188 @@ class Loader {
     str(n, key, out);
     if (!out.empty() && access(out.c_str(), R_OK) != 0)
       error(n, key, fmt::format("cannot read '{}': {}", out, std::strerror(errno)));
+  }
+
+  // A path that, when set, names a readable regular file now (its contents are read later).
+  void existing_file(const YAML::Node& n, const std::string& key, std::string& out) {
+    if (!scalar(n, key, out, "a path")) return;
+    if (out.empty()) return;
+    struct stat st {};
+    if (::stat(out.c_str(), &st) != 0 || access(out.c_str(), R_OK) != 0)
+      return error(n, key, fmt::format("cannot read '{}': {}", out, std::strerror(errno)));
+    if (!S_ISREG(st.st_mode)) return error(n, key, fmt::format("'{}' is not a regular file", out));
+  }
+
+  void mailbox_or_empty(const YAML::Node& n, const std::string& key, std::string& out) {
+    if (!scalar(n, key, out, "a mailbox (local@domain) or \"\"")) return;
+    if (!out.empty() && !mailbox::valid_mailbox(out))
+      error(n, key, fmt::format("'{}' is not a mailbox (local@domain)", out));
+  }
+
+  void load_listen(const YAML::Node& n, std::vector<Listener>& out) {
+    if (!n.IsSequence()) return error(n, "listen", "expected a list of listeners");
+    for (size_t i = 0; i < n.size(); ++i) {
+      std::string path = fmt::format("listen[{}]", i);
+      Listener l;
+      l.relay_from = {*parse_network("127.0.0.0/8"), *parse_network("::1/128")};
+      bool address_ok = false;
+      each_key(n[i], path,
+               {"address", "relay_from", "auth", "tls", "max_sessions", "max_recipients", "timeout"},
+               [&](const std::string& k, const YAML::Node& v) {
+                 std::string key = fmt::format("{}.{}", path, k);
+                 if (k == "address") {
+                   if (!scalar(v, key, l.address, "an address like 127.0.0.1:25, [::1]:25 or 25")) return;
+                   std::string why;
+                   auto a = parse_listen_address(l.address, &why);
+                   if (!a) return error(v, key, fmt::format("'{}' {}", l.address, why));
+                   l.host = a->host;
+                   l.port = a->port;
+                   address_ok = true;
+                 }
+                 if (k == "relay_from") load_networks(v, key, l.relay_from);
+                 if (k == "auth")
+                   each_key(v, key, {"users_file"}, [&](const std::string&, const YAML::Node& f) {
+                     existing_file(f, key + ".users_file", l.users_file);
+                   });
+                 if (k == "tls") load_listener_tls(v, key, l.tls);
+                 if (k == "max_sessions") integer(v, key, l.max_sessions, 1, 100'000);
+                 if (k == "max_recipients") integer(v, key, l.max_recipients, 1, 100'000);
+                 if (k == "timeout") duration(v, key, l.timeout, 1s, 1h);
+               });
+      if (!n[i].IsMap()) continue;
+      if (!n[i]["address"]) error(n[i], path, "missing 'address'");
+      if (!address_ok) continue;
+      for (size_t j = 0; j < out.size(); ++j) {
+        if (!overlaps(out[j], l)) continue;
+        error(n[i]["address"], path + ".address",
+              fmt::format(fmt::runtime(out[j].host == l.host ? "'{}' is the same address as listen[{}] ('{}')"
+                                                             : "'{}' overlaps listen[{}] ('{}') on port {}"),
+                          l.address, j, out[j].address, l.port));
+        break;
+      }
+      out.push_back(std::move(l));
+    }
+  }
+
+  void load_networks(const YAML::Node& n, const std::string& key, std::vector<Network>& out) {
+    std::vector<std::string> texts;
+    size_t before = errors_.size();
+    strings(n, key, texts);
+    if (errors_.size() != before) return;
+    out.clear();
+    for (size_t i = 0; i < texts.size(); ++i) {
+      std::string why;
+      if (auto net = parse_network(texts[i], &why))
+        out.push_back(*net);
+      else
+        error(n.IsSequence() ? n[i] : n, key, fmt::format("'{}' {}", texts[i], why));
+    }
+  }
+
+  void load_listener_tls(const YAML::Node& n, const std::string& path, ListenerTls& t) {
+    each_key(n, path, {"cert_file", "key_file", "implicit"}, [&](const std::string& k, const YAML::Node& v) {
+      std::string key = path + "." + k;
+      if (k == "cert_file") existing_file(v, key, t.cert_file);
+      if (k == "key_file") existing_file(v, key, t.key_file);
+      if (k == "implicit") boolean(v, key, t.implicit);
+    });
+    if (!n.IsMap()) return;
+    bool cert = n["cert_file"] && n["cert_file"].IsScalar() && !n["cert_file"].Scalar().empty();
+    bool key = n["key_file"] && n["key_file"].IsScalar() && !n["key_file"].Scalar().empty();
+    if (cert && !key) error(n, path, "cert_file needs key_file too");
+    if (key && !cert) error(n, path, "key_file needs cert_file too");
+    if (t.implicit && !(cert && key))
+      error(n["implicit"], path + ".implicit", "needs cert_file and key_file");
+  }
+
+  void load_aliases(const YAML::Node& n, std::map<std::string, std::vector<std::string>>& out) {
+    if (!n.IsMap()) return error(n, "aliases", "expected a mapping of local names to addresses");
+    std::vector<std::pair<std::string, YAML::Node>> order;  // lower-case name, its key node
+    for (auto it = n.begin(); it != n.end(); ++it) {
+      if (!it->first.IsScalar()) {
+        error(it->first, "aliases", "keys must be plain names");
+        continue;
+      }
+      const YAML::Node at = it->first, v = it->second;
+      const std::string name = at.Scalar();
+      std::string key = "aliases." + name, lower = ascii_lower(name);
+      if (name.find('@') != std::string::npos) {
+        error(at, key, "an alias is a local name, without '@'");
+        continue;
+      }
+      if (!mailbox::valid_dot_string(name)) {
+        error(at, key, fmt::format("'{}' is not a local name", name));
+        continue;
+      }
+      if (out.count(lower)) {
+        error(at, key, "duplicate alias (names are compared without case)");
+        continue;
+      }
+      if (!v.IsScalar() && !v.IsSequence()) {
+        error(v.IsNull() ? at : v, key, "expected an address or a list of addresses");
+        continue;
+      }
+      std::vector<std::string> targets;
+      strings(v, key, targets);
+      if (targets.empty()) error(v, key, "expected at least one address");
+      for (size_t i = 0; i < targets.size(); ++i) {
+        std::string& t = targets[i];
+        if (t.find('@') != std::string::npos ? mailbox::valid_mailbox(t) : mailbox::valid_dot_string(t)) {
+          if (t.find('@') == std::string::npos) t = ascii_lower(t);
+          continue;
+        }
+        error(v.IsSequence() ? v[i] : v, key,
+              fmt::format("'{}' is not a mailbox (local@domain) or a local name", t));
+      }
+      out[lower] = std::move(targets);
+      order.emplace_back(lower, at);
+    }
+    // A loop among these aliases is one whatever else is configured. Depth-first in file order
+    // (iterative: the map may be long); each edge back into the current path is one loop, reported
+    // at the name it returns to.
+    std::map<std::string, int> state;  // absent: not seen; 1: on the path; 2: done
+    std::map<std::string, YAML::Node> key_of(order.begin(), order.end());
+    for (const auto& entry : order) {
+      if (state.count(entry.first)) continue;
+      std::vector<std::pair<std::string, size_t>> path{{entry.first, 0}};
+      state[entry.first] = 1;
+      while (!path.empty()) {
+        std::string from = path.back().first;
+        size_t next = path.back().second++;
+        const auto& targets = out[from];
+        if (next >= targets.size()) {
+          state[from] = 2;
+          path.pop_back();
+          continue;
+        }
+        const std::string& t = targets[next];
+        if (t.find('@') != std::string::npos || !out.count(t)) continue;
+        auto seen = state.find(t);
+        if (seen == state.end()) {
+          state[t] = 1;
+          path.emplace_back(t, 0);
+        } else if (seen->second == 1) {
+          std::string chain;
+          for (auto p = std::find_if(path.begin(), path.end(), [&](const auto& e) { return e.first == t; });
+               p != path.end(); ++p)
+            chain += p->first + " -> ";
+          error(key_of[t], fmt::format("aliases.{}", key_of[t].Scalar()),
+                fmt::format("alias loop: {}{}", chain, t));
+        }
+      }
+    }
+  }
+
+  void load_rewrite(const YAML::Node& n, Rewrite& r) {
+    each_key(n, "rewrite", {"envelope_from", "masquerade_domains"},
+             [&](const std::string& k, const YAML::Node& v) {
+               std::string key = "rewrite." + k;
+               if (k == "envelope_from") mailbox_or_empty(v, key, r.envelope_from);
+               if (k == "masquerade_domains") {
+                 strings(v, key, r.masquerade_domains, valid_domain, "is not a domain name");
+                 for (auto& d : r.masquerade_domains) d = ascii_lower(d);
+               }
+             });
   }
 
   void load_dns(const YAML::Node& n, Dns& d) {

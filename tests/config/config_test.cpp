@@ -1,6 +1,7 @@
 // tests/config/config_test.cpp — the config loader: defaults, the full example configuration, and a
 // table of bad files, each with the exact line:col and key its error must name.
 #include <sys/stat.h>
+#include <unistd.h>
 #include <catch2/catch.hpp>
 
 #include <filesystem>
@@ -321,4 +322,535 @@ TEST_CASE("default_path precedence") {
   CHECK(default_path("") == "/env.yaml");
   unsetenv("SPOOLD_CONFIG");
   CHECK(default_path("") == "/etc/spoold/spoold.yaml");
+}
+
+// ---- listen, aliases, aliases_file, admin_address, rewrite (issue 16) ----
+
+TEST_CASE("the listener and local-mail keys default to none") {
+  auto r = load_string("", "empty.yaml");
+  REQUIRE(r.ok());
+  const Config& c = *r;
+  CHECK(c.listen.empty());
+  CHECK(c.aliases.empty());
+  CHECK(c.alias("root") == nullptr);
+  CHECK(c.aliases_file.empty());
+  CHECK(c.admin_address.empty());
+  CHECK(c.rewrite.envelope_from.empty());
+  CHECK(c.rewrite.masquerade_domains.empty());
+}
+
+TEST_CASE("every listener and local-mail key loads with its value") {
+  test::TempDir dir;
+  for (const char* f : {"users", "cert.pem", "key.pem", "aliases"}) test::write_file(dir / f, "x\n");
+  std::string yaml = R"(
+listen:
+  - address: "127.0.0.1:25"
+    relay_from: ["127.0.0.0/8", "::1/128", "192.168.0.0/16", "2001:db8::/32", "198.51.100.7"]
+    auth: { users_file: )" +
+                     (dir / "users") + R"( }
+    tls: { cert_file: )" +
+                     (dir / "cert.pem") + ", key_file: " + (dir / "key.pem") + R"(, implicit: false }
+    max_sessions: 50
+    max_recipients: 200
+    timeout: 2m
+  - address: "[::1]:25"
+  - address: "[::]:465"
+    relay_from: []
+    tls: { cert_file: )" +
+                     (dir / "cert.pem") + ", key_file: " + (dir / "key.pem") + R"(, implicit: true }
+  - address: "127.0.0.1:465"
+    relay_from: "10.0.0.0/8"
+  - address: 2525
+    auth: { users_file: "" }
+    tls: { cert_file: "", key_file: "" }
+    max_sessions: 100000
+    max_recipients: 1
+    timeout: 1h
+aliases: { root: admin@example.com, postmaster: root, Team: [a@example.com, "B@Example.com", Root] }
+aliases_file: )" + (dir / "aliases") +
+                     R"(
+admin_address: admin@example.com
+rewrite: { envelope_from: bounce@example.com, masquerade_domains: [Example.COM, mail.example.org] }
+)";
+  auto r = load_string(yaml, "full.yaml");
+  INFO((r.ok() ? "" : r.error().message));
+  REQUIRE(r.ok());
+  const Config& c = *r;
+  REQUIRE(c.listen.size() == 5);
+
+  const Listener& a = c.listen[0];
+  CHECK(a.address == "127.0.0.1:25");
+  CHECK(a.host == "127.0.0.1");
+  CHECK(a.port == 25);
+  REQUIRE(a.relay_from.size() == 5);
+  CHECK(a.relay_from[0].to_string() == "127.0.0.0/8");
+  CHECK(a.relay_from[1].to_string() == "::1/128");
+  CHECK(a.relay_from[4].to_string() == "198.51.100.7/32");
+  CHECK(a.relay_allowed("192.168.4.5"));
+  CHECK(a.relay_allowed("2001:db8:1::9"));
+  CHECK(a.relay_allowed("198.51.100.7"));
+  CHECK_FALSE(a.relay_allowed("198.51.100.8"));
+  CHECK(a.users_file == dir / "users");
+  CHECK(a.tls.cert_file == dir / "cert.pem");
+  CHECK(a.tls.key_file == dir / "key.pem");
+  CHECK(a.tls.enabled());
+  CHECK_FALSE(a.tls.implicit);
+  CHECK(a.max_sessions == 50);
+  CHECK(a.max_recipients == 200);
+  CHECK(a.timeout == 2min);
+
+  const Listener& b = c.listen[1];  // every key but address at its default
+  CHECK(b.host == "::1");
+  CHECK(b.port == 25);
+  REQUIRE(b.relay_from.size() == 2);  // loopback only
+  CHECK(b.relay_from[0].to_string() == "127.0.0.0/8");
+  CHECK(b.relay_from[1].to_string() == "::1/128");
+  CHECK(b.relay_allowed("127.0.0.1"));
+  CHECK(b.relay_allowed("127.8.9.10"));
+  CHECK(b.relay_allowed("::1"));
+  CHECK(b.relay_allowed("::ffff:127.0.0.1"));
+  CHECK_FALSE(b.relay_allowed("192.0.2.1"));
+  CHECK_FALSE(b.relay_allowed("::2"));
+  CHECK(b.users_file.empty());
+  CHECK_FALSE(b.tls.enabled());
+  CHECK_FALSE(b.tls.implicit);
+  CHECK(b.max_sessions == 100);
+  CHECK(b.max_recipients == 1000);
+  CHECK(b.timeout == 5min);
+
+  CHECK(c.listen[2].host == "::");  // [::]:465 and 127.0.0.1:465 do not overlap (IPV6_V6ONLY)
+  CHECK(c.listen[2].port == 465);
+  CHECK(c.listen[2].relay_from.empty());
+  CHECK_FALSE(c.listen[2].relay_allowed("127.0.0.1"));
+  CHECK(c.listen[2].tls.implicit);
+  REQUIRE(c.listen[3].relay_from.size() == 1);  // a single string for a list
+  CHECK(c.listen[3].relay_from[0].to_string() == "10.0.0.0/8");
+
+  const Listener& e = c.listen[4];
+  CHECK(e.host.empty());  // a port alone: every address
+  CHECK(e.port == 2525);
+  CHECK(e.users_file.empty());
+  CHECK_FALSE(e.tls.enabled());
+  CHECK(e.max_sessions == 100000);
+  CHECK(e.max_recipients == 1);
+  CHECK(e.timeout == 1h);
+
+  REQUIRE(c.aliases.size() == 3);
+  CHECK(c.aliases.at("root") == std::vector<std::string>{"admin@example.com"});
+  CHECK(c.aliases.at("postmaster") == std::vector<std::string>{"root"});
+  CHECK(c.aliases.at("team") == std::vector<std::string>{"a@example.com", "B@Example.com", "root"});
+  REQUIRE(c.alias("TEAM") != nullptr);
+  CHECK(c.alias("TEAM") == &c.aliases.at("team"));
+  CHECK(c.alias("nobody") == nullptr);
+  CHECK(c.aliases_file == dir / "aliases");
+  CHECK(c.admin_address == "admin@example.com");
+  CHECK(c.rewrite.envelope_from == "bounce@example.com");
+  CHECK(c.rewrite.masquerade_domains == std::vector<std::string>{"example.com", "mail.example.org"});
+}
+
+TEST_CASE("CIDR networks: parsing and matching") {
+  struct Match {
+    const char* network;
+    const char* ip;
+    bool in;
+  };
+  const std::vector<Match> table = {
+      // IPv4
+      {"127.0.0.0/8", "127.0.0.1", true},
+      {"127.0.0.0/8", "127.255.255.255", true},
+      {"127.0.0.0/8", "126.255.255.255", false},
+      {"127.0.0.0/8", "128.0.0.0", false},
+      {"127.0.0.0/8", "::ffff:127.0.0.1", true},  // IPv4-mapped IPv6 is the IPv4 address
+      {"127.0.0.0/8", "[::ffff:127.0.0.1]", true},
+      {"127.0.0.0/8", "::FFFF:7f00:1", true},
+      {"127.0.0.0/8", "::127.0.0.1", false},  // IPv4-compatible (deprecated) is not
+      {"127.0.0.0/8", "::1", false},
+      {"127.0.0.0/8", "", false},
+      {"127.0.0.0/8", "localhost", false},
+      {"127.0.0.0/8", "127.0.0.1/8", false},
+      {"127.0.0.0/8", "127.1", false},
+      {"172.16.0.0/12", "172.31.255.255", true},
+      {"172.16.0.0/12", "172.32.0.0", false},
+      {"172.16.0.0/12", "172.15.255.255", false},
+      {"10.0.0.0/31", "10.0.0.1", true},
+      {"10.0.0.0/31", "10.0.0.2", false},
+      {"0.0.0.0/0", "1.2.3.4", true},  // /0: every IPv4 address, no IPv6 one
+      {"0.0.0.0/0", "255.255.255.255", true},
+      {"0.0.0.0/0", "::ffff:1.2.3.4", true},
+      {"0.0.0.0/0", "::1", false},
+      {"0.0.0.0/0", "2001:db8::1", false},
+      {"192.0.2.1/32", "192.0.2.1", true},  // /32: that address only
+      {"192.0.2.1/32", "192.0.2.0", false},
+      {"192.0.2.1/32", "192.0.2.2", false},
+      {"192.0.2.1", "192.0.2.1", true},  // a bare address is /32
+      {"192.0.2.1", "192.0.2.2", false},
+      {"192.0.2.1", "::ffff:192.0.2.1", true},
+      // IPv6
+      {"::1/128", "::1", true},  // /128: that address only
+      {"::1/128", "0:0:0:0:0:0:0:1", true},
+      {"::1/128", "[::1]", true},
+      {"::1/128", "::2", false},
+      {"::1/128", "::", false},
+      {"::1/128", "127.0.0.1", false},
+      {"::1", "::1", true},  // a bare address is /128
+      {"::1", "::0:1", true},
+      {"2001:db8::1", "2001:db8::2", false},
+      {"::/0", "::1", true},  // /0: every IPv6 address, no IPv4 one
+      {"::/0", "2001:db8::1", true},
+      {"::/0", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", true},
+      {"::/0", "127.0.0.1", false},
+      {"::/0", "::ffff:127.0.0.1", false},
+      {"2001:db8::/32", "2001:db8:ffff:ffff::1", true},
+      {"2001:db8::/32", "2001:DB8::1", true},
+      {"2001:db8::/32", "2001:db9::", false},
+      {"2001:db8::/32", "2001:db7:ffff::", false},
+      {"fe80::/10", "fe80::1%eth0", true},  // a zone index is not part of the address
+      {"fe80::/10", "febf:ffff::1", true},
+      {"fe80::/10", "fec0::1", false},
+      {"2001:db8::/127", "2001:db8::1", true},
+      {"2001:db8::/127", "2001:db8::2", false},
+      {"[::1]/128", "::1", true},
+      // IPv6 networks inside ::ffff:0:0/96 are IPv4 networks written the other way
+      {"::ffff:127.0.0.0/104", "127.0.0.1", true},
+      {"::ffff:127.0.0.0/104", "::ffff:127.1.2.3", true},
+      {"::ffff:127.0.0.0/104", "128.0.0.1", false},
+      {"::ffff:0:0/96", "8.8.8.8", true},
+      {"::ffff:0:0/96", "::1", false},
+  };
+  for (const auto& m : table) {
+    INFO(m.network << " contains " << m.ip << " = " << m.in);
+    std::string why;
+    auto n = parse_network(m.network, &why);
+    INFO(why);
+    REQUIRE(n);
+    CHECK(n->contains(m.ip) == m.in);
+  }
+
+  struct Text {
+    const char* in;
+    const char* canonical;
+  };
+  for (auto [in, canonical] : std::vector<Text>{{"127.0.0.0/8", "127.0.0.0/8"},
+                                                {"192.0.2.1", "192.0.2.1/32"},
+                                                {"0.0.0.0/0", "0.0.0.0/0"},
+                                                {"::1", "::1/128"},
+                                                {"[::1]/128", "::1/128"},
+                                                {"[::1]", "::1/128"},
+                                                {"2001:DB8:0::/32", "2001:db8::/32"},
+                                                {"::/0", "::/0"},
+                                                {"::ffff:127.0.0.0/104", "::ffff:127.0.0.0/104"}}) {
+    INFO(in);
+    auto n = parse_network(in);
+    REQUIRE(n);
+    CHECK(n->to_string() == canonical);
+  }
+
+  struct Bad {
+    const char* in;
+    const char* why;
+  };
+  for (auto [in, why] : std::vector<Bad>{
+           {"10.1.0.0/8", "has host bits set beyond /8 (the network is 10.0.0.0/8)"},
+           {"127.0.0.1/8", "has host bits set beyond /8 (the network is 127.0.0.0/8)"},
+           {"192.0.2.1/31", "has host bits set beyond /31 (the network is 192.0.2.0/31)"},
+           {"1.2.3.4/0", "has host bits set beyond /0 (the network is 0.0.0.0/0)"},
+           {"2001:db8::1/32", "has host bits set beyond /32 (the network is 2001:db8::/32)"},
+           {"::1/0", "has host bits set beyond /0 (the network is ::/0)"},
+           {"10.0.0.0/33", "has a prefix length over /32"},
+           {"::/129", "has a prefix length over /128"},
+           {"10.0.0.0/", "has a bad prefix length (use e.g. 10.0.0.0/8 or 2001:db8::/32)"},
+           {"10.0.0.0/-8", "has a bad prefix length (use e.g. 10.0.0.0/8 or 2001:db8::/32)"},
+           {"10.0.0.0/8/8", "has a bad prefix length (use e.g. 10.0.0.0/8 or 2001:db8::/32)"},
+           {"10.0.0.0/0008", "has a bad prefix length (use e.g. 10.0.0.0/8 or 2001:db8::/32)"},
+           {"10.0.0.0/ 8", "has a bad prefix length (use e.g. 10.0.0.0/8 or 2001:db8::/32)"},
+           {"", "is not an IPv4 or IPv6 address or network"},
+           {"/8", "is not an IPv4 or IPv6 address or network"},
+           {"localhost", "is not an IPv4 or IPv6 address or network"},
+           {"10.0.0", "is not an IPv4 or IPv6 address or network"},
+           {"10.0.0.256", "is not an IPv4 or IPv6 address or network"},
+           {"010.0.0.0/8", "is not an IPv4 or IPv6 address or network"},
+           {"[127.0.0.1]", "is not an IPv4 or IPv6 address or network"},
+           {"fe80::1%eth0", "is not an IPv4 or IPv6 address or network"},
+           {"2001:db8:::/32", "is not an IPv4 or IPv6 address or network"},
+       }) {
+    INFO(in);
+    std::string got;
+    CHECK_FALSE(parse_network(in, &got));
+    CHECK(got == why);
+  }
+}
+
+TEST_CASE("listener addresses") {
+  struct Good {
+    const char* in;
+    const char* host;
+    int port;
+    const char* canonical;
+  };
+  for (const auto& g : std::vector<Good>{{"127.0.0.1:25", "127.0.0.1", 25, "127.0.0.1:25"},
+                                         {"[::1]:25", "::1", 25, "[::1]:25"},
+                                         {"[0:0::1]:2525", "::1", 2525, "[::1]:2525"},
+                                         {"[::]:587", "::", 587, "[::]:587"},
+                                         {"0.0.0.0:25", "0.0.0.0", 25, "0.0.0.0:25"},
+                                         {"25", "", 25, "*:25"},
+                                         {"1", "", 1, "*:1"},
+                                         {"65535", "", 65535, "*:65535"},
+                                         {"192.0.2.1:65535", "192.0.2.1", 65535, "192.0.2.1:65535"}}) {
+    INFO(g.in);
+    std::string why;
+    auto a = parse_listen_address(g.in, &why);
+    INFO(why);
+    REQUIRE(a);
+    CHECK(a->host == g.host);
+    CHECK(a->port == g.port);
+    CHECK(a->to_string() == g.canonical);
+  }
+  struct Bad {
+    const char* in;
+    const char* why;
+  };
+  for (auto [in, why] : std::vector<Bad>{
+           {"0", "has a bad port (1 to 65535)"},
+           {"65536", "has a bad port (1 to 65535)"},
+           {"99999999999", "has a bad port (1 to 65535)"},
+           {"127.0.0.1:0", "has a bad port (1 to 65535)"},
+           {"127.0.0.1:65536", "has a bad port (1 to 65535)"},
+           {"127.0.0.1:", "has a bad port (1 to 65535)"},
+           {"127.0.0.1:smtp", "has a bad port (1 to 65535)"},
+           {"127.0.0.1:-25", "has a bad port (1 to 65535)"},
+           {"[::1]:0", "has a bad port (1 to 65535)"},
+           {"[::1]:", "has a bad port (1 to 65535)"},
+           {"127.0.0.1", "needs a port, e.g. 127.0.0.1:25"},
+           {"[::1]", "needs a port, e.g. [::1]:25"},
+           {"::1:25", "needs brackets around an IPv6 address, e.g. [::1]:25"},
+           {"::1", "needs brackets around an IPv6 address, e.g. [::1]:25"},
+           {"localhost:25",
+            "is not an IP address with a port (host names are not accepted), e.g. 127.0.0.1:25"},
+           {"*:25", "is not an IP address with a port (host names are not accepted), e.g. 127.0.0.1:25"},
+           {"localhost", "is not an IP address with a port, e.g. 127.0.0.1:25"},
+           {"", "is not an IP address with a port, e.g. 127.0.0.1:25"},
+           {"[127.0.0.1]:25", "is not [IPv6 address]:port"},
+           {"[::1:25", "is not [IPv6 address]:port"},
+       }) {
+    INFO(in);
+    std::string got;
+    CHECK_FALSE(parse_listen_address(in, &got));
+    CHECK(got == why);
+  }
+}
+
+// Each kind of bad value of the listener and local-mail keys, with its whole error message.
+TEST_CASE("listener and local-mail errors: the exact message, line and column") {
+  test::TempDir dir;
+  test::write_file(dir / "cert.pem", "x\n");
+  test::write_file(dir / "key.pem", "x\n");
+  std::filesystem::create_directory(dir / "sub");
+  const std::string cert = dir / "cert.pem", key = dir / "key.pem", sub = dir / "sub";
+  struct Case {
+    std::string yaml;
+    std::string expect;  // the whole error message
+  };
+  const std::vector<Case> cases = {
+      // listen
+      {"listen: { address: 25 }\n", "t.yaml:1:9: listen: expected a list of listeners"},
+      {"listen: 25\n", "t.yaml:1:9: listen: expected a list of listeners"},
+      {"listen:\n  - 25\n", "t.yaml:2:5: listen[0]: expected a mapping"},
+      {"listen:\n  - max_sessions: 5\n", "t.yaml:2:5: listen[0]: missing 'address'"},
+      {"listen:\n  - { address: \"25\", relay: [] }\n",
+       "t.yaml:2:22: listen[0].relay: unknown key (did you mean 'relay_from'?)"},
+      {"listen:\n  - { address: \"25\", timout: 5m }\n",
+       "t.yaml:2:22: listen[0].timout: unknown key (did you mean 'timeout'?)"},
+      {"listen:\n  - address: [\"25\"]\n",
+       "t.yaml:2:14: listen[0].address: expected an address like 127.0.0.1:25, [::1]:25 or 25"},
+      {"listen:\n  - address: 127.0.0.1\n",
+       "t.yaml:2:14: listen[0].address: '127.0.0.1' needs a port, e.g. 127.0.0.1:25"},
+      {"listen:\n  - address: \"127.0.0.1:0\"\n",
+       "t.yaml:2:14: listen[0].address: '127.0.0.1:0' has a bad port (1 to 65535)"},
+      {"listen:\n  - address: 0\n", "t.yaml:2:14: listen[0].address: '0' has a bad port (1 to 65535)"},
+      {"listen:\n  - address: 65536\n",
+       "t.yaml:2:14: listen[0].address: '65536' has a bad port (1 to 65535)"},
+      {"listen:\n  - address: \"[::1]:70000\"\n",
+       "t.yaml:2:14: listen[0].address: '[::1]:70000' has a bad port (1 to 65535)"},
+      {"listen:\n  - address: \"localhost:25\"\n",
+       "t.yaml:2:14: listen[0].address: 'localhost:25' is not an IP address with a port (host names are not "
+       "accepted), e.g. 127.0.0.1:25"},
+      {"listen:\n  - address: \"::1:25\"\n",
+       "t.yaml:2:14: listen[0].address: '::1:25' needs brackets around an IPv6 address, e.g. [::1]:25"},
+      {"listen:\n  - address: \"[127.0.0.1]:25\"\n",
+       "t.yaml:2:14: listen[0].address: '[127.0.0.1]:25' is not [IPv6 address]:port"},
+      {"listen:\n  - address: \"127.0.0.1:25\"\n  - address: \"127.0.0.1:25\"\n",
+       "t.yaml:3:14: listen[1].address: '127.0.0.1:25' is the same address as listen[0] ('127.0.0.1:25')"},
+      {"listen:\n  - address: \"[::1]:25\"\n  - address: \"127.0.0.1:25\"\n  - address: \"[0::1]:25\"\n",
+       "t.yaml:4:14: listen[2].address: '[0::1]:25' is the same address as listen[0] ('[::1]:25')"},
+      {"listen:\n  - address: 25\n  - address: \"127.0.0.1:25\"\n",
+       "t.yaml:3:14: listen[1].address: '127.0.0.1:25' overlaps listen[0] ('25') on port 25"},
+      {"listen:\n  - address: \"[::1]:25\"\n  - address: 25\n",
+       "t.yaml:3:14: listen[1].address: '25' overlaps listen[0] ('[::1]:25') on port 25"},
+      {"listen:\n  - address: \"0.0.0.0:25\"\n  - address: \"127.0.0.1:25\"\n",
+       "t.yaml:3:14: listen[1].address: '127.0.0.1:25' overlaps listen[0] ('0.0.0.0:25') on port 25"},
+      {"listen:\n  - address: \"[::1]:25\"\n  - address: \"[::]:25\"\n",
+       "t.yaml:3:14: listen[1].address: '[::]:25' overlaps listen[0] ('[::1]:25') on port 25"},
+      // listen[].relay_from
+      {"listen:\n  - address: 25\n    relay_from: [\"10.1.0.0/8\"]\n",
+       "t.yaml:3:18: listen[0].relay_from: '10.1.0.0/8' has host bits set beyond /8 (the network is "
+       "10.0.0.0/8)"},
+      {"listen:\n  - address: 25\n    relay_from: [\"::1/128\", \"2001:db8::1/32\"]\n",
+       "t.yaml:3:29: listen[0].relay_from: '2001:db8::1/32' has host bits set beyond /32 (the network is "
+       "2001:db8::/32)"},
+      {"listen:\n  - address: 25\n    relay_from: 127.0.0.1/33\n",
+       "t.yaml:3:17: listen[0].relay_from: '127.0.0.1/33' has a prefix length over /32"},
+      {"listen:\n  - address: 25\n    relay_from: [\"::/200\"]\n",
+       "t.yaml:3:18: listen[0].relay_from: '::/200' has a prefix length over /128"},
+      {"listen:\n  - address: 25\n    relay_from: [localhost]\n",
+       "t.yaml:3:18: listen[0].relay_from: 'localhost' is not an IPv4 or IPv6 address or network"},
+      {"listen:\n  - address: 25\n    relay_from: [\"10.0.0.0/x\"]\n",
+       "t.yaml:3:18: listen[0].relay_from: '10.0.0.0/x' has a bad prefix length (use e.g. 10.0.0.0/8 or "
+       "2001:db8::/32)"},
+      {"listen:\n  - address: 25\n    relay_from: { a: b }\n",
+       "t.yaml:3:17: listen[0].relay_from: expected a list of strings"},
+      // listen[].auth
+      {"listen:\n  - address: 25\n    auth: { users_file: /nonexistent/users }\n",
+       "t.yaml:3:25: listen[0].auth.users_file: cannot read '/nonexistent/users': No such file or directory"},
+      {"listen:\n  - address: 25\n    auth: { users_file: " + sub + " }\n",
+       "t.yaml:3:25: listen[0].auth.users_file: '" + sub + "' is not a regular file"},
+      {"listen:\n  - address: 25\n    auth: { users_file: [a] }\n",
+       "t.yaml:3:25: listen[0].auth.users_file: expected a path"},
+      {"listen:\n  - address: 25\n    auth: { user: x }\n",
+       "t.yaml:3:13: listen[0].auth.user: unknown key (did you mean 'users_file'?)"},
+      {"listen:\n  - address: 25\n    auth: /etc/users\n", "t.yaml:3:11: listen[0].auth: expected a mapping"},
+      // listen[].tls
+      {"listen:\n  - address: 25\n    tls: { cert_file: " + cert + " }\n",
+       "t.yaml:3:10: listen[0].tls: cert_file needs key_file too"},
+      {"listen:\n  - address: 25\n    tls: { key_file: " + key + " }\n",
+       "t.yaml:3:10: listen[0].tls: key_file needs cert_file too"},
+      {"listen:\n  - address: 25\n    tls: { implicit: true }\n",
+       "t.yaml:3:22: listen[0].tls.implicit: needs cert_file and key_file"},
+      {"listen:\n  - address: 25\n    tls: { cert_file: \"\", key_file: \"\", implicit: yes }\n",
+       "t.yaml:3:51: listen[0].tls.implicit: needs cert_file and key_file"},
+      {"listen:\n  - address: 25\n    tls: { cert_file: /nonexistent/c.pem, key_file: " + key + " }\n",
+       "t.yaml:3:23: listen[0].tls.cert_file: cannot read '/nonexistent/c.pem': No such file or directory"},
+      {"listen:\n  - address: 25\n    tls: { cert_file: " + cert + ", key_file: " + sub + " }\n",
+       "t.yaml:3:" + std::to_string(35 + cert.size()) + ": listen[0].tls.key_file: '" + sub +
+           "' is not a regular file"},
+      {"listen:\n  - address: 25\n    tls: { implicit: maybe }\n",
+       "t.yaml:3:22: listen[0].tls.implicit: expected true or false, got 'maybe'"},
+      {"listen:\n  - address: 25\n    tls: { starttls: true }\n",
+       "t.yaml:3:12: listen[0].tls.starttls: unknown key"},
+      {"listen:\n  - address: 25\n    tls: true\n", "t.yaml:3:10: listen[0].tls: expected a mapping"},
+      // listen[] limits
+      {"listen:\n  - address: 25\n    max_sessions: 0\n",
+       "t.yaml:3:19: listen[0].max_sessions: must be between 1 and 100000, got 0"},
+      {"listen:\n  - address: 25\n    max_sessions: 100001\n",
+       "t.yaml:3:19: listen[0].max_sessions: must be between 1 and 100000, got 100001"},
+      {"listen:\n  - address: 25\n    max_sessions: many\n",
+       "t.yaml:3:19: listen[0].max_sessions: expected an integer, got 'many'"},
+      {"listen:\n  - address: 25\n    max_recipients: 0\n",
+       "t.yaml:3:21: listen[0].max_recipients: must be between 1 and 100000, got 0"},
+      {"listen:\n  - address: 25\n    max_recipients: -5\n",
+       "t.yaml:3:21: listen[0].max_recipients: must be between 1 and 100000, got -5"},
+      {"listen:\n  - address: 25\n    timeout: 500ms\n",
+       "t.yaml:3:14: listen[0].timeout: must be at least 1000ms, got '500ms'"},
+      {"listen:\n  - address: 25\n    timeout: 0\n",
+       "t.yaml:3:14: listen[0].timeout: must be at least 1000ms, got '0'"},
+      {"listen:\n  - address: 25\n    timeout: 2h\n",
+       "t.yaml:3:14: listen[0].timeout: must be at most 3600000ms, got '2h'"},
+      {"listen:\n  - address: 25\n    timeout: never\n",
+       "t.yaml:3:14: listen[0].timeout: bad duration 'never' (use e.g. 90, 90s, 500ms, 30m, 4h, 2d)"},
+      // aliases
+      {"alias: {}\n", "t.yaml:1:1: alias: unknown key (did you mean 'aliases'?)"},
+      {"aliases: [root]\n", "t.yaml:1:10: aliases: expected a mapping of local names to addresses"},
+      {"aliases: { root@example.com: admin@example.com }\n",
+       "t.yaml:1:12: aliases.root@example.com: an alias is a local name, without '@'"},
+      {"aliases: { \"ro ot\": admin@example.com }\n",
+       "t.yaml:1:12: aliases.ro ot: 'ro ot' is not a local name"},
+      {"aliases: { .root: admin@example.com }\n", "t.yaml:1:12: aliases..root: '.root' is not a local name"},
+      {"aliases:\n  root: a@example.com\n  Root: b@example.com\n",
+       "t.yaml:3:3: aliases.Root: duplicate alias (names are compared without case)"},
+      {"aliases: { root: \"a@@example.com\" }\n",
+       "t.yaml:1:18: aliases.root: 'a@@example.com' is not a mailbox (local@domain) or a local name"},
+      {"aliases: { root: \"admin@\" }\n",
+       "t.yaml:1:18: aliases.root: 'admin@' is not a mailbox (local@domain) or a local name"},
+      {"aliases: { root: [a@example.com, \"b c\"] }\n",
+       "t.yaml:1:34: aliases.root: 'b c' is not a mailbox (local@domain) or a local name"},
+      {"aliases: { root: [] }\n", "t.yaml:1:18: aliases.root: expected at least one address"},
+      {"aliases:\n  root:\n", "t.yaml:2:3: aliases.root: expected an address or a list of addresses"},
+      {"aliases: { root: { a: b } }\n",
+       "t.yaml:1:18: aliases.root: expected an address or a list of addresses"},
+      {"aliases:\n  root: postmaster\n  postmaster: [a@example.com, root]\n",
+       "t.yaml:2:3: aliases.root: alias loop: root -> postmaster -> root"},
+      {"aliases: { a: b, b: c, c: A, d: a }\n", "t.yaml:1:12: aliases.a: alias loop: a -> b -> c -> a"},
+      {"aliases: { root: Root }\n", "t.yaml:1:12: aliases.root: alias loop: root -> root"},
+      {"aliases: { x: a, a: [b, x@example.com], b: a, p: q, q: [p] }\n",
+       "t.yaml:1:18: aliases.a: alias loop: a -> b -> a\n"
+       "t.yaml:1:47: aliases.p: alias loop: p -> q -> p"},
+      // aliases_file, admin_address, rewrite
+      {"aliases_file: /nonexistent/aliases\n",
+       "t.yaml:1:15: aliases_file: cannot read '/nonexistent/aliases': No such file or directory"},
+      {"aliases_file: " + sub + "\n", "t.yaml:1:15: aliases_file: '" + sub + "' is not a regular file"},
+      {"admin_address: admin\n", "t.yaml:1:16: admin_address: 'admin' is not a mailbox (local@domain)"},
+      {"admin_address: \"<admin@example.com>\"\n",
+       "t.yaml:1:16: admin_address: '<admin@example.com>' is not a mailbox (local@domain)"},
+      {"admin_address: [a@example.com]\n",
+       "t.yaml:1:16: admin_address: expected a mailbox (local@domain) or \"\""},
+      {"rewrite: { envelope_from: \"bounce@\" }\n",
+       "t.yaml:1:27: rewrite.envelope_from: 'bounce@' is not a mailbox (local@domain)"},
+      {"rewrite: { envelope_from: \"<>\" }\n",
+       "t.yaml:1:27: rewrite.envelope_from: '<>' is not a mailbox (local@domain)"},
+      {"rewrite: { masquerade_domains: [example.com, \"!host.example.com\"] }\n",
+       "t.yaml:1:46: rewrite.masquerade_domains: '!host.example.com' is not a domain name"},
+      {"rewrite: { masquerade_domains: \"example..com\" }\n",
+       "t.yaml:1:32: rewrite.masquerade_domains: 'example..com' is not a domain name"},
+      {"rewrite: { masquerade_domains: [\"-x.example\"] }\n",
+       "t.yaml:1:33: rewrite.masquerade_domains: '-x.example' is not a domain name"},
+      {"rewrite: { from: a@example.com }\n", "t.yaml:1:12: rewrite.from: unknown key"},
+      {"rewrite: a@example.com\n", "t.yaml:1:10: rewrite: expected a mapping"},
+  };
+  for (const auto& c : cases) {
+    INFO("yaml:\n" << c.yaml);
+    auto r = load_string(c.yaml, "t.yaml");
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message == c.expect);
+  }
+}
+
+TEST_CASE("errors in several listeners and aliases are all reported") {
+  auto r = load_string(
+      "listen:\n  - address: 0\n  - address: 25\n    max_sessions: 0\naliases: { root: x@ }\nadmin_address: "
+      "y\n",
+      "t.yaml");
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().message ==
+        "t.yaml:2:14: listen[0].address: '0' has a bad port (1 to 65535)\n"
+        "t.yaml:4:19: listen[1].max_sessions: must be between 1 and 100000, got 0\n"
+        "t.yaml:5:18: aliases.root: 'x@' is not a mailbox (local@domain) or a local name\n"
+        "t.yaml:6:16: admin_address: 'y' is not a mailbox (local@domain)");
+}
+
+TEST_CASE("a long chain of aliases is no loop") {
+  std::string yaml = "aliases:\n";
+  for (int i = 0; i < 3000; ++i) yaml += "  a" + std::to_string(i) + ": a" + std::to_string(i + 1) + "\n";
+  yaml += "  a3000: admin@example.com\n";
+  auto r = load_string(yaml, "t.yaml");
+  INFO((r.ok() ? "" : r.error().message.substr(0, 300)));
+  REQUIRE(r.ok());
+  CHECK(r->aliases.size() == 3001);
+  CHECK(*r->alias("A0") == std::vector<std::string>{"a1"});
+  auto loop = load_string(yaml + "  a3001: a0\n  zz: x@example.com\n", "t.yaml");
+  REQUIRE(loop.ok());  // a3001 leads into the chain, not back to itself
+  auto closed = load_string(yaml.substr(0, yaml.rfind("  a3000:")) + "  a3000: a0\n", "t.yaml");
+  REQUIRE_FALSE(closed.ok());
+  CHECK(closed.error().message.rfind("t.yaml:2:3: aliases.a0: alias loop: a0 -> a1 -> a2 -> ", 0) == 0);
+  CHECK(closed.error().message.find("\n") == std::string::npos);  // one loop, one error
+}
+
+TEST_CASE("files named by listen[] and aliases_file must be readable by the loader") {
+  if (geteuid() == 0) return;  // root reads every file: nothing to test
+  test::TempDir dir;
+  test::write_file(dir / "users", "u:x\n");
+  REQUIRE(chmod((dir / "users").c_str(), 0) == 0);
+  auto r =
+      load_string("listen:\n  - address: 25\n    auth: { users_file: " + (dir / "users") + " }\n", "t.yaml");
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().message ==
+        "t.yaml:3:25: listen[0].auth.users_file: cannot read '" + (dir / "users") + "': Permission denied");
 }
