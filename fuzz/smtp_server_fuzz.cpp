@@ -8,7 +8,7 @@
 // same bytes for every split of its input, and never a bare LF.
 // Only the server's sources (not the whole smtp/ library with its libuv session):
 // clang-format off
-// fuzz-sources: smtp/server_engine.cpp smtp/server_commands.cpp smtp/data_reader.cpp smtp/reply.cpp smtp/auth.cpp
+// fuzz-sources: smtp/server_engine.cpp smtp/server_commands.cpp smtp/data_reader.cpp smtp/reply.cpp smtp/auth.cpp smtp/types.cpp
 // clang-format on
 #include <cstddef>
 #include <cstdint>
