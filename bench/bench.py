@@ -339,7 +339,9 @@ class Spoold:
         self.conf = os.path.join(self.dir, "spoold.yaml")
         self.wrap = wrap or []
         if route == "mx":
-            routing = ("dns: { servers: [\"127.0.0.1:53\"], address_preference: ipv4 }\n")
+            # The MX hosts are on 127/8, which spoold refuses for a domain no route names.
+            routing = ("dns: { servers: [\"127.0.0.1:53\"], address_preference: ipv4 }\n"
+                       "routes:\n  - { match: [\"*.bench\"], mx: true }\n")
         else:
             routing = "routes:\n  - { match: [\"*\"], hosts: [\"127.0.0.1:%d\"] }\n" % route
         with open(self.conf, "w") as f:
