@@ -3,6 +3,7 @@
 #include "spool/atomic_write.h"
 
 #include <fcntl.h>
+#include <stdio.h>  // renameat2, RENAME_NOREPLACE
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -76,6 +77,21 @@ Result<void> TempFile::commit(const std::string& target) {
   committed_ = true;
   crashpoint("atomic.after_rename");
   return fsync_dir(parent_dir(target));
+}
+
+Result<void> TempFile::sync() {
+  if (!fd_.valid()) return {};
+  if (::fsync(fd_.get()) != 0) return errno_error("fsync", path_);
+  fd_.reset();
+  return {};
+}
+
+Result<void> TempFile::place(const std::string& target) {
+  if (fd_.valid()) return make_error("place " + path_ + ": not synced");
+  if (::renameat2(AT_FDCWD, path_.c_str(), AT_FDCWD, target.c_str(), RENAME_NOREPLACE) != 0)
+    return errno_error("rename to " + target, path_);
+  committed_ = true;
+  return {};
 }
 
 Result<void> atomic_write(const std::string& tmp_dir, const std::string& target,

@@ -32,6 +32,11 @@ class TempFile {
   Result<void> write(std::string_view bytes);
   // fsync the file, rename it to `target`, fsync the target's directory.
   Result<void> commit(const std::string& target);
+  // The steps of commit() for callers that share one directory fsync among several files
+  // (group commit): sync() fsyncs and closes the file; place() renames it to `target`, failing
+  // with EEXIST rather than replacing a file there. The caller fsyncs the directory.
+  Result<void> sync();
+  Result<void> place(const std::string& target);
 
  private:
   TempFile(Fd fd, std::string path) : fd_(std::move(fd)), path_(std::move(path)) {}

@@ -258,6 +258,13 @@ Result<DropInfo> DropParser::finish() {
   return info_;
 }
 
+std::string drop_envelope(std::string_view sender, const std::vector<std::string>& recipients) {
+  std::string out = fmt::format("MAIL FROM:<{}>\n", sender);
+  for (const auto& r : recipients) out += fmt::format("RCPT TO:<{}>\n", r);
+  out += '\n';
+  return out;
+}
+
 Result<DropInfo> parse_drop(std::string_view bytes, DropLimits limits) {
   DropParser p(limits);
   if (auto r = p.feed(bytes); !r) return r.error();

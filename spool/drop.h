@@ -88,6 +88,10 @@ class DropParser {
   size_t line_no_ = 0;
 };
 
+// The envelope lines of an envelope-first drop file, with the empty line that ends them. The
+// addresses must be valid mailboxes (the parser refuses the file otherwise); "" is the null sender.
+std::string drop_envelope(std::string_view sender, const std::vector<std::string>& recipients);
+
 Result<DropInfo> parse_drop(std::string_view bytes, DropLimits limits = {});
 // Reads fd from its current position to EOF in fixed-size chunks.
 Result<DropInfo> parse_drop_fd(int fd, DropLimits limits = {});

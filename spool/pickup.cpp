@@ -9,7 +9,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cstring>
+
+#include "common/clock.h"
 
 #include <fmt/format.h>
 
@@ -61,14 +64,33 @@ Entry entry_from(const DropInfo& info, std::string id) {
 
 }  // namespace
 
+bool Spool::reusable_id(std::string_view name, int64_t now) const {
+  int64_t t = id_time(name);
+  if (t < 0 || name.substr(14, 6) != host_hash_) return false;
+  if (t > now + kIdReuseFuture.count() || t < now - kIdReuseAge.count()) return false;
+  for (char c : name)
+    if (!std::isxdigit(static_cast<unsigned char>(c)) || std::islower(static_cast<unsigned char>(c)))
+      return false;
+  return !path_exists(body_path(name)) && !path_exists(body_path(name) + ".new");
+}
+
+Spool::IdLock Spool::id_for_drop(std::string_view name) const {
+  if (reusable_id(name, unix_now())) {
+    auto lock = try_lock(name);
+    if (!lock || *lock) return {std::string(name), std::move(lock)};
+  }
+  std::string id = new_id();
+  auto lock = try_lock(id);
+  return {std::move(id), std::move(lock)};
+}
+
 Result<void> Spool::write_entry(const std::string& path, const Entry& e) const {
   return atomic_write(opts_.dir + "/tmp", path, {format_entry(e)});
 }
 
 Result<PickupResult> Spool::pickup(std::string_view name) {
   if (ignored_name(name)) return outcome_only(PickupOutcome::ignored);
-  std::string id = new_id();
-  auto lock = try_lock(id);
+  auto [id, lock] = id_for_drop(name);
   if (!lock) return lock.error();
   if (!*lock) return make_error("fresh queue id " + id + " is already locked");
   crashpoint("pickup.after_lock");
@@ -140,8 +162,7 @@ Result<FreshPickup> Spool::claim_fresh(std::string_view name) {
     out.result = outcome_only(PickupOutcome::ignored);
     return out;
   }
-  std::string id = new_id();
-  auto lock = try_lock(id);
+  auto [id, lock] = id_for_drop(name);
   if (!lock) return lock.error();
   if (!*lock) return make_error("fresh queue id " + id + " is already locked");
   std::string claimed = body_path(id) + ".new";
@@ -184,12 +205,9 @@ Result<std::string> Spool::enqueue(const NewMessage& msg) {
     return make_error("invalid sender <" + msg.sender + ">");
   if (msg.recipients.empty()) return make_error("no recipients");
   // The body file is an envelope-first drop file, so recover() can hand it back to incoming/.
-  std::string head = "MAIL FROM:<" + msg.sender + ">\n";
-  for (const auto& r : msg.recipients) {
+  for (const auto& r : msg.recipients)
     if (!valid_mailbox(r)) return make_error("invalid recipient <" + r + ">");
-    head += "RCPT TO:<" + r + ">\n";
-  }
-  head += "\n";
+  std::string head = drop_envelope(msg.sender, msg.recipients);
   DropParser parser;
   (void)parser.feed(head);
   (void)parser.feed(msg.message);
@@ -208,6 +226,24 @@ Result<std::string> Spool::enqueue(const NewMessage& msg) {
   if (auto r = durable_rename(body + ".new", body); !r) return r.error();
   if (auto r = (*lock)->release(); !r) return r.error();
   return id;
+}
+
+}  // namespace spoold::spool
+
+namespace spoold::spool {
+
+std::vector<Result<void>> Spool::publish(const std::vector<Publication>& batch) const {
+  std::vector<Result<void>> out;
+  out.reserve(batch.size());
+  bool placed = false;
+  for (const auto& p : batch) {
+    out.push_back(p.file->place(opts_.dir + "/incoming/" + p.id));
+    placed = placed || out.back().ok();
+  }
+  if (!placed) return out;
+  if (auto r = fsync_dir(opts_.dir + "/incoming"); !r)
+    for (auto& o : out) o = r.error();
+  return out;
 }
 
 }  // namespace spoold::spool

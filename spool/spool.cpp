@@ -106,14 +106,24 @@ int64_t id_time(std::string_view id) {
   return t;
 }
 
-std::string Spool::new_id() const {
+std::string new_queue_id(const Options& o) {
+  std::string host = o.hostname.empty() ? system_hostname() : o.hostname;
+  std::string instance = o.instance.empty() ? host : o.instance;
+  return make_queue_id(fmt::format("{:06X}", fnv1a(instance + "/" + host) & 0xFFFFFFu));
+}
+
+std::string make_queue_id(std::string_view host_hash) {
   static std::atomic<unsigned> counter{0};
   // The same clock as unix_now(), so an id's second is never later than a scan's cutoff taken after.
   struct timespec ts {};
   ::clock_gettime(CLOCK_REALTIME, &ts);
   return fmt::format("{:09X}{:05X}{}{:06X}{:04X}", static_cast<uint64_t>(ts.tv_sec) & 0xFFFFFFFFFull,
-                     static_cast<unsigned>(ts.tv_nsec / 1000), host_hash_,
+                     static_cast<unsigned>(ts.tv_nsec / 1000), host_hash,
                      static_cast<unsigned>(::getpid()) & 0xFFFFFFu, counter.fetch_add(1) & 0xFFFFu);
+}
+
+std::string Spool::new_id() const {
+  return make_queue_id(host_hash_);
 }
 
 Spool::Spool(Options opts) : opts_(std::move(opts)) {

@@ -50,6 +50,12 @@ struct EntryRef {
   std::string file_name() const;  // "<when>-<id>", when zero-padded to 10 digits
 };
 
+// A new queue id for the spool these options open, without opening it (`sendmail -bs` names its
+// drop with it, so the id it reports is the one the daemon keeps; see Spool::reusable_id()).
+std::string new_queue_id(const Options& options);
+// The id format itself (spool.cpp): arrival time, then host_hash, pid and a per-process counter.
+std::string make_queue_id(std::string_view host_hash);
+
 // Parses "<digits>-<id>"; nullopt for anything else (locks, dot-files, foreign names).
 std::optional<EntryRef> parse_entry_name(std::string_view name, Place place, int tier);
 // The arrival time (unix seconds) encoded at the front of a queue id; -1 if not an id.
@@ -192,8 +198,22 @@ class Spool {
   Result<void> unclaim(Claimed& c);
   // Hands a fresh claim that was never move()d back to incoming/ (as incoming/ID), releasing the
   // lock: the daemon does not want it in memory yet. Nothing is fsynced: a crash leaves it in
-  // incoming/ or in data/ID.new, which recover() returns. A later pickup gives it a new id.
+  // incoming/ or in data/ID.new, which recover() returns. A later pickup keeps the id (reusable_id()).
   Result<void> return_fresh(Claimed& c);
+
+  // ---- messages received over SMTP (the daemon's listener) ----
+  // A new temporary file in tmp/ for a message being received: the caller writes a whole drop
+  // file into it (drop_envelope(), then the message) and sync()s it.
+  Result<TempFile> receive_file() const { return TempFile::create(opts_.dir + "/tmp"); }
+  struct Publication {
+    TempFile* file = nullptr;  // synced
+    std::string id;            // from new_id(): its name in incoming/, and its queue id at pickup
+  };
+  // Renames every file of the batch to incoming/<id> (never over an existing file), then fsyncs
+  // incoming/ once for all of them: group commit. A message is durable when its result is ok.
+  // When the fsync fails, every file of the batch fails; those already renamed stay in incoming/
+  // (a client told 451 retries, so the message may be delivered twice: at least once).
+  std::vector<Result<void>> publish(const std::vector<Publication>& batch) const;
 
   Result<Body> open_body(const Entry& e) const;
   Result<SpoolStats> stats() const;
@@ -215,6 +235,16 @@ class Spool {
   Result<void> create_layout();
   Result<void> check_version();
   Result<std::optional<Lock>> try_lock(std::string_view id) const;
+  // A drop named with a queue id of this spool (the listener's) keeps it at pickup, so the id the
+  // client was told is the one in the log; any other name, a foreign, future or old id, or one
+  // already in data/ gets a fresh id.
+  static constexpr std::chrono::seconds kIdReuseFuture{60}, kIdReuseAge{86'400};
+  bool reusable_id(std::string_view name, int64_t now) const;
+  struct IdLock {
+    std::string id;
+    Result<std::optional<Lock>> lock;
+  };
+  IdLock id_for_drop(std::string_view name) const;
   Result<PickupResult> to_bad(const std::string& from, std::string_view name, std::string reason);
   Result<DropInfo> inspect_drop(const std::string& claimed, std::string_view name, PickupResult& bad);
   Result<PickupResult> finish_pickup(const std::string& claimed, std::string_view name, std::string id,

@@ -891,7 +891,7 @@ TEST_CASE("return_fresh hands a fresh drop back to incoming/ by its id; list_inc
   auto again = s.claim_fresh(id);
   REQUIRE(again.ok());
   REQUIRE(again->claimed.has_value());
-  CHECK(again->claimed->entry.id != id);  // a new id
+  CHECK(again->claimed->entry.id == id);  // its own id: a fresh one of this spool (Spool::reusable_id)
   CHECK(body_message(s, again->claimed->entry) == kMessage);
   // A drop already named like the id is never overwritten: the return is refused, both remain.
   f.drop(again->claimed->entry.id, "producer's own\n");
@@ -948,4 +948,69 @@ TEST_CASE("a crash at any step of the fresh path loses nothing and leaves one co
       CHECK(names_in(f.dir + "/data").empty());
     }
   }
+}
+
+TEST_CASE("received messages are published into incoming/ as a group and keep their id", "[spool][receive]") {
+  Fixture f;
+  Spool s = f.open();
+  std::vector<std::string> ids;
+  std::vector<TempFile> files;
+  for (int i = 0; i < 3; ++i) {
+    auto t = s.receive_file();
+    REQUIRE(t.ok());
+    std::string head = drop_envelope("a@client.test", {"r" + std::to_string(i) + "@example.test"});
+    REQUIRE(t->write(head + "Subject: " + std::to_string(i) + "\r\n\r\nbody\r\n").ok());
+    REQUIRE(t->sync().ok());
+    files.push_back(std::move(*t));
+    ids.push_back(s.new_id());
+  }
+  std::vector<Spool::Publication> batch;
+  for (size_t i = 0; i < files.size(); ++i) batch.push_back({&files[i], ids[i]});
+  auto res = s.publish(batch);
+  REQUIRE(res.size() == 3);
+  for (auto& r : res) CHECK(r.ok());
+  CHECK(names_in(f.dir + "/incoming") == std::vector<std::string>(ids.begin(), ids.end()));
+  CHECK(names_in(f.dir + "/tmp").size() <= 1);  // only the lock owner file, no temp left
+  // The pickup keeps the id the client was told, on both paths.
+  auto p = pickup_ok(s, ids[0]);
+  CHECK(p.id == ids[0]);
+  auto fresh = s.claim_fresh(ids[1]);
+  REQUIRE(fresh.ok());
+  CHECK(fresh->result.id == ids[1]);
+  // A file already placed is never replaced: the second publish of the same id fails.
+  auto t = s.receive_file();
+  REQUIRE(t.ok());
+  REQUIRE(t->write("x").ok());
+  REQUIRE(t->sync().ok());
+  auto again = s.publish({{&*t, ids[2]}});
+  REQUIRE(again.size() == 1);
+  CHECK_FALSE(again[0].ok());
+  CHECK(read_file(f.dir + "/incoming/" + ids[2]).find("Subject: 2") != std::string::npos);
+}
+
+TEST_CASE("a drop keeps its name as queue id only when it is a fresh id of this spool", "[spool][receive]") {
+  Fixture f;
+  Spool s = f.open();
+  Fixture other;
+  auto o = other.opts();
+  o.instance = "another-instance";
+  Spool foreign = other.open(o);
+  const std::string msg = "MAIL FROM:<a@b.test>\nRCPT TO:<c@d.test>\n\nSubject: x\n\nbody\n";
+  std::string own = s.new_id();
+  std::string theirs = foreign.new_id();
+  std::string lower = own;
+  for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  std::string old_id = "000000001" + own.substr(9);  // from 1970: would expire at once
+  for (const auto& n : {own, theirs, lower, old_id, std::string("plain-name")}) f.drop(n, msg);
+  CHECK(pickup_ok(s, own).id == own);
+  for (const auto& n : {theirs, lower, old_id, std::string("plain-name")}) {
+    auto p = pickup_ok(s, n);
+    CHECK(p.outcome == PickupOutcome::queued);
+    CHECK(p.id != n);
+  }
+  // An id already in the queue is not taken again by a second drop of that name.
+  f.drop(own, msg);
+  auto dup = pickup_ok(s, own);
+  CHECK(dup.outcome == PickupOutcome::queued);
+  CHECK(dup.id != own);
 }
