@@ -536,6 +536,7 @@ void DeliveryEngine::Destination::on_transaction(Conn* c, std::uint64_t id,
                                                  const smtp::TransactionResult& r) {
   auto part = take_answered(*c, id);
   if (!part) return;  // answers nothing we sent (cannot happen)
+  for (const auto& note : r.notes) log::info("{}: {}: {}", part->qid, c->relay(), note);
   if (c->current && eng_.withdrawn(c->current->token)) arm_life(*c, 0);  // now running: cut it
   Sorted sorted = sort_results(*c, *part, r);
   if (!sorted.retry.indices.empty() && !can_go(sorted.retry)) {  // no server left for it in this attempt

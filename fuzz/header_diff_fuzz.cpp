@@ -4,16 +4,19 @@
 // Rule (abort on violation), for any bytes read as a drop file, as a bare message behind an
 // envelope, and as `sendmail -t` input:
 //   * the encoder's wire header is exactly the header lines the parser read, Bcc:/Resent-Bcc:
-//     fields (with their continuations) left out, ending where the parser's header ended;
+//     fields (with their continuations) left out, lines over 998 octets folded (fields) or cut
+//     (the body's first line) as written out here, ending where the parser's header ended;
 //   * no Bcc:/Resent-Bcc: field is in the wire header (up to the first empty line, when the
 //     first line is a field); the wire has no bare CR or LF and exactly one final dot;
-//   * the parser's longest line and 8-bit facts are the scanner's; the encoder fails exactly when
-//     that longest line is over 998 octets; the scanner's size is the wire's;
+//   * the parser's longest line and 8-bit facts are the scanner's; no wire line is over 998
+//     octets (the stuffed dot aside); the scanner's size is the wire's;
+//   * converted to quoted-printable the wire is as well formed, without Bcc:, and its body lines
+//     are at most 76 octets;
 //   * `sendmail -t` reads the fields (names, unfolded values) the parser reads, and takes the
 //     same recipients as a bare drop of the same message.
 // The sources are listed (one line, for fuzz/run.sh): ctl/ as a library would bring its main().
 // clang-format off
-// fuzz-sources: spool/drop.cpp spool/address.cpp spool/atomic_write.cpp spool/crashpoint.cpp spool/fs_util.cpp smtp/body_encoder.cpp smtp/types.cpp ctl/submit.cpp
+// fuzz-sources: spool/drop.cpp spool/address.cpp spool/atomic_write.cpp spool/crashpoint.cpp spool/fs_util.cpp smtp/body_encoder.cpp smtp/mime_convert.cpp smtp/types.cpp ctl/submit.cpp
 // clang-format on
 #include <cstddef>
 #include <cstdint>
@@ -79,13 +82,58 @@ struct Encoded {
   std::string wire;
 };
 
-Encoded encode(std::string_view message, std::size_t step, const std::vector<std::string>& prepend) {
-  smtp::BodyEncoder enc(prepend);
+Encoded encode(std::string_view message, std::size_t step, const std::vector<std::string>& prepend,
+               const std::vector<std::string>& qp = {}) {
+  smtp::BodyEncoder enc(prepend, qp);
   Encoded out;
-  for (std::size_t i = 0; i < message.size(); i += step)
-    if (!enc.feed(message.substr(i, step), out.wire)) return out;
-  out.ok = enc.finish(out.wire).ok();
+  for (std::size_t i = 0; i < message.size(); i += step) enc.feed(message.substr(i, step), out.wire);
+  enc.finish(out.wire);
+  out.ok = true;
   return out;
+}
+
+// Where a line over 998 octets is cut without a fold point: after 998, or before the UTF-8
+// sequence octet 999 continues (3 octets back at most).
+std::size_t cut_at(std::string_view l) {
+  for (std::size_t b = 998; b >= 995; --b)
+    if ((static_cast<unsigned char>(l[b]) & 0xC0) != 0x80) return b;
+  return 998;
+}
+
+// A line as wire lines: a field (or its continuation) folded before its last SP/HT within 998
+// octets that has a non-white octet before it (after the colon on the field's first line), else
+// CRLF SP inserted; any other line cut with nothing added.
+std::vector<std::string> wrap(std::string l, bool field, bool first_line) {
+  std::vector<std::string> out;
+  std::size_t floor = field && first_line ? l.find(':') + 1 : 0;
+  while (l.size() > 998) {
+    std::size_t b = 0;
+    if (field) {
+      for (std::size_t i = 1; i <= 998; ++i)
+        if ((l[i] == ' ' || l[i] == '\t') && l.find_first_not_of(" \t", floor) < i) b = i;
+    }
+    floor = 0;
+    if (b > 0) {
+      out.push_back(l.substr(0, b));
+      l.erase(0, b);
+      continue;
+    }
+    b = cut_at(l);
+    out.push_back(l.substr(0, b));
+    l = (field ? " " : "") + l.substr(b);
+  }
+  out.push_back(l);
+  return out;
+}
+
+void check_line_lengths(const std::string& wire, std::size_t limit, std::size_t from = 0) {
+  for (std::size_t at = from; at < wire.size();) {
+    std::size_t eol = wire.find("\r\n", at);
+    if (eol == std::string::npos) return;
+    std::size_t len = eol - at - (wire[at] == '.' && eol - at > 1 ? 1 : 0);
+    require(len <= limit, "a wire line is too long");
+    at = eol + 2;
+  }
 }
 
 void check_wire(const std::string& wire) {
@@ -113,10 +161,14 @@ void check_wire(const std::string& wire) {
 // The wire header the parser's reading calls for, and whether the parser saw the header end.
 std::pair<std::string, bool> expected_header(const Parsed& p, const std::vector<std::string>& prepend) {
   std::string out;
-  auto emit = [&](std::string_view l) {
+  auto emit_one = [&](std::string_view l) {
     if (!l.empty() && l[0] == '.') out += '.';
     out.append(l);
     out += "\r\n";
+  };
+  auto emit = [&](std::string_view l, bool field = true) {
+    bool first = !l.empty() && l[0] != ' ' && l[0] != '\t';
+    for (const auto& piece : wrap(std::string(l), field, first)) emit_one(piece);
   };
   for (const auto& h : prepend) emit(h);
   bool sent = !prepend.empty(), dropping = false;
@@ -136,7 +188,7 @@ std::pair<std::string, bool> expected_header(const Parsed& p, const std::vector<
         return {out, true};
       case HeaderLineKind::body:
         if (sent) emit("");
-        emit(line);
+        emit(line, false);
         return {out, true};
     }
   }
@@ -162,7 +214,7 @@ void check_message(std::string_view drop, const Pieces& step, bool prepend_date)
   smtp::BodyScanner scan;
   for (std::size_t i = 0; i < message.size(); i += step.encoder) scan.feed(message.substr(i, step.encoder));
   smtp::BodyInfo facts = scan.result();
-  require(e.ok == (facts.longest_line <= smtp::BodyEncoder::kMaxLine), "scanner and encoder disagree on 998");
+  check_line_lengths(e.wire, smtp::BodyEncoder::kMaxLine);
   if (e.ok) {
     check_wire(e.wire);
     // The scanner knows nothing of prepended lines, nor so of the empty line they may call for.
@@ -187,6 +239,18 @@ void check_message(std::string_view drop, const Pieces& step, bool prepend_date)
   }
   require(p.info->has_bcc == blind, "has_bcc is not what the header holds");
   require(p.info->missing_date == !date, "missing_date is not what the header holds");
+  // Converted to quoted-printable: as well formed, and the scanner knew its size.
+  smtp::BodyScanner qscan(true);
+  for (std::size_t i = 0; i < message.size(); i += step.encoder) qscan.feed(message.substr(i, step.encoder));
+  smtp::BodyInfo q = qscan.result();
+  Encoded qe = encode(message, step.encoder, prepend, smtp::qp_header_lines(*q.mime));
+  check_wire(qe.wire);
+  check_line_lengths(qe.wire, smtp::BodyEncoder::kMaxLine);
+  std::size_t body = qe.wire.find("\r\n\r\n");
+  if (body != std::string::npos) check_line_lengths(qe.wire, 76, body + 4);
+  std::uint64_t qsize = scanned_size(qe.wire, prepend);
+  require(q.qp_wire_size == qsize || (!prepend.empty() && q.qp_wire_size + 2 == qsize),
+          "scanner's quoted-printable size is not the wire's");
 }
 
 // The parser's fields of a message, unfolded, as `sendmail -t` must read them.

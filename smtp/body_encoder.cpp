@@ -1,20 +1,26 @@
 // smtp/body_encoder.cpp — see body_encoder.h. The encoder works line by line with at most one
-// line (998 octets) buffered, so a chunk boundary anywhere — inside a CRLF, right after a CR,
-// inside a run of CRs, inside "Bcc:" — changes nothing on the wire. Header lines are read by the
-// rule every header reader shares (common/header_lines.h), so the drop parser and `sendmail -t`
-// take recipients from exactly the fields sent (Bcc: aside, which is never sent).
+// output line (999 octets) buffered, so a chunk boundary anywhere — inside a CRLF, right after a
+// CR, inside a run of CRs, inside "Bcc:" — changes nothing on the wire. Header lines are read by
+// the rule every header reader shares (common/header_lines.h), so the drop parser and
+// `sendmail -t` take recipients from exactly the fields sent (Bcc: aside, which is never sent).
+// What a header line is (field, continuation, the body's first line) is decided by its first
+// octets: the name, the white space after it, the colon. Only those are held until the decision
+// (a name longer than a wire line is held whole: the drop parser reads such a field as a field,
+// and so must the encoder, or a Bcc: after it would be sent in the body); everything else streams.
 #include "smtp/body_encoder.h"
-
-#include <fmt/format.h>
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
+#include "common/ascii.h"
 #include "common/line_ends.h"
 
 namespace spoold::smtp {
 
 namespace {
+
+constexpr std::size_t kFactLine = 512;  // of a Content-Type / CTE line: enough for the type
 
 std::string strip_crlf(std::string_view v) {
   std::string out;
@@ -28,81 +34,295 @@ const char* find_lf(const char* p, const char* end) {
   return hit ? static_cast<const char*>(hit) : end;
 }
 
-// What one header line adds to the wire, as BodyEncoder::end_header_line sends it: its own
-// CRLF-ended octets unless dropped, and the empty line sent before a line that is no header.
-// Returns false once the header has ended.
-bool account_header_line(BodyInfo& info, HeaderWalker& walker, bool& sent, std::string_view line,
-                         std::uint64_t size) {
-  info.longest_line = std::max<std::size_t>(info.longest_line, static_cast<std::size_t>(size));
-  switch (walker.next(line)) {
-    case HeaderLineKind::field:
-    case HeaderLineKind::continuation:
-      if (walker.blind()) return true;
-      info.wire_size += size + 2;
-      sent = true;
-      return true;
-    case HeaderLineKind::end:
-      info.wire_size += 2;
-      return false;
-    case HeaderLineKind::body:
-      info.wire_size += (sent ? 2 : 0) + size + 2;
-      return false;
-  }
-  return false;
+bool has_8bit(std::string_view s) {
+  return std::any_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; });
+}
+
+bool wsp(char c) {
+  return c == ' ' || c == '\t';
+}
+bool name_char(char c) {
+  return c > 32 && c < 127 && c != ':';
+}
+
+// Where to break a line that has an octet beyond kMaxLine (s.size() > kMaxLine): after kMaxLine
+// octets, or up to 3 earlier so a UTF-8 sequence stays whole (not when the octets before are no
+// sequence, e.g. Latin-1: then exactly kMaxLine).
+std::size_t hard_break(std::string_view s) {
+  auto cont = [&](std::size_t i) { return (static_cast<unsigned char>(s[i]) & 0xC0) == 0x80; };
+  std::size_t b = BodyEncoder::kMaxLine;
+  while (b > BodyEncoder::kMaxLine - 3 && cont(b)) --b;
+  return cont(b) ? BodyEncoder::kMaxLine : b;
+}
+
+void append_capped(std::string& to, std::string_view bytes) {
+  if (to.size() < kFactLine) to.append(bytes.substr(0, kFactLine - to.size()));
 }
 
 }  // namespace
 
-BodyEncoder::BodyEncoder(std::vector<std::string> prepend_headers) : prepend_(std::move(prepend_headers)) {
-  line_.reserve(kMaxLine + 1);
+BodyEncoder::BodyEncoder(std::vector<std::string> prepend_headers, std::vector<std::string> qp_lines)
+    : prepend_(std::move(prepend_headers)), added_(std::move(qp_lines)), qp_(!added_.empty()) {
+  seg_.reserve(kMaxLine + 2);
 }
 
-Result<void> BodyEncoder::too_long() {
-  failed_ = true;
-  return make_error(fmt::format("message has a line longer than {} octets", kMaxLine));
+MimeFacts BodyEncoder::mime_facts() const {
+  MimeFacts f;
+  f.mime_version = mime_version_;
+  f.type = type_fields_ == 0  ? MimeType::absent
+           : type_fields_ > 1 ? MimeType::ambiguous
+                              : classify_content_type(header_value(type_line_));
+  f.encoding = encoding_fields_ == 0  ? MimeEncoding::absent
+               : encoding_fields_ > 1 ? MimeEncoding::ambiguous
+                                      : classify_transfer_encoding(header_value(encoding_line_));
+  f.header_8bit = header_8bit_;
+  f.body_8bit = body_8bit_;
+  return f;
 }
 
-void BodyEncoder::emit_line(std::string_view line, std::string& out) {
-  if (!line.empty() && line[0] == '.') out += '.';  // RFC 5321 §4.5.2 transparency
-  out.append(line);
+void BodyEncoder::note_wrap() {
+  if (!std::exchange(line_wrapped_, true)) ++wrapped_;
+}
+
+void BodyEncoder::emit_piece(std::string_view piece, std::string& out) {
+  if (!piece.empty() && piece[0] == '.') {  // RFC 5321 §4.5.2 transparency
+    out += '.';
+    ++stuffed_;
+  }
+  out.append(piece);
   out += "\r\n";
 }
 
-void BodyEncoder::end_header_line(std::string& out) {
-  std::string_view line = header_line_.line();
-  switch (walker_.next(line)) {
-    case HeaderLineKind::field:
+// A header field's octets: folded when the line outgrows kMaxLine (see body_encoder.h).
+void BodyEncoder::put_fold(std::string_view bytes, std::string& out) {
+  while (!bytes.empty()) {
+    std::size_t take = std::min(bytes.size(), kMaxLine + 1 - seg_.size());
+    seg_.append(bytes.substr(0, take));
+    bytes.remove_prefix(take);
+    if (seg_.size() <= kMaxLine) continue;
+    // The last SP/HT with something other than white space before it (after the colon, on a
+    // field's first line): a piece of only white space would look like an empty line to some
+    // readers, and a field name alone on its line like a field without a value.
+    std::size_t first = seg_.find_first_not_of(" \t", fold_floor_);
+    fold_floor_ = 0;
+    std::size_t b = 0;
+    for (std::size_t i = kMaxLine; first != std::string::npos && i > first; --i)
+      if (wsp(seg_[i])) {
+        b = i;
+        break;
+      }
+    note_wrap();
+    if (b > 0) {
+      emit_piece(std::string_view(seg_).substr(0, b), out);
+      seg_.erase(0, b);
+    } else {
+      b = hard_break(seg_);
+      emit_piece(std::string_view(seg_).substr(0, b), out);
+      seg_.erase(0, b);
+      seg_.insert(seg_.begin(), ' ');  // a continuation line, so the field goes on
+    }
+  }
+}
+
+void BodyEncoder::end_fold_line(std::string& out) {
+  emit_piece(seg_, out);
+  seg_.clear();
+  fold_floor_ = 0;
+  line_done();
+}
+
+// A body line's octets: broken after kMaxLine when it goes on. A line that lies whole in the chunk
+// goes from the chunk to `out` without passing through seg_.
+void BodyEncoder::put_plain(std::string_view bytes, bool line_ends, std::string& out) {
+  while (seg_.empty() && bytes.size() > kMaxLine) {
+    std::size_t b = hard_break(bytes);
+    note_wrap();
+    emit_piece(bytes.substr(0, b), out);
+    bytes.remove_prefix(b);
+  }
+  if (seg_.empty() && line_ends) {
+    emit_piece(bytes, out);
+    return line_done();
+  }
+  while (seg_.size() + bytes.size() > kMaxLine) {
+    std::size_t take = kMaxLine + 1 - seg_.size();
+    seg_.append(bytes.substr(0, take));
+    bytes.remove_prefix(take);
+    std::size_t b = hard_break(seg_);
+    note_wrap();
+    emit_piece(std::string_view(seg_).substr(0, b), out);
+    seg_.erase(0, b);
+  }
+  seg_.append(bytes);
+  if (!line_ends) return;
+  emit_piece(seg_, out);
+  seg_.clear();
+  line_done();
+}
+
+void BodyEncoder::start(std::string& out) {
+  started_ = true;
+  for (const auto& h : prepend_) {
+    put_fold(strip_crlf(h), out);
+    end_fold_line(out);
+  }
+  header_sent_ = !prepend_.empty();
+}
+
+void BodyEncoder::header_end(bool empty_line, std::string& out) {
+  for (const auto& h : added_) {
+    put_fold(strip_crlf(h), out);
+    end_fold_line(out);
+    header_sent_ = true;
+  }
+  if (empty_line) emit_piece({}, out);
+  watch_ = Watch::none;
+}
+
+// What the line is, known from pending_ (which holds its decisive octet, or all of it).
+void BodyEncoder::decide(HeaderLineKind kind, std::string& out) {
+  switch (kind) {
+    case HeaderLineKind::field: {
+      std::string_view name = std::string_view(pending_).substr(0, header_name_length(pending_));
+      bool cte = ascii_iequals(name, "content-transfer-encoding");
+      dropping_ = walker_.blind() || (qp_ && cte);
+      fold_floor_ = pending_.find(':') + 1;
+      watch_ = Watch::none;
+      if (walker_.blind()) break;
+      if (ascii_iequals(name, "mime-version")) mime_version_ = true;
+      if (ascii_iequals(name, "content-type") && ++type_fields_ == 1) watch_ = Watch::type;
+      if (cte && ++encoding_fields_ == 1) watch_ = Watch::encoding;
+      break;
+    }
     case HeaderLineKind::continuation:
-      if (walker_.blind()) break;  // a Bcc: field goes with its continuations
-      emit_line(line, out);
-      header_sent_ = true;
       break;
     case HeaderLineKind::end:
-      in_header_ = false;
-      emit_line({}, out);
-      break;
+      return;
     case HeaderLineKind::body:
       // The header ended before this line. A receiver that reads on past such a line must not
       // take a Bcc: after it for a field: an empty line says where the header ends. Without any
       // header line sent there is nothing to end (a message of plain text stays as it is).
-      in_header_ = false;
-      if (header_sent_) emit_line({}, out);
-      emit_line(line, out);
-      break;
+      header_end(false, out);
+      if (header_sent_) emit_piece({}, out);
+      sink_ = qp_ ? Sink::qp : Sink::plain;
+      return;
   }
-  header_line_.clear();
+  sink_ = dropping_ ? Sink::drop : Sink::fold;
+  if (!dropping_) header_sent_ = true;
 }
 
-// Header lines are cut at LF only; the builder turns the CRs into what the rule says and keeps at
-// most one line. Returns where the body starts in the chunk (end if it does not).
+void BodyEncoder::route(std::string_view bytes, std::string& out) {
+  switch (sink_) {
+    case Sink::undecided:
+    case Sink::drop:
+      return;
+    case Sink::fold:
+      if (!header_8bit_ && has_8bit(bytes)) header_8bit_ = true;
+      if (watch_ == Watch::type) append_capped(type_line_, bytes);
+      if (watch_ == Watch::encoding) append_capped(encoding_line_, bytes);
+      return put_fold(bytes, out);
+    case Sink::plain:
+      if (!body_8bit_ && has_8bit(bytes)) body_8bit_ = true;
+      return put_plain(bytes, false, out);
+    case Sink::qp:
+      if (!body_8bit_ && has_8bit(bytes)) body_8bit_ = true;
+      return qpenc_.put(bytes, out);
+  }
+}
+
+// Octets of the header line as read. Until the line's kind is known they gather in pending_;
+// the decisive octet is the first that is not the name's or the white space after it.
+void BodyEncoder::logical(std::string_view bytes, std::string& out) {
+  line_len_ += bytes.size();
+  std::size_t i = 0;
+  for (; sink_ == Sink::undecided && i < bytes.size(); ++i) {
+    char c = bytes[i];
+    pending_ += c;
+    bool decisive = false;
+    if (cls_ == 0) {  // SP/HT (a continuation, or no header) or anything but a name decides
+      decisive = !name_char(c);
+      cls_ = 1;
+    } else if (cls_ == 1 && !name_char(c)) {  // the name ended: a colon decides, SP/HT may precede it
+      decisive = !wsp(c);
+      cls_ = 2;
+    } else if (cls_ == 2) {
+      decisive = !wsp(c);
+    }
+    if (!decisive) continue;
+    decide(walker_.next(pending_), out);
+    route(pending_, out);
+    pending_.clear();
+  }
+  route(bytes.substr(i), out);
+}
+
+// A header line's bytes between LFs: a run of CRs is held until a later byte shows it is not the
+// line's ending (then each CR is a space), as HeaderLineBuilder does.
+void BodyEncoder::header_text(std::string_view bytes, std::string& out) {
+  static constexpr std::string_view kSpaces =
+      "                                                                ";
+  if (!bytes.empty()) line_started_ = true;
+  while (!bytes.empty()) {
+    std::size_t cr = bytes.find('\r');
+    std::string_view text = bytes.substr(0, cr);
+    if (!text.empty()) {
+      for (; held_crs_ > 0;) {
+        auto n = static_cast<std::size_t>(std::min<std::uint64_t>(held_crs_, kSpaces.size()));
+        logical(kSpaces.substr(0, n), out);
+        held_crs_ -= n;
+      }
+      logical(text, out);
+    }
+    if (cr == std::string_view::npos) return;
+    std::size_t run = bytes.find_first_not_of('\r', cr);
+    if (run == std::string_view::npos) run = bytes.size();
+    held_crs_ += run - cr;
+    bytes.remove_prefix(run);
+  }
+}
+
+void BodyEncoder::end_header_line(std::string& out) {
+  held_crs_ = 0;  // they were the line ending
+  longest_ = std::max<std::size_t>(longest_, static_cast<std::size_t>(line_len_));
+  if (sink_ == Sink::undecided) {
+    HeaderLineKind kind = walker_.next(pending_);
+    if (kind == HeaderLineKind::end) {
+      in_header_ = false;
+      header_end(true, out);
+    } else {
+      decide(kind, out);
+      route(pending_, out);
+    }
+  }
+  switch (sink_) {
+    case Sink::undecided:
+    case Sink::drop:
+      break;
+    case Sink::fold:
+      end_fold_line(out);
+      break;
+    case Sink::plain:
+      put_plain({}, true, out);
+      in_header_ = false;
+      break;
+    case Sink::qp:
+      qpenc_.end_line(out);
+      in_header_ = false;
+      break;
+  }
+  pending_.clear();
+  cls_ = 0;
+  line_len_ = 0;
+  line_started_ = false;
+  sink_ = Sink::undecided;
+  line_done();
+}
+
+// Header lines are cut at LF only. Returns where the body starts in the chunk (end if it does not).
 const char* BodyEncoder::feed_header(const char* p, const char* end, std::string& out) {
   while (p < end && in_header_) {
     const char* lf = find_lf(p, end);
-    header_line_.append(std::string_view(p, static_cast<std::size_t>(lf - p)));
-    if (header_line_.size() > kMaxLine) {
-      (void)too_long();
-      return end;
-    }
+    header_text(std::string_view(p, static_cast<std::size_t>(lf - p)), out);
     if (lf == end) return end;  // the line continues in the next chunk
     p = lf + 1;
     end_header_line(out);
@@ -110,47 +330,43 @@ const char* BodyEncoder::feed_header(const char* p, const char* end, std::string
   return p;
 }
 
-Result<void> BodyEncoder::feed(std::string_view chunk, std::string& out) {
-  if (failed_) return make_error("message has a line longer than 998 octets");
-  if (!started_) {
-    started_ = true;
-    for (const auto& h : prepend_) emit_line(strip_crlf(h), out);
-    header_sent_ = !prepend_.empty();
-  }
+void BodyEncoder::feed(std::string_view chunk, std::string& out) {
+  if (!eight_bit_ && has_8bit(chunk)) eight_bit_ = true;
+  if (!started_) start(out);
   const char* p = chunk.data();
   const char* const end = p + chunk.size();
   if (in_header_) p = feed_header(p, end, out);
-  if (failed_) return too_long();
-  return feed_body(p, end, out);
+  if (p < end) feed_body(p, end, out);
 }
 
-// Lines that lie whole inside the chunk go from the chunk straight to `out`; only a line cut by the
-// chunk's end is kept in line_. The next CR and the next LF are each searched once (memchr) and
-// remembered until passed, so a chunk is scanned in linear time whatever its line endings are
-// (a run of lone-CR lines must not rescan the chunk for an LF per line).
-Result<void> BodyEncoder::feed_body(const char* p, const char* end, std::string& out) {
+// The next CR and the next LF are each searched once (memchr) and remembered until passed, so a
+// chunk is scanned in linear time whatever its line endings are (a run of lone-CR lines must not
+// rescan the chunk for an LF per line).
+void BodyEncoder::feed_body(const char* p, const char* end, std::string& out) {
   if (pending_cr_ && p < end) {
     pending_cr_ = false;
     if (*p == '\n') ++p;  // the LF of a CRLF whose CR already ended the line
   }
-  // Stuffing and CRLF add a little; reserving once keeps a 64 KiB chunk to one allocation.
-  out.reserve(out.size() + static_cast<std::size_t>(end - p) + static_cast<std::size_t>(end - p) / 16 + 8);
+  if (!body_8bit_ && has_8bit(std::string_view(p, static_cast<std::size_t>(end - p)))) body_8bit_ = true;
+  // Stuffing and CRLF add a little (quoted-printable up to three times); reserving once keeps a
+  // 64 KiB chunk to one allocation.
+  auto n = static_cast<std::size_t>(end - p);
+  out.reserve(out.size() + (qp_ ? 3 * n + n / 24 : n + n / 16) + 8);
   LineEnds ends(p, end);
   while (p < end) {
     const char* stop = ends.next(p);
-    auto len = static_cast<std::size_t>(stop - p);
-    if (line_.size() + len > kMaxLine) return too_long();
-    if (stop == end) {  // no line ending left in this chunk: the line continues in the next one
-      line_.append(p, len);
-      break;
-    }
-    if (line_.empty()) {
-      emit_line(std::string_view(p, len), out);
+    std::string_view piece(p, static_cast<std::size_t>(stop - p));
+    body_line_ += piece.size();
+    longest_ = std::max<std::size_t>(longest_, static_cast<std::size_t>(body_line_));
+    bool line_ends = stop != end;
+    if (qp_) {
+      qpenc_.put(piece, out);
+      if (line_ends) qpenc_.end_line(out);
     } else {
-      line_.append(p, len);
-      emit_line(line_, out);
-      line_.clear();
+      put_plain(piece, line_ends, out);
     }
+    if (!line_ends) break;  // the line continues in the next chunk
+    body_line_ = 0;
     p = stop + 1;
     if (*stop == '\r') {
       if (p == end) {
@@ -160,23 +376,19 @@ Result<void> BodyEncoder::feed_body(const char* p, const char* end, std::string&
       }
     }
   }
-  return {};
 }
 
-Result<void> BodyEncoder::finish(std::string& out) {
-  if (failed_) return make_error("message has a line longer than 998 octets");
-  if (!started_) {
-    auto r = feed({}, out);
-    if (!r) return r;
-  }
-  if (in_header_ && header_line_.started()) {  // no final line ending: add one
-    end_header_line(out);
-  } else if (!line_.empty()) {
-    emit_line(line_, out);
-    line_.clear();
+void BodyEncoder::finish(std::string& out) {
+  if (!started_) start(out);
+  if (in_header_ && (line_started_ || !pending_.empty())) end_header_line(out);  // no final line ending
+  if (in_header_) {
+    if (qp_) header_end(false, out);  // a header without body: the added fields still go out
+  } else if (qp_) {
+    if (qpenc_.line_open()) qpenc_.end_line(out);
+  } else if (!seg_.empty()) {
+    put_plain({}, true, out);
   }
   out += ".\r\n";
-  return {};
 }
 
 std::vector<std::string> missing_headers(const Transaction& txn) {
@@ -186,47 +398,41 @@ std::vector<std::string> missing_headers(const Transaction& txn) {
   return h;
 }
 
-void BodyScanner::feed(std::string_view chunk) {
-  for (char ch : chunk)
-    if (static_cast<unsigned char>(ch) >= 0x80) info_.eight_bit = true;
-  const char* p = chunk.data();
-  const char* const end = p + chunk.size();
-  while (p < end && in_header_) {  // header lines by the encoder's header rule
-    const char* lf = find_lf(p, end);
-    header_line_.append(std::string_view(p, static_cast<std::size_t>(lf - p)));
-    if (lf == end) return;
-    p = lf + 1;
-    in_header_ = account_header_line(info_, walker_, header_sent_, header_line_.line(), header_line_.size());
-    header_line_.clear();
-  }
-  for (; p < end; ++p) {  // body lines: LF, CRLF or a lone CR ends one
-    char c = *p;
-    if (pending_cr_) {
-      pending_cr_ = false;
-      if (c == '\n') continue;
-    }
-    if (c == '\r' || c == '\n') {
-      info_.longest_line = std::max(info_.longest_line, cur_);
-      info_.wire_size += 2;
-      cur_ = 0;
-      pending_cr_ = c == '\r';
-    } else {
-      ++cur_;
-      ++info_.wire_size;
-    }
-  }
+BodyScanner::BodyScanner(bool with_qp) {
+  if (with_qp)
+    qp_.emplace(std::vector<std::string>{}, std::vector<std::string>{std::string(kQpTransferEncoding)});
 }
 
+void BodyScanner::feed(std::string_view chunk) {
+  scratch_.clear();
+  plain_.feed(chunk, scratch_);
+  plain_octets_ += scratch_.size();
+  if (!qp_) return;
+  scratch_.clear();
+  qp_->feed(chunk, scratch_);
+  qp_octets_ += scratch_.size();
+}
+
+// The encoders are finished on copies: result() may be asked before the last chunk, and what is
+// learnt then must be what the encoder will send for the bytes seen.
 BodyInfo BodyScanner::result() const {
-  BodyInfo r = info_;
-  if (in_header_ && header_line_.started()) {  // the encoder ends an unterminated last line
-    HeaderWalker w = walker_;
-    bool sent = header_sent_;
-    account_header_line(r, w, sent, header_line_.line(), header_line_.size());
-    return r;
+  BodyInfo r;
+  BodyEncoder plain = plain_;
+  std::string tail;
+  plain.finish(tail);
+  r.eight_bit = plain.eight_bit();
+  r.longest_line = plain.longest_line();
+  r.wire_size = plain_octets_ + tail.size() - 3 - plain.stuffed_dots();  // not the final ".\r\n"
+  r.mime = plain.mime_facts();
+  if (qp_) {
+    BodyEncoder qp = *qp_;
+    tail.clear();
+    qp.finish(tail);
+    r.qp_wire_size = qp_octets_ + tail.size() - 3 - qp.stuffed_dots();
+    // The scan's encoder added only the Content-Transfer-Encoding line; the others are known now.
+    auto lines = qp_header_lines(*r.mime);
+    for (std::size_t i = 1; i < lines.size(); ++i) r.qp_wire_size += lines[i].size() + 2;
   }
-  r.longest_line = std::max(r.longest_line, cur_);
-  if (cur_ > 0) r.wire_size += 2;  // the CRLF the encoder adds to an unterminated last line
   return r;
 }
 

@@ -87,10 +87,34 @@ bool address_safe(std::string_view s) {
   });
 }
 
-// RFC 1870: the size on the wire (CRLFs counted) when the scan knows it, else the stored size.
-std::uint64_t declared_size(const Transaction& t) {
-  return t.body_info && t.body_info->wire_size > 0 ? t.body_info->wire_size : t.size;
+// Octets the prepended Date/Message-ID lines add, with the empty line they may call for (a
+// message without a header of its own).
+std::uint64_t prepended_size(const Transaction& t) {
+  std::uint64_t n = 0;
+  for (const auto& h : missing_headers(t)) n += h.size() + 2;
+  return n > 0 ? n + 2 : 0;
 }
+
+}  // namespace
+
+// RFC 1870 SIZE=: the octets after 354, CRLFs counted, without the stuffed dots. Exact when the
+// scan knew the wire size (as converted, under quoted-printable). Otherwise (the daemon's spool
+// facts) an estimate from the stored size: plus the wrapping's CRLF (SP) per piece, at most 3
+// octets per ~500 stored octets of the lines over 998 (two pieces hold at least 995 of them),
+// bounded here by 1 %. What LF → CRLF adds is not known without reading the file: RFC 1870 §4
+// lets the client declare an estimate, and a stored CRLF message is exact.
+std::uint64_t declared_size(const Transaction& t, BodyPlan plan) {
+  std::uint64_t body = t.size;
+  if (t.body_info && plan == BodyPlan::quoted_printable && t.body_info->qp_wire_size > 0)
+    body = t.body_info->qp_wire_size;
+  else if (t.body_info && t.body_info->wire_size > 0)
+    body = t.body_info->wire_size;
+  else if (t.body_info && t.body_info->longest_line > BodyEncoder::kMaxLine)
+    body += t.size / 100 + 3;
+  return body + prepended_size(t);
+}
+
+namespace {
 
 Capabilities parse_ehlo(const Reply& r) {
   Capabilities caps;
@@ -161,6 +185,9 @@ struct Engine::Txn {
   bool batch_ok = false;   // the last batch ended with a 2xx after the dot (no RSET needed)
   bool utf8 = false;
   bool sent_ahead = false;  // its first batch's commands went out behind the previous final dot
+  BodyDecision body;        // what its 8-bit data needs (precheck)
+  std::size_t wrapped = 0;  // lines the encoder wrapped (the same in every batch)
+  bool body_sent = false;   // a batch sent the body to its end
 
   void set(std::size_t i, Outcome o) {
     results[i].outcome = std::move(o);
@@ -233,7 +260,9 @@ void Engine::enter(State s) {
       if (!txn_->pipelined) send_command("DATA");
       break;
     case State::body:
-      encoder_.emplace(missing_headers(txn_->t));
+      encoder_.emplace(missing_headers(txn_->t), txn_->body.plan == BodyPlan::quoted_printable
+                                                     ? qp_header_lines(*txn_->t.body_info->mime)
+                                                     : std::vector<std::string>{});
       emit(BodyWanted{});
       break;
     case State::dot:
@@ -263,8 +292,8 @@ void Engine::send_mail(Txn& x) {
 std::string Engine::mail_command(const Txn& x) const {
   const Transaction& t = x.t;
   std::string cmd = "MAIL FROM:<" + t.sender + ">";
-  if (caps_.size_announced) cmd += fmt::format(" SIZE={}", declared_size(t));
-  if (t.body_info && t.body_info->eight_bit && caps_.eight_bit_mime) cmd += " BODY=8BITMIME";
+  if (caps_.size_announced) cmd += fmt::format(" SIZE={}", declared_size(t, x.body.plan));
+  if (x.body.plan == BodyPlan::eight_bit_mime) cmd += " BODY=8BITMIME";
   if (x.utf8) cmd += " SMTPUTF8";
   return cmd;
 }
@@ -539,7 +568,7 @@ void Engine::submit(Transaction t) {
   if (can_submit_next()) return queue_next(std::move(x));
   if (!idle()) {
     for (auto& r : x->results) r.outcome.text = fmt::format("session not idle (state {})", to_string(state_));
-    emit(TransactionDone{{std::move(x->results)}});
+    emit(TransactionDone{{std::move(x->results), {}}});
     return;
   }
   txn_ = std::move(x);
@@ -575,14 +604,20 @@ void Engine::precheck(Txn& x) {
     for (std::size_t i = 0; i < x.st.size(); ++i)
       if (x.st[i] == Rcpt::queued) x.set(i, o);
   };
-  if (caps_.size_announced && caps_.size > 0 && declared_size(t) > caps_.size)
-    return fail_all(
-        local(Status::permanent, "5.3.4",
-              fmt::format("message size {} exceeds the server's limit of {}", declared_size(t), caps_.size)));
-  if (t.body_info && t.body_info->longest_line > BodyEncoder::kMaxLine)
-    return fail_all(local(Status::permanent, "5.6.0",
-                          fmt::format("message has a line of {} octets (the limit is {})",
-                                      t.body_info->longest_line, BodyEncoder::kMaxLine)));
+  // Lines over 998 octets are wrapped by the encoder: no refusal for them.
+  x.body = decide_body(t.body_info && t.body_info->eight_bit, caps_.eight_bit_mime,
+                       t.body_info ? t.body_info->mime : std::nullopt);
+  // The session scans first when the facts are missing; an engine driven without them cannot
+  // know whether the body may be converted.
+  if (x.body.plan == BodyPlan::needs_facts)
+    x.body = {BodyPlan::defer, "the server does not offer 8BITMIME and the message's header was not read"};
+  // A temporary failure without a reply code: the daemon tries the next address (which may offer
+  // 8BITMIME), then defers (RFC 3463 4.6.3: conversion required but not supported).
+  if (x.body.plan == BodyPlan::defer) return fail_all(local(Status::temporary, "4.6.3", x.body.reason));
+  std::uint64_t size = declared_size(t, x.body.plan);
+  if (caps_.size_announced && caps_.size > 0 && size > caps_.size)
+    return fail_all(local(Status::permanent, "5.3.4",
+                          fmt::format("message size {} exceeds the server's limit of {}", size, caps_.size)));
   if (!address_safe(t.sender))
     return fail_all(local(Status::permanent, "5.1.7", "sender address contains forbidden characters"));
   bool utf8 = non_ascii(t.sender);
@@ -690,28 +725,28 @@ void Engine::on_data(const Reply& r) {
 
 void Engine::body_chunk(std::string_view chunk) {
   if (state_ != State::body) return;
-  auto r = encoder_->feed(chunk, out_);
+  encoder_->feed(chunk, out_);
   ++epoch_;  // progress: the transport re-arms the block timer
-  if (!r) abort_body(r.error().message);
 }
 
 void Engine::body_end() {
   if (state_ != State::body) return;
-  auto r = encoder_->finish(out_);
-  if (!r) return abort_body(r.error().message);
+  encoder_->finish(out_);
+  txn_->wrapped = encoder_->wrapped_lines();
+  txn_->body_sent = true;
   encoder_.reset();
   enter(State::dot);
 }
 
-// The body cannot be sent legally (a line over 998 octets found while streaming): the message
-// fails permanently, and since "." must not be sent the connection has to be dropped.
-void Engine::abort_body(const std::string& why) {
-  Txn& x = *txn_;
-  Outcome o = local(Status::permanent, "5.6.0", why);
-  for (std::size_t i = 0; i < x.st.size(); ++i)
-    if (x.st[i] != Rcpt::final) x.set(i, o);
-  out_.clear();
-  fail_session(local(Status::temporary, "4.3.0", "transaction aborted in DATA: " + why));
+// What the body's way to this server changed, for the daemon's log: once per message.
+std::vector<std::string> Engine::notes(const Txn& x) {
+  std::vector<std::string> n;
+  if (x.wrapped > 0)
+    n.push_back(fmt::format("wrapped {} line{} over {} octets", x.wrapped, x.wrapped == 1 ? "" : "s",
+                            BodyEncoder::kMaxLine));
+  if (x.body.plan == BodyPlan::quoted_printable && x.body_sent)
+    n.emplace_back("converted to quoted-printable (the server does not offer 8BITMIME)");
+  return n;
 }
 
 void Engine::on_dot(const Reply& r) {
@@ -732,7 +767,7 @@ void Engine::on_dot(const Reply& r) {
 // finished transaction needs no further batch.
 void Engine::adopt_next() {
   auto done = std::exchange(txn_, std::move(next_));
-  emit(TransactionDone{{std::move(done->results)}});
+  emit(TransactionDone{{std::move(done->results), notes(*done)}});
   if (txn_->sent_ahead) return enter(State::mail);  // MAIL/RCPT/DATA are on the wire already
   finish_transaction();                             // every recipient was refused by precheck()
 }
@@ -779,7 +814,7 @@ void Engine::finish_batch() {
 
 void Engine::finish_transaction() {
   auto x = std::move(txn_);
-  emit(TransactionDone{{std::move(x->results)}});
+  emit(TransactionDone{{std::move(x->results), notes(*x)}});
   if (state_ != State::ready)
     become_ready();
   else if (quit_pending_)
@@ -808,7 +843,7 @@ void Engine::fail_transaction(std::unique_ptr<Txn> x, const Outcome& reason, boo
     }
     x->set(i, std::move(o));
   }
-  emit(TransactionDone{{std::move(x->results)}});
+  emit(TransactionDone{{std::move(x->results), notes(*x)}});
 }
 
 void Engine::close_cleanly(Outcome reason) {

@@ -15,10 +15,15 @@
 #include <vector>
 
 #include "smtp/body_encoder.h"
+#include "smtp/mime_convert.h"
 #include "smtp/reply.h"
 #include "smtp/types.h"
 
 namespace spoold::smtp {
+
+// RFC 1870 SIZE= for the transaction sent the way `plan` says (exact when the scan knew the wire
+// size, else an estimate from the stored size; see engine.cpp).
+std::uint64_t declared_size(const Transaction& t, BodyPlan plan);
 
 enum class State {
   init,           // not started
@@ -165,7 +170,7 @@ class Engine {
   void finish_batch();
   void settle_deferred();
   void finish_transaction();
-  void abort_body(const std::string& why);
+  static std::vector<std::string> notes(const Txn& x);
   void close_cleanly(Outcome reason);
   void fail_session(Outcome reason);
   void fail_transaction(std::unique_ptr<Txn> x, const Outcome& reason, bool after_dot);

@@ -92,7 +92,8 @@ class Session::Impl {
   void on_timer();
 
   struct ScanJob;
-  void start_scan(Transaction txn);
+  void start_scan(Transaction txn, bool qp);
+  void submit_scanned();
   static void scan_body(ScanJob& job);
   void scan_done(ScanJob& job);
 
@@ -130,8 +131,10 @@ class Session::Impl {
 
   BodyReader body_;  // kept for the session's life: its chunk buffer serves every transaction
   std::deque<TransactionCallback> done_;  // running transaction first, then the one behind its dot
-  std::optional<Transaction> scanning_;   // submitted, waiting for the body scan (thread pool)
-  std::shared_ptr<ScanJob> scan_;         // that scan; ~Impl leaves it nobody to report to
+  // Submitted, not yet given to the engine: waiting for the body scan (thread pool) while scan_
+  // is set, then for the engine to take it (behind a dot that was answered meanwhile).
+  std::optional<Transaction> scanning_;
+  std::shared_ptr<ScanJob> scan_;  // that scan; ~Impl leaves it nobody to report to
 
   std::unique_ptr<std::FILE, FileCloser> transcript_;
 
@@ -326,10 +329,22 @@ void Session::Impl::close_transport() {
   tcp_.close();
 }
 
-// Behind a final dot only with body_info known: the body reader is free then (the previous body
-// was read to its end), but a thread-pool scan would hold the commands back anyway.
+// The body must be read before MAIL when nothing is known of it, or when it is 8-bit, the server
+// does not offer 8BITMIME and the header's MIME facts are unknown (the spool's facts): then the
+// conversion is decided on the scan, and SIZE= is the converted size.
+namespace {
+bool needs_scan(const Transaction& txn, const Capabilities& caps) {
+  if (!txn.body_info) return true;
+  return decide_body(txn.body_info->eight_bit, caps.eight_bit_mime, txn.body_info->mime).plan ==
+         BodyPlan::needs_facts;
+}
+}  // namespace
+
+// Behind a final dot too: the body reader is free then (the previous body was read to its end).
+// A transaction that needs a scan goes to the engine when the scan is done and the engine can
+// take it (submit_scanned()), which may be only once the running one has ended.
 void Session::Impl::submit(Transaction txn, BodySource body, TransactionCallback done) {
-  bool behind_dot = !idle() && can_submit_next() && (txn.body_info || body.fd < 0);
+  bool behind_dot = !idle() && can_submit_next();
   if (!idle() && !behind_dot) {
     TransactionResult refused;
     for (auto& a : txn.recipients)
@@ -337,20 +352,31 @@ void Session::Impl::submit(Transaction txn, BodySource body, TransactionCallback
     if (done) done(refused);
     return;
   }
-  if (!txn.body_info && body.fd < 0) {  // an in-memory body: scanning it here is cheap
-    BodyScanner scan;
+  bool qp = !caps().eight_bit_mime;              // the scan learns the converted size too
+  if (needs_scan(txn, caps()) && body.fd < 0) {  // an in-memory body: scanning it here is cheap
+    BodyScanner scan(qp);
     scan.feed(body.data);
     txn.body_info = scan.result();
   }
   body_.start(std::move(body));
   done_.push_back(std::move(done));
-  if (!txn.body_info) return start_scan(std::move(txn));
+  if (needs_scan(txn, caps())) return start_scan(std::move(txn), qp);
   engine_.submit(std::move(txn));
   pump();
 }
 
-void Session::Impl::start_scan(Transaction txn) {
+// The scanned transaction goes to the engine as soon as it can take it: idle, or behind the
+// running one's final dot.
+void Session::Impl::submit_scanned() {
+  if (!scanning_ || scan_ || !(engine_.idle() || engine_.can_submit_next())) return;
+  Transaction txn = std::move(*scanning_);
+  scanning_.reset();
+  engine_.submit(std::move(txn));
+}
+
+void Session::Impl::start_scan(Transaction txn, bool qp) {
   auto job = std::make_shared<ScanJob>();
+  job->scan = BodyScanner(qp);
   job->owner = this;
   job->fd = UniqueFd(::fcntl(body_.fd(), F_DUPFD_CLOEXEC, 0));
   job->offset = body_.offset();
@@ -381,10 +407,8 @@ void Session::Impl::scan_body(ScanJob& job) {
 void Session::Impl::scan_done(ScanJob& job) {
   if (scan_.get() == &job) scan_.reset();  // the pool job still holds it
   if (!scanning_) return;                  // the session ended meanwhile and already answered
-  Transaction txn = std::move(*scanning_);
-  scanning_.reset();
-  txn.body_info = job.scan.result();
-  engine_.submit(std::move(txn));
+  scanning_->body_info = job.scan.result();
+  submit_scanned();
   pump();
 }
 // Reads and encodes one chunk; the next one is read after its write completed (on_write → pump).
@@ -482,6 +506,7 @@ void Session::Impl::pump_once(const bool& gone) {
       if (gone) return;
     }
   }
+  submit_scanned();
   feed_body();
   if (engine_.has_events()) {  // body_end() entered the dot: its NextWelcome first
     pump_again_ = true;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/delivery_policy.h"
+#include "smtp/mime_convert.h"
 
 namespace spoold::smtp {
 
@@ -46,6 +47,9 @@ struct RecipientOutcome {
 // Result of one submitted Transaction, one entry per recipient in submission order.
 struct TransactionResult {
   std::vector<RecipientOutcome> recipients;
+  // What was changed on the way, once per message, for one log line each ("wrapped 2 lines over
+  // 998 octets", "converted to quoted-printable ...").
+  std::vector<std::string> notes = {};
 };
 
 // RFC 5321 §4.5.3.2 defaults. connect, starttls/tls handshake, auth, rset and quit are not in the RFC
@@ -93,10 +97,16 @@ struct EngineOptions {
 // sent. Computed by scan (BodyScanner in body_encoder.h) when the caller does not know them.
 struct BodyInfo {
   bool eight_bit = false;        // a byte >= 0x80 somewhere
-  std::size_t longest_line = 0;  // octets, line ending excluded
-  // RFC 1870 message size: octets with CRLF line ends, not counting dot-stuffing; 0 = unknown,
-  // then Transaction::size is declared instead.
+  std::size_t longest_line = 0;  // octets as stored, line ending excluded (longer than 998: wrapped)
+  // RFC 1870 message size as sent (CRLF line ends, wrapped lines; not counting dot-stuffing nor
+  // the prepended Date/Message-ID, which the engine adds); 0 = unknown, then an estimate from
+  // Transaction::size is declared instead.
   std::uint64_t wire_size = 0;
+  // The same once converted to quoted-printable (mime_convert.h), when the scan was asked for it.
+  std::uint64_t qp_wire_size = 0;
+  // The header's MIME facts; nullopt when the header was not read (the daemon's spool facts):
+  // needed only for 8-bit data to a server without 8BITMIME, and then the session scans.
+  std::optional<MimeFacts> mime = std::nullopt;
 };
 
 // One message to carry to one next hop.

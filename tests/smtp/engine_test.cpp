@@ -34,6 +34,7 @@ struct Harness {
   std::string ended;                // "status code enhanced: text"
   std::size_t injected = 0;
   int rcpt_events = 0;
+  std::vector<std::string> notes;  // of every TransactionDone
 
   Harness(EngineOptions opt, Transaction t)
       : engine(std::move(opt),
@@ -65,6 +66,7 @@ struct Harness {
     } else if (std::holds_alternative<RecipientReplied>(ev)) {
       ++rcpt_events;
     } else if (auto* done = std::get_if<TransactionDone>(&ev)) {
+      notes.insert(notes.end(), done->result.notes.begin(), done->result.notes.end());
       for (auto& r : done->result.recipients)
         outcomes.push_back(fmt::format("{} {} {} {}{}", r.address, to_string(r.outcome.status),
                                        r.outcome.code, r.outcome.enhanced,
@@ -443,11 +445,65 @@ std::vector<Scenario> scenarios() {
                  State::mail,
                  ""});
     t.body_info = BodyInfo{false, 999, 0};
-    v.push_back({"a known overlong line fails before MAIL",
+    v.push_back({"a known overlong line is no refusal: it is wrapped, SIZE= counts the wrapping",
                  opts(),
                  t,
+                 {{"<start>", ""},
+                  {"220 mx.test\r\n", "EHLO client.test\r\n"},
+                  {"250-mx\r\n250 SIZE\r\n", "MAIL FROM:<s@x.test> SIZE=45\r\n"}},
+                 {},
+                 State::mail,
+                 ""});
+    Transaction dated = txn({"a@y.test"}, 42);
+    dated.body_info = BodyInfo{false, 10, 50};
+    dated.missing_date = "Thu, 1 Jan 2026 00:00:00 +0000";  // "Date: " + 30 + CRLF, and a possible empty line
+    v.push_back({"SIZE= counts the prepended Date:",
+                 opts(),
+                 dated,
+                 {{"<start>", ""},
+                  {"220 mx.test\r\n", "EHLO client.test\r\n"},
+                  {"250-mx\r\n250 SIZE\r\n", "MAIL FROM:<s@x.test> SIZE=90\r\n"}},
+                 {},
+                 State::mail,
+                 ""});
+    MimeFacts text{true, MimeType::text, MimeEncoding::eight_bit, false, true};
+    Transaction conv = txn({"a@y.test"}, 42);
+    conv.body_info = BodyInfo{true, 10, 42, 77, text};
+    v.push_back({"8-bit text to a server without 8BITMIME: converted, no BODY=, SIZE= as converted",
+                 opts(),
+                 conv,
+                 {{"<start>", ""},
+                  {"220 mx.test\r\n", "EHLO client.test\r\n"},
+                  {"250-mx\r\n250 SIZE\r\n", "MAIL FROM:<s@x.test> SIZE=77\r\n"}},
+                 {},
+                 State::mail,
+                 ""});
+    v.push_back(
+        {"8-bit text to a server with 8BITMIME: not converted",
+         opts(),
+         conv,
+         {{"<start>", ""},
+          {"220 mx.test\r\n", "EHLO client.test\r\n"},
+          {"250-mx\r\n250-SIZE\r\n250 8BITMIME\r\n", "MAIL FROM:<s@x.test> SIZE=42 BODY=8BITMIME\r\n"}},
+         {},
+         State::mail,
+         ""});
+    Transaction multi = conv;
+    multi.body_info->mime->type = MimeType::multipart;
+    v.push_back({"8-bit multipart to a server without 8BITMIME: deferred before MAIL",
+                 opts(),
+                 multi,
                  {{"<start>", ""}, {"220 mx.test\r\n", "EHLO client.test\r\n"}, {"250 mx\r\n", "QUIT\r\n"}},
-                 {"a@y.test permanent 0 5.6.0"},
+                 {"a@y.test temporary 0 4.6.3"},
+                 State::quit,
+                 ""});
+    Transaction unknown = conv;
+    unknown.body_info->mime.reset();
+    v.push_back({"8-bit with the header unread, no 8BITMIME: deferred (the session scans first)",
+                 opts(),
+                 unknown,
+                 {{"<start>", ""}, {"220 mx.test\r\n", "EHLO client.test\r\n"}, {"250 mx\r\n", "QUIT\r\n"}},
+                 {"a@y.test temporary 0 4.6.3"},
                  State::quit,
                  ""});
   }
@@ -722,17 +778,40 @@ TEST_CASE("timeouts follow RFC 5321 defaults per state and options override them
   CHECK(*e2.timeout() == milliseconds(600'000));  // dot
 }
 
-TEST_CASE("a line over 998 octets found while streaming aborts without the dot", "[engine]") {
-  Harness h(opts(), txn({"a@y.test"}));
-  h.body = "A: 1\n\n" + std::string(1500, 'z') + "\n";
+TEST_CASE("a line over 998 octets found while streaming is wrapped, and noted once", "[engine]") {
+  Harness h(opts(), txn({"a@y.test", "b@y.test"}));
+  h.body = "A: 1\n\n" + std::string(1500, 'z') + "\n" + std::string(1000, 'w') + "\n";
   h.server("<start>");
   h.server("220 mx\r\n");
   h.server("250 mx\r\n");
   h.server("250 ok\r\n");
+  h.server("250 ok\r\n");
   CHECK(h.server("250 ok\r\n") == "DATA\r\n");
-  CHECK(h.server("354 go\r\n") == "");  // nothing: not even the partial line
-  CHECK(h.outcomes == std::vector<std::string>{"a@y.test permanent 0 5.6.0"});
-  CHECK(h.engine.state() == State::failed);
+  CHECK(h.server("354 go\r\n") == "A: 1\r\n\r\n" + std::string(998, 'z') + "\r\n" + std::string(502, 'z') +
+                                      "\r\n" + std::string(998, 'w') + "\r\nww\r\n.\r\n");
+  h.server("250 ok\r\n");
+  CHECK(h.outcomes == std::vector<std::string>{"a@y.test sent 250 ", "b@y.test sent 250 "});
+  CHECK(h.notes == std::vector<std::string>{"wrapped 2 lines over 998 octets"});
+}
+
+TEST_CASE("8-bit text to a server without 8BITMIME goes out as quoted-printable", "[engine]") {
+  Transaction t = txn({"a@y.test"});
+  t.body_info =
+      BodyInfo{true, 10, 0, 0, MimeFacts{false, MimeType::absent, MimeEncoding::absent, false, true}};
+  Harness h(opts(), t);
+  h.body = "Subject: s\n\nd\xc3\xa9j\xc3\xa0\n";
+  h.server("<start>");
+  h.server("220 mx\r\n");
+  CHECK(h.server("250 mx\r\n") == "MAIL FROM:<s@x.test>\r\n");
+  h.server("250 ok\r\n");
+  CHECK(h.server("250 ok\r\n") == "DATA\r\n");
+  CHECK(h.server("354 go\r\n") ==
+        "Subject: s\r\nContent-Transfer-Encoding: quoted-printable\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=unknown-8bit\r\n\r\nd=C3=A9j=C3=A0\r\n.\r\n");
+  h.server("250 ok\r\n");
+  CHECK(h.outcomes == std::vector<std::string>{"a@y.test sent 250 "});
+  CHECK(h.notes ==
+        std::vector<std::string>{"converted to quoted-printable (the server does not offer 8BITMIME)"});
 }
 
 TEST_CASE("a second submit while busy is refused, and several transactions share a connection", "[engine]") {
