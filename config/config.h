@@ -5,6 +5,7 @@
 
 #include <array>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -13,6 +14,7 @@
 
 #include "common/delivery_policy.h"
 #include "common/result.h"
+#include "config/aliases.h"
 
 namespace spoold::config {
 
@@ -162,7 +164,7 @@ struct ListenerTls {
   bool enabled() const { return !cert_file.empty(); }
 };
 
-// One SMTP listener (listen[]). Accepted and validated; the daemon does not listen yet.
+// One SMTP listener (listen[]); daemon/listener.h serves it.
 struct Listener {
   std::string address;  // as written
   std::string host;     // canonical IP literal; "" = every address (0.0.0.0 and ::)
@@ -186,6 +188,8 @@ struct Rewrite {
 
 struct Config {
   std::string source;  // the file it was read from ("<string>" for load_string)
+  // Default: /etc/mailname, else the FQDN of gethostname(), else gethostname() with a warning
+  // (config/hostname.h).
   std::string hostname;
   std::string instance;
   std::string spool_dir = "/var/spool/spoold";
@@ -198,11 +202,18 @@ struct Config {
   Logging logging;
   std::vector<Listener> listen;  // default: none
   // aliases: lower-case local name (no '@') → its targets, each a mailbox or another local name
-  // (lower-cased).
-  std::map<std::string, std::vector<std::string>> aliases;
-  std::string aliases_file;   // "" = none; its existence is checked at load time
-  std::string admin_address;  // "" = bounce local mail without an alias
+  // (lower-cased): the config's `aliases`, then aliases_file's entries for names the config does
+  // not have (the config wins, as the first of Postfix's alias_maps does; each shadowed entry is
+  // a warning). Who resolves a recipient with them: config/local_mail.h.
+  AliasMap aliases;
+  std::size_t aliases_from_file = 0;  // how many of `aliases` came from aliases_file
+  std::string aliases_file;           // "" = none; read and checked at load time
+  std::string admin_address;          // "" = bounce local mail without an alias
   Rewrite rewrite;
+
+  // What loaded but deserves a line in the log (once per load): "hostname: … using 'box'", an
+  // aliases_file entry the config's aliases shadow. Each is one line, without a level.
+  std::vector<std::string> warnings;
 
   // The targets of the local name `name` (case-insensitive) in `aliases`, or nullptr.
   const std::vector<std::string>* alias(const std::string& name) const;
@@ -212,9 +223,18 @@ struct Config {
   const Route* route_for(const std::string& domain) const;
 };
 
-// Loads and validates. On error, the message holds one "file:line:col: key: what" line per problem.
-Result<Config> load_file(const std::string& path);
-Result<Config> load_string(const std::string& yaml, const std::string& name = "<string>");
+struct LoadOptions {
+  // Parse aliases_file into `aliases` (the daemon, newaliases). The programs that only submit or
+  // inspect mail skip it: a bad line there (a package's "|command" entry) must not stop sendmail
+  // from taking mail; they still see whether the file exists.
+  bool read_aliases_file = true;
+};
+
+// Loads and validates. On error, the message holds one "file:line:col: key: what" line per problem
+// (an aliases_file's lines name that file: "/etc/aliases:3:9: what").
+Result<Config> load_file(const std::string& path, const LoadOptions& options = {});
+Result<Config> load_string(const std::string& yaml, const std::string& name = "<string>",
+                           const LoadOptions& options = {});
 
 // Where programs find their config: --config FILE, else $SPOOLD_CONFIG, else /etc/spoold/spoold.yaml.
 std::string default_path(const std::string& from_flag = "");

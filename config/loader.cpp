@@ -18,8 +18,10 @@
 
 #include "common/ascii.h"
 #include "common/mailbox.h"
+#include "config/aliases.h"
 #include "config/config.h"
 #include "config/fast_yaml.h"
+#include "config/hostname.h"
 
 namespace spoold::config {
 namespace {
@@ -28,12 +30,6 @@ std::vector<Tier> default_tiers() {
   using std::chrono::hours;
   return {{0s, 1},         {30min, 3},       {hours(4), 9},   {hours(8), 25},
           {hours(16), 50}, {hours(24), 100}, {hours(48), 200}};
-}
-
-std::string system_hostname() {
-  char buf[256] = {};
-  if (gethostname(buf, sizeof buf - 1) != 0 || !buf[0]) return "localhost";
-  return buf;
 }
 
 size_t edit_distance(const std::string& a, const std::string& b) {
@@ -140,7 +136,7 @@ bool valid_pattern(const std::string& p) {
 
 class Loader {
  public:
-  explicit Loader(std::string file) : file_(std::move(file)) {}
+  Loader(std::string file, const LoadOptions& options) : file_(std::move(file)), options_(options) {}
 
   Result<Config> run(const std::string& text) {
     YAML::Node root;
@@ -164,8 +160,21 @@ class Loader {
     } else {
       load_root(root, c);
     }
-    if (c.hostname.empty()) c.hostname = system_hostname();
+    if (c.hostname.empty()) {
+      auto h = default_hostname();
+      c.hostname = std::move(h.name);
+      if (!h.warning.empty()) c.warnings.push_back(std::move(h.warning));
+    }
     if (c.instance.empty()) c.instance = c.hostname;
+    if (options_.read_aliases_file && has_aliases_file_) load_aliases_file(c);
+    // Whether a target is local depends on the hostname, so loops are looked for once it is known.
+    for (const auto& loop : alias_loops(c.aliases, alias_order_, c.hostname)) {
+      if (auto node = alias_nodes_.find(loop.name); node != alias_nodes_.end())
+        error(node->second, "aliases." + node->second.Scalar(), "alias loop: " + loop.chain);
+      else if (auto at = file_alias_at_.find(loop.name); at != file_alias_at_.end())
+        errors_.push_back(fmt::format("{}:{}:{}: alias loop: {}", c.aliases_file, at->second.first,
+                                      at->second.second, loop.chain));
+    }
     if (c.routes.empty()) c.routes.push_back(Route{{"*"}, RouteKind::mx, "", {}});
     if (!errors_.empty()) {
       std::string all;
@@ -348,7 +357,12 @@ class Loader {
                if (k == "logging") load_logging(v, c.logging);
                if (k == "listen") load_listen(v, c.listen);
                if (k == "aliases") load_aliases(v, c.aliases);
-               if (k == "aliases_file") existing_file(v, k, c.aliases_file);
+               if (k == "aliases_file") {
+                 size_t before = errors_.size();
+                 existing_file(v, k, c.aliases_file);
+                 if (errors_.size() == before && !c.aliases_file.empty())
+                   aliases_file_node_ = v, has_aliases_file_ = true;
+               }
                if (k == "admin_address") mailbox_or_empty(v, k, c.admin_address);
                if (k == "rewrite") load_rewrite(v, c.rewrite);
              });
@@ -545,7 +559,6 @@ class Loader {
 
   void load_aliases(const YAML::Node& n, std::map<std::string, std::vector<std::string>>& out) {
     if (!n.IsMap()) return error(n, "aliases", "expected a mapping of local names to addresses");
-    std::vector<std::pair<std::string, YAML::Node>> order;  // lower-case name, its key node
     for (auto it = n.begin(); it != n.end(); ++it) {
       if (!it->first.IsScalar()) {
         error(it->first, "aliases", "keys must be plain names");
@@ -583,41 +596,31 @@ class Loader {
               fmt::format("'{}' is not a mailbox (local@domain) or a local name", t));
       }
       out[lower] = std::move(targets);
-      order.emplace_back(lower, at);
+      alias_order_.push_back(lower);
+      alias_nodes_[lower] = at;
     }
-    // A loop among these aliases is one whatever else is configured. Depth-first in file order
-    // (iterative: the map may be long); each edge back into the current path is one loop, reported
-    // at the name it returns to.
-    std::map<std::string, int> state;  // absent: not seen; 1: on the path; 2: done
-    std::map<std::string, YAML::Node> key_of(order.begin(), order.end());
-    for (const auto& entry : order) {
-      if (state.count(entry.first)) continue;
-      std::vector<std::pair<std::string, size_t>> path{{entry.first, 0}};
-      state[entry.first] = 1;
-      while (!path.empty()) {
-        std::string from = path.back().first;
-        size_t next = path.back().second++;
-        const auto& targets = out[from];
-        if (next >= targets.size()) {
-          state[from] = 2;
-          path.pop_back();
-          continue;
-        }
-        const std::string& t = targets[next];
-        if (t.find('@') != std::string::npos || !out.count(t)) continue;
-        auto seen = state.find(t);
-        if (seen == state.end()) {
-          state[t] = 1;
-          path.emplace_back(t, 0);
-        } else if (seen->second == 1) {
-          std::string chain;
-          for (auto p = std::find_if(path.begin(), path.end(), [&](const auto& e) { return e.first == t; });
-               p != path.end(); ++p)
-            chain += p->first + " -> ";
-          error(key_of[t], fmt::format("aliases.{}", key_of[t].Scalar()),
-                fmt::format("alias loop: {}{}", chain, t));
-        }
+  }
+
+  // aliases_file's entries join the config's; a name the config has keeps the config's targets.
+  void load_aliases_file(Config& c) {
+    auto text = read_aliases_text(c.aliases_file);
+    if (!text) return error(aliases_file_node_, "aliases_file", text.error().message);
+    auto entries = parse_aliases(*text, c.aliases_file);
+    if (!entries) {
+      std::istringstream lines(entries.error().message);
+      for (std::string line; std::getline(lines, line);) errors_.push_back(line);
+      return;
+    }
+    for (auto& e : *entries) {
+      if (c.aliases.count(e.name)) {
+        c.warnings.push_back(fmt::format("{}:{}:{}: alias '{}' is also in the config's aliases, which win",
+                                         c.aliases_file, e.line, e.column, e.name));
+        continue;
       }
+      file_alias_at_[e.name] = {e.line, e.column};
+      alias_order_.push_back(e.name);
+      c.aliases[e.name] = std::move(e.targets);
+      ++c.aliases_from_file;
     }
   }
 
@@ -769,34 +772,40 @@ class Loader {
   }
 
   std::string file_;
+  LoadOptions options_;
   std::vector<std::string> errors_;
+  bool has_aliases_file_ = false;                             // aliases_file names a readable regular file…
+  YAML::Node aliases_file_node_;                              // …written here
+  std::vector<std::string> alias_order_;                      // alias names as written: config, then file
+  std::map<std::string, YAML::Node> alias_nodes_;             // the config's aliases: name → its key
+  std::map<std::string, std::pair<int, int>> file_alias_at_;  // aliases_file's: name → line, column
 };
 
 }  // namespace
 
-Result<Config> load_string(const std::string& yaml, const std::string& name) {
+Result<Config> load_string(const std::string& yaml, const std::string& name, const LoadOptions& options) {
   // The common case (a valid config in the usual subset of YAML) without yaml-cpp's scanner; any
   // error is reported from yaml-cpp's tree, which knows every node's line and column.
   if (auto tree = fast_load(yaml)) {
     try {
-      if (auto c = Loader(name).run_tree(*tree); c.ok()) return c;
+      if (auto c = Loader(name, options).run_tree(*tree); c.ok()) return c;
     } catch (const YAML::Exception&) {
     }
   }
   try {
-    return Loader(name).run(yaml);
+    return Loader(name, options).run(yaml);
   } catch (const YAML::Exception& e) {
     return make_error(fmt::format("{}:{}:{}: {}", name, e.mark.line + 1, e.mark.column + 1, e.msg));
   }
 }
 
-Result<Config> load_file(const std::string& path) {
+Result<Config> load_file(const std::string& path, const LoadOptions& options) {
   std::ifstream in(path, std::ios::binary);
   if (!in)
     return make_error(fmt::format("{}:1:1: cannot read config: {}", path, std::strerror(errno)), errno);
   std::stringstream ss;
   ss << in.rdbuf();
-  return load_string(ss.str(), path);
+  return load_string(ss.str(), path, options);
 }
 
 }  // namespace spoold::config

@@ -4,6 +4,7 @@
 #include <unistd.h>
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -341,7 +342,9 @@ TEST_CASE("the listener and local-mail keys default to none") {
 
 TEST_CASE("every listener and local-mail key loads with its value") {
   test::TempDir dir;
-  for (const char* f : {"users", "cert.pem", "key.pem", "aliases"}) test::write_file(dir / f, "x\n");
+  for (const char* f : {"users", "cert.pem", "key.pem"}) test::write_file(dir / f, "x\n");
+  test::write_file(dir / "aliases",
+                   "# /etc/aliases\nOps: ops@example.com,\n  team\nroot: other@example.com\n");
   std::string yaml = R"(
 listen:
   - address: "127.0.0.1:25"
@@ -435,7 +438,11 @@ rewrite: { envelope_from: bounce@example.com, masquerade_domains: [Example.COM, 
   CHECK(e.max_recipients == 1);
   CHECK(e.timeout == 1h);
 
-  REQUIRE(c.aliases.size() == 3);
+  REQUIRE(c.aliases.size() == 4);  // three from the config, ops from the file; the config's root wins
+  CHECK(c.aliases_from_file == 1);
+  CHECK(c.aliases.at("ops") == std::vector<std::string>{"ops@example.com", "team"});
+  CHECK(std::count(c.warnings.begin(), c.warnings.end(),
+                   dir / "aliases" + ":4:1: alias 'root' is also in the config's aliases, which win") == 1);
   CHECK(c.aliases.at("root") == std::vector<std::string>{"admin@example.com"});
   CHECK(c.aliases.at("postmaster") == std::vector<std::string>{"root"});
   CHECK(c.aliases.at("team") == std::vector<std::string>{"a@example.com", "B@Example.com", "root"});
@@ -853,4 +860,43 @@ TEST_CASE("files named by listen[] and aliases_file must be readable by the load
   REQUIRE_FALSE(r.ok());
   CHECK(r.error().message ==
         "t.yaml:3:25: listen[0].auth.users_file: cannot read '" + (dir / "users") + "': Permission denied");
+}
+
+TEST_CASE("aliases_file: its bad lines are config errors at the file's line:col") {
+  test::TempDir dir;
+  std::string file = dir / "aliases";
+  test::write_file(file, "postmaster: root\nwww: |/usr/bin/handler\nbad line\n");
+  std::string yaml = "hostname: mail.example.com\naliases_file: " + file + "\n";
+  auto r = load_string(yaml, "t.yaml");
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().message == file +
+                                 ":2:6: '|/usr/bin/handler': delivery to a command is not supported (spoold "
+                                 "only forwards mail)\n" +
+                                 file + ":3:1: expected 'name: address, ...'");
+  // sendmail, mailq and spoolctl do not read it: a bad line must not stop mail being submitted.
+  auto skipped = load_string(yaml, "t.yaml", LoadOptions{.read_aliases_file = false});
+  REQUIRE(skipped.ok());
+  CHECK(skipped->aliases.empty());
+  CHECK(skipped->aliases_file == file);
+}
+
+TEST_CASE("aliases_file: loops across the config and the file, through @hostname") {
+  test::TempDir dir;
+  std::string file = dir / "aliases";
+  test::write_file(file, "# x\npostmaster: Root@Mail.Example.com\nteam: a@example.com\n");
+  auto r = load_string(
+      "hostname: mail.example.com\naliases: { root: [team, postmaster] }\naliases_file: " + file + "\n",
+      "t.yaml");
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().message == "t.yaml:2:12: aliases.root: alias loop: root -> postmaster -> root");
+  test::write_file(file, "a: b@localhost\nb: a\n");
+  auto f = load_string("aliases_file: " + file + "\n", "t.yaml");
+  REQUIRE_FALSE(f.ok());
+  CHECK(f.error().message == file + ":1:1: alias loop: a -> b -> a");
+  test::write_file(file, "a: b@localhost\nb: a@elsewhere.example\n");
+  auto ok = load_string("hostname: mail.example.com\naliases_file: " + file + "\n", "t.yaml");
+  INFO((ok.ok() ? "" : ok.error().message));
+  REQUIRE(ok.ok());
+  CHECK(ok->aliases_from_file == 2);
+  CHECK(ok->warnings.empty());
 }
