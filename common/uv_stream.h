@@ -110,6 +110,15 @@ class Stream {
     return detail::write(s, *state, std::move(pieces), std::move(done));
   }
 
+  // fn(status) for every connection waiting; accept() it from there.
+  int listen(int backlog, std::function<void(int status)> fn) {
+    if (!h_) return UV_EBADF;
+    h_.state()->on_connection.set(std::move(fn));
+    return uv_listen(stream(), backlog,
+                     [](uv_stream_t* s, int status) { H::state_of(s).on_connection(status); });
+  }
+  int accept(Stream& client) { return h_ && client.h_ ? uv_accept(stream(), client.stream()) : UV_EBADF; }
+
   int fileno(uv_os_fd_t* fd) const { return h_ ? uv_fileno(h_.handle(), fd) : UV_EBADF; }
   // Bytes handed to write() that the kernel has not taken yet.
   std::size_t queued_bytes() const { return h_ ? uv_stream_get_write_queue_size(stream()) : 0; }
@@ -147,14 +156,6 @@ class Pipe : public Stream<uv_pipe_t> {
   // Takes over fd (a socket or pipe end): closing the Pipe closes it.
   int open(uv_file fd) { return h_ ? uv_pipe_open(h_.get(), fd) : UV_EBADF; }
   int bind(const std::string& path) { return h_ ? uv_pipe_bind(h_.get(), path.c_str()) : UV_EBADF; }
-  // fn(status) for every connection waiting; accept() it from there.
-  int listen(int backlog, std::function<void(int status)> fn) {
-    if (!h_) return UV_EBADF;
-    h_.state()->on_connection.set(std::move(fn));
-    return uv_listen(stream(), backlog,
-                     [](uv_stream_t* s, int status) { H::state_of(s).on_connection(status); });
-  }
-  int accept(Pipe& client) { return h_ && client.h_ ? uv_accept(stream(), client.stream()) : UV_EBADF; }
 };
 
 class Tcp : public Stream<uv_tcp_t> {
@@ -167,6 +168,16 @@ class Tcp : public Stream<uv_tcp_t> {
     return h_ ? uv_tcp_bind(h_.get(), addr, flags) : UV_EBADF;
   }
   int nodelay(bool on) { return h_ ? uv_tcp_nodelay(h_.get(), on ? 1 : 0) : UV_EBADF; }
+  // Takes over a socket (one inherited from systemd): closing the Tcp closes it.
+  int open(uv_os_sock_t sock) { return h_ ? uv_tcp_open(h_.get(), sock) : UV_EBADF; }
+  int peer(sockaddr_storage* addr) const {
+    int len = sizeof *addr;
+    return h_ ? uv_tcp_getpeername(h_.get(), reinterpret_cast<sockaddr*>(addr), &len) : UV_EBADF;
+  }
+  int local(sockaddr_storage* addr) const {
+    int len = sizeof *addr;
+    return h_ ? uv_tcp_getsockname(h_.get(), reinterpret_cast<sockaddr*>(addr), &len) : UV_EBADF;
+  }
   // One connect at a time; fn(status) does not run once the Tcp is closed.
   int connect(const sockaddr* addr, std::function<void(int status)> fn) {
     if (!h_) return UV_EBADF;

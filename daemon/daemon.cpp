@@ -58,6 +58,8 @@ Daemon::~Daemon() {
   kick_timer_.reset();
   continue_timer_.reset();
   control_.reset();
+  listeners_.clear();
+  commit_.reset();
   outcome_batch_.reset();
   inflight_.clear();
   engine_.reset();
@@ -68,6 +70,7 @@ Daemon::~Daemon() {
 
 Result<void> Daemon::start() {
   log::configure(cfg_->logging.level, cfg_->logging.format);
+  for (const auto& w : cfg_->warnings) log::warning("{}: {}", opt_.config_path, w);
   auto sp = spool::Spool::open(control::spool_options(*cfg_));
   if (!sp.ok()) return make_error("spool: " + sp.error().message);
   spool_.emplace(std::move(*sp));
@@ -97,6 +100,7 @@ Result<void> Daemon::start() {
       return make_error("control socket: " + r.error().message);
     for (int signum : {SIGTERM, SIGINT, SIGHUP})
       signals_.push_back(std::make_unique<uv::Signal>(&loop_, signum, [this](int sig) { on_signal(sig); }));
+    if (auto r = start_listeners(); !r.ok()) return r;
     arm_tier_timers();
     watch_incoming();
     refresh_timer_ = std::make_unique<uv::Timer>(&loop_);
@@ -158,6 +162,7 @@ void Daemon::stop(const char* why) {
   kick_timer_.reset();
   incoming_watch_.reset();
   if (control_) control_->close();
+  for (auto& l : listeners_) l->shutdown();
   stop_timer_ = std::make_unique<uv::Timer>(&loop_);
   stop_timer_->start(static_cast<uint64_t>(milliseconds(kStopGrace).count()), 0, [this] {
     log::warning("transactions still running after {}s: aborting them", kStopGrace.count());
@@ -168,7 +173,9 @@ void Daemon::stop(const char* why) {
 
 void Daemon::finish_stop() {
   // Sessions are gone; outcome jobs may still be writing. finish() calls back here until idle.
-  if (stopped_ || pool_jobs_ > 0 || !inflight_.empty() || (engine_ && engine_->sessions() > 0)) return;
+  if (stopped_ || pool_jobs_ > 0 || !inflight_.empty() || (engine_ && engine_->sessions() > 0) ||
+      !listeners_idle())
+    return;
   stopped_ = true;
   stop_timer_.reset();
   signals_.clear();
@@ -192,7 +199,9 @@ void Daemon::reload() {
   next->queue.tiers = cfg_->queue.tiers;
   cfg_ = next;
   log::configure(cfg_->logging.level, cfg_->logging.format);
+  for (const auto& w : cfg_->warnings) log::warning("reload: {}: {}", opt_.config_path, w);
   engine_->reconfigure(cfg_);
+  reload_listeners();
   share_memo_.reset();  // hop names may have changed with the routes
   arm_tier_timers();
   log::info("reloaded configuration from {}", opt_.config_path);
@@ -222,7 +231,8 @@ control::Json Daemon::live_status() const {
       .set("daemon", d)
       .set("counters", c)
       .set("in_flight", inflight_.size())
-      .set("destinations", dests);
+      .set("destinations", dests)
+      .set("listeners", listener_status());
 }
 
 }  // namespace spoold::daemon

@@ -23,7 +23,9 @@
 #include "daemon/decide.h"
 #include "daemon/delivery.h"
 #include "daemon/dsn.h"
+#include "daemon/group_commit.h"
 #include "daemon/inflight_share.h"
+#include "daemon/listener.h"
 #include "daemon/notice.h"
 #include "daemon/pool_batch.h"
 #include "daemon/scan_pass.h"
@@ -90,6 +92,12 @@ class Daemon {
                        const std::vector<LogItem>& logs);
   void count(LogStatus status);
 
+  // Listeners (daemon_listen.cpp)
+  Result<void> start_listeners();
+  void reload_listeners();
+  control::Json listener_status() const;
+  bool listeners_idle() const;
+
   // Control (daemon.cpp)
   void handle_control(const control::Json& request, Reply reply);
   void bounce_ids(const control::Json& request, Reply reply);
@@ -103,6 +111,8 @@ class Daemon {
   std::unique_ptr<dns::Resolver> resolver_;
   std::unique_ptr<DeliveryEngine> engine_;
   std::unique_ptr<ControlServer> control_;
+  std::unique_ptr<GroupCommit> commit_;  // before the listeners: their sessions use it
+  std::vector<std::unique_ptr<Listener>> listeners_;
   std::unique_ptr<PoolBatch> outcome_batch_;  // outcome writes, gathered per loop iteration
   std::vector<std::unique_ptr<uv::Timer>> tier_timers_;
   std::unique_ptr<uv::Timer> refresh_timer_, sweep_timer_, retention_timer_, watchdog_timer_, stop_timer_,

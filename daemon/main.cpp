@@ -52,6 +52,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (check) {
+    for (const auto& w : cfg->warnings) std::fprintf(stderr, "%s: warning: %s\n", path.c_str(), w.c_str());
     std::printf("%s: configuration OK\n", path.c_str());
     return 0;
   }

@@ -10,6 +10,7 @@
 #include "daemon/daemon.h"
 #include "daemon/dsn.h"
 #include "daemon/inflight.h"
+#include "daemon/local_mail.h"
 #include "daemon/log.h"
 #include "daemon/notice.h"
 #include "daemon/scan_pass.h"
@@ -187,23 +188,27 @@ void Daemon::tick_done(int tier, std::vector<spool::Claimed> claimed,
 
 void Daemon::start_delivery(spool::Claimed claimed) {
   auto f = std::make_unique<InFlight>(std::move(claimed));
+  // Local names first: their aliases join the entry, what has nowhere to go bounces below.
+  std::vector<RecipientResult> local_bounces = expand_local(f->claimed.entry, config::local_rules(*cfg_));
   const spool::Entry& e = f->claimed.entry;
   std::uint64_t token = next_token_++;
   f->results.resize(e.recipients.size());
   std::vector<size_t> pending;
   std::vector<std::string> addresses;
-  for (size_t i = 0; i < e.recipients.size(); ++i) {
+  for (size_t i = 0, b = 0; i < e.recipients.size(); ++i) {
     addresses.push_back(e.recipients[i].address);
-    if (!e.recipients[i].final()) pending.push_back(i);
+    bool bounces = b < local_bounces.size() && local_bounces[b].index == i;
+    b += bounces ? 1 : 0;
+    if (!e.recipients[i].final() && !bounces) pending.push_back(i);
   }
   auto groups = group_by_hop(*cfg_, addresses, pending);
-  f->parts_left = groups.size();
+  f->parts_left = groups.size() + (local_bounces.empty() ? 0 : 1);
   for (const auto& g : groups) f->hops.push_back(g.key.str());
   share_.add(f->hops);
   inflight_ids_->with([&](auto& ids) { ids.insert(e.id); });
   InFlight* raw = f.get();
   inflight_.emplace(token, std::move(f));
-  if (groups.empty()) {
+  if (groups.empty() && local_bounces.empty()) {
     finish(token);  // nothing pending (a crash after the last outcome): just complete it
     return;
   }
@@ -226,6 +231,8 @@ void Daemon::start_delivery(spool::Claimed claimed) {
     p.token = token;
     engine_->submit(std::move(p));  // may report outcomes synchronously (e.g. while stopping)
   }
+  // Last: its part keeps the entry in flight while the engine's parts may complete synchronously.
+  if (!local_bounces.empty()) on_part_done(token, std::move(local_bounces));
 }
 
 void Daemon::forget_inflight(std::map<std::uint64_t, std::unique_ptr<InFlight>>::iterator it,

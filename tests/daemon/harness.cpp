@@ -119,6 +119,8 @@ int Env::run_once(std::chrono::milliseconds timeout) {
 
 void Env::start(std::vector<std::string> env) {
   std::string log = dir_ / ("daemon-" + std::to_string(++runs_) + ".log");
+  // A daemon killed with SIGKILL leaves its socket file: wait for the new daemon's own.
+  ::unlink((dir_ / "control.sock").c_str());
   daemon_ = std::make_unique<Process>(std::vector<std::string>{spoold_binary(), "--config", config_path()},
                                       "", log, std::move(env));
   if (!wait_until([&] { return ::access((dir_ / "control.sock").c_str(), F_OK) == 0; },

@@ -1,0 +1,113 @@
+// daemon/daemon_listen.cpp — the daemon's SMTP listeners: started with the daemon (on sockets
+// systemd passed, or bound here), stopped with it, reported in `spoolctl status`.
+#include <unistd.h>
+
+#include <cstdlib>
+
+#include <fmt/format.h>
+
+#include "daemon/daemon.h"
+#include "daemon/log.h"
+#include "daemon/socket_activation.h"
+
+namespace spoold::daemon {
+
+namespace {
+
+// Parts of a listen[] entry this daemon cannot serve yet: refusing to start beats a listener that
+// silently lacks what its configuration asks for.
+Result<void> supported(const config::Listener& l) {
+  if (l.tls.enabled()) return make_error(fmt::format("listen {}: tls is not supported yet", l.address));
+  if (!l.users_file.empty())
+    return make_error(fmt::format("listen {}: auth.users_file is not supported yet", l.address));
+  return {};
+}
+
+bool same_addresses(const config::Config& a, const config::Config& b) {
+  if (a.listen.size() != b.listen.size()) return false;
+  for (std::size_t i = 0; i < a.listen.size(); ++i)
+    if (a.listen[i].host != b.listen[i].host || a.listen[i].port != b.listen[i].port) return false;
+  return true;
+}
+
+}  // namespace
+
+Result<void> Daemon::start_listeners() {
+  std::vector<int> inherited = listen_fds(std::getenv("LISTEN_PID"), std::getenv("LISTEN_FDS"), ::getpid());
+  ::unsetenv("LISTEN_PID");  // not passed on to anything we run
+  ::unsetenv("LISTEN_FDS");
+  ::unsetenv("LISTEN_FDNAMES");
+  if (cfg_->listen.empty() && inherited.empty()) return {};
+  commit_ = std::make_unique<GroupCommit>(&loop_, *spool_);
+  std::vector<bool> used(inherited.size(), false);
+  for (std::size_t i = 0; i < cfg_->listen.size(); ++i) {
+    const config::Listener& l = cfg_->listen[i];
+    if (auto r = supported(l); !r) return r;
+    std::optional<int> fd;
+    for (std::size_t k = 0; k < inherited.size() && !fd; ++k) {
+      auto bound = bound_address(inherited[k]);
+      if (!used[k] && bound && serves(*bound, l.host, l.port)) {
+        used[k] = true;
+        fd = inherited[k];
+      }
+    }
+    auto listener = std::make_unique<Listener>(&loop_, *spool_, *commit_, cfg_, i, [this] { tick(0); });
+    if (auto r = listener->listen(fd); !r) return r;
+    listener->on_drained([this] {
+      if (stopping_) finish_stop();
+    });
+    log::info("listening on {}{} (relay from {} networks, at most {} sessions)", l.address,
+              fd ? " (socket from systemd)" : "", l.relay_from.size(), l.max_sessions);
+    listeners_.push_back(std::move(listener));
+  }
+  for (std::size_t k = 0; k < inherited.size(); ++k) {
+    if (used[k]) continue;
+    auto bound = bound_address(inherited[k]);
+    log::warning("socket from systemd ({}:{}) matches no listen entry: closed", bound ? bound->ip : "?",
+                 bound ? bound->port : 0);
+    ::close(inherited[k]);
+  }
+  return {};
+}
+
+void Daemon::reload_listeners() {
+  if (listeners_.empty() && cfg_->listen.empty()) return;
+  if (listeners_.empty() || !same_addresses(*listeners_.front()->shared_config(), *cfg_)) {
+    log::warning("reload: listen addresses change only on restart; the listeners keep their settings");
+    return;
+  }
+  for (const auto& l : cfg_->listen)
+    if (auto r = supported(l); !r) {
+      log::warning("reload: {}; the listeners keep their settings", r.error().message);
+      return;
+    }
+  for (auto& l : listeners_) l->reconfigure(cfg_);
+}
+
+bool Daemon::listeners_idle() const {
+  for (const auto& l : listeners_)
+    if (l->sessions() > 0) return false;
+  return !commit_ || !commit_->busy();
+}
+
+control::Json Daemon::listener_status() const {
+  using control::Json;
+  Json all = Json(Json::Array{});
+  for (const auto& l : listeners_) {
+    const ListenerCounters& c = l->counters();
+    all.push(Json()
+                 .set("address", l->config().address)
+                 .set("sessions", l->sessions())
+                 .set("connections", c.connections)
+                 .set("refused_full", c.refused_full)
+                 .set("messages", c.messages)
+                 .set("bytes", c.bytes)
+                 .set("rejected", c.rejected)
+                 .set("store_failed", c.store_failed)
+                 .set("timeouts", c.timeouts)
+                 .set("errors_cut", c.errors_cut));
+  }
+  return all;
+}
+
+}  // namespace spoold::daemon

@@ -1,0 +1,321 @@
+// daemon/inbound_session.cpp — see inbound_session.h.
+#include "daemon/inbound_session.h"
+
+#include <chrono>
+#include <variant>
+
+#include <fmt/format.h>
+
+#include "daemon/dsn.h"
+#include "daemon/log.h"
+#include "daemon/receive_policy.h"
+#include "spool/drop.h"
+
+namespace spoold::daemon {
+
+namespace srv = smtp::server;
+
+namespace {
+
+constexpr std::size_t kReadBuffer = 64 * 1024;
+// Replies the client has not taken: stop reading its commands until it does.
+constexpr std::size_t kMaxUnsent = 256 * 1024;
+// A closing session waits this long for its last reply to be taken.
+constexpr std::uint64_t kLingerMs = 10'000;
+
+struct Peer {
+  std::string ip;
+  int port = 0;
+};
+
+Peer peer_of(const uv::Tcp& tcp) {
+  sockaddr_storage ss{};
+  Peer p;
+  if (tcp.peer(&ss) != 0) return p;
+  char buf[64] = {};
+  if (ss.ss_family == AF_INET) {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
+    uv_ip4_name(a, buf, sizeof buf);
+    p.port = ntohs(a->sin_port);
+  } else if (ss.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+    uv_ip6_name(a, buf, sizeof buf);
+    p.port = ntohs(a->sin6_port);
+  }
+  p.ip = buf;
+  if (p.ip.rfind("::ffff:", 0) == 0 && p.ip.find('.') != std::string::npos) p.ip.erase(0, 7);  // dual stack
+  return p;
+}
+
+bool loopback_ip(const std::string& ip) {
+  return ip == "::1" || ip.rfind("127.", 0) == 0;
+}
+
+}  // namespace
+
+InboundSession::InboundSession(ReceiveContext& ctx, uv::Tcp tcp, std::function<void(InboundSession*)> on_end)
+    : ctx_(ctx), tcp_(std::move(tcp)), timer_(ctx.loop), on_end_(std::move(on_end)) {
+  Peer p = peer_of(tcp_);
+  peer_ip_ = p.ip;
+  peer_port_ = p.port;
+  loopback_ = loopback_ip(peer_ip_);
+  relay_allowed_ = ctx_.listener->relay_allowed(peer_ip_);
+  srv::ServerOptions o;
+  o.hostname = ctx_.config->hostname;
+  o.loopback = loopback_;
+  o.max_message_size = ctx_.config->queue.max_message_size;
+  o.max_recipients = static_cast<std::size_t>(ctx_.listener->max_recipients);
+  o.timeout = ctx_.listener->timeout;
+  engine_ = std::make_unique<srv::ServerEngine>(std::move(o));
+  tcp_.nodelay(true);
+}
+
+InboundSession::~InboundSession() {
+  *alive_ = false;
+}
+
+std::string InboundSession::peer_text() const {
+  return fmt::format("{}[{}]", client_name(peer_ip_), peer_ip_);
+}
+
+void InboundSession::start() {
+  ++ctx_.counters.connections;
+  log::info("connect from {}", peer_text());
+  engine_->start();
+  pump();
+}
+
+void InboundSession::refuse_full() {
+  ++ctx_.counters.refused_full;
+  log::warning("refused {}: too many sessions ({} of listener {})", peer_text(), ctx_.listener->max_sessions,
+               ctx_.listener->address);
+  ++writes_pending_;
+  int rc = tcp_.write({fmt::format("421 4.7.0 {} Error: too many connections\r\n", ctx_.config->hostname)},
+                      [this](int, uv::Pieces) {
+                        --writes_pending_;
+                        if (writes_pending_ == 0) closed();
+                      });
+  if (rc != 0) --writes_pending_;
+  close_after_output();
+}
+
+void InboundSession::shutdown() {
+  shutting_down_ = true;
+  if (closing_ || engine_->state() == srv::State::stored_wait) return;  // on_published() closes it
+  message_.reset();
+  flush_output();
+  ++writes_pending_;
+  int rc = tcp_.write({fmt::format("421 4.3.2 {} Service shutting down\r\n", ctx_.config->hostname)},
+                      [this](int, uv::Pieces) {
+                        if (--writes_pending_ == 0 && closing_) closed();
+                      });
+  if (rc != 0) --writes_pending_;
+  close_after_output();
+}
+
+void InboundSession::on_read(int status, std::string_view bytes) {
+  if (status < 0)
+    engine_->closed();
+  else
+    engine_->feed(bytes);
+  pump();
+}
+
+void InboundSession::pump() {
+  if (in_pump_ || closing_) return;
+  in_pump_ = true;
+  // Each handler answers the engine at once or later; an answer may release pipelined commands
+  // and so new events. The engine reads one command per answer, so this ends; the bound is a belt.
+  for (int round = 0; round < 100'000; ++round) {
+    auto events = engine_->take_events();
+    if (events.empty()) break;
+    for (auto& e : events) handle(e);
+  }
+  in_pump_ = false;
+  flush_output();
+  if (engine_->ended()) return close_after_output();
+  if (shutting_down_ && engine_->state() != srv::State::stored_wait) return shutdown();
+  sync_timer();
+  sync_reading();
+}
+
+void InboundSession::handle(srv::Event& e) {
+  if (auto* r = std::get_if<srv::RcptRequest>(&e)) return on_rcpt(*r);
+  if (auto* b = std::get_if<srv::MessageBegin>(&e)) return on_begin(*b);
+  if (auto* d = std::get_if<srv::MessageData>(&e)) {
+    if (message_) message_->append(d->bytes);
+    return;
+  }
+  if (auto* m = std::get_if<srv::MessageEnd>(&e)) return on_message_end(*m);
+  if (auto* a = std::get_if<srv::MessageAborted>(&e)) {
+    log::debug("{}: message aborted: {}", peer_text(), a->reason);
+    message_.reset();  // the temp file goes with it
+    return;
+  }
+  if (std::get_if<srv::AuthRequest>(&e)) return engine_->auth_verdict(false, "");  // AUTH is not offered
+  if (auto* d = std::get_if<srv::InputDiscarded>(&e)) {
+    log::warning("{}: {} bytes of plaintext pipelined after STARTTLS discarded", peer_text(), d->bytes);
+    return;
+  }
+  if (auto* s = std::get_if<srv::SessionEnded>(&e)) return on_ended(*s);
+}
+
+void InboundSession::on_rcpt(const srv::RcptRequest& r) {
+  RcptContext c{relay_allowed_, !engine_->auth_user().empty(), ctx_.config->hostname};
+  const std::string& sender = r.envelope ? r.envelope->sender : std::string();
+  srv::Verdict v = rcpt_policy(c, sender, r.address);
+  if (v.code >= 400) {
+    ++ctx_.counters.rejected;
+    log_reject(r, v);
+  }
+  engine_->rcpt_verdict(v);
+}
+
+void InboundSession::log_reject(const srv::RcptRequest& r, const srv::Verdict& v) const {
+  const srv::Envelope* e = r.envelope;
+  log::info("NOQUEUE: reject: RCPT from {}: {} {} <{}>: {}; from=<{}> to=<{}> proto={} helo=<{}>",
+            peer_text(), v.code, v.enhanced, log::sanitize(r.address), v.text,
+            log::sanitize(e ? e->sender : ""), log::sanitize(r.address), e && e->esmtp ? "ESMTP" : "SMTP",
+            log::sanitize(e ? e->helo : ""));
+}
+
+void InboundSession::on_begin(const srv::MessageBegin& b) {
+  envelope_ = b.envelope;
+  message_size_ = 0;
+  message_ = std::make_shared<IncomingMessage>(ctx_.loop, *ctx_.spool, ctx_.spool->new_id());
+  message_->on_progress([this] { sync_reading(); });
+  std::vector<std::string> rcpts;
+  rcpts.reserve(envelope_.recipients.size());
+  for (const auto& r : envelope_.recipients) rcpts.push_back(spool_address(r.address, ctx_.config->hostname));
+  srv::ReceivedInfo info;
+  info.by = ctx_.config->hostname;
+  info.client_name = client_name(peer_ip_);
+  info.client_ip = client_ip_literal(peer_ip_, true);
+  info.queue_id = message_->id();
+  info.date = rfc5322_date(std::chrono::system_clock::now());
+  message_->append(spool::drop_envelope(envelope_.sender, rcpts));
+  message_->append(srv::received_field(envelope_, info));
+}
+
+void InboundSession::on_message_end(const srv::MessageEnd& m) {
+  if (!message_) return engine_->message_stored(false, "Error: no message file");
+  message_size_ = m.size;
+  message_->finish([this, alive = alive_](Result<void> r) {
+    if (!*alive) return;
+    if (!r.ok()) return on_published(r, message_->id());
+    ctx_.commit->add(message_->file(), message_->id(), [this, alive, id = message_->id()](Result<void> p) {
+      if (*alive) on_published(p, id);
+    });
+  });
+}
+
+void InboundSession::on_published(Result<void> r, const std::string& id) {
+  // Runs from the thread pool's completion; the session may be closing (the client went away):
+  // the message is durable regardless, the reply simply finds nobody.
+  message_.reset();
+  if (!r.ok()) {
+    ++ctx_.counters.store_failed;
+    log::warning("{}: cannot store message from {}: {}", id, peer_text(), r.error().message);
+    engine_->message_stored(false, "Error: queue file write error");
+  } else {
+    ++ctx_.counters.messages;
+    ctx_.counters.bytes += message_size_;
+    std::string auth =
+        engine_->auth_user().empty() ? "" : ", sasl_username=" + log::sanitize(engine_->auth_user());
+    log::info("{}: client={}:{}{}", id, peer_text(), peer_port_, auth);
+    engine_->message_stored(true, id);
+    if (ctx_.on_stored) ctx_.on_stored();
+  }
+  pump();
+}
+
+void InboundSession::on_ended(const srv::SessionEnded& e) {
+  switch (e.reason) {
+    case srv::EndReason::quit:
+      break;
+    case srv::EndReason::timeout:
+      log::info("timeout after {} from {}", srv::to_string(engine_->state()), peer_text());
+      break;
+    case srv::EndReason::too_many_errors:
+    case srv::EndReason::input_overflow:
+      ++ctx_.counters.errors_cut;
+      log::warning("{} from {}: {}", srv::to_string(e.reason), peer_text(), log::sanitize(e.text));
+      break;
+    case srv::EndReason::client_closed:
+      if (message_ || engine_->state() == srv::State::data) log::info("lost connection from {}", peer_text());
+      break;
+  }
+  message_.reset();
+  log::info("disconnect from {}", peer_text());
+}
+
+void InboundSession::flush_output() {
+  if (!engine_->has_output() || !tcp_) return;
+  ++writes_pending_;
+  int rc = tcp_.write({engine_->take_output()}, [this](int status, uv::Pieces) {
+    --writes_pending_;
+    if (closing_) {
+      if (writes_pending_ == 0) closed();
+      return;
+    }
+    if (status < 0) {
+      engine_->closed();
+      return pump();
+    }
+    sync_reading();
+  });
+  if (rc != 0) {
+    --writes_pending_;
+    if (!closing_) engine_->closed();
+  }
+}
+
+void InboundSession::sync_timer() {
+  auto t = engine_->timeout();
+  if (!t) {
+    timer_.stop();
+    armed_epoch_ = ~0ull;
+    return;
+  }
+  if (engine_->timer_epoch() == armed_epoch_) return;
+  armed_epoch_ = engine_->timer_epoch();
+  timer_.start(static_cast<std::uint64_t>(t->count()), 0, [this] {
+    ++ctx_.counters.timeouts;
+    engine_->timed_out();
+    pump();
+  });
+}
+
+void InboundSession::sync_reading() {
+  bool want = !closing_ && !engine_->ended() && !engine_->input_paused() &&
+              !(message_ && message_->backlogged()) && tcp_.queued_bytes() < kMaxUnsent;
+  if (want == reading_) return;
+  reading_ = want;
+  if (!want) return tcp_.read_stop();
+  int rc =
+      tcp_.read_start(kReadBuffer, [this](int status, std::string_view bytes) { on_read(status, bytes); });
+  if (rc != 0) {
+    reading_ = false;
+    engine_->closed();
+    pump();
+  }
+}
+
+void InboundSession::close_after_output() {
+  if (closing_) return;
+  closing_ = true;
+  reading_ = false;
+  tcp_.read_stop();
+  message_.reset();
+  if (writes_pending_ == 0) return closed();
+  timer_.start(kLingerMs, 0, [this] { closed(); });  // a client that never reads its last reply
+}
+
+void InboundSession::closed() {
+  if (!tcp_) return;
+  tcp_.close();
+  timer_.close();
+  if (on_end_) on_end_(this);
+}
+
+}  // namespace spoold::daemon

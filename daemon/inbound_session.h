@@ -1,0 +1,103 @@
+// daemon/inbound_session.h — one SMTP client of a listener: the sans-IO server engine
+// (smtp/server.h) driven over a libuv TCP stream, its timer, and the message it is receiving.
+// Rule: after every call into the engine pump() drains its events, sends its output, re-arms the
+// one timer from timeout()/timer_epoch() and reads only while neither the engine (waiting for the
+// host), the message file (writes behind) nor the client (not reading our replies) is behind.
+// The 250 for a message is given only after GroupCommit made it durable.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "common/uv_handle.h"
+#include "common/uv_stream.h"
+#include "config/config.h"
+#include "daemon/group_commit.h"
+#include "daemon/incoming_message.h"
+#include "smtp/server.h"
+#include "spool/spool.h"
+
+namespace spoold::daemon {
+
+// Totals of one listener, for `spoolctl status`.
+struct ListenerCounters {
+  std::uint64_t connections = 0;   // accepted
+  std::uint64_t refused_full = 0;  // 421 at once: max_sessions reached
+  std::uint64_t messages = 0;      // stored (250 given)
+  std::uint64_t bytes = 0;         // of the stored messages
+  std::uint64_t rejected = 0;      // recipients refused by policy
+  std::uint64_t store_failed = 0;  // 451: the spool could not take a message
+  std::uint64_t timeouts = 0;
+  std::uint64_t errors_cut = 0;  // sessions ended for too many errors or too much input
+};
+
+// What every session of a listener shares.
+struct ReceiveContext {
+  uv_loop_t* loop = nullptr;
+  const spool::Spool* spool = nullptr;
+  GroupCommit* commit = nullptr;
+  std::shared_ptr<const config::Config> config;
+  const config::Listener* listener = nullptr;  // points into config
+  ListenerCounters counters;
+  std::function<void()> on_stored;  // a message is in incoming/: the daemon may pick it up
+};
+
+class InboundSession {
+ public:
+  // `tcp` is the accepted connection; on_end(this) runs (later, from the loop) when it is closed.
+  InboundSession(ReceiveContext& ctx, uv::Tcp tcp, std::function<void(InboundSession*)> on_end);
+  ~InboundSession();
+  InboundSession(const InboundSession&) = delete;
+  InboundSession& operator=(const InboundSession&) = delete;
+
+  void start();        // banner, then reading
+  void refuse_full();  // 421 4.7.0 and close: the listener is full
+  // The daemon is stopping: a session between transactions gets 421 and closes at once; one
+  // whose message is being stored finishes that first.
+  void shutdown();
+  bool closing() const { return closing_; }
+
+ private:
+  void on_read(int status, std::string_view bytes);
+  void pump();
+  void handle(smtp::server::Event& e);
+  void on_rcpt(const smtp::server::RcptRequest& r);
+  void on_begin(const smtp::server::MessageBegin& b);
+  void on_message_end(const smtp::server::MessageEnd& m);
+  void on_published(Result<void> r, const std::string& id);
+  void on_ended(const smtp::server::SessionEnded& e);
+  void flush_output();
+  void sync_timer();
+  void sync_reading();
+  void close_after_output();
+  void closed();
+  std::string peer_text() const;  // "NAME[IP]" for logs
+  void log_reject(const smtp::server::RcptRequest& r, const smtp::server::Verdict& v) const;
+
+  ReceiveContext& ctx_;
+  uv::Tcp tcp_;
+  uv::Timer timer_;
+  std::function<void(InboundSession*)> on_end_;
+  std::unique_ptr<smtp::server::ServerEngine> engine_;
+  std::string peer_ip_;
+  int peer_port_ = 0;
+  bool loopback_ = false;
+  bool relay_allowed_ = false;
+  std::uint64_t armed_epoch_ = ~0ull;
+  bool reading_ = false;
+  bool closing_ = false;
+  bool shutting_down_ = false;
+  bool in_pump_ = false;
+  std::uint64_t writes_pending_ = 0;
+  std::shared_ptr<IncomingMessage> message_;
+  smtp::server::Envelope envelope_;  // of the message being received
+  std::uint64_t message_size_ = 0;
+  // Thread-pool completions (the message written, published) check it: the session may be gone.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace spoold::daemon

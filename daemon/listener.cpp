@@ -1,0 +1,103 @@
+// daemon/listener.cpp — see listener.h.
+#include "daemon/listener.h"
+
+#include <fmt/format.h>
+
+#include "daemon/log.h"
+
+namespace spoold::daemon {
+
+namespace {
+
+constexpr int kBacklog = 128;
+
+Result<void> uv_result(int rc, std::string_view what, std::string_view address) {
+  if (rc == 0) return {};
+  return make_error(fmt::format("listen {}: {}: {}", address, what, uv_strerror(rc)));
+}
+
+}  // namespace
+
+Listener::Listener(uv_loop_t* loop, const spool::Spool& spool, GroupCommit& commit,
+                   std::shared_ptr<const config::Config> config, std::size_t index,
+                   std::function<void()> on_stored)
+    : loop_(loop), index_(index), server_(loop), reaper_(loop) {
+  ctx_.loop = loop;
+  ctx_.spool = &spool;
+  ctx_.commit = &commit;
+  ctx_.on_stored = std::move(on_stored);
+  reconfigure(std::move(config));
+}
+
+Listener::~Listener() {
+  server_.close();
+  sessions_.clear();
+  dead_.clear();
+}
+
+void Listener::reconfigure(std::shared_ptr<const config::Config> config) {
+  // Sessions read the configuration through ctx_ only (their engine copied its options at
+  // start), so running ones see the new hostname and policy from here on.
+  ctx_.config = std::move(config);
+  ctx_.listener = &ctx_.config->listen.at(index_);
+}
+
+Result<void> Listener::listen(std::optional<int> inherited) {
+  const config::Listener& l = *ctx_.listener;
+  if (inherited) {
+    if (auto r = uv_result(server_.open(*inherited), "inherited socket", l.address); !r) return r;
+  } else {
+    sockaddr_storage ss{};
+    const std::string host = l.host.empty() ? "::" : l.host;
+    int rc = host.find(':') != std::string::npos
+                 ? uv_ip6_addr(host.c_str(), l.port, reinterpret_cast<sockaddr_in6*>(&ss))
+                 : uv_ip4_addr(host.c_str(), l.port, reinterpret_cast<sockaddr_in*>(&ss));
+    if (auto r = uv_result(rc, "address", l.address); !r) return r;
+    rc = server_.bind(reinterpret_cast<const sockaddr*>(&ss));
+    if (rc == UV_EAFNOSUPPORT && l.host.empty()) {  // no IPv6 on this host: every IPv4 address
+      rc = uv_ip4_addr("0.0.0.0", l.port, reinterpret_cast<sockaddr_in*>(&ss));
+      if (rc == 0) rc = server_.bind(reinterpret_cast<const sockaddr*>(&ss));
+    }
+    if (auto r = uv_result(rc, "bind", l.address); !r) return r;
+  }
+  int rc = server_.listen(kBacklog, [this](int status) { on_connection(status); });
+  return uv_result(rc, "listen", l.address);
+}
+
+void Listener::on_connection(int status) {
+  if (status < 0) {
+    log::warning("listen {}: accept: {}", ctx_.listener->address, uv_strerror(status));
+    return;
+  }
+  uv::Tcp client(loop_);
+  if (server_.accept(client) != 0) return;  // the client closes here
+  auto s = std::make_unique<InboundSession>(ctx_, std::move(client), [this](InboundSession* p) { ended(p); });
+  InboundSession* raw = s.get();
+  sessions_.emplace(raw, std::move(s));
+  if (stopping_) return raw->shutdown();
+  if (sessions_.size() > static_cast<std::size_t>(ctx_.listener->max_sessions)) return raw->refuse_full();
+  raw->start();
+}
+
+void Listener::shutdown() {
+  stopping_ = true;
+  server_.close();
+  std::vector<InboundSession*> all;
+  for (auto& [p, s] : sessions_) all.push_back(p);
+  for (auto* p : all) p->shutdown();  // may end sessions (ended() only moves them to dead_)
+}
+
+void Listener::ended(InboundSession* s) {
+  auto it = sessions_.find(s);
+  if (it == sessions_.end()) return;
+  dead_.push_back(std::move(it->second));
+  sessions_.erase(it);
+  reaper_.start(0, 0, [this] { reap(); });
+}
+
+void Listener::reap() {
+  dead_.clear();
+  if (sessions_.empty() && on_drained_) on_drained_();
+}
+
+}  // namespace spoold::daemon

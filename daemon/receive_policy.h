@@ -1,0 +1,38 @@
+// daemon/receive_policy.h — what the listener decides about a client and its recipients, as pure
+// functions (table-tested in tests/daemon/receive_policy_test.cpp).
+// Rule: never an open relay. A client outside relay_from that has not authenticated gets
+// 554 5.7.1 for every recipient except the local postmaster (RFC 5321 §4.5.1); nothing is
+// accepted that the spool could not store as it was given.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "smtp/server.h"
+
+namespace spoold::daemon {
+
+struct RcptContext {
+  bool relay_allowed = false;  // the client's address is in relay_from
+  bool authenticated = false;  // AUTH succeeded in this session
+  std::string hostname;        // ours: postmaster@hostname is local
+};
+
+// "postmaster", postmaster@hostname or postmaster@localhost (any case).
+bool local_postmaster(std::string_view address, std::string_view hostname);
+
+// The verdict for one RCPT of a transaction from `sender`.
+smtp::server::Verdict rcpt_policy(const RcptContext& ctx, std::string_view sender, std::string_view address);
+
+// The address as it goes into the spool: a bare "postmaster" is qualified with our hostname.
+std::string spool_address(std::string_view address, std::string_view hostname);
+
+// The client's name for logs and the Received: field, Postfix style: "localhost" for loopback,
+// else "unknown" (no reverse lookup is made).
+std::string client_name(std::string_view ip);
+
+// How an address is shown in Received: and logs: "192.0.2.1", or "IPv6:2001:db8::1" for
+// Received: (RFC 5321 §4.1.3) when `received` is set.
+std::string client_ip_literal(std::string_view ip, bool received);
+
+}  // namespace spoold::daemon

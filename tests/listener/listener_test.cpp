@@ -1,0 +1,267 @@
+// tests/listener/listener_test.cpp — the SMTP listener against real clients (Python's smtplib,
+// swaks, curl, Postfix's smtp-source, raw sockets) on loopback, with the real spoold binary and
+// a real sink behind it. Each case names the promise of DESIGN "Receiving" it checks.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <csignal>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "control/json.h"
+#include "tests/daemon/harness.h"
+#include "tests/listener/clients.h"
+
+using namespace spoold::test;
+using namespace std::chrono_literals;
+using spoold::control::Json;
+
+using spoold::test::listener::client_script;
+using spoold::test::listener::hex;
+using spoold::test::listener::json_lines;
+using spoold::test::listener::ListenEnv;
+using spoold::test::listener::queue_id;
+using spoold::test::listener::Run;
+using spoold::test::listener::run;
+using spoold::test::listener::status;
+
+TEST_CASE("a message sent with smtplib is stored, logged with client= and delivered", "[listener]") {
+  ListenEnv le;
+  le.start();
+  auto res = le.send({"--to", "someone@example.test"});
+  REQUIRE(res.size() == 1);
+  INFO(res[0].dump());
+  CHECK(res[0]["ok"].as_bool());
+  std::string id = queue_id(res[0]["reply"].as_string());
+  REQUIRE(id.size() == 30);
+  REQUIRE(le.env.sink().wait_count(1, 20s));
+  auto m = le.env.sink().messages().at(0);
+  CHECK(m.meta["from"].as_string() == "app@client.test");
+  INFO(m.data);
+  CHECK(m.data.find("Received: from client.test (localhost [127.0.0.1])") != std::string::npos);
+  CHECK(m.data.find("by spoold.test (spoold) with ESMTP id " + id) != std::string::npos);
+  CHECK(m.data.find("Subject: listener test 0") != std::string::npos);
+  REQUIRE(wait_until(
+      [&] { return le.env.log().find(id + ": to=<someone@example.test>") != std::string::npos; }, 10s));
+  std::string log = le.env.log();
+  CHECK(log.find(id + ": client=localhost[127.0.0.1]:") != std::string::npos);
+  CHECK(log.find(id + ": from=<app@client.test>") != std::string::npos);
+  CHECK(log.find("connect from localhost[127.0.0.1]") != std::string::npos);
+  le.env.stop();
+}
+
+TEST_CASE("a client outside relay_from gets 554 5.7.1 for every recipient but postmaster", "[listener]") {
+  ListenEnv le("    relay_from: [\"127.0.0.1/32\"]\n");
+  le.start();
+  auto res = le.send({"--source", "127.0.0.2", "--to", "a@example.test", "--to", "b@example.org"});
+  REQUIRE(res.size() == 1);
+  INFO(res[0].dump());
+  CHECK_FALSE(res[0]["ok"].as_bool());
+  CHECK(res[0]["code"].as_int() == 554);
+  CHECK(res[0]["reply"].as_string().find("5.7.1") != std::string::npos);
+  CHECK(res[0]["refused"]["b@example.org"].as_array().at(0).as_int() == 554);
+  std::string log = le.env.log();
+  INFO(log);
+  CHECK(
+      log.find(
+          "NOQUEUE: reject: RCPT from localhost[127.0.0.2]: 554 5.7.1 <a@example.test>: Relay access denied; "
+          "from=<app@client.test> to=<a@example.test> proto=ESMTP helo=<client.test>") != std::string::npos);
+  // RFC 5321 §4.5.1: the local postmaster takes mail from anyone.
+  auto pm = le.send({"--source", "127.0.0.2", "--to", "postmaster"});
+  REQUIRE(pm.size() == 1);
+  CHECK(pm[0]["ok"].as_bool());
+  // The same client from inside relay_from may relay.
+  auto ok = le.send({"--to", "a@example.test"});
+  REQUIRE(ok.size() == 1);
+  CHECK(ok[0]["ok"].as_bool());
+  REQUIRE(le.env.sink().wait_count(2, 20s));
+  bool saw_postmaster = false;
+  for (const auto& m : le.env.sink().messages())
+    for (const auto& r : m.meta["rcpts"].as_array())
+      saw_postmaster |= r.as_string() == "postmaster@spoold.test";
+  CHECK(saw_postmaster);
+  CHECK(le.env.sink().count() == 2);
+  le.env.stop();
+}
+
+TEST_CASE("only CRLF.CRLF ends DATA: smuggled ends stay in the message", "[listener]") {
+  ListenEnv le;
+  le.start();
+  const std::string head =
+      "EHLO smuggler.test\r\nMAIL FROM:<a@client.test>\r\nRCPT TO:<x@example.test>\r\nDATA\r\n";
+  const std::string body =
+      "Subject: smuggle\r\n\r\nline\n.\nMAIL FROM:<evil@client.test>\r\n"  // LF.LF
+      "x\r.\rRCPT TO:<victim@example.test>\r\n"                            // CR.CR
+      "y\n.\r\nDATA\r\n"                                                   // LF.CRLF
+      "z\r\n.\nQUIT\r\n"                                                   // CRLF.LF
+      "end\r\n.\r\n";
+  Json r = le.raw({head, body, "QUIT\r\n"});
+  std::string replies = r["replies"].as_string();
+  INFO(replies);
+  CHECK(replies.find("354") != std::string::npos);
+  CHECK(replies.find("250 2.0.0 Ok: queued as") != std::string::npos);
+  REQUIRE(le.env.sink().wait_count(1, 20s));
+  std::this_thread::sleep_for(500ms);
+  REQUIRE(le.env.sink().count() == 1);
+  auto m = le.env.sink().messages().at(0);
+  REQUIRE(m.meta["rcpts"].as_array().size() == 1);
+  CHECK(m.meta["rcpts"].as_array()[0].as_string() == "x@example.test");
+  // Every smuggled command arrived as message text; the bare LFs were made CRLF on the way.
+  CHECK(m.data.find("MAIL FROM:<evil@client.test>") != std::string::npos);
+  CHECK(m.data.find("RCPT TO:<victim@example.test>") != std::string::npos);
+  CHECK(m.data.find("\r\nQUIT\r\n") != std::string::npos);
+  CHECK(m.data.find("end") != std::string::npos);
+  le.env.stop();
+}
+
+TEST_CASE("max_sessions: the next client gets 421 at once and delivery goes on", "[listener]") {
+  ListenEnv le("    max_sessions: 2\n    timeout: 30s\n");
+  le.start();
+  auto hold = [&] {
+    return std::make_unique<Process>(
+        std::vector<std::string>{system_python(), client_script(), "hold", "--port", std::to_string(le.port),
+                                 "--seconds", "20"},
+        le.env.dir() / "hold.out", "");
+  };
+  auto h1 = hold(), h2 = hold();
+  REQUIRE(wait_until(
+      [&] {
+        Json st = status(le.env);
+        return st["listeners"].as_array().size() == 1 &&
+               st["listeners"].as_array()[0]["sessions"].as_int() == 2;
+      },
+      10s));
+  Json r = le.raw({});
+  INFO(r.dump());
+  CHECK(r["replies"].as_string().rfind("421 4.7.0", 0) == 0);
+  CHECK(r["closed"].as_bool());
+  le.env.drop("d1", envelope_message("a@client.test", {"x@example.test"}, "while full"));
+  CHECK(le.env.sink().wait_count(1, 10s));
+  CHECK(le.env.log().find("too many sessions") != std::string::npos);
+  le.env.stop();
+}
+
+TEST_CASE("a silent client and a trickling client are cut at the timeout", "[listener]") {
+  ListenEnv le("    timeout: 2s\n");
+  le.start();
+  auto start = std::chrono::steady_clock::now();
+  std::vector<std::string> base{system_python(),         client_script(), "hold", "--port",
+                                std::to_string(le.port), "--seconds",     "15"};
+  Process silent(base, le.env.dir() / "silent.out", "");
+  auto trickle_argv = base;
+  trickle_argv.push_back("--trickle");
+  Process trickle(trickle_argv, le.env.dir() / "trickle.out", "");
+  // Mail keeps flowing meanwhile.
+  le.env.drop("d1", envelope_message("a@client.test", {"x@example.test"}, "during the stall"));
+  CHECK(le.env.sink().wait_count(1, 5s));
+  CHECK(silent.wait(12s) != -1);
+  CHECK(trickle.wait(12s) != -1);
+  auto took = std::chrono::steady_clock::now() - start;
+  CHECK(took < 10s);
+  for (const char* f : {"silent.out", "trickle.out"}) {
+    auto j = json_lines(read_file(le.env.dir() / f));
+    REQUIRE(j.size() == 1);
+    INFO(f << ": " << j[0].dump());
+    CHECK(j[0]["closed_after"].as_double() >= 1.5);
+    CHECK(j[0]["closed_after"].as_double() < 8.0);
+    CHECK(j[0]["last"].as_string().find("421 4.4.2") != std::string::npos);
+  }
+  CHECK(le.env.log().find("timeout after") != std::string::npos);
+  le.env.stop();
+}
+
+TEST_CASE("kill -9 right after each 250 loses nothing", "[listener][durability]") {
+  ListenEnv le;
+  // While the daemon runs, the next hop refuses connections: everything acknowledged stays queued.
+  const std::string sink_route = "127.0.0.1:" + std::to_string(le.env.sink().port());
+  const std::string yaml = read_file(le.env.config_path());
+  std::string dead = yaml;
+  dead.replace(dead.find(sink_route), sink_route.size(), "127.0.0.1:" + std::to_string(free_port()));
+  write_file(le.env.config_path(), dead);
+  le.start();
+  auto res = le.send({"--to", "x@example.test", "--count", "20"});
+  REQUIRE(res.size() == 20);
+  std::vector<std::string> ids;
+  for (auto& r : res) {
+    REQUIRE(r["ok"].as_bool());
+    ids.push_back(queue_id(r["reply"].as_string()));
+  }
+  le.env.stop(SIGKILL);
+  size_t on_disk = le.env.entries("incoming").size();
+  for (int t = 0; t < 3; ++t) on_disk += le.env.entries("queue/" + std::to_string(t)).size();
+  for (const auto& n : list_dir(le.env.spool() + "/data"))  // claimed, envelope not written yet
+    on_disk += n.size() > 4 && n.substr(n.size() - 4) == ".new";
+  CHECK(on_disk == 20);
+  write_file(le.env.config_path(), yaml);
+  le.env.start();
+  REQUIRE(le.env.sink().wait_count(20, 30s));
+  std::string delivered;
+  for (const auto& m : le.env.sink().messages()) delivered += m.data;
+  for (const auto& id : ids) CHECK(delivered.find("id " + id) != std::string::npos);
+  CHECK(le.env.sink().count() == 20);
+  le.env.stop();
+}
+
+TEST_CASE("kill -9 during DATA stores nothing and leaves nothing behind", "[listener][durability]") {
+  ListenEnv le;
+  le.start();
+  std::string head = "EHLO c.test\r\nMAIL FROM:<a@client.test>\r\nRCPT TO:<x@example.test>\r\nDATA\r\n";
+  Process client({system_python(), client_script(), "raw", "--port", std::to_string(le.port), "--send",
+                  hex(head), "--fill", std::to_string(400 * 1024), "--wait", "3"},
+                 le.env.dir() / "partial.out", "");
+  REQUIRE(wait_until([&] { return !list_dir(le.env.spool() + "/tmp").empty(); }, 10s));  // the temp file
+  le.env.stop(SIGKILL);
+  CHECK(client.wait(10s) != -1);
+  auto out = json_lines(read_file(le.env.dir() / "partial.out"));
+  REQUIRE(out.size() == 1);
+  CHECK(out[0]["replies"].as_string().find("queued as") == std::string::npos);
+  le.env.start();
+  le.env.drop("after", envelope_message("a@client.test", {"y@example.test"}, "after restart"));
+  REQUIRE(le.env.sink().wait_count(1, 20s));
+  std::this_thread::sleep_for(1s);
+  CHECK(le.env.sink().count() == 1);
+  CHECK(le.env.entries("incoming").empty());
+  le.env.stop();
+}
+
+TEST_CASE("swaks with PIPELINING and curl smtp:// are accepted", "[listener]") {
+  ListenEnv le;
+  le.start();
+  Run sw = run(le.env.dir(),
+               {"swaks", "--server", "127.0.0.1:" + std::to_string(le.port), "--to", "someone@example.test",
+                "--from", "app@client.test", "--pipeline", "--helo", "swaks.test", "--timeout", "20"});
+  INFO(sw.out << sw.err);
+  CHECK(sw.status == 0);
+  CHECK(sw.out.find("queued as") != std::string::npos);
+  write_file(le.env.dir() / "curl.eml",
+             "From: <app@client.test>\r\nTo: <c@example.test>\r\nSubject: curl\r\n\r\nHi.\r\n");
+  Run cu = run(le.env.dir(), {"curl", "-sS", "--max-time", "20",
+                              "smtp://127.0.0.1:" + std::to_string(le.port), "--mail-from", "app@client.test",
+                              "--mail-rcpt", "c@example.test", "--upload-file", le.env.dir() / "curl.eml"});
+  INFO(cu.out << cu.err);
+  CHECK(cu.status == 0);
+  REQUIRE(le.env.sink().wait_count(2, 20s));
+  le.env.stop();
+}
+
+TEST_CASE("smtp-source: 20 concurrent clients, 1000 messages, every one delivered once", "[listener][load]") {
+  ListenEnv le("    max_sessions: 50\n");
+  le.start();
+  Run src = run(le.env.dir(),
+                {"smtp-source", "-s", "20", "-m", "1000", "-l", "2048", "-f", "app@client.test", "-t",
+                 "load@example.test", "127.0.0.1:" + std::to_string(le.port)},
+                120s);
+  INFO(src.out << src.err);
+  REQUIRE(src.status == 0);
+  REQUIRE(le.env.sink().wait_count(1000, 60s));
+  std::this_thread::sleep_for(500ms);
+  CHECK(le.env.sink().count() == 1000);
+  Json st = status(le.env);
+  INFO(st.dump());
+  CHECK(st["listeners"].as_array().at(0)["messages"].as_int() == 1000);
+  le.env.stop();
+}
