@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "config/local_mail.h"
 #include "daemon/daemon.h"
 #include "daemon/log.h"
 #include "daemon/socket_activation.h"
@@ -18,8 +19,6 @@ namespace {
 // silently lacks what its configuration asks for.
 Result<void> supported(const config::Listener& l) {
   if (l.tls.enabled()) return make_error(fmt::format("listen {}: tls is not supported yet", l.address));
-  if (!l.users_file.empty())
-    return make_error(fmt::format("listen {}: auth.users_file is not supported yet", l.address));
   return {};
 }
 
@@ -39,6 +38,10 @@ Result<void> Daemon::start_listeners() {
   ::unsetenv("LISTEN_FDNAMES");
   if (cfg_->listen.empty() && inherited.empty()) return {};
   commit_ = std::make_unique<GroupCommit>(&loop_, *spool_);
+  // RFC 5321 §4.5.1: a listener must take mail for postmaster; say so when it would bounce.
+  if (auto pm = config::resolve_recipient("postmaster@" + cfg_->hostname, config::local_rules(*cfg_));
+      pm.bounces())
+    log::warning("mail to postmaster bounces ({}): add an alias for it or set admin_address", pm.reason);
   std::vector<bool> used(inherited.size(), false);
   for (std::size_t i = 0; i < cfg_->listen.size(); ++i) {
     const config::Listener& l = cfg_->listen[i];
@@ -52,7 +55,13 @@ Result<void> Daemon::start_listeners() {
       }
     }
     auto listener = std::make_unique<Listener>(&loop_, *spool_, *commit_, cfg_, i, [this] { tick(0); });
-    if (auto r = listener->listen(fd); !r) return r;
+    if (auto r = listener->listen(fd); !r) {
+      // The shipped config listens on [::1] too; a host without IPv6 still gets its IPv4 listener.
+      bool no_ipv6 = r.error().code == UV_EADDRNOTAVAIL || r.error().code == UV_EAFNOSUPPORT;
+      if (!no_ipv6 || l.host.find(':') == std::string::npos) return r;
+      log::warning("{} (no IPv6 on this host?): not listening there", r.error().message);
+      continue;
+    }
     listener->on_drained([this] {
       if (stopping_) finish_stop();
     });
@@ -81,7 +90,11 @@ void Daemon::reload_listeners() {
       log::warning("reload: {}; the listeners keep their settings", r.error().message);
       return;
     }
-  for (auto& l : listeners_) l->reconfigure(cfg_);
+  for (std::size_t i = 0; i < listeners_.size(); ++i) {
+    if (auto r = listeners_[i]->load_users(cfg_->listen[i]); !r)
+      log::warning("reload: {}; the accounts stay as they were", r.error().message);
+    listeners_[i]->reconfigure(cfg_);
+  }
 }
 
 bool Daemon::listeners_idle() const {
@@ -105,7 +118,9 @@ control::Json Daemon::listener_status() const {
                  .set("rejected", c.rejected)
                  .set("store_failed", c.store_failed)
                  .set("timeouts", c.timeouts)
-                 .set("errors_cut", c.errors_cut));
+                 .set("errors_cut", c.errors_cut)
+                 .set("auth_ok", c.auth_ok)
+                 .set("auth_failed", c.auth_failed));
   }
   return all;
 }

@@ -66,6 +66,7 @@ InboundSession::InboundSession(ReceiveContext& ctx, uv::Tcp tcp, std::function<v
   o.max_message_size = ctx_.config->queue.max_message_size;
   o.max_recipients = static_cast<std::size_t>(ctx_.listener->max_recipients);
   o.timeout = ctx_.listener->timeout;
+  o.auth = ctx_.users != nullptr;
   engine_ = std::make_unique<srv::ServerEngine>(std::move(o));
   tcp_.nodelay(true);
 }
@@ -152,7 +153,7 @@ void InboundSession::handle(srv::Event& e) {
     message_.reset();  // the temp file goes with it
     return;
   }
-  if (std::get_if<srv::AuthRequest>(&e)) return engine_->auth_verdict(false, "");  // AUTH is not offered
+  if (auto* a = std::get_if<srv::AuthRequest>(&e)) return on_auth(*a);
   if (auto* d = std::get_if<srv::InputDiscarded>(&e)) {
     log::warning("{}: {} bytes of plaintext pipelined after STARTTLS discarded", peer_text(), d->bytes);
     return;
@@ -169,6 +170,35 @@ void InboundSession::on_rcpt(const srv::RcptRequest& r) {
     log_reject(r, v);
   }
   engine_->rcpt_verdict(v);
+}
+
+void InboundSession::on_auth(const srv::AuthRequest& a) {
+  auto users = ctx_.users;
+  if (!users) return engine_->auth_verdict(false, "");
+  // authzid must name the same user: acting for another account is not offered.
+  if (!a.authzid.empty() && a.authzid != a.user) {
+    ++ctx_.counters.auth_failed;
+    log::warning("{}: SASL {} authentication failed: authorization identity differs", peer_text(),
+                 a.mechanism);
+    return engine_->auth_verdict(false, "");
+  }
+  auto ok = std::make_shared<bool>(false);
+  int rc = uv::run_in_pool(
+      ctx_.loop,
+      [users, user = a.user, password = a.password, ok] { *ok = check_password(*users, user, password); },
+      [this, alive = alive_, ok, user = a.user, mech = a.mechanism] {
+        if (!*alive) return;
+        if (*ok) {
+          ++ctx_.counters.auth_ok;
+        } else {
+          ++ctx_.counters.auth_failed;
+          log::warning("{}: SASL {} authentication failed for user '{}'", peer_text(), mech,
+                       log::sanitize(user));
+        }
+        engine_->auth_verdict(*ok, *ok ? user : "");
+        pump();
+      });
+  if (rc != 0) engine_->auth_verdict(false, "");
 }
 
 void InboundSession::log_reject(const srv::RcptRequest& r, const srv::Verdict& v) const {

@@ -18,6 +18,7 @@
 #include "config/config.h"
 #include "daemon/group_commit.h"
 #include "daemon/incoming_message.h"
+#include "daemon/users_file.h"
 #include "smtp/server.h"
 #include "spool/spool.h"
 
@@ -33,6 +34,7 @@ struct ListenerCounters {
   std::uint64_t store_failed = 0;  // 451: the spool could not take a message
   std::uint64_t timeouts = 0;
   std::uint64_t errors_cut = 0;  // sessions ended for too many errors or too much input
+  std::uint64_t auth_ok = 0, auth_failed = 0;
 };
 
 // What every session of a listener shares.
@@ -42,6 +44,7 @@ struct ReceiveContext {
   GroupCommit* commit = nullptr;
   std::shared_ptr<const config::Config> config;
   const config::Listener* listener = nullptr;  // points into config
+  std::shared_ptr<const Users> users;          // auth.users_file; nullptr = no AUTH
   ListenerCounters counters;
   std::function<void()> on_stored;  // a message is in incoming/: the daemon may pick it up
 };
@@ -66,6 +69,7 @@ class InboundSession {
   void pump();
   void handle(smtp::server::Event& e);
   void on_rcpt(const smtp::server::RcptRequest& r);
+  void on_auth(const smtp::server::AuthRequest& a);
   void on_begin(const smtp::server::MessageBegin& b);
   void on_message_end(const smtp::server::MessageEnd& m);
   void on_published(Result<void> r, const std::string& id);

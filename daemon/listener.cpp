@@ -11,9 +11,10 @@ namespace {
 
 constexpr int kBacklog = 128;
 
+// The error code is libuv's, so the caller can tell a missing address family from a real error.
 Result<void> uv_result(int rc, std::string_view what, std::string_view address) {
   if (rc == 0) return {};
-  return make_error(fmt::format("listen {}: {}: {}", address, what, uv_strerror(rc)));
+  return make_error(fmt::format("listen {}: {}: {}", address, what, uv_strerror(rc)), rc);
 }
 
 }  // namespace
@@ -35,6 +36,17 @@ Listener::~Listener() {
   dead_.clear();
 }
 
+Result<void> Listener::load_users(const config::Listener& l) {
+  if (l.users_file.empty()) {
+    ctx_.users.reset();
+    return {};
+  }
+  auto u = daemon::load_users(l.users_file);
+  if (!u) return make_error(fmt::format("listen {}: {}", l.address, u.error().message));
+  ctx_.users = std::move(*u);
+  return {};
+}
+
 void Listener::reconfigure(std::shared_ptr<const config::Config> config) {
   // Sessions read the configuration through ctx_ only (their engine copied its options at
   // start), so running ones see the new hostname and policy from here on.
@@ -44,6 +56,7 @@ void Listener::reconfigure(std::shared_ptr<const config::Config> config) {
 
 Result<void> Listener::listen(std::optional<int> inherited) {
   const config::Listener& l = *ctx_.listener;
+  if (auto r = load_users(l); !r) return r;
   if (inherited) {
     if (auto r = uv_result(server_.open(*inherited), "inherited socket", l.address); !r) return r;
   } else {
@@ -53,7 +66,9 @@ Result<void> Listener::listen(std::optional<int> inherited) {
                  ? uv_ip6_addr(host.c_str(), l.port, reinterpret_cast<sockaddr_in6*>(&ss))
                  : uv_ip4_addr(host.c_str(), l.port, reinterpret_cast<sockaddr_in*>(&ss));
     if (auto r = uv_result(rc, "address", l.address); !r) return r;
-    rc = server_.bind(reinterpret_cast<const sockaddr*>(&ss));
+    // "[::]:25" is IPv6 only (so 0.0.0.0:25 may be listed beside it); a port alone is both.
+    unsigned flags = !l.host.empty() && host.find(':') != std::string::npos ? UV_TCP_IPV6ONLY : 0;
+    rc = server_.bind(reinterpret_cast<const sockaddr*>(&ss), flags);
     if (rc == UV_EAFNOSUPPORT && l.host.empty()) {  // no IPv6 on this host: every IPv4 address
       rc = uv_ip4_addr("0.0.0.0", l.port, reinterpret_cast<sockaddr_in*>(&ss));
       if (rc == 0) rc = server_.bind(reinterpret_cast<const sockaddr*>(&ss));

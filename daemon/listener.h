@@ -38,6 +38,8 @@ class Listener {
   const std::shared_ptr<const config::Config>& shared_config() const { return ctx_.config; }
   // A reload: new sessions use the new settings of the same entry (same index).
   void reconfigure(std::shared_ptr<const config::Config> config);
+  // (Re)reads auth.users_file; on an error the accounts stay as they were.
+  Result<void> load_users(const config::Listener& l);
   // Runs when the last session is gone (the daemon waits for it when stopping).
   void on_drained(std::function<void()> fn) { on_drained_ = std::move(fn); }
 

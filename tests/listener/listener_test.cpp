@@ -55,7 +55,7 @@ TEST_CASE("a message sent with smtplib is stored, logged with client= and delive
 }
 
 TEST_CASE("a client outside relay_from gets 554 5.7.1 for every recipient but postmaster", "[listener]") {
-  ListenEnv le("    relay_from: [\"127.0.0.1/32\"]\n");
+  ListenEnv le("    relay_from: [\"127.0.0.1/32\"]\n", "aliases: { postmaster: [ops@example.test] }\n");
   le.start();
   auto res = le.send({"--source", "127.0.0.2", "--to", "a@example.test", "--to", "b@example.org"});
   REQUIRE(res.size() == 1);
@@ -82,7 +82,7 @@ TEST_CASE("a client outside relay_from gets 554 5.7.1 for every recipient but po
   bool saw_postmaster = false;
   for (const auto& m : le.env.sink().messages())
     for (const auto& r : m.meta["rcpts"].as_array())
-      saw_postmaster |= r.as_string() == "postmaster@spoold.test";
+      saw_postmaster |= r.as_string() == "ops@example.test";  // its alias
   CHECK(saw_postmaster);
   CHECK(le.env.sink().count() == 2);
   le.env.stop();
@@ -263,5 +263,38 @@ TEST_CASE("smtp-source: 20 concurrent clients, 1000 messages, every one delivere
   Json st = status(le.env);
   INFO(st.dump());
   CHECK(st["listeners"].as_array().at(0)["messages"].as_int() == 1000);
+  le.env.stop();
+}
+
+TEST_CASE("AUTH PLAIN and LOGIN against users_file let a client outside relay_from relay",
+          "[listener][auth]") {
+  TempDir d;
+  write_file(d / "users",
+             "# spoold "
+             "accounts\nmailer:$6$testsalt1234$x2ekVBLFKeAvd."
+             "lfwgc43dVBt7yZOZhyiHrhMgkVhBSiGO52mRHtX3elweMUJo2YRy7yDabyvNG2QB0DkTFhw/\n");
+  ListenEnv le("    relay_from: [\"127.0.0.1/32\"]\n    auth: { users_file: \"" + (d / "users") + "\" }\n");
+  le.start();
+  for (const char* mech : {"PLAIN", "LOGIN"}) {
+    INFO(mech);
+    auto res = le.send({"--source", "127.0.0.2", "--user", "mailer", "--password", "secret", "--mech", mech,
+                        "--to", "far@example.test"});
+    REQUIRE(res.size() == 2);
+    CHECK(res[0]["auth"].as_bool());
+    CHECK(res[1]["ok"].as_bool());
+  }
+  auto bad = le.send({"--source", "127.0.0.2", "--user", "mailer", "--password", "wrong", "--mech", "PLAIN",
+                      "--to", "far@example.test"});
+  REQUIRE(bad.size() == 2);
+  CHECK_FALSE(bad[0]["auth"].as_bool());
+  CHECK(bad[0]["code"].as_int() == 535);
+  CHECK(bad[1]["code"].as_int() == 554);  // still no relay
+  REQUIRE(le.env.sink().wait_count(2, 20s));
+  std::string log = le.env.log();
+  CHECK(log.find("sasl_username=mailer") != std::string::npos);
+  CHECK(log.find("authentication failed for user 'mailer'") != std::string::npos);
+  Json st = status(le.env);
+  CHECK(st["listeners"].as_array().at(0)["auth_ok"].as_int() == 2);
+  CHECK(st["listeners"].as_array().at(0)["auth_failed"].as_int() == 1);
   le.env.stop();
 }

@@ -2,7 +2,9 @@
 """tests/listener/smtp_client.py — SMTP clients for the listener tests, on loopback only.
 
   send  --port P [--source IP] --from A --to B [--to C…] [--count N] [--body TEXT] [--helo]
-        smtplib: one session, N messages; prints one JSON line per message:
+        [--starttls --cafile PEM] [--user U --password P [--mech PLAIN|LOGIN]]
+        smtplib: one session (STARTTLS, AUTH first when asked: {"auth": bool} is printed), then
+        N messages; prints one JSON line per message:
         {"ok": true, "reply": "2.0.0 Ok: queued as ID"} or {"ok": false, "code": 554, "reply": …}
   raw   --port P [--source IP] --send HEX [--send HEX…] [--fill N] [--wait S]
         writes each chunk (hex) in turn, reading replies between them for up to --wait seconds,
@@ -38,6 +40,24 @@ def cmd_send(a):
             c.helo('[127.0.0.1]')
         else:
             c.ehlo('client.test')
+        if a.starttls:
+            import ssl
+            ctx = ssl.create_default_context(cafile=a.cafile)
+            ctx.check_hostname = False
+            c.starttls(context=ctx)
+            c.ehlo('client.test')
+        if a.user:
+            try:
+                if a.mech:
+                    c.user, c.password = a.user, a.password
+                    c.auth(a.mech, getattr(c, 'auth_' + a.mech.lower().replace('-', '_')))
+                else:
+                    c.login(a.user, a.password)
+                print(json.dumps({'auth': True}))
+            except smtplib.SMTPAuthenticationError as e:
+                print(json.dumps({'auth': False, 'code': e.smtp_code}))
+            except smtplib.SMTPNotSupportedError:
+                print(json.dumps({'auth': False, 'code': 0, 'reply': 'AUTH not offered'}))
         for i in range(a.count):
             body = (a.body or 'Hello from smtplib.').replace('\\n', '\r\n')
             msg = (f'From: <{a.sender}>\r\nTo: <{a.to[0]}>\r\nSubject: listener test {i}\r\n'
@@ -151,6 +171,11 @@ def main():
     p.add_argument('--count', type=int, default=1)
     p.add_argument('--body')
     p.add_argument('--helo', action='store_true')
+    p.add_argument('--user')
+    p.add_argument('--password')
+    p.add_argument('--mech')  # PLAIN or LOGIN; default: smtplib's choice
+    p.add_argument('--starttls', action='store_true')
+    p.add_argument('--cafile')
     p.add_argument('--send', action='append', default=[])
     p.add_argument('--wait', type=float, default=2.0)
     p.add_argument('--fill', type=int, default=0)
