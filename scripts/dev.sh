@@ -6,6 +6,7 @@
 #     under ./var/captured/ — the dev config routes ALL mail there, nothing leaves the machine
 #   * spoold in the foreground, logging to the terminal; Ctrl-C stops both.
 # Then, in another terminal:  printf 'Subject: hi\n\nhello\n' | build/dev/ctl/sendmail -C var/spoold.yaml you@example.com
+#   or over SMTP:               swaks --server 127.0.0.1:2587 --to you@example.com
 #                        or:  drop a file into var/spool/incoming/ (write elsewhere, then mv it in)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +32,9 @@ delivery:
   idle_timeout: 2s
 routes:
   - { match: ["*"], hosts: ["127.0.0.1:2525"] }
+listen:
+  - address: "127.0.0.1:2587"        # SMTP in: swaks --server 127.0.0.1:2587 --to you@example.com
+admin_address: you@example.com       # where mail to root and other local names goes
 logging: { level: info, format: text }
 YAML
 fi

@@ -106,9 +106,11 @@ cat >"$WORK/expected" <<EOF
 -rwxr-xr-x root/root ./usr/sbin/spoolctl
 -rwxr-xr-x root/root ./usr/sbin/spoold
 lrwxrwxrwx root/root ./usr/bin/mailq -> ../sbin/spoolctl
+lrwxrwxrwx root/root ./usr/bin/newaliases -> ../sbin/spoolctl
 lrwxrwxrwx root/root ./usr/lib/sendmail -> ../sbin/sendmail
 lrwxrwxrwx root/root ./usr/sbin/sendmail -> spoolctl
 lrwxrwxrwx root/root ./usr/share/man/man8/mailq.8.gz -> spoolctl.8.gz
+lrwxrwxrwx root/root ./usr/share/man/man8/newaliases.8.gz -> spoolctl.8.gz
 lrwxrwxrwx root/root ./usr/share/man/man8/sendmail.8.gz -> spoolctl.8.gz
 EOF
 sort -o "$WORK/expected" "$WORK/expected"
@@ -130,10 +132,10 @@ echo "== dpkg -x"
 ROOT=$WORK/root
 dpkg -x "$DEB" "$ROOT"
 resolve() { (cd "$ROOT" && realpath -m --relative-base="$ROOT" "$ROOT$1"); }
-for link in /usr/sbin/sendmail /usr/lib/sendmail /usr/bin/mailq; do
+for link in /usr/sbin/sendmail /usr/lib/sendmail /usr/bin/mailq /usr/bin/newaliases; do
   check "$link resolves to /usr/sbin/spoolctl" test "$(resolve "$link")" = "usr/sbin/spoolctl"
 done
-for link in sendmail mailq; do
+for link in sendmail mailq newaliases; do
   check "man8/$link.8.gz resolves to spoolctl.8.gz" test -f "$ROOT/usr/share/man/man8/$link.8.gz"
 done
 check "spoold and spoolctl are stripped ELF executables" \
@@ -160,12 +162,45 @@ check "sendmail left one drop file in incoming/ (found ${#drops[@]})" test "${#d
 check "the drop is addressed to you@example.org" grep -qx 'RCPT TO:<you@example.org>' "${drops[0]:-/dev/null}"
 check "/usr/bin/mailq answers as mailq" \
   bash -c "'$ROOT/usr/bin/mailq' -C '$WORK/smoke.yaml' 2>/dev/null | grep -qx 'Mail queue is empty'"
+check "/usr/bin/newaliases answers as newaliases" \
+  bash -c "'$ROOT/usr/bin/newaliases' -C '$WORK/smoke.yaml' 2>/dev/null | grep -qx '0 aliases (from $WORK/smoke.yaml; no aliases_file)'"
 check "/usr/sbin/spoolctl answers as spoolctl" \
   bash -c "'$ROOT/usr/sbin/spoolctl' --config '$WORK/smoke.yaml' --json status 2>/dev/null | grep -q '\"incoming\":1'"
 
 # --- the shipped config --------------------------------------------------------------------------
 echo "== config"
 check "the shipped config loads" "$ROOT/usr/sbin/spoold" --check-config --config "$ROOT/etc/spoold/spoold.yaml"
+# The shipped listener, moved to a free port and a scratch spool: up on loopback, nowhere else,
+# and it takes a message.
+echo "== listener"
+LPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+sed -E -e "s#:25\"#:$LPORT\"#" "$ROOT/etc/spoold/spoold.yaml" >"$WORK/listen.yaml"
+printf 'spool_dir: %s\ncontrol_socket: %s\nhostname: pkg.test\n' "$WORK/lspool" "$WORK/l.sock" >>"$WORK/listen.yaml"
+"$ROOT/usr/sbin/spoold" --config "$WORK/listen.yaml" 2>"$WORK/listen.log" &
+LPID=$!
+for _ in $(seq 1 100); do
+  ss -ltnH "sport = :$LPORT" 2>/dev/null | grep -q . && break
+  sleep 0.1
+done
+ss -ltnH "sport = :$LPORT" | awk '{print $4}' >"$WORK/bound"
+check "the shipped listener is up on 127.0.0.1:$LPORT" grep -qxF "127.0.0.1:$LPORT" "$WORK/bound"
+check "the shipped listener is bound to loopback only ($(tr '\n' ' ' <"$WORK/bound"))" \
+  bash -c "! grep -qvxE '(127\\.0\\.0\\.1|\\[::1\\]):$LPORT' '$WORK/bound'"
+if /usr/bin/python3 - "$LPORT" >"$WORK/listen.client" 2>&1 <<'PY'; then
+import smtplib, sys
+with smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=10) as c:
+    c.sendmail("app@pkg.test", ["someone@example.org"], "Subject: via the listener\r\n\r\nhi\r\n")
+PY
+  pass
+else
+  cat "$WORK/listen.client" "$WORK/listen.log" >&2
+  fail "the shipped listener accepts a message from 127.0.0.1"
+fi
+kill "$LPID" 2>/dev/null
+wait "$LPID" 2>/dev/null
+check "the listener logged the client (spoold's log: client=localhost[127.0.0.1])" \
+  grep -q 'client=localhost\[127.0.0.1\]' "$WORK/listen.log"
+
 # Uncomment every commented key ('#key:' / '#  key:' / '#  - ...'); prose comments start '# Capital'.
 printf 'relay-secret\n' >"$WORK/corp.pw"
 sed -E -e 's/^#( *([a-z_]+:( |$)|- ))/\1/' -e "s#/etc/spoold/corp.pw#$WORK/corp.pw#" \
@@ -279,7 +314,8 @@ else
   fail "systemd-analyze verify spoold.service (any message counts)"
 fi
 for key in "Type=notify" "User=spoold" "Group=spoold" "Restart=on-failure" "NoNewPrivileges=true" \
-  "ProtectSystem=strict" "ProtectHome=true" "PrivateTmp=true" "CapabilityBoundingSet=" \
+  "ProtectSystem=strict" "ProtectHome=true" "PrivateTmp=true" "CapabilityBoundingSet=CAP_NET_BIND_SERVICE" \
+  "AmbientCapabilities=CAP_NET_BIND_SERVICE" \
   "ReadWritePaths=/var/spool/spoold /run/spoold" "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6" \
   "SystemCallFilter=@system-service" "ExecReload=/bin/kill -HUP \$MAINPID" \
   "ExecStart=/usr/sbin/spoold --config /etc/spoold/spoold.yaml"; do
