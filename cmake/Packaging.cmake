@@ -1,6 +1,6 @@
 # cmake/Packaging.cmake — install rules and the Debian package (`cpack -G DEB` in the build dir).
 # Rule: the .deb follows Debian's layout for an MTA: binaries in /usr/sbin, /usr/sbin/sendmail,
-# /usr/lib/sendmail and /usr/bin/mailq as links to spoolctl, the config in /etc/spoold as a conffile,
+# /usr/lib/sendmail, /usr/bin/mailq and /usr/bin/newaliases as links to spoolctl, the config in /etc/spoold as a conffile,
 # the unit in /lib/systemd/system, sysusers/tmpfiles in /usr/lib, gzipped man pages and docs, and
 # Provides/Conflicts/Replaces mail-transport-agent. Nothing is shipped set-uid: postinst sets
 # spoolctl 4755 spoold:spoold through dpkg-statoverride (docs/spoolctl.md, "Permissions").
@@ -72,14 +72,16 @@ file(MAKE_DIRECTORY "${_pkg_out}/links/sbin" "${_pkg_out}/links/bin" "${_pkg_out
 _spoold_link(sbin/sendmail spoolctl)
 _spoold_link(lib/sendmail ../sbin/sendmail)
 _spoold_link(bin/mailq ../sbin/spoolctl)
+_spoold_link(bin/newaliases ../sbin/spoolctl)
 _spoold_link(man8/sendmail.8.gz spoolctl.8.gz)
 _spoold_link(man8/mailq.8.gz spoolctl.8.gz)
+_spoold_link(man8/newaliases.8.gz spoolctl.8.gz)
 
 # --- install rules ------------------------------------------------------------------------------
 install(TARGETS spoold spoolctl RUNTIME DESTINATION sbin)
 install(FILES "${_pkg_out}/links/sbin/sendmail" DESTINATION sbin)
 install(FILES "${_pkg_out}/links/lib/sendmail" DESTINATION lib)
-install(FILES "${_pkg_out}/links/bin/mailq" DESTINATION bin)
+install(FILES "${_pkg_out}/links/bin/mailq" "${_pkg_out}/links/bin/newaliases" DESTINATION bin)
 # The config is never overwritten by `cmake --install` (an admin's edits survive); the package
 # stages into an empty tree, so it always ships it, and dpkg's conffile handling takes over.
 install(CODE "
@@ -96,7 +98,7 @@ foreach(page IN LISTS _pkg_man8)
   install(FILES "${_pkg_out}/man/${page}.gz" DESTINATION share/man/man8)
 endforeach()
 install(FILES "${_pkg_out}/links/man8/sendmail.8.gz" "${_pkg_out}/links/man8/mailq.8.gz"
-        DESTINATION share/man/man8)
+              "${_pkg_out}/links/man8/newaliases.8.gz" DESTINATION share/man/man8)
 install(FILES "${_pkg_out}/man/spoold.yaml.5.gz" DESTINATION share/man/man5)
 install(FILES "${_pkg_src}/debian/copyright" "${_pkg_out}/doc/changelog.gz" DESTINATION "${_pkg_doc}")
 foreach(doc IN LISTS _pkg_docs)

@@ -140,7 +140,7 @@ std::vector<std::string> ids_of(const Json& request) {
 Json flush_request(spool::Spool& spool, const Json& request, int64_t now) {
   auto req = parse_list_request(request);
   if (!req) return error_response(req.error().message);
-  if (req->select.place && *req->select.place != spool::Place::queue)
+  if ((req->select.place && *req->select.place != spool::Place::queue) || !req->entries)
     return error_response("flush applies to queued messages only");
   if (req->select.tier && *req->select.tier >= spool.tiers())
     return error_response(
@@ -155,7 +155,7 @@ Json read_request(spool::Spool& spool, const std::string& cmd, const Json& reque
   } else if (cmd == "list") {
     auto req = parse_list_request(request);
     if (!req) return error_response(req.error().message);
-    r = list_view(spool, *req);
+    r = list_view(spool, *req, now);
   } else {
     const Json& id = request["id"];
     if (!id.is_string() || id.as_string().empty()) return error_response("show needs an id");

@@ -3,6 +3,7 @@
 #include "control/views.h"
 
 #include <dirent.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -107,11 +108,18 @@ Result<ListRequest> parse_list_request(const Json& request) {
   }
   const Json& place = request["place"];
   if (!place.is_null()) {
-    auto p = parse_place(place.as_string());
-    if (!p) return make_error("place must be queue, hold or failed");
-    if (req.select.tier && *p != spool::Place::queue) return make_error("tier only applies to place queue");
-    req.select.place = p;
+    if (place.as_string() == "incoming") {
+      if (req.select.tier) return make_error("tier only applies to place queue");
+      if (!req.select.domain.empty()) return make_error("domain does not apply to place incoming");
+      req.entries = false;
+    } else {
+      auto p = parse_place(place.as_string());
+      if (!p) return make_error("place must be queue, hold, failed or incoming");
+      if (req.select.tier && *p != spool::Place::queue) return make_error("tier only applies to place queue");
+      req.select.place = p;
+    }
   }
+  if (req.select.place || req.select.tier || !req.select.domain.empty()) req.incoming = false;
   const Json& limit = request["limit"];
   if (!limit.is_null()) {
     if (!limit.is_int() || limit.as_int() <= 0) return make_error("limit must be a positive integer");
@@ -200,25 +208,59 @@ Result<Json> status_view(const spool::Spool& spool, int64_t now) {
   return r;
 }
 
-Result<Json> list_view(const spool::Spool& spool, const ListRequest& req) {
-  // Sorted by arrival, then id (ids grow with the arrival time's microseconds).
-  std::vector<std::tuple<int64_t, std::string, Json>> found;
-  bool truncated = false;
-  auto r = for_each_entry(spool, req.select, [&](const spool::EntryRef& ref, const spool::Entry& e) {
-    if (found.size() >= req.limit) {
-      truncated = true;
-      return false;
-    }
-    found.emplace_back(e.arrived, e.id, message_json(ref, e));
-    return true;
-  });
-  if (!r) return r.error();
-  std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) {
+Json incoming_json(std::string_view name, uint64_t size, int64_t mtime, int64_t now) {
+  return Json()
+      .set("name", std::string(name))
+      .set("state", "incoming")
+      .set("size", size)
+      .set("mtime", mtime)
+      .set("age_s", std::max<int64_t>(0, now - mtime));
+}
+
+Result<Json> list_view(const spool::Spool& spool, const ListRequest& req, int64_t now) {
+  using Found = std::tuple<int64_t, std::string, Json>;
+  auto by_time = [](const Found& a, const Found& b) {
     return std::tie(std::get<0>(a), std::get<1>(a)) < std::tie(std::get<0>(b), std::get<1>(b));
-  });
-  Json messages = Json::Array{};
+  };
+  // Sorted by arrival, then id (ids grow with the arrival time's microseconds).
+  std::vector<Found> found;
+  bool truncated = false;
+  if (req.entries) {
+    auto r = for_each_entry(spool, req.select, [&](const spool::EntryRef& ref, const spool::Entry& e) {
+      if (found.size() >= req.limit) {
+        truncated = true;
+        return false;
+      }
+      found.emplace_back(e.arrived, e.id, message_json(ref, e));
+      return true;
+    });
+    if (!r) return r.error();
+    std::sort(found.begin(), found.end(), by_time);
+  }
+  // Drops not picked up yet, in what is left of the limit; one that pickup takes meanwhile is
+  // skipped (it shows up as an entry the next time).
+  std::vector<Found> drops;
+  if (req.incoming) {
+    size_t room = req.limit - std::min(req.limit, found.size());
+    auto names = spool.list_incoming(room + 1);
+    if (!names) return names.error();
+    if (names->size() > room) truncated = true;
+    const std::string dir = spool.dir() + "/incoming/";
+    for (size_t i = 0; i < names->size() && i < room; ++i) {
+      struct stat st {};
+      if (::lstat((dir + (*names)[i]).c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+      drops.emplace_back(st.st_mtime, (*names)[i],
+                         incoming_json((*names)[i], static_cast<uint64_t>(st.st_size), st.st_mtime, now));
+    }
+    std::sort(drops.begin(), drops.end(), by_time);
+  }
+  Json messages = Json::Array{}, incoming = Json::Array{};
   for (auto& f : found) messages.push(std::move(std::get<2>(f)));
-  return ok_response().set("messages", std::move(messages)).set("truncated", truncated);
+  for (auto& d : drops) incoming.push(std::move(std::get<2>(d)));
+  return ok_response()
+      .set("messages", std::move(messages))
+      .set("incoming", std::move(incoming))
+      .set("truncated", truncated);
 }
 
 Result<Json> show_view(const spool::Spool& spool, std::string_view id) {

@@ -31,18 +31,27 @@ struct Selection {
 
 struct ListRequest {
   Selection select;
-  size_t limit = kDefaultListLimit;
+  size_t limit = kDefaultListLimit;  // messages[] and incoming[] together
+  // Drops in incoming/ not picked up yet: listed unless a tier, domain or place narrows the list
+  // (they have neither yet: the drop is not parsed for a listing); place "incoming" lists only them.
+  bool incoming = true;
+  bool entries = true;  // queue entries (false for place "incoming")
 };
 
-// Reads "tier", "domain", "place" and "limit" of a list/flush request; an error names a bad field.
+// Reads "tier", "domain", "place" ("queue", "hold", "failed" or "incoming") and "limit" of a
+// list/flush request; an error names a bad field.
 Result<ListRequest> parse_list_request(const Json& request);
 
 // {"ok":true, daemon{running:false,pid:0,uptime_s:0,instance}, tiers[{tier,delay_s,messages,oldest_s}],
 //  incoming, failed, bad, held, in_flight (lock files present), counters{…all 0}, destinations[]}
 Result<Json> status_view(const spool::Spool& spool, int64_t now);
 
-// {"ok":true, messages[…message_json…] sorted by arrival, truncated}
-Result<Json> list_view(const spool::Spool& spool, const ListRequest& req);
+// {"ok":true, messages[…message_json…] sorted by arrival, incoming[…incoming_json…] sorted by
+//  mtime, truncated}
+Result<Json> list_view(const spool::Spool& spool, const ListRequest& req, int64_t now);
+
+// A drop in incoming/ that pickup has not taken yet: {name, state:"incoming", size, mtime, age_s}.
+Json incoming_json(std::string_view name, uint64_t size, int64_t mtime, int64_t now);
 
 // {"ok":true, message{…message_json…, headers, headers_truncated}}; an error when the id is unknown.
 Result<Json> show_view(const spool::Spool& spool, std::string_view id);

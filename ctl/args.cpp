@@ -97,8 +97,9 @@ Result<void> check_command(const CtlArgs& a) {
     return make_error(a.command + " takes no --tier/--domain/--place/--limit");
   if (a.command != "list" && (!a.place.empty() || a.limit))
     return make_error("--place and --limit are for list");
-  if (!a.place.empty() && a.place != "queue" && a.place != "hold" && a.place != "failed")
-    return make_error("--place must be queue, hold or failed");
+  if (!a.place.empty() && a.place != "queue" && a.place != "hold" && a.place != "failed" &&
+      a.place != "incoming")
+    return make_error("--place must be queue, hold, failed or incoming");
   switch (spec->ids) {
     case IdRule::none:
       if (!a.ids.empty()) return make_error(a.command + " takes no message ids");
@@ -205,9 +206,11 @@ class SendmailOptionParser {
     } else if (rest == "p") {
       out_.mode = SendmailMode::list;
     } else if (rest == "i") {
-      out_.mode = SendmailMode::no_aliases;
+      out_.mode = SendmailMode::newaliases;
+    } else if (rest == "s") {
+      out_.mode = SendmailMode::smtp;
     } else {
-      return make_error(fmt::format("-b{} is not supported (only -bm, -bp and -bi)", rest));
+      return make_error(fmt::format("-b{} is not supported (only -bm, -bs, -bp and -bi)", rest));
     }
     return {};
   }
@@ -225,6 +228,7 @@ Personality personality_of(std::string_view argv0) {
   std::string_view base = slash == std::string_view::npos ? argv0 : argv0.substr(slash + 1);
   if (base.starts_with("sendmail")) return Personality::sendmail;
   if (base.starts_with("mailq")) return Personality::mailq;
+  if (base.starts_with("newaliases")) return Personality::newaliases;
   return Personality::spoolctl;
 }
 
@@ -268,6 +272,24 @@ Result<CtlArgs> parse_mailq_args(const std::vector<std::string>& args) {
   return out;
 }
 
+Result<NewaliasesArgs> parse_newaliases_args(const std::vector<std::string>& args) {
+  NewaliasesArgs out;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "-C" || a == "--config") {
+      if (i + 1 >= args.size()) return make_error(a + " needs a file");
+      out.config = args[++i];
+    } else if (a.starts_with("--config=")) {
+      out.config = a.substr(9);
+    } else if (a == "-h" || a == "--help") {
+      out.help = true;
+    } else if (a != "-v") {  // sendmail's newaliases takes -v; there is nothing more to say
+      return make_error(fmt::format("unknown argument '{}'", a));
+    }
+  }
+  return out;
+}
+
 Result<SendmailArgs> parse_sendmail_args(const std::vector<std::string>& args) {
   SendmailArgs out;
   SendmailOptionParser opts(args, out);
@@ -282,6 +304,8 @@ Result<SendmailArgs> parse_sendmail_args(const std::vector<std::string>& args) {
       out.recipients.push_back(a);
     }
   }
+  if (out.mode == SendmailMode::smtp && !out.recipients.empty())
+    return make_error("-bs takes no recipients (they come with RCPT TO)");
   return out;
 }
 
@@ -289,8 +313,8 @@ std::string_view spoolctl_usage() {
   return R"(usage: spoolctl [--config FILE] COMMAND [ARGS] [--json]
 commands:
   status                                  queue counts per tier, oldest message, daemon state
-  list [--tier N] [--domain D] [--place queue|hold|failed] [--limit N]
-                                          messages, like mailq
+  list [--tier N] [--domain D] [--place queue|hold|failed|incoming] [--limit N]
+                                          messages, like mailq (incoming/ too)
   show ID                                 envelope, recipients, last replies, headers
   flush [--tier N] [--domain D] [ID...]   make deferred messages due now
   hold ID...      release ID...           take out of / put back into scheduling
@@ -305,6 +329,7 @@ config: --config FILE, else $SPOOLD_CONFIG, else /etc/spoold/spoold.yaml
 
 std::string_view sendmail_usage() {
   return R"(usage: sendmail [-t] [-i|-oi] [-f SENDER] [-F NAME] [-C CONFIG] [--] [RCPT...]
+       sendmail -bs   (SMTP on stdin/stdout)
        sendmail -bp   (= mailq)        sendmail -q   (= spoolctl flush)
 reads a message on stdin; without -i a line with only "." ends it
 )";

@@ -1,4 +1,5 @@
-// ctl/args.h — command lines of the three personalities of one binary: spoolctl, sendmail, mailq.
+// ctl/args.h — command lines of the personalities of one binary: spoolctl, sendmail, mailq,
+// newaliases.
 // Rule: pure functions (no I/O); a usage error is an Error whose message says what was wrong, and
 // the caller maps it to exit code 2 (spoolctl, mailq) or 64 EX_USAGE (sendmail).
 #pragma once
@@ -12,8 +13,9 @@
 
 namespace spoold::ctl {
 
-enum class Personality { spoolctl, sendmail, mailq };
-// By the basename of argv[0]: "sendmail" (also "sendmail.spoold" etc.), "mailq", else spoolctl.
+enum class Personality { spoolctl, sendmail, mailq, newaliases };
+// By the basename of argv[0]: "sendmail" (also "sendmail.spoold" etc.), "mailq", "newaliases",
+// else spoolctl.
 Personality personality_of(std::string_view argv0);
 
 // spoolctl [--config FILE] COMMAND [ARGS] [--json]
@@ -34,8 +36,15 @@ Result<CtlArgs> parse_ctl_args(const std::vector<std::string>& args);  // args w
 // mailq [-C FILE] [--config FILE] [--json]: the same as `spoolctl list`.
 Result<CtlArgs> parse_mailq_args(const std::vector<std::string>& args);
 
-// What a sendmail command line asks for.
-enum class SendmailMode { deliver, list, flush, no_aliases };
+// newaliases [-C FILE | --config FILE]: the config file ("" = the default); -v is accepted.
+struct NewaliasesArgs {
+  std::string config;
+  bool help = false;
+};
+Result<NewaliasesArgs> parse_newaliases_args(const std::vector<std::string>& args);
+
+// What a sendmail command line asks for: -bm (the default), -bp, -q, -bi, -bs (SMTP on stdin/stdout).
+enum class SendmailMode { deliver, list, flush, newaliases, smtp };
 
 struct SendmailArgs {
   SendmailMode mode = SendmailMode::deliver;

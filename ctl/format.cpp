@@ -134,10 +134,22 @@ std::string format_status(const Json& s, int64_t now) {
   return out;
 }
 
+namespace {
+
+// A file name as it may be printed: anyone who can write to incoming/ chooses it.
+std::string printable_name(std::string_view name) {
+  std::string out;
+  for (char c : name)
+    out += (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7F) ? '?' : c;
+  return out;
+}
+
+}  // namespace
+
 std::string format_list(const Json& list, int64_t now) {
-  (void)now;
   const auto& msgs = list["messages"].as_array();
-  if (msgs.empty()) return "Mail queue is empty\n";
+  const auto& drops = list["incoming"].as_array();
+  if (msgs.empty() && drops.empty()) return "Mail queue is empty\n";
   std::string out = fmt::format("{:<31} {:>8} {:<20} {}\n", "-Queue ID-", "--Size--", "----Arrival Time----",
                                 "-Sender/Recipient-------");
   int64_t bytes = 0;
@@ -158,8 +170,17 @@ std::string format_list(const Json& list, int64_t now) {
     }
     out += "\n";
   }
-  out += fmt::format("-- {} Kbytes in {} Request{}.\n", (bytes + 1023) / 1024, msgs.size(),
-                     msgs.size() == 1 ? "" : "s");
+  // Drops pickup has not taken yet: no queue id, sender or recipients until it has.
+  for (const auto& d : drops) {
+    bytes += d["size"].as_int();
+    int64_t mtime = d["mtime"].as_int();
+    out += fmt::format("{:<31} {:>8} {:<20} (incoming, not picked up yet, {} old)\n\n",
+                       printable_name(d["name"].as_string()), d["size"].as_int(),
+                       local_time(mtime, "%a %b %e %H:%M:%S"), format_age(now - mtime));
+  }
+  size_t requests = msgs.size() + drops.size();
+  out += fmt::format("-- {} Kbytes in {} Request{}.\n", (bytes + 1023) / 1024, requests,
+                     requests == 1 ? "" : "s");
   if (list["truncated"].as_bool()) out += "(list truncated; narrow it with --tier, --domain or --limit)\n";
   return out;
 }

@@ -30,7 +30,8 @@ class Table {
 
 std::string format_status(const control::Json& status, int64_t now);
 // Like Postfix mailq: "-Queue ID- --Size-- ----Arrival Time---- -Sender/Recipient-------", a
-// '!' after a held id, the pending recipients indented under the sender with their last reply.
+// '!' after a held id, the pending recipients indented under the sender with their last reply;
+// then the drops in incoming/ not picked up yet, by file name, "(incoming, not picked up yet, AGE old)".
 std::string format_list(const control::Json& list, int64_t now);
 std::string format_show(const control::Json& show, int64_t now);
 // done[]/errors{} of hold/release/delete/bounce/requeue, or flushed/errors of flush.

@@ -1,4 +1,5 @@
-// ctl/main.cpp — one binary, three names: spoolctl, sendmail, mailq (by the basename of argv[0]).
+// ctl/main.cpp — one binary, four names: spoolctl, sendmail, mailq, newaliases (by the basename
+// of argv[0]).
 // Rule: what a command printed is only printed once stdout took it; a full disk or a closed pipe
 // is an error (EX_IOERR), never exit 0 with the output lost (coreutils' close_stdout does the same).
 #include <cerrno>
@@ -21,6 +22,8 @@ int run(const std::vector<std::string>& args, const char* argv0) {
       return spoold::ctl::sendmail_main(args);
     case spoold::ctl::Personality::mailq:
       return spoold::ctl::mailq_main(args);
+    case spoold::ctl::Personality::newaliases:
+      return spoold::ctl::newaliases_main(args);
     case spoold::ctl::Personality::spoolctl:
       break;
   }

@@ -1,4 +1,5 @@
-// ctl/sendmail.cpp — the sendmail personality: read stdin, check it, drop it into incoming/.
+// ctl/sendmail.cpp — the sendmail personality: read stdin, check it, drop it into incoming/
+// (-bs, SMTP on stdin/stdout, is ctl/smtp_stdio.cpp).
 // Rule: exit 0 only once the drop file is durable (TempFile::commit: fsync, rename, fsync dir);
 // nothing is written when the message is refused, and privileges are taken only for the write.
 #include <pwd.h>
@@ -23,13 +24,6 @@ int fail(int code, const std::string& message) {
   return code;
 }
 
-// The caller's login name, from the real uid (a set-uid run still names the caller).
-std::string user_name() {
-  const passwd* pw = ::getpwuid(::getuid());
-  if (pw && pw->pw_name && *pw->pw_name) return pw->pw_name;
-  return fmt::format("uid{}", ::getuid());
-}
-
 SubmitOptions submit_options(const SendmailArgs& a, const config::Config& cfg) {
   SubmitOptions o;
   o.sender = a.sender;
@@ -37,7 +31,7 @@ SubmitOptions submit_options(const SendmailArgs& a, const config::Config& cfg) {
   o.extract = a.extract;
   o.full_name = a.full_name;
   o.qualify_domain = cfg.hostname;
-  o.default_sender = user_name() + "@" + cfg.hostname;
+  o.default_sender = local_submitter().user + "@" + cfg.hostname;
   o.max_message_size = cfg.queue.max_message_size;
   return o;
 }
@@ -45,14 +39,6 @@ SubmitOptions submit_options(const SendmailArgs& a, const config::Config& cfg) {
 bool is_dir(const std::string& path) {
   struct stat st {};
   return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-// Creates the spool layout (as its owner) when a drop arrives before spoold ever ran.
-Result<void> ensure_layout(const config::Config& cfg) {
-  if (is_dir(cfg.spool_dir + "/incoming") && is_dir(cfg.spool_dir + "/tmp")) return {};
-  auto sp = spool::Spool::open(control::spool_options(cfg));
-  if (!sp) return sp.error();
-  return {};
 }
 
 int other_mode(const SendmailArgs& a, const std::string& config_flag) {
@@ -65,9 +51,9 @@ int other_mode(const SendmailArgs& a, const std::string& config_flag) {
     case SendmailMode::flush:
       c.command = "flush";
       return run_command(c, "sendmail");
-    case SendmailMode::no_aliases:
-      std::fprintf(stderr, "sendmail: spoold has no alias database; nothing to do\n");
-      return 0;
+    case SendmailMode::newaliases:  // -bi
+      return run_newaliases(c.config, "sendmail");
+    case SendmailMode::smtp:  // run_sendmail() handles it
     case SendmailMode::deliver:
       break;
   }
@@ -76,7 +62,24 @@ int other_mode(const SendmailArgs& a, const std::string& config_flag) {
 
 }  // namespace
 
+LocalSubmitter local_submitter() {
+  LocalSubmitter w;
+  w.uid = static_cast<long>(::getuid());
+  const passwd* pw = ::getpwuid(::getuid());
+  w.user = pw && pw->pw_name && *pw->pw_name ? pw->pw_name : fmt::format("uid{}", w.uid);
+  return w;
+}
+
+Result<void> ensure_spool_layout(const config::Config& cfg) {
+  if (is_dir(cfg.spool_dir + "/incoming") && is_dir(cfg.spool_dir + "/tmp")) return {};
+  auto sp = spool::Spool::open(control::spool_options(cfg));
+  if (!sp) return sp.error();
+  return {};
+}
+
 int run_sendmail(const SendmailArgs& a, const std::string& config_flag) {
+  // -bs: nothing on stderr at start (Symfony Mailer fails a transport whose stderr speaks).
+  if (a.mode == SendmailMode::smtp) return run_sendmail_smtp(a, config_flag);
   for (const auto& w : a.warnings) std::fprintf(stderr, "sendmail: %s\n", w.c_str());
   if (a.mode != SendmailMode::deliver) return other_mode(a, config_flag);
   if (a.recipients.empty() && !a.extract)
@@ -90,7 +93,8 @@ int run_sendmail(const SendmailArgs& a, const std::string& config_flag) {
   if (auto r = become_spool_owner(cfg->spool_dir); !r) return fail(kExTempFail, r.error().message);
   Elevated priv;
   if (!priv.ok()) return fail(kExTempFail, "cannot take up the spool owner's identity");
-  if (auto r = ensure_layout(*cfg); !r) return fail(kExTempFail, "spool unusable: " + r.error().message);
+  if (auto r = ensure_spool_layout(*cfg); !r)
+    return fail(kExTempFail, "spool unusable: " + r.error().message);
   auto name = write_drop(cfg->spool_dir, sub->drop);
   if (!name) return fail(kExTempFail, "cannot write to the spool: " + name.error().message);
   return 0;
@@ -103,7 +107,8 @@ int sendmail_main(const std::vector<std::string>& args) {
                  static_cast<int>(sendmail_usage().size()), sendmail_usage().data());
     return kExUsage;
   }
-  if (!setuid_active() || a->mode == SendmailMode::deliver) return run_sendmail(*a, "");
+  bool submits = a->mode == SendmailMode::deliver || a->mode == SendmailMode::smtp;
+  if (!setuid_active() || submits) return run_sendmail(*a, "");
   if (auto r = drop_setuid(); !r) return fail(1, r.error().message);
   return run_sendmail(*a, "");
 }

@@ -104,18 +104,20 @@ int print_answer(const CtlArgs& a, const Json& answer, const char* prog) {
 
 }  // namespace
 
-Result<config::Config> load_config(const std::string& flag, const char* prog) {
+Result<config::Config> load_config(const std::string& flag, const char* prog, bool read_aliases_file,
+                                   bool quiet) {
+  const config::LoadOptions options{.read_aliases_file = read_aliases_file};
   std::string path = config::default_path(flag);
   if (setuid_active()) {
     const std::string trusted = kSystemConfig;
-    if (path != trusted)
+    if (path != trusted && !quiet)
       std::fprintf(stderr, "%s: set-uid: ignoring config %s, using %s\n", prog, path.c_str(),
                    trusted.c_str());
     path = trusted;
     Elevated priv;  // the trusted file may name password files only the spool owner can read
-    return config::load_file(path);
+    return config::load_file(path, options);
   }
-  return config::load_file(path);
+  return config::load_file(path, options);
 }
 
 int run_command(const CtlArgs& a, const char* prog) {

@@ -150,10 +150,36 @@ TEST_CASE_METHOD(Fixture, "list filters by tier, domain and place and reports re
 
 TEST_CASE_METHOD(Fixture, "list is bounded and says it was truncated") {
   for (int i = 0; i < 5; ++i) add({"bob@example.org"});
-  auto r = control::list_view(sp, control::ListRequest{{}, 3});
+  auto r = control::list_view(sp, control::ListRequest{{}, 3}, 0);
   REQUIRE(r.ok());
   CHECK((*r)["messages"].as_array().size() == 3);
   CHECK((*r)["truncated"].as_bool());
+}
+
+TEST_CASE_METHOD(Fixture, "list shows drops in incoming/ by name, size and age; flush leaves them alone") {
+  auto a = add({"bob@example.org"});
+  std::string dir = tmp / "spool/incoming";
+  spoold::test::write_file(dir + "/sendmail.1.a",
+                           "MAIL FROM:<a@example.com>\nRCPT TO:<b@example.org>\n\nx\n");
+  spoold::test::write_file(dir + "/.hidden", "not a drop");
+  spoold::test::write_file(dir + "/x.lock", "a claim");
+  auto r = control::list_view(sp, control::ListRequest{}, now + 7);
+  REQUIRE(r.ok());
+  CHECK(ids_in(*r) == std::vector<std::string>{a});
+  const auto& in = (*r)["incoming"].as_array();
+  REQUIRE(in.size() == 1);
+  CHECK(in[0]["name"].as_string() == "sendmail.1.a");
+  CHECK(in[0]["state"].as_string() == "incoming");
+  CHECK(in[0]["size"].as_int() == 53);
+  CHECK(in[0]["age_s"].as_int() >= 6);
+  CHECK(in[0]["age_s"].as_int() <= 9);
+  auto only = ask(Json().set("cmd", "list").set("place", "incoming"));
+  CHECK(only["messages"].as_array().empty());
+  CHECK(only["incoming"].as_array().size() == 1);
+  CHECK(ask(Json().set("cmd", "list").set("place", "queue"))["incoming"].as_array().empty());
+  CHECK_FALSE(
+      ask(Json().set("cmd", "list").set("place", "incoming").set("domain", "x.org"))["ok"].as_bool(true));
+  CHECK_FALSE(ask(Json().set("cmd", "flush").set("place", "incoming"))["ok"].as_bool(true));
 }
 
 TEST_CASE_METHOD(Fixture, "show gives the envelope and the header section only") {

@@ -1,4 +1,4 @@
-// tests/ctl/cli_test.cpp — the built spoolctl / sendmail / mailq binaries run as child processes
+// tests/ctl/cli_test.cpp — the built spoolctl / sendmail / mailq / newaliases binaries run as child processes
 // on a temporary spool with a temporary config: every command offline (no daemon), human and
 // --json; sendmail with each flag, its exit codes, and the daemon's pickup of what it dropped;
 // and the control-socket path against a stand-in daemon that answers one JSON line.
@@ -12,12 +12,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include "control/json.h"
@@ -154,6 +156,63 @@ constexpr const char* kOfflineAct = "daemon not running; acting on the spool dir
 
 // ---- sendmail -------------------------------------------------------------------------------
 
+// ---- newaliases ---------------------------------------------------------------------------------
+
+TEST_CASE_METHOD(Cli, "newaliases: a valid aliases file, and the config's aliases") {
+  std::string aliases = tmp / "aliases";
+  test::write_file(aliases, "# comment\npostmaster: root\nroot: admin@example.com,\n  ops@example.com\n");
+  test::write_file(config,
+                   test::read_file(config) + "aliases: { abuse: root }\naliases_file: " + aliases + "\n");
+  auto r = run("newaliases", {"-C", config});
+  CHECK(r.status == 0);
+  CHECK(r.out == "3 aliases (2 from " + aliases + ", 1 from " + config + ")\n");
+  CHECK(r.err.empty());
+  auto same = run("sendmail", {"-C", config, "-bi"});  // sendmail -bi is newaliases
+  CHECK(same.status == 0);
+  CHECK(same.out == r.out);
+  auto shadowed = Cli();
+  test::write_file(shadowed.config, test::read_file(shadowed.config) + "aliases: { root: me@example.com }\n" +
+                                        "aliases_file: " + aliases + "\n");
+  auto w = shadowed.run("newaliases", {"--config", shadowed.config});
+  CHECK(w.status == 0);
+  CHECK(w.err == "newaliases: warning: " + aliases +
+                     ":3:1: alias 'root' is also in the config's aliases, which win\n");
+}
+
+TEST_CASE_METHOD(Cli, "newaliases: each bad line on stderr as file:line:col, exit 1") {
+  std::string aliases = tmp / "aliases";
+  test::write_file(aliases,
+                   "postmaster: root\nwww: \"|/usr/bin/handler\"\nbad line\nroot: postmaster@localhost\n");
+  test::write_file(config, test::read_file(config) + "aliases_file: " + aliases + "\n");
+  auto r = run("newaliases", {"-C", config});
+  CHECK(r.status == 1);
+  CHECK(r.out.empty());
+  CHECK(r.err == aliases +
+                     ":2:6: '\"|/usr/bin/handler\"': delivery to a command is not supported (spoold only "
+                     "forwards mail)\n" +
+                     aliases + ":3:1: expected 'name: address, ...'\n");
+  CHECK(run("sendmail", {"-C", config, "-bi"}).status == 1);
+  // Mail is still taken: sendmail does not read the aliases file.
+  auto s = sendmail({"you@example.com"}, "Subject: x\n\nhi\n");
+  CHECK(s.status == 0);
+  CHECK(s.err.empty());
+  CHECK(pickup_all().size() == 1);
+}
+
+TEST_CASE_METHOD(Cli, "newaliases: a config that does not load, and usage errors") {
+  test::write_file(config, test::read_file(config) + "aliases_file: " + (tmp / "missing") + "\n");
+  auto r = run("newaliases", {"-C", config});
+  CHECK(r.status == 1);
+  CHECK(r.err == config + ":10:15: aliases_file: cannot read '" + (tmp / "missing") +
+                     "': No such file or directory\n");
+  auto bad = run("newaliases", {"--bogus"});
+  CHECK(bad.status == 2);
+  CHECK(contains(bad.err, "newaliases: unknown argument '--bogus'\nusage: newaliases"));
+  auto help = run("newaliases", {"--help"});
+  CHECK(help.status == 0);
+  CHECK(contains(help.out, "usage: newaliases"));
+}
+
 TEST_CASE_METHOD(Cli, "sendmail drops a message that pickup queues for the named recipients") {
   auto r = sendmail({"bob@example.org", "carol@example.net"}, "Subject: hi\n\nhello\n");
   CHECK(r.status == 0);
@@ -276,7 +335,8 @@ TEST_CASE_METHOD(Cli, "sendmail usage, data and config errors have their sysexit
   };
   const std::vector<Case> cases = {
       {{}, "S: x\n\ny\n", 64, "no recipients"},
-      {{"-bs"}, "", 64, "-bs is not supported"},
+      {{"-bs", "a@example.org"}, "", 64, "-bs takes no recipients"},
+      {{"-bd"}, "", 64, "-bd is not supported"},
       {{"-f"}, "", 64, "needs a value"},
       {{"a@@example.org"}, "S: x\n\ny\n", 65, "bad recipient address"},
       {{"-f", "x@@y", "a@example.org"}, "S: x\n\ny\n", 65, "bad sender address"},
@@ -293,6 +353,155 @@ TEST_CASE_METHOD(Cli, "sendmail usage, data and config errors have their sysexit
   auto r = run("sendmail", {"-C", tmp / "missing.yaml", "a@example.org"}, "S: x\n\ny\n");
   CHECK(r.status == 78);
   CHECK(incoming() == 0);
+}
+
+// ---- sendmail -bs -------------------------------------------------------------------------------
+
+namespace {
+
+// The Received: field -bs writes, up to its date: the caller's login and uid, no client address.
+std::string bs_received(const std::string& helo, const std::string& proto, const std::string& id,
+                        const std::string& rcpt) {
+  return "Received: from " + helo + " (" + user_name() +
+         "@localhost)\r\n\tby mail.test (spoold, from userid " + std::to_string(::getuid()) + ") with " +
+         proto + " id " + id + "\r\n\tfor <" + rcpt + ">; ";
+}
+
+// The message of a drop after its Received: field (the first line that does not continue it).
+std::string after_received(const std::string& message) {
+  size_t pos = message.find("\r\n");
+  while (pos != std::string::npos && pos + 2 < message.size() &&
+         (message[pos + 2] == '\t' || message[pos + 2] == ' '))
+    pos = message.find("\r\n", pos + 2);
+  return pos == std::string::npos ? "" : message.substr(pos + 2);
+}
+
+std::vector<std::string> reply_lines(const std::string& out) {
+  std::vector<std::string> lines;
+  for (size_t start = 0, end; (end = out.find("\r\n", start)) != std::string::npos; start = end + 2)
+    lines.push_back(out.substr(start, end - start));
+  return lines;
+}
+
+}  // namespace
+
+TEST_CASE_METHOD(
+    Cli, "sendmail -bs: Symfony Mailer's transport over pipes, 100 messages under their reported ids") {
+  std::string out = tmp / "symfony.out", err = tmp / "symfony.err";
+  {
+    test::Process p(
+        {test::system_python(), std::string(SPOOLD_SOURCE_DIR) + "/tests/ctl/symfony_sendmail_bs.py",
+         std::string(SPOOLD_BINARY_DIR) + "/ctl/sendmail", config, "100"},
+        out, err);
+    int st = p.wait(90s);
+    INFO(test::read_file(err));
+    REQUIRE(st != -1);
+    REQUIRE(WIFEXITED(st));
+    REQUIRE(WEXITSTATUS(st) == 0);
+  }
+  CHECK(test::read_file(err).empty());
+  auto result = Json::parse(test::read_file(out));
+  REQUIRE(result.ok());
+  const auto& messages = (*result)["messages"].as_array();
+  REQUIRE(messages.size() == 100);
+  auto names = test::list_dir(spool_dir + "/incoming");
+  CHECK(names.size() == 100);
+  CHECK(test::list_dir(spool_dir + "/tmp").empty());
+  std::set<std::string> ids;
+  for (const auto& m : messages) {
+    const std::string& id = m["id"].as_string();
+    INFO(id);
+    ids.insert(id);
+    CHECK(spool::id_time(id) > 0);  // a queue id of this spool, not a made-up name
+    std::string drop = test::read_file(spool_dir + "/incoming/" + id);
+    auto info = spool::parse_drop(drop);
+    REQUIRE(info.ok());
+    CHECK(info->format == spool::DropFormat::envelope_first);
+    CHECK(info->sender == m["from"].as_string());
+    REQUIRE(info->recipients.size() == 1);
+    CHECK(info->recipients[0] == m["to"].as_array()[0].as_string());
+    std::string message = drop.substr(info->body_offset);
+    CHECK(message.starts_with(bs_received("[127.0.0.1]", "SMTP", id, info->recipients[0])));
+    CHECK(after_received(message) == m["message"].as_string());  // dot-stuffing undone, CRLF kept
+    CHECK_FALSE(info->missing_message_id);
+  }
+  CHECK(ids.size() == 100);
+  // The daemon's pickup keeps each id: the one the client was told is the one in the log.
+  auto sp = open_spool();
+  for (const auto& id : ids) {
+    auto r = sp.pickup(id);
+    REQUIRE(r.ok());
+    INFO(r->reason);
+    CHECK(r->outcome == spool::PickupOutcome::queued);
+    CHECK(r->id == id);
+  }
+}
+
+TEST_CASE_METHOD(Cli, "sendmail -bs: EHLO, pipelining, RSET, several recipients, a non-ASCII one refused") {
+  auto r =
+      sendmail({"-bs"},
+               "EHLO client.example\r\n"
+               "MAIL FROM:<> SMTPUTF8\r\nRCPT TO:<bob@example.org>\r\nRCPT TO:<j\xc3\xbcrgen@example.org>\r\n"
+               "RCPT TO:<Postmaster>\r\nDATA\r\nSubject: two\r\n\r\nhi\r\n.\r\n"
+               "MAIL FROM:<a@example.com>\r\nRCPT TO:<c@example.org>\r\nRSET\r\nNOOP\r\nQUIT\r\n");
+  CHECK(r.status == 0);
+  CHECK(r.err.empty());
+  auto lines = reply_lines(r.out);
+  CHECK(contains(r.out, "553 5.6.7 Non-ASCII addresses are not accepted here\r\n"));
+  CHECK(contains(r.out, "\r\n250 2.0.0 Ok\r\n250 2.0.0 Ok\r\n221 2.0.0 Bye\r\n"));  // RSET, NOOP, QUIT
+  REQUIRE(incoming() == 1);
+  std::string id = test::list_dir(spool_dir + "/incoming")[0];
+  CHECK(contains(r.out, "250 2.0.0 Ok: queued as " + id + "\r\n"));
+  std::string drop = test::read_file(spool_dir + "/incoming/" + id);
+  CHECK(
+      drop.starts_with("MAIL FROM:<>\nRCPT TO:<bob@example.org>\nRCPT TO:<postmaster@mail.test>\n\n"
+                       "Received: from client.example (" +
+                       user_name() + "@localhost)\r\n\tby mail.test (spoold, from userid " +
+                       std::to_string(::getuid()) + ") with UTF8SMTP id " + id + ";\r\n\t"));
+  CHECK(drop.ends_with("\r\nSubject: two\r\n\r\nhi\r\n"));
+}
+
+TEST_CASE_METHOD(Cli, "sendmail -bs: end of input, a lost message, a full stdout and a bad config") {
+  // EOF between transactions: what was accepted is kept, exit 0.
+  auto eof = sendmail({"-bs"},
+                      "HELO x\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n"
+                      "S: 1\r\n\r\n1\r\n.\r\n");
+  CHECK(eof.status == 0);
+  CHECK(eof.err.empty());
+  CHECK(incoming() == 1);
+  // EOF within DATA: the message is lost (the client was never told 250), nothing is left behind.
+  auto lost = sendmail({"-bs"},
+                       "HELO x\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n"
+                       "S: 2\r\n\r\nunfinished\r\n");
+  CHECK(lost.status == 75);
+  CHECK(incoming() == 1);
+  CHECK(test::list_dir(spool_dir + "/tmp").empty());
+  // A message too big for max_message_size (10KB here) is refused and not stored.
+  auto big = sendmail({"-bs"},
+                      "HELO x\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n"
+                      "S: 3\r\n\r\n" +
+                          std::string(12000, 'x') + "\r\n.\r\nQUIT\r\n");
+  CHECK(big.status == 0);
+  CHECK(contains(big.out, "\r\n552 "));
+  CHECK(incoming() == 1);
+  CHECK(test::list_dir(spool_dir + "/tmp").empty());
+  // Replies nobody can take: a write error, exit 74 (EX_IOERR), not 0.
+  {
+    std::string in = tmp / "bs.in";
+    test::write_file(in, "HELO x\r\nQUIT\r\n");
+    test::Process p({"/bin/sh", "-c", "exec \"$0\" -bs -C \"$1\" < \"$2\"",
+                     std::string(SPOOLD_BINARY_DIR) + "/ctl/sendmail", config, in},
+                    "/dev/full", tmp / "bs.err");
+    int st = p.wait(30s);
+    REQUIRE(st != -1);
+    CHECK(WIFEXITED(st));
+    CHECK(WEXITSTATUS(st) == 74);
+  }
+  // A config that does not load: 421 on stdout (the client learns it), the reason on stderr.
+  auto bad = run("sendmail", {"-bs", "-C", tmp / "missing.yaml"}, "HELO x\r\n");
+  CHECK(bad.status == 78);
+  CHECK(bad.out.starts_with("421 4.3.0 "));
+  CHECK(contains(bad.err, "missing.yaml"));
 }
 
 // ---- spoolctl and mailq offline -------------------------------------------------------------
@@ -396,6 +605,64 @@ TEST_CASE_METHOD(Queue, "list and mailq offline, human and --json") {
   CHECK(json_of(mqj)["messages"].as_array().size() == 2);
 }
 
+TEST_CASE_METHOD(Queue, "list and mailq show drops in incoming/ not picked up yet") {
+  REQUIRE(sendmail({"zoe@example.org"}, "Subject: fresh\n\nnot picked up\n").status == 0);
+  REQUIRE(sendmail({"-bs"},
+                   "HELO x\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n"
+                   "S: bs\r\n\r\nx\r\n.\r\nQUIT\r\n")
+              .status == 0);
+  auto names = test::list_dir(spool_dir + "/incoming");
+  REQUIRE(names.size() == 2);
+  std::sort(names.begin(), names.end());
+  auto h = ctl({"list"});
+  CHECK(h.status == 0);
+  CHECK(contains(h.out, a));
+  for (const auto& n : names) {
+    INFO(n);
+    CHECK(contains(h.out, n));
+  }
+  CHECK(contains(h.out, "(incoming, not picked up yet, "));
+  CHECK(contains(h.out, "-- 1 Kbytes in 4 Requests."));
+  CHECK(run("mailq", {"-C", config}).out == h.out);
+
+  auto j = json_of(ctl({"list", "--json"}));
+  CHECK(j["messages"].as_array().size() == 2);
+  const auto& in = j["incoming"].as_array();
+  REQUIRE(in.size() == 2);
+  std::vector<std::string> listed;
+  for (const auto& d : in) {
+    listed.push_back(d["name"].as_string());
+    CHECK(d["state"].as_string() == "incoming");
+    CHECK(d["size"].as_int() > 0);
+    CHECK(d["mtime"].as_int() >= now - 5);
+    CHECK(d["age_s"].as_int() >= 0);
+    CHECK(d["age_s"].as_int() < 60);
+  }
+  std::sort(listed.begin(), listed.end());
+  CHECK(listed == names);
+  // Only the drops, or none when a tier, place or domain narrows the list (they have neither yet).
+  auto only = json_of(ctl({"list", "--place", "incoming", "--json"}));
+  CHECK(only["messages"].as_array().empty());
+  CHECK(only["incoming"].as_array().size() == 2);
+  CHECK(json_of(ctl({"list", "--tier", "0", "--json"}))["incoming"].as_array().empty());
+  CHECK(json_of(ctl({"list", "--place", "hold", "--json"}))["incoming"].as_array().empty());
+  CHECK(json_of(ctl({"list", "--domain", "example.org", "--json"}))["incoming"].as_array().empty());
+  CHECK(ctl({"list", "--place", "incoming", "--tier", "0"}).status == 1);
+  CHECK(ctl({"list", "--place", "nowhere"}).status == 2);
+  // The limit covers both lists.
+  auto lim = json_of(ctl({"list", "--limit", "3", "--json"}));
+  CHECK(lim["messages"].as_array().size() + lim["incoming"].as_array().size() == 3);
+  CHECK(lim["truncated"].as_bool());
+  // Once picked up they are queue entries like the others.
+  for (const auto& n : names) REQUIRE(sp.pickup(n).ok());
+  auto after = json_of(ctl({"list", "--json"}));
+  CHECK(after["incoming"].as_array().empty());
+  CHECK(after["messages"].as_array().size() == 4);
+  auto empty = Cli();
+  REQUIRE(empty.sendmail({"x@example.org"}, "S: x\n\ny\n").status == 0);
+  CHECK_FALSE(contains(empty.ctl({"list"}).out, "Mail queue is empty"));
+}
+
 TEST_CASE_METHOD(Queue, "show offline, human and --json") {
   auto h = ctl({"show", b});
   CHECK(h.status == 0);
@@ -427,14 +694,14 @@ TEST_CASE_METHOD(Queue, "flush offline makes deferred messages due now") {
   CHECK(contains(ids.err, "0000000000000000000000000000AA: no such message"));
 }
 
-TEST_CASE_METHOD(Queue, "sendmail -q flushes, -bi has nothing to do") {
+TEST_CASE_METHOD(Queue, "sendmail -q flushes, -bi checks the aliases") {
   auto q = run("sendmail", {"-C", config, "-q"});
   CHECK(q.status == 0);
   CHECK(q.out == "flushed 1 message\n");
   CHECK(where(b).when <= std::time(nullptr));
   auto bi = run("sendmail", {"-C", config, "-bi"});
   CHECK(bi.status == 0);
-  CHECK(contains(bi.err, "no alias database"));
+  CHECK(bi.out == "0 aliases (from " + config + "; no aliases_file)\n");
 }
 
 TEST_CASE_METHOD(Queue, "hold, release, delete and requeue offline") {

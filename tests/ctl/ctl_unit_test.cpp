@@ -22,8 +22,21 @@ TEST_CASE("personality comes from the basename of argv[0]") {
   CHECK(ctl::personality_of("/usr/sbin/sendmail") == ctl::Personality::sendmail);
   CHECK(ctl::personality_of("sendmail") == ctl::Personality::sendmail);
   CHECK(ctl::personality_of("/usr/bin/mailq") == ctl::Personality::mailq);
+  CHECK(ctl::personality_of("/usr/bin/newaliases") == ctl::Personality::newaliases);
   CHECK(ctl::personality_of("./build/ctl/spoolctl") == ctl::Personality::spoolctl);
   CHECK(ctl::personality_of("/opt/sendmail-dir/spoolctl") == ctl::Personality::spoolctl);
+}
+
+TEST_CASE("newaliases arguments") {
+  auto none = ctl::parse_newaliases_args({});
+  REQUIRE(none.ok());
+  CHECK(none->config.empty());
+  CHECK(ctl::parse_newaliases_args({"-C", "/x.yaml"})->config == "/x.yaml");
+  CHECK(ctl::parse_newaliases_args({"--config", "/x.yaml", "-v"})->config == "/x.yaml");
+  CHECK(ctl::parse_newaliases_args({"--config=/y.yaml"})->config == "/y.yaml");
+  CHECK(ctl::parse_newaliases_args({"--help"})->help);
+  CHECK(ctl::parse_newaliases_args({"-C"}).error().message == "-C needs a file");
+  CHECK(ctl::parse_newaliases_args({"x"}).error().message == "unknown argument 'x'");
 }
 
 TEST_CASE("spoolctl arguments") {
@@ -116,6 +129,8 @@ TEST_CASE("sendmail arguments as cron, mailx, PHP and git send-email pass them")
   CHECK(ctl::parse_sendmail_args({"-bp"})->mode == ctl::SendmailMode::list);
   CHECK(ctl::parse_sendmail_args({"-q"})->mode == ctl::SendmailMode::flush);
   CHECK(ctl::parse_sendmail_args({"-bm", "x@y.z"})->mode == ctl::SendmailMode::deliver);
+  CHECK(ctl::parse_sendmail_args({"-bs"})->mode == ctl::SendmailMode::smtp);
+  CHECK(ctl::parse_sendmail_args({"-bs", "-C", "/c.yaml"})->config == "/c.yaml");
 }
 
 TEST_CASE("sendmail legacy options are ignored with one warning each") {
@@ -130,7 +145,8 @@ TEST_CASE("sendmail legacy options are ignored with one warning each") {
 }
 
 TEST_CASE("sendmail usage errors") {
-  for (std::vector<std::string> args : {std::vector<std::string>{"-f"}, {"-bs"}, {"-bd"}, {"-o"}, {"-C"}}) {
+  for (std::vector<std::string> args :
+       {std::vector<std::string>{"-f"}, {"-bs", "x@y.z"}, {"-bd"}, {"-o"}, {"-C"}}) {
     INFO(args[0]);
     CHECK_FALSE(ctl::parse_sendmail_args(args).ok());
   }
