@@ -267,7 +267,8 @@ struct ReceivedInfo {
   std::string by;           // our host name
   std::string client_name;  // the client's verified reverse DNS name; "" = unknown
   std::string client_ip;    // "192.0.2.1" or "IPv6:2001:db8::1"
-  std::string tls;          // e.g. "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384"; "" = none
+  std::string tls;          // TlsServer::received_text(), e.g. "TLSv1.3 with cipher
+                            // TLS_AES_256_GCM_SHA384 (256/256 bits)"; "" = none
   std::string queue_id;
   std::string date;  // RFC 5322 date-time, e.g. "Fri, 04 Dec 2026 18:53:00 +0000"
 };

@@ -150,7 +150,18 @@ std::string received_field(const Envelope& e, const ReceivedInfo& info) {
   std::string f =
       fmt::format("Received: from {} ({} [{}])\r\n", e.helo.empty() ? "unknown" : clean(e.helo),
                   info.client_name.empty() ? "unknown" : clean(info.client_name), clean(info.client_ip));
-  if (!info.tls.empty()) f += fmt::format("\t(using {})\r\n", clean(info.tls));
+  if (!info.tls.empty()) {
+    // Our own text (TlsServer::received_text()), which has Postfix's "(256/256 bits)": balanced
+    // parentheses are kept, anything else is cleaned like the rest.
+    std::string t = sanitize(info.tls, 255);
+    int depth = 0;
+    for (char c : t) {
+      depth += c == '(' ? 1 : c == ')' ? -1 : 0;
+      if (depth < 0) break;
+    }
+    if (depth != 0 || t.find(';') != std::string::npos) t = clean(info.tls);
+    f += fmt::format("\t(using {})\r\n", t);
+  }
   f += fmt::format("\tby {} (spoold) with {} id {}", clean(info.by), with_protocol(e), clean(info.queue_id));
   if (e.recipients.size() == 1)
     f += fmt::format("\r\n\tfor <{}>; {}\r\n", clean(e.recipients[0].address), clean(info.date));

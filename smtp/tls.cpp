@@ -19,16 +19,7 @@ bool is_ip_literal(const std::string& host) {
   return inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
 }
 
-std::string openssl_errors() {
-  std::string out;
-  for (unsigned long e = ERR_get_error(); e != 0; e = ERR_get_error()) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof buf);
-    if (!out.empty()) out += "; ";
-    out += buf;
-  }
-  return out.empty() ? "unknown TLS error" : out;
-}
+using detail::openssl_errors;
 
 struct CachedContext {
   std::shared_ptr<SSL_CTX> ctx;
@@ -74,25 +65,16 @@ Result<std::unique_ptr<TlsClient>> TlsClient::create(const TlsOptions& o) {
   if (!c.ctx) return make_error(c.error);
   if (!c.loaded && o.verify) return make_error(c.error);
   t->ctx_ = c.ctx;
-  t->ssl_.reset(SSL_new(t->ctx_.get()));
-  if (!t->ssl_) return make_error("SSL_new: " + openssl_errors());
-  t->rbio_ = BIO_new(BIO_s_mem());
-  t->wbio_ = BIO_new(BIO_s_mem());
-  if (!t->rbio_ || !t->wbio_) {
-    BIO_free(t->rbio_);
-    BIO_free(t->wbio_);
-    return make_error("BIO_new failed");
-  }
-  SSL_set_bio(t->ssl_.get(), t->rbio_, t->wbio_);
-  SSL_set_connect_state(t->ssl_.get());
-  SSL_set_verify(t->ssl_.get(), o.verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nullptr);
+  // The client reads what its own server sent: no bound on unconsumed ciphertext (0).
+  if (auto r = t->ch_.init(t->ctx_.get(), /*server=*/false, 0); !r) return make_error(r.error().message);
+  SSL_set_verify(t->ch_.ssl(), o.verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nullptr);
   if (!o.host.empty()) {
-    if (!is_ip_literal(o.host)) SSL_set_tlsext_host_name(t->ssl_.get(), o.host.c_str());
+    if (!is_ip_literal(o.host)) SSL_set_tlsext_host_name(t->ch_.ssl(), o.host.c_str());
     // Checked even when not enforced, so the log can say whether the peer would have verified.
     if (is_ip_literal(o.host))
-      X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl_.get()), o.host.c_str());
+      X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ch_.ssl()), o.host.c_str());
     else
-      SSL_set1_host(t->ssl_.get(), o.host.c_str());
+      SSL_set1_host(t->ch_.ssl(), o.host.c_str());
   } else if (o.verify) {
     return make_error("TLS verification needs a host name");
   }
@@ -102,86 +84,37 @@ Result<std::unique_ptr<TlsClient>> TlsClient::create(const TlsOptions& o) {
 TlsClient::~TlsClient() = default;
 
 void TlsClient::feed_network(std::string_view ciphertext) {
-  if (!ciphertext.empty()) BIO_write(rbio_, ciphertext.data(), static_cast<int>(ciphertext.size()));
+  ch_.feed_network(ciphertext);
 }
 
 std::string TlsClient::take_network() {
-  std::string out;
-  char buf[16384];
-  for (int guard = 0; guard < 100000 && BIO_ctrl_pending(wbio_) > 0; ++guard) {
-    int n = BIO_read(wbio_, buf, sizeof buf);
-    if (n <= 0) break;
-    out.append(buf, static_cast<std::size_t>(n));
-  }
-  return out;
-}
-
-std::string TlsClient::ssl_error(int ret) {
-  int err = SSL_get_error(ssl_.get(), ret);
-  if (err == SSL_ERROR_SSL && SSL_get_verify_result(ssl_.get()) != X509_V_OK)
-    return fmt::format("certificate verification failed: {}",
-                       X509_verify_cert_error_string(SSL_get_verify_result(ssl_.get())));
-  if (err == SSL_ERROR_ZERO_RETURN) return "TLS connection closed";
-  return openssl_errors();
+  return ch_.take_network();
 }
 
 TlsClient::Progress TlsClient::handshake() {
-  if (done_) return Progress::done;
-  ERR_clear_error();
-  int r = SSL_do_handshake(ssl_.get());
-  if (r == 1) {
-    done_ = true;
-    verified_ = SSL_get_verify_result(ssl_.get()) == X509_V_OK && SSL_get0_peer_certificate(ssl_.get());
-    return Progress::done;
-  }
-  int err = SSL_get_error(ssl_.get(), r);
-  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return Progress::want_more;
-  error_ = ssl_error(r);
-  return Progress::failed;
+  bool was_done = ch_.handshake_done();
+  Progress p = ch_.handshake();
+  if (p == Progress::done && !was_done)
+    verified_ = SSL_get_verify_result(ch_.ssl()) == X509_V_OK && SSL_get0_peer_certificate(ch_.ssl());
+  return p;
 }
 
 Result<void> TlsClient::write(std::string_view plaintext) {
-  ERR_clear_error();
-  while (!plaintext.empty()) {
-    std::size_t written = 0;
-    int r = SSL_write_ex(ssl_.get(), plaintext.data(), plaintext.size(), &written);
-    if (r != 1) return make_error("TLS write failed: " + ssl_error(r));
-    plaintext.remove_prefix(written);
-  }
-  return {};
+  return ch_.write(plaintext);
 }
 
 Result<std::string> TlsClient::read(bool& closed) {
-  std::string out;
-  char buf[16384];
-  ERR_clear_error();
-  for (int guard = 0; guard < 100000; ++guard) {
-    std::size_t n = 0;
-    int r = SSL_read_ex(ssl_.get(), buf, sizeof buf, &n);
-    if (r == 1) {
-      out.append(buf, n);
-      continue;
-    }
-    int err = SSL_get_error(ssl_.get(), r);
-    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) break;
-    if (err == SSL_ERROR_ZERO_RETURN) {
-      closed = true;
-      break;
-    }
-    return make_error("TLS read failed: " + ssl_error(r));
-  }
-  return out;
+  return ch_.read(closed);
 }
 
 void TlsClient::shutdown() {
-  if (done_) SSL_shutdown(ssl_.get());
-  ERR_clear_error();
+  ch_.shutdown();
 }
 
 std::string TlsClient::description() const {
-  if (!done_) return "no TLS";
-  const SSL_CIPHER* c = SSL_get_current_cipher(ssl_.get());
-  return fmt::format("{} {}, {}", SSL_get_version(ssl_.get()), c ? SSL_CIPHER_get_name(c) : "?",
+  if (!ch_.handshake_done()) return "no TLS";
+  const SSL_CIPHER* c = SSL_get_current_cipher(ch_.ssl());
+  return fmt::format("{} {}, {}", SSL_get_version(ch_.ssl()), c ? SSL_CIPHER_get_name(c) : "?",
                      verified_ ? "verified" : (verify_ ? "NOT verified" : "not verified (not required)"));
 }
 

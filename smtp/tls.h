@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "common/result.h"
+#include "smtp/tls_channel.h"
 
 namespace spoold::smtp {
 
@@ -23,7 +24,7 @@ struct TlsOptions {
 
 class TlsClient {
  public:
-  enum class Progress { done, want_more, failed };
+  using Progress = TlsProgress;  // done, want_more, failed
 
   static Result<std::unique_ptr<TlsClient>> create(const TlsOptions& options);
   ~TlsClient();
@@ -38,26 +39,18 @@ class TlsClient {
   Result<std::string> read(bool& closed);
   void shutdown();  // queue close_notify (take_network() afterwards)
 
-  bool handshake_done() const { return done_; }
+  bool handshake_done() const { return ch_.handshake_done(); }
   bool verified() const { return verified_; }
-  const std::string& error() const { return error_; }
+  const std::string& error() const { return ch_.error(); }
   std::string description() const;  // "TLSv1.3 TLS_AES_256_GCM_SHA384, verified" etc.
 
  private:
   TlsClient() = default;
-  std::string ssl_error(int ret);
 
-  struct SslFree {
-    void operator()(SSL* s) const { SSL_free(s); }
-  };
   std::shared_ptr<SSL_CTX> ctx_;  // shared by every client with the same CA source (see tls.cpp)
-  std::unique_ptr<SSL, SslFree> ssl_;
-  BIO* rbio_ = nullptr;  // owned by ssl_
-  BIO* wbio_ = nullptr;  // owned by ssl_
-  bool done_ = false;
+  detail::TlsChannel ch_;         // the SSL object and its memory BIOs (tls_channel.h)
   bool verified_ = false;
   bool verify_ = false;
-  std::string error_;
 };
 
 }  // namespace spoold::smtp
