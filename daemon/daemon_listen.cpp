@@ -15,13 +15,6 @@ namespace spoold::daemon {
 
 namespace {
 
-// Parts of a listen[] entry this daemon cannot serve yet: refusing to start beats a listener that
-// silently lacks what its configuration asks for.
-Result<void> supported(const config::Listener& l) {
-  if (l.tls.enabled()) return make_error(fmt::format("listen {}: tls is not supported yet", l.address));
-  return {};
-}
-
 bool same_addresses(const config::Config& a, const config::Config& b) {
   if (a.listen.size() != b.listen.size()) return false;
   for (std::size_t i = 0; i < a.listen.size(); ++i)
@@ -45,7 +38,6 @@ Result<void> Daemon::start_listeners() {
   std::vector<bool> used(inherited.size(), false);
   for (std::size_t i = 0; i < cfg_->listen.size(); ++i) {
     const config::Listener& l = cfg_->listen[i];
-    if (auto r = supported(l); !r) return r;
     std::optional<int> fd;
     for (std::size_t k = 0; k < inherited.size() && !fd; ++k) {
       auto bound = bound_address(inherited[k]);
@@ -85,14 +77,11 @@ void Daemon::reload_listeners() {
     log::warning("reload: listen addresses change only on restart; the listeners keep their settings");
     return;
   }
-  for (const auto& l : cfg_->listen)
-    if (auto r = supported(l); !r) {
-      log::warning("reload: {}; the listeners keep their settings", r.error().message);
-      return;
-    }
   for (std::size_t i = 0; i < listeners_.size(); ++i) {
     if (auto r = listeners_[i]->load_users(cfg_->listen[i]); !r)
       log::warning("reload: {}; the accounts stay as they were", r.error().message);
+    if (auto r = listeners_[i]->load_tls(cfg_->listen[i]); !r)
+      log::warning("reload: {}; the certificate stays as it was", r.error().message);
     listeners_[i]->reconfigure(cfg_);
   }
 }
@@ -120,7 +109,9 @@ control::Json Daemon::listener_status() const {
                  .set("timeouts", c.timeouts)
                  .set("errors_cut", c.errors_cut)
                  .set("auth_ok", c.auth_ok)
-                 .set("auth_failed", c.auth_failed));
+                 .set("auth_failed", c.auth_failed)
+                 .set("tls", c.tls)
+                 .set("tls_failed", c.tls_failed));
   }
   return all;
 }

@@ -54,7 +54,11 @@ bool loopback_ip(const std::string& ip) {
 }  // namespace
 
 InboundSession::InboundSession(ReceiveContext& ctx, uv::Tcp tcp, std::function<void(InboundSession*)> on_end)
-    : ctx_(ctx), tcp_(std::move(tcp)), timer_(ctx.loop), on_end_(std::move(on_end)) {
+    : ctx_(ctx),
+      tcp_(std::move(tcp)),
+      timer_(ctx.loop),
+      on_end_(std::move(on_end)),
+      handshake_timer_(ctx.loop) {
   Peer p = peer_of(tcp_);
   peer_ip_ = p.ip;
   peer_port_ = p.port;
@@ -67,6 +71,8 @@ InboundSession::InboundSession(ReceiveContext& ctx, uv::Tcp tcp, std::function<v
   o.max_recipients = static_cast<std::size_t>(ctx_.listener->max_recipients);
   o.timeout = ctx_.listener->timeout;
   o.auth = ctx_.users != nullptr;
+  o.implicit_tls = ctx_.tls && ctx_.listener->tls.implicit;
+  o.starttls = ctx_.tls && !o.implicit_tls;
   engine_ = std::make_unique<srv::ServerEngine>(std::move(o));
   tcp_.nodelay(true);
 }
@@ -82,6 +88,10 @@ std::string InboundSession::peer_text() const {
 void InboundSession::start() {
   ++ctx_.counters.connections;
   log::info("connect from {}", peer_text());
+  if (ctx_.tls && ctx_.listener->tls.implicit) {
+    begin_tls();  // the banner follows the handshake (tls_handshake)
+    return sync_reading();
+  }
   engine_->start();
   pump();
 }
@@ -117,9 +127,75 @@ void InboundSession::shutdown() {
 void InboundSession::on_read(int status, std::string_view bytes) {
   if (status < 0)
     engine_->closed();
+  else if (tls_)
+    return on_ciphertext(bytes);
   else
     engine_->feed(bytes);
   pump();
+}
+
+void InboundSession::begin_tls() {
+  auto t = smtp::TlsServer::create(ctx_.tls);
+  if (!t) {
+    log::warning("{}: TLS: {}", peer_text(), t.error().message);
+    return close_after_output();
+  }
+  tls_ = std::move(*t);
+  // The engine waits for tls_started() without a timer of its own: the handshake gets the
+  // listener's timeout, so a client that stalls it is cut like one that stalls a command.
+  handshake_timer_.start(static_cast<std::uint64_t>(ctx_.listener->timeout.count()), 0, [this] {
+    ++ctx_.counters.tls_failed;
+    log::info("{}: TLS handshake timed out", peer_text());
+    close_after_output();
+  });
+}
+
+void InboundSession::on_ciphertext(std::string_view bytes) {
+  tls_->feed_network(bytes);
+  if (!tls_->handshake_done()) return tls_handshake();
+  bool closed_by_client = false;
+  auto plain = tls_->read(closed_by_client);
+  send_network();
+  if (!plain) {
+    log::info("{}: TLS: {}", peer_text(), plain.error().message);
+    engine_->closed();
+  } else {
+    if (!plain->empty()) engine_->feed(*plain);
+    if (closed_by_client) engine_->closed();
+  }
+  pump();
+}
+
+void InboundSession::tls_handshake() {
+  auto p = tls_->handshake();
+  send_network();
+  if (p == smtp::TlsServer::Progress::want_more) return;
+  handshake_timer_.stop();
+  if (p == smtp::TlsServer::Progress::failed) {
+    ++ctx_.counters.tls_failed;
+    log::info("{}: TLS handshake failed: {}", peer_text(), tls_->error());
+    return close_after_output();
+  }
+  ++ctx_.counters.tls;
+  log::info("TLS connection established from {}: {}", peer_text(), tls_->description());
+  if (engine_->state() == srv::State::init)
+    engine_->start();  // implicit TLS: now the banner
+  else
+    engine_->tls_started();
+  // Application data may have come with the client's last handshake flight.
+  on_ciphertext({});
+}
+
+void InboundSession::send_network() {
+  if (!tls_ || !tcp_) return;
+  std::string out = tls_->take_network();
+  if (out.empty()) return;
+  ++writes_pending_;
+  int rc = tcp_.write({std::move(out)}, [this](int, uv::Pieces) {
+    --writes_pending_;
+    if (closing_ && writes_pending_ == 0) closed();
+  });
+  if (rc != 0) --writes_pending_;
 }
 
 void InboundSession::pump() {
@@ -133,7 +209,11 @@ void InboundSession::pump() {
     for (auto& e : events) handle(e);
   }
   in_pump_ = false;
-  flush_output();
+  flush_output();  // the 220 to STARTTLS still goes out in plaintext
+  if (starttls_pending_) {
+    starttls_pending_ = false;
+    begin_tls();
+  }
   if (engine_->ended()) return close_after_output();
   if (shutting_down_ && engine_->state() != srv::State::stored_wait) return shutdown();
   sync_timer();
@@ -154,6 +234,10 @@ void InboundSession::handle(srv::Event& e) {
     return;
   }
   if (auto* a = std::get_if<srv::AuthRequest>(&e)) return on_auth(*a);
+  if (std::get_if<srv::StartTls>(&e)) {
+    starttls_pending_ = true;
+    return;
+  }
   if (auto* d = std::get_if<srv::InputDiscarded>(&e)) {
     log::warning("{}: {} bytes of plaintext pipelined after STARTTLS discarded", peer_text(), d->bytes);
     return;
@@ -222,6 +306,7 @@ void InboundSession::on_begin(const srv::MessageBegin& b) {
   info.client_name = client_name(peer_ip_);
   info.client_ip = client_ip_literal(peer_ip_, true);
   info.queue_id = message_->id();
+  if (tls_ && tls_->handshake_done()) info.tls = tls_->received_text();
   info.date = rfc5322_date(std::chrono::system_clock::now());
   message_->append(spool::drop_envelope(envelope_.sender, rcpts));
   message_->append(srv::received_field(envelope_, info));
@@ -281,8 +366,17 @@ void InboundSession::on_ended(const srv::SessionEnded& e) {
 
 void InboundSession::flush_output() {
   if (!engine_->has_output() || !tcp_) return;
+  std::string out = engine_->take_output();
+  if (tls_ && tls_->handshake_done()) {
+    if (auto r = tls_->write(out); !r) {
+      log::info("{}: TLS: {}", peer_text(), r.error().message);
+      if (!closing_) engine_->closed();
+      return;
+    }
+    out = tls_->take_network();
+  }
   ++writes_pending_;
-  int rc = tcp_.write({engine_->take_output()}, [this](int status, uv::Pieces) {
+  int rc = tcp_.write({std::move(out)}, [this](int status, uv::Pieces) {
     --writes_pending_;
     if (closing_) {
       if (writes_pending_ == 0) closed();
@@ -317,7 +411,8 @@ void InboundSession::sync_timer() {
 }
 
 void InboundSession::sync_reading() {
-  bool want = !closing_ && !engine_->ended() && !engine_->input_paused() &&
+  bool handshaking = tls_ && !tls_->handshake_done();
+  bool want = !closing_ && !engine_->ended() && (handshaking || !engine_->input_paused()) &&
               !(message_ && message_->backlogged()) && tcp_.queued_bytes() < kMaxUnsent;
   if (want == reading_) return;
   reading_ = want;
@@ -336,7 +431,12 @@ void InboundSession::close_after_output() {
   closing_ = true;
   reading_ = false;
   tcp_.read_stop();
+  handshake_timer_.stop();
   message_.reset();
+  if (tls_ && tls_->handshake_done()) {
+    tls_->shutdown();  // close_notify, best effort
+    send_network();
+  }
   if (writes_pending_ == 0) return closed();
   timer_.start(kLingerMs, 0, [this] { closed(); });  // a client that never reads its last reply
 }
@@ -345,6 +445,7 @@ void InboundSession::closed() {
   if (!tcp_) return;
   tcp_.close();
   timer_.close();
+  handshake_timer_.close();
   if (on_end_) on_end_(this);
 }
 

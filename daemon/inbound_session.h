@@ -20,6 +20,7 @@
 #include "daemon/incoming_message.h"
 #include "daemon/users_file.h"
 #include "smtp/server.h"
+#include "smtp/tls_server.h"
 #include "spool/spool.h"
 
 namespace spoold::daemon {
@@ -35,6 +36,7 @@ struct ListenerCounters {
   std::uint64_t timeouts = 0;
   std::uint64_t errors_cut = 0;  // sessions ended for too many errors or too much input
   std::uint64_t auth_ok = 0, auth_failed = 0;
+  std::uint64_t tls = 0, tls_failed = 0;  // handshakes completed / failed
 };
 
 // What every session of a listener shares.
@@ -45,6 +47,7 @@ struct ReceiveContext {
   std::shared_ptr<const config::Config> config;
   const config::Listener* listener = nullptr;  // points into config
   std::shared_ptr<const Users> users;          // auth.users_file; nullptr = no AUTH
+  std::shared_ptr<SSL_CTX> tls;                // tls.cert_file/key_file; nullptr = no TLS
   ListenerCounters counters;
   std::function<void()> on_stored;  // a message is in incoming/: the daemon may pick it up
 };
@@ -75,6 +78,10 @@ class InboundSession {
   void on_published(Result<void> r, const std::string& id);
   void on_ended(const smtp::server::SessionEnded& e);
   void flush_output();
+  void begin_tls();  // after the 220 to STARTTLS went out, or at once for implicit TLS
+  void on_ciphertext(std::string_view bytes);
+  void tls_handshake();
+  void send_network();  // what the TLS layer has for the socket
   void sync_timer();
   void sync_reading();
   void close_after_output();
@@ -98,6 +105,9 @@ class InboundSession {
   bool in_pump_ = false;
   std::uint64_t writes_pending_ = 0;
   std::shared_ptr<IncomingMessage> message_;
+  std::unique_ptr<smtp::TlsServer> tls_;
+  uv::Timer handshake_timer_;
+  bool starttls_pending_ = false;    // StartTls came: begin TLS once the 220 is flushed
   smtp::server::Envelope envelope_;  // of the message being received
   std::uint64_t message_size_ = 0;
   // Thread-pool completions (the message written, published) check it: the session may be gone.

@@ -47,6 +47,17 @@ Result<void> Listener::load_users(const config::Listener& l) {
   return {};
 }
 
+Result<void> Listener::load_tls(const config::Listener& l) {
+  if (!l.tls.enabled()) {
+    ctx_.tls.reset();
+    return {};
+  }
+  auto c = smtp::TlsServer::make_context(l.tls.cert_file, l.tls.key_file);
+  if (!c) return make_error(fmt::format("listen {}: tls: {}", l.address, c.error().message));
+  ctx_.tls = std::move(*c);  // sessions already running keep the context they started with
+  return {};
+}
+
 void Listener::reconfigure(std::shared_ptr<const config::Config> config) {
   // Sessions read the configuration through ctx_ only (their engine copied its options at
   // start), so running ones see the new hostname and policy from here on.
@@ -57,6 +68,7 @@ void Listener::reconfigure(std::shared_ptr<const config::Config> config) {
 Result<void> Listener::listen(std::optional<int> inherited) {
   const config::Listener& l = *ctx_.listener;
   if (auto r = load_users(l); !r) return r;
+  if (auto r = load_tls(l); !r) return r;
   if (inherited) {
     if (auto r = uv_result(server_.open(*inherited), "inherited socket", l.address); !r) return r;
   } else {

@@ -40,6 +40,9 @@ class Listener {
   void reconfigure(std::shared_ptr<const config::Config> config);
   // (Re)reads auth.users_file; on an error the accounts stay as they were.
   Result<void> load_users(const config::Listener& l);
+  // (Re)reads tls.cert_file/key_file (a renewed certificate is taken on reload); on an error the
+  // old context stays.
+  Result<void> load_tls(const config::Listener& l);
   // Runs when the last session is gone (the daemon waits for it when stopping).
   void on_drained(std::function<void()> fn) { on_drained_ = std::move(fn); }
 

@@ -298,3 +298,47 @@ TEST_CASE("AUTH PLAIN and LOGIN against users_file let a client outside relay_fr
   CHECK(st["listeners"].as_array().at(0)["auth_failed"].as_int() == 1);
   le.env.stop();
 }
+
+TEST_CASE("STARTTLS: the message goes over TLS and Received: says so; implicit TLS too", "[listener][tls]") {
+  TempDir d;
+  make_certificate(d.path());
+  const std::string tls =
+      "    tls: { cert_file: \"" + (d / "cert.pem") + "\", key_file: \"" + (d / "key.pem") + "\" }\n";
+  {
+    ListenEnv le(tls);
+    le.start();
+    auto res = le.send({"--starttls", "--cafile", d / "cert.pem", "--to", "t@example.test"});
+    REQUIRE(res.size() == 1);
+    INFO(res[0].dump());
+    CHECK(res[0]["ok"].as_bool());
+    // Plaintext pipelined behind STARTTLS is dropped, never run as a command (CVE-2011-0411).
+    Json r = le.raw({"EHLO x.test\r\nSTARTTLS\r\nMAIL FROM:<evil@x.test>\r\n"});
+    CHECK(r["replies"].as_string().find("220 2.0.0") != std::string::npos);
+    CHECK(r["replies"].as_string().find("250 2.1.0") == std::string::npos);
+    REQUIRE(le.env.sink().wait_count(1, 20s));
+    auto m = le.env.sink().messages().at(0);
+    CHECK(m.data.find("(using TLSv1.3 with cipher") != std::string::npos);
+    CHECK(m.data.find("with ESMTPS id") != std::string::npos);
+    REQUIRE(wait_until(
+        [&] { return le.env.log().find("TLS connection established from") != std::string::npos; }, 5s));
+    // A client that sends garbage instead of a ClientHello is dropped, and counted.
+    Json g = le.raw({"EHLO x.test\r\nSTARTTLS\r\n", "this is no TLS record\r\n"});
+    CHECK(g["closed"].as_bool());
+    REQUIRE(wait_until(
+        [&] { return status(le.env)["listeners"].as_array().at(0)["tls_failed"].as_int() >= 1; }, 10s));
+    CHECK(status(le.env)["listeners"].as_array().at(0)["tls"].as_int() == 1);
+    le.env.stop();
+  }
+  {
+    ListenEnv le("    tls: { cert_file: \"" + (d / "cert.pem") + "\", key_file: \"" + (d / "key.pem") +
+                 "\", implicit: true }\n");
+    le.start();
+    auto res = le.send({"--ssl", "--cafile", d / "cert.pem", "--to", "i@example.test"});
+    REQUIRE(res.size() == 1);
+    INFO(res[0].dump());
+    CHECK(res[0]["ok"].as_bool());
+    REQUIRE(le.env.sink().wait_count(1, 20s));
+    CHECK(le.env.sink().messages().at(0).data.find("with ESMTPS id") != std::string::npos);
+    le.env.stop();
+  }
+}

@@ -35,7 +35,14 @@ def connect(host, port, source, timeout=20):
 def cmd_send(a):
     src = (a.source, 0) if a.source else None
     out = []
-    with smtplib.SMTP(a.host, a.port, timeout=20, source_address=src) as c:
+    if a.ssl:  # implicit TLS (port 465 style)
+        import ssl
+        ctx = ssl.create_default_context(cafile=a.cafile)
+        ctx.check_hostname = False
+        conn = smtplib.SMTP_SSL(a.host, a.port, timeout=20, source_address=src, context=ctx)
+    else:
+        conn = smtplib.SMTP(a.host, a.port, timeout=20, source_address=src)
+    with conn as c:
         if a.helo:
             c.helo('[127.0.0.1]')
         else:
@@ -175,6 +182,7 @@ def main():
     p.add_argument('--password')
     p.add_argument('--mech')  # PLAIN or LOGIN; default: smtplib's choice
     p.add_argument('--starttls', action='store_true')
+    p.add_argument('--ssl', action='store_true')
     p.add_argument('--cafile')
     p.add_argument('--send', action='append', default=[])
     p.add_argument('--wait', type=float, default=2.0)
