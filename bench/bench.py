@@ -684,6 +684,60 @@ def w2(system, rep):
     return with_sink(spoold if system == "spoold" else postfix)
 
 
+def through_listener(tag, port, sink, n, ingest_only):
+    """smtp-source -s SESSIONS into a spoold listener; timed until the sink has all, or (ingest
+    only) until smtp-source's last 250 — then the sink must still get everything."""
+    lport = free_port()
+    s = Spoold(tag, port, extra='listen:\n  - { address: "127.0.0.1:%d", max_sessions: 200 }\n' % lport)
+    try:
+        s.start()
+        s.wait_ready()
+        c0, t0 = s.group.usage(), time.time()
+        smtp_source(lport, n, SIZE_1K, SESSIONS)
+        t1 = time.time() if ingest_only else sink.wait_for(n, timeout_for(n), s.proc)
+        r = result(n, t0, t1, s.group.usage() - c0, vm_hwm_mb(s.pid()))
+        sink.wait_for(n, timeout_for(n), s.proc)  # everything acknowledged was stored
+        return r
+    finally:
+        s.stop()
+        s.cleanup()
+
+
+def w7(system, rep):
+    """SMTP in -> SMTP out: smtp-source -s SESSIONS into the listener (spoold) or smtpd (Postfix),
+    every 250 durable, until the sink has all."""
+    if system == "limit":
+        return limit(N, SIZE_1K)
+    if system == "spoold":
+        return with_sink(lambda port, sink: through_listener("w7-%d" % rep, port, sink, N, False))
+    return w2(system, rep)  # Postfix's W2 is exactly this: smtp-source -s SESSIONS -> smtpd -> smtp
+
+
+def w8(system, rep):
+    """Ingest only: smtp-source -s SESSIONS until its last 250 (spoold: the listener, delivery to
+    a sink running meanwhile; Postfix: smtpd into its hold queue, nothing delivered)."""
+    n = N
+
+    def postfix(port, sink):
+        p = Postfix("w8-%d" % rep, port)
+        try:
+            p.start()
+            rs = RssSampler(p.group)
+            c0, t0 = p.group.usage(), time.time()
+            smtp_source(p.port, n, SIZE_1K, SESSIONS, hold_port=p.hold)
+            t1 = time.time()
+            p.wait_held(n, timeout_for(n))
+            return result(n, t0, t1, p.group.usage() - c0, rs.stop())
+        finally:
+            p.stop()
+            p.cleanup()
+    if system == "limit":
+        return None
+    if system == "spoold":
+        return with_sink(lambda port, sink: through_listener("w8-%d" % rep, port, sink, n, True))
+    return with_sink(postfix)
+
+
 def sendmail_loop(argv_for, group, n, sink):
     """One sendmail process per message, one after another; returns (t0, t1).
 
@@ -952,6 +1006,10 @@ WORKLOADS = {
     "W4": ("drain %d x 100 KiB, static next hop" % N_W4, w4),
     "W5": ("%d waiting in tiers 1-6 + %d due (spoold only)" % (W5_ENTRIES, W5_DUE), w5),
     "W6": ("latency, %d single drops (spoold: durable drop file; Postfix: sendmail)" % N_W6, w6),
+    "W7": ("SMTP in -> SMTP out %s x 1 KiB, smtp-source -s %d (spoold: listener; Postfix: smtpd)"
+           % ("{N}", SESSIONS), w7),
+    "W8": ("SMTP ingest %s x 1 KiB, smtp-source -s %d until the last 250 (Postfix: into hold)"
+           % ("{N}", SESSIONS), w8),
 }
 
 
