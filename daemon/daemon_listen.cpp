@@ -63,9 +63,11 @@ Result<void> Daemon::start_listeners() {
   }
   for (std::size_t k = 0; k < inherited.size(); ++k) {
     if (used[k]) continue;
-    auto bound = bound_address(inherited[k]);
-    log::warning("socket from systemd ({}:{}) matches no listen entry: closed", bound ? bound->ip : "?",
-                 bound ? bound->port : 0);
+    // Only what is provably a listening socket is closed: a LISTEN_FDS that overstates its
+    // count must not close the daemon's own descriptors.
+    auto bound = listening_socket(inherited[k]) ? bound_address(inherited[k]) : std::nullopt;
+    if (!bound) continue;
+    log::warning("socket from systemd ({}:{}) matches no listen entry: closed", bound->ip, bound->port);
     ::close(inherited[k]);
   }
   return {};
@@ -77,19 +79,15 @@ void Daemon::reload_listeners() {
     log::warning("reload: listen addresses change only on restart; the listeners keep their settings");
     return;
   }
-  for (std::size_t i = 0; i < listeners_.size(); ++i) {
-    if (auto r = listeners_[i]->load_users(cfg_->listen[i]); !r)
-      log::warning("reload: {}; the accounts stay as they were", r.error().message);
-    if (auto r = listeners_[i]->load_tls(cfg_->listen[i]); !r)
-      log::warning("reload: {}; the certificate stays as it was", r.error().message);
-    listeners_[i]->reconfigure(cfg_);
-  }
+  for (auto& l : listeners_) l->reload(cfg_);
 }
 
 bool Daemon::listeners_idle() const {
+  // A publish still running needs no wait: its sessions are gone, and the loop (which the
+  // daemon's destructor runs once more) does not end before the pool job does.
   for (const auto& l : listeners_)
     if (l->sessions() > 0) return false;
-  return !commit_ || !commit_->busy();
+  return true;
 }
 
 control::Json Daemon::listener_status() const {

@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "config/local_mail.h"
 #include "daemon/dsn.h"
 #include "daemon/log.h"
 #include "daemon/receive_policy.h"
@@ -22,6 +23,9 @@ constexpr std::size_t kReadBuffer = 64 * 1024;
 constexpr std::size_t kMaxUnsent = 256 * 1024;
 // A closing session waits this long for its last reply to be taken.
 constexpr std::uint64_t kLingerMs = 10'000;
+// SIZE announces this much less than the spool takes: what the session adds before the data.
+constexpr std::uint64_t kReceivedReserve = 4096;
+constexpr int kMaxAuthJobs = 2;
 
 struct Peer {
   std::string ip;
@@ -63,12 +67,15 @@ InboundSession::InboundSession(ReceiveContext& ctx, uv::Tcp tcp, std::function<v
   peer_ip_ = p.ip;
   peer_port_ = p.port;
   loopback_ = loopback_ip(peer_ip_);
-  relay_allowed_ = ctx_.listener->relay_allowed(peer_ip_);
   srv::ServerOptions o;
   o.hostname = ctx_.config->hostname;
   o.loopback = loopback_;
-  o.max_message_size = ctx_.config->queue.max_message_size;
-  o.max_recipients = static_cast<std::size_t>(ctx_.listener->max_recipients);
+  // The limits the pickup applies to the drop (the spool's, which a reload does not change):
+  // room is kept for the envelope lines and the Received: field this session adds.
+  std::uint64_t spool_max = ctx_.spool->options().max_message_size;
+  o.max_message_size = spool_max > kReceivedReserve ? spool_max - kReceivedReserve : spool_max;
+  o.max_recipients =
+      std::min(static_cast<std::size_t>(ctx_.listener->max_recipients), spool::DropLimits{}.max_recipients);
   o.timeout = ctx_.listener->timeout;
   o.auth = ctx_.users != nullptr;
   o.implicit_tls = ctx_.tls && ctx_.listener->tls.implicit;
@@ -100,13 +107,9 @@ void InboundSession::refuse_full() {
   ++ctx_.counters.refused_full;
   log::warning("refused {}: too many sessions ({} of listener {})", peer_text(), ctx_.listener->max_sessions,
                ctx_.listener->address);
-  ++writes_pending_;
-  int rc = tcp_.write({fmt::format("421 4.7.0 {} Error: too many connections\r\n", ctx_.config->hostname)},
-                      [this](int, uv::Pieces) {
-                        --writes_pending_;
-                        if (writes_pending_ == 0) closed();
-                      });
-  if (rc != 0) --writes_pending_;
+  // On an implicit-TLS listener no handshake has run: a plaintext 421 would be garbage there.
+  if (!(ctx_.tls && ctx_.listener->tls.implicit))
+    write_raw(fmt::format("421 4.7.0 {} Error: too many connections\r\n", ctx_.config->hostname));
   close_after_output();
 }
 
@@ -115,13 +118,21 @@ void InboundSession::shutdown() {
   if (closing_ || engine_->state() == srv::State::stored_wait) return;  // on_published() closes it
   message_.reset();
   flush_output();
-  ++writes_pending_;
-  int rc = tcp_.write({fmt::format("421 4.3.2 {} Service shutting down\r\n", ctx_.config->hostname)},
-                      [this](int, uv::Pieces) {
-                        if (--writes_pending_ == 0 && closing_) closed();
-                      });
-  if (rc != 0) --writes_pending_;
+  write_raw(fmt::format("421 4.3.2 {} Service shutting down\r\n", ctx_.config->hostname));
   close_after_output();
+}
+
+void InboundSession::write_raw(std::string line) {
+  if (tls_ && !tls_->handshake_done()) return;  // mid-handshake: just close
+  if (tls_) {
+    if (!tls_->write(line)) return;
+    line = tls_->take_network();
+  }
+  ++writes_pending_;
+  int rc = tcp_.write({std::move(line)}, [this](int, const uv::Pieces&) {
+    if (--writes_pending_ == 0 && closing_) closed();
+  });
+  if (rc != 0) --writes_pending_;
 }
 
 void InboundSession::on_read(int status, std::string_view bytes) {
@@ -191,7 +202,7 @@ void InboundSession::send_network() {
   std::string out = tls_->take_network();
   if (out.empty()) return;
   ++writes_pending_;
-  int rc = tcp_.write({std::move(out)}, [this](int, uv::Pieces) {
+  int rc = tcp_.write({std::move(out)}, [this](int, const uv::Pieces&) {
     --writes_pending_;
     if (closing_ && writes_pending_ == 0) closed();
   });
@@ -213,6 +224,7 @@ void InboundSession::pump() {
   if (starttls_pending_) {
     starttls_pending_ = false;
     begin_tls();
+    if (closing_) return;
   }
   if (engine_->ended()) return close_after_output();
   if (shutting_down_ && engine_->state() != srv::State::stored_wait) return shutdown();
@@ -246,9 +258,17 @@ void InboundSession::handle(srv::Event& e) {
 }
 
 void InboundSession::on_rcpt(const srv::RcptRequest& r) {
-  RcptContext c{relay_allowed_, !engine_->auth_user().empty(), ctx_.config->hostname};
+  // relay_from as it is now: a reload that narrows it applies to open sessions too.
+  RcptContext c{ctx_.listener->relay_allowed(peer_ip_), !engine_->auth_user().empty(), ctx_.config->hostname};
   const std::string& sender = r.envelope ? r.envelope->sender : std::string();
   srv::Verdict v = rcpt_policy(c, sender, r.address);
+  if (v.code < 400) {
+    // A local name with nowhere to go is refused now, not bounced later: a bounce would go to a
+    // sender anyone may forge (backscatter through the postmaster exception).
+    auto local = config::resolve_recipient(spool_address(r.address, ctx_.config->hostname),
+                                           config::local_rules(*ctx_.config));
+    if (local.local && local.bounces()) v = {550, local.dsn, local.reason};
+  }
   if (v.code >= 400) {
     ++ctx_.counters.rejected;
     log_reject(r, v);
@@ -266,11 +286,30 @@ void InboundSession::on_auth(const srv::AuthRequest& a) {
                  a.mechanism);
     return engine_->auth_verdict(false, "");
   }
+  if (a.password.find('\0') != std::string::npos) {  // crypt(3) would stop at the NUL
+    ++ctx_.counters.auth_failed;
+    return engine_->auth_verdict(false, "");
+  }
+  // crypt(3) is slow on purpose: at most kMaxAuthJobs of the pool's threads check passwords, so
+  // a flood of AUTH attempts cannot keep the message writes and fsyncs waiting; the rest queue.
+  if (ctx_.auth->running >= kMaxAuthJobs) {
+    ctx_.auth->waiting.push_back([this, alive = alive_, a] {
+      if (*alive) on_auth(a);
+    });
+    return;
+  }
+  ++ctx_.auth->running;
   auto ok = std::make_shared<bool>(false);
   int rc = uv::run_in_pool(
       ctx_.loop,
       [users, user = a.user, password = a.password, ok] { *ok = check_password(*users, user, password); },
-      [this, alive = alive_, ok, user = a.user, mech = a.mechanism] {
+      [this, alive = alive_, ok, user = a.user, mech = a.mechanism, queue = ctx_.auth] {
+        --queue->running;
+        if (!queue->waiting.empty()) {
+          auto next = std::move(queue->waiting.front());
+          queue->waiting.pop_front();
+          next();
+        }
         if (!*alive) return;
         if (*ok) {
           ++ctx_.counters.auth_ok;
@@ -282,7 +321,10 @@ void InboundSession::on_auth(const srv::AuthRequest& a) {
         engine_->auth_verdict(*ok, *ok ? user : "");
         pump();
       });
-  if (rc != 0) engine_->auth_verdict(false, "");
+  if (rc != 0) {
+    --ctx_.auth->running;
+    engine_->auth_verdict(false, "");
+  }
 }
 
 void InboundSession::log_reject(const srv::RcptRequest& r, const srv::Verdict& v) const {
@@ -315,16 +357,27 @@ void InboundSession::on_begin(const srv::MessageBegin& b) {
 void InboundSession::on_message_end(const srv::MessageEnd& m) {
   if (!message_) return engine_->message_stored(false, "Error: no message file");
   message_size_ = m.size;
-  message_->finish([this, alive = alive_](Result<void> r) {
+  message_->finish([this, alive = alive_](const Result<void>& r) {
     if (!*alive) return;
+    if (r.ok() && !message_->refusal().empty()) return refuse_message(message_->refusal());
     if (!r.ok()) return on_published(r, message_->id());
-    ctx_.commit->add(message_->file(), message_->id(), [this, alive, id = message_->id()](Result<void> p) {
-      if (*alive) on_published(p, id);
-    });
+    ctx_.commit->add(message_->file(), message_->id(),
+                     [this, alive, id = message_->id()](const Result<void>& p) {
+                       if (*alive) on_published(p, id);
+                     });
   });
 }
 
-void InboundSession::on_published(Result<void> r, const std::string& id) {
+void InboundSession::refuse_message(const std::string& why) {
+  // What the pickup would move to bad/ after a 250: refused at the dot instead, nothing stored.
+  ++ctx_.counters.store_failed;
+  log::info("NOQUEUE: reject: END-OF-MESSAGE from {}: 554 5.6.0 {}", peer_text(), log::sanitize(why));
+  message_.reset();
+  engine_->message_refused(srv::Verdict{554, "5.6.0", "Message refused: " + why});
+  pump();
+}
+
+void InboundSession::on_published(const Result<void>& r, const std::string& id) {
   // Runs from the thread pool's completion; the session may be closing (the client went away):
   // the message is durable regardless, the reply simply finds nobody.
   message_.reset();
@@ -376,7 +429,7 @@ void InboundSession::flush_output() {
     out = tls_->take_network();
   }
   ++writes_pending_;
-  int rc = tcp_.write({std::move(out)}, [this](int status, uv::Pieces) {
+  int rc = tcp_.write({std::move(out)}, [this](int status, const uv::Pieces&) {
     --writes_pending_;
     if (closing_) {
       if (writes_pending_ == 0) closed();
@@ -395,6 +448,7 @@ void InboundSession::flush_output() {
 }
 
 void InboundSession::sync_timer() {
+  if (closing_) return;  // the linger timer runs
   auto t = engine_->timeout();
   if (!t) {
     timer_.stop();

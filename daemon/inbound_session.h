@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -50,6 +51,11 @@ struct ReceiveContext {
   std::shared_ptr<SSL_CTX> tls;                // tls.cert_file/key_file; nullptr = no TLS
   ListenerCounters counters;
   std::function<void()> on_stored;  // a message is in incoming/: the daemon may pick it up
+  struct AuthQueue {                // password checks on the thread pool; shared with their completions
+    int running = 0;
+    std::deque<std::function<void()>> waiting;
+  };
+  std::shared_ptr<AuthQueue> auth = std::make_shared<AuthQueue>();
 };
 
 class InboundSession {
@@ -75,10 +81,12 @@ class InboundSession {
   void on_auth(const smtp::server::AuthRequest& a);
   void on_begin(const smtp::server::MessageBegin& b);
   void on_message_end(const smtp::server::MessageEnd& m);
-  void on_published(Result<void> r, const std::string& id);
+  void on_published(const Result<void>& r, const std::string& id);
+  void refuse_message(const std::string& why);
   void on_ended(const smtp::server::SessionEnded& e);
   void flush_output();
-  void begin_tls();  // after the 220 to STARTTLS went out, or at once for implicit TLS
+  void write_raw(std::string line);  // a reply of our own (421), through TLS when it runs
+  void begin_tls();                  // after the 220 to STARTTLS went out, or at once for implicit TLS
   void on_ciphertext(std::string_view bytes);
   void tls_handshake();
   void send_network();  // what the TLS layer has for the socket
@@ -97,7 +105,6 @@ class InboundSession {
   std::string peer_ip_;
   int peer_port_ = 0;
   bool loopback_ = false;
-  bool relay_allowed_ = false;
   std::uint64_t armed_epoch_ = ~0ull;
   bool reading_ = false;
   bool closing_ = false;

@@ -1,6 +1,10 @@
 // daemon/incoming_message.cpp — see incoming_message.h.
 #include "daemon/incoming_message.h"
 
+#include <utility>
+
+#include <fmt/format.h>
+
 #include "common/uv_handle.h"
 
 namespace spoold::daemon {
@@ -38,7 +42,19 @@ void IncomingMessage::write_next() {
           shared->file = std::make_shared<spool::TempFile>(std::move(*f));
         }
         if (auto r = shared->file->write(*bytes); !r) shared->status = r;
-        if (last && shared->status.ok()) shared->status = shared->file->sync();
+        (void)shared->parser.feed(*bytes);  // an error is sticky: finish() reports it
+        if (!last || !shared->status.ok()) return;
+        auto info = shared->parser.finish();
+        if (!info) {
+          shared->refusal = info.error().message;
+          return;
+        }
+        if (info->message_size() > spool->options().max_message_size) {
+          shared->refusal = fmt::format("message of {} bytes exceeds {}", info->message_size(),
+                                        spool->options().max_message_size);
+          return;
+        }
+        shared->status = shared->file->sync();
       },
       [weak = weak_from_this(), last] {
         auto self = weak.lock();
@@ -55,7 +71,11 @@ void IncomingMessage::write_next() {
   if (rc != 0) {
     writing_ = false;
     shared_->status = make_error(std::string("thread pool: ") + uv_strerror(rc));
-    if (last && done_) std::move(done_)(shared_->status);
+    if (last && done_) {
+      auto self = shared_from_this();  // done may drop the last other reference
+      auto done = std::exchange(done_, nullptr);
+      done(shared_->status);
+    }
   }
 }
 

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "common/result.h"
+#include "spool/drop.h"
 #include "spool/spool.h"
 
 namespace spoold::daemon {
@@ -34,14 +35,19 @@ class IncomingMessage : public std::enable_shared_from_this<IncomingMessage> {
   bool backlogged() const { return buffer_.size() >= kMaxBuffered; }
   // Called on the loop when a write completed and backlogged() may have changed.
   void on_progress(std::function<void()> fn) { on_progress_ = std::move(fn); }
-  // Writes what is left and fsyncs; done(result) on the loop. The file is then file().
+  // Writes what is left and fsyncs; done(result) on the loop. The file is then file(). The bytes
+  // are also read by the pickup's own drop parser on the way: a message the pickup would refuse
+  // (it would land in bad/ after its 250) has a refusal() instead, and is not to be published.
   void finish(std::function<void(Result<void>)> done);
+  const std::string& refusal() const { return shared_->refusal; }
   std::shared_ptr<spool::TempFile> file() const { return shared_->file; }
 
  private:
   struct Shared {  // what pool jobs use; outlives this object while one runs
     std::shared_ptr<spool::TempFile> file;
     Result<void> status;
+    spool::DropParser parser;
+    std::string refusal;  // set by the last job: why the pickup would refuse this drop
   };
   void write_next();
 

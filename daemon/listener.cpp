@@ -62,7 +62,16 @@ void Listener::reconfigure(std::shared_ptr<const config::Config> config) {
   // Sessions read the configuration through ctx_ only (their engine copied its options at
   // start), so running ones see the new hostname and policy from here on.
   ctx_.config = std::move(config);
-  ctx_.listener = &ctx_.config->listen.at(index_);
+  ctx_.listener = &ctx_.config->listen[index_];  // the daemon reloads only with the same entries
+}
+
+void Listener::reload(std::shared_ptr<const config::Config> config) {
+  const config::Listener& l = config->listen[index_];
+  if (auto r = load_users(l); !r)
+    log::warning("reload: {}; the accounts stay as they were", r.error().message);
+  if (auto r = load_tls(l); !r)
+    log::warning("reload: {}; the certificate stays as it was", r.error().message);
+  reconfigure(std::move(config));
 }
 
 Result<void> Listener::listen(std::optional<int> inherited) {

@@ -43,6 +43,8 @@ class Listener {
   // (Re)reads tls.cert_file/key_file (a renewed certificate is taken on reload); on an error the
   // old context stays.
   Result<void> load_tls(const config::Listener& l);
+  // A reload with the same listen addresses: its own entry's accounts, certificate and settings.
+  void reload(std::shared_ptr<const config::Config> config);
   // Runs when the last session is gone (the daemon waits for it when stopping).
   void on_drained(std::function<void()> fn) { on_drained_ = std::move(fn); }
 

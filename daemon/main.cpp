@@ -51,12 +51,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", cfg.error().message.c_str());
     return 1;
   }
+  auto shared = std::make_shared<const spoold::config::Config>(std::move(*cfg));
   if (check) {
-    for (const auto& w : cfg->warnings) std::fprintf(stderr, "%s: warning: %s\n", path.c_str(), w.c_str());
+    for (const auto& w : shared->warnings) std::fprintf(stderr, "%s: warning: %s\n", path.c_str(), w.c_str());
     std::printf("%s: configuration OK\n", path.c_str());
     return 0;
   }
-  auto shared = std::make_shared<const spoold::config::Config>(std::move(*cfg));
   spoold::daemon::Daemon d(shared, spoold::daemon::RunOptions{once, path});
   return d.run();
 }

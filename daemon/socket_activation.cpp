@@ -2,6 +2,7 @@
 #include "daemon/socket_activation.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -30,6 +31,8 @@ std::vector<int> listen_fds(const char* listen_pid, const char* listen_fds, pid_
   std::vector<int> fds;
   if (!pid || !n || *pid != static_cast<long>(self) || *n > 1024) return fds;
   for (long i = 0; i < *n; ++i) fds.push_back(kListenFdsStart + static_cast<int>(i));
+  // Not passed on to anything this process runs.
+  for (int fd : fds) (void)::fcntl(fd, F_SETFD, FD_CLOEXEC);
   return fds;
 }
 
@@ -52,6 +55,12 @@ std::optional<BoundAddress> bound_address(int fd) {
   }
   b.ip = buf;
   return b;
+}
+
+bool listening_socket(int fd) {
+  int on = 0;
+  socklen_t len = sizeof on;
+  return ::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == 0 && on != 0;
 }
 
 bool serves(const BoundAddress& bound, const std::string& host, int port) {

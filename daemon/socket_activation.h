@@ -25,6 +25,7 @@ struct BoundAddress {
   int port = 0;
 };
 std::optional<BoundAddress> bound_address(int fd);  // getsockname of a listening TCP socket
+bool listening_socket(int fd);                      // a socket in the listening state (SO_ACCEPTCONN)
 
 // Whether a socket bound to `bound` serves a listen[] entry with `host` ("" = every address) and
 // `port`.

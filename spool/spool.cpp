@@ -436,11 +436,14 @@ Result<void> Spool::clean_stale_temps(const std::string& dir, bool lock_temps_on
   if (!now) return now.error();
   auto rd = DirReader::open(dir);
   if (!rd) return rd.error();
+  const std::string own_temp_prefix = fmt::format("t.{:x}.", static_cast<long>(::getpid()));
   while (auto name = rd->next()) {
     std::string_view n = *name;
     bool candidate =
         lock_temps_only ? (n.find(".lock.") != n.npos) : (n.rfind("t.", 0) == 0 && ends_with(n, ".tmp"));
-    if (!candidate) continue;
+    // This process's own temp files are in use (a message a slow client is still sending may go
+    // untouched for longer than lock_stale_after); another process's are judged by their age.
+    if (!candidate || (!lock_temps_only && n.rfind(own_temp_prefix, 0) == 0)) continue;
     std::string path = dir + "/" + *name;
     struct stat st {};
     if (::lstat(path.c_str(), &st) != 0) continue;

@@ -7,12 +7,10 @@
 using namespace spoold::daemon;
 
 namespace {
+// openssl passwd -6 -salt testsalt1234 secret
 const char* kSecretHash =
-    "$6$testsalt1234$x2ekVBLFKeAvd."
-    "lfwgc43dVBt7yZOZhyiHrhMgkVhBSiGO52mRHtX3elweMUJo2YRy7yDabyvNG2QB0DkTFhw/";  // openssl passwd -6
-                                                                                 // -salt testsalt1234
-                                                                                 // secret
-}
+    "$6$testsalt1234$x2ekVBLFKeAvd.lfwgc43dVBt7yZOZhyiHrhMgkVhBSiGO52mRHtX3elweMUJo2YRy7yDabyvNG2QB0DkTFhw/";
+}  // namespace
 
 TEST_CASE("users_file lines: user:hash, comments, blanks; errors name file, line and column",
           "[listener][auth]") {

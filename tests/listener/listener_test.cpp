@@ -342,3 +342,20 @@ TEST_CASE("STARTTLS: the message goes over TLS and Received: says so; implicit T
     le.env.stop();
   }
 }
+
+TEST_CASE("what the pickup would refuse is refused at the dot, never acknowledged", "[listener]") {
+  ListenEnv le;
+  le.start();
+  // A NUL in the header section: the drop parser refuses it, so the listener must not say 250.
+  std::string head = "EHLO c.test\r\nMAIL FROM:<a@client.test>\r\nRCPT TO:<x@example.test>\r\nDATA\r\n";
+  Json r = le.raw({head, std::string("Subject: nul\0here\r\n\r\nbody\r\n.\r\n", 30), "QUIT\r\n"});
+  std::string replies = r["replies"].as_string();
+  INFO(replies);
+  CHECK(replies.find("554 5.6.0") != std::string::npos);
+  CHECK(replies.find("queued as") == std::string::npos);
+  std::this_thread::sleep_for(500ms);
+  CHECK(le.env.entries("bad").empty());
+  CHECK(le.env.entries("incoming").empty());
+  CHECK(le.env.log().find("NOQUEUE: reject: END-OF-MESSAGE") != std::string::npos);
+  le.env.stop();
+}

@@ -71,13 +71,25 @@ TEST_CASE("aliases from the config and from an aliases file fan out; listener ma
   le.env.stop();
 }
 
-TEST_CASE("a local name without alias or admin_address bounces 5.1.1 at once", "[local]") {
+TEST_CASE("a local name without alias or admin_address: 550 at RCPT over SMTP, a 5.1.1 bounce from a drop",
+          "[local]") {
   ListenEnv le;
   le.start();
+  // Over SMTP it is refused at once: a later bounce would go to a sender anyone may forge.
   auto res = le.send({"--to", "nobody@spoold.test", "--to", "someone@example.test"});
   REQUIRE(res.size() == 1);
+  INFO(res[0].dump());
   REQUIRE(res[0]["ok"].as_bool());
-  // The remote recipient is delivered; the sender gets a DSN for the local one.
+  CHECK(res[0]["refused"]["nobody@spoold.test"].as_array().at(0).as_int() == 550);
+  CHECK(res[0]["refused"]["nobody@spoold.test"].as_array().at(1).as_string().rfind("5.1.1", 0) == 0);
+  REQUIRE(le.env.sink().wait_count(1, 20s));
+  // A drop (sendmail) to that name bounces at once, without a connection.
+  std::string msg = "Subject: to nobody\n\nhello\n";
+  Run r =
+      run(le.env.dir(),
+          {ctl_binary("sendmail"), "-C", le.env.config_path(), "-f", "app@client.test", "nobody@spoold.test"},
+          30s, &msg);
+  REQUIRE(r.status == 0);
   REQUIRE(le.env.sink().wait_count(2, 20s));
   std::string log = le.env.log();
   INFO(log);
