@@ -79,6 +79,28 @@ struct Dns {
   Duration negative_ttl = 60s;  // NXDOMAIN / NODATA / SERVFAIL remembered this long
 };
 
+// `rewrite` on a route or a relay server: each key given there replaces the one above it (the
+// global mapping, then the route's, then the relay server's); a key left out inherits.
+struct RewriteOverride {
+  std::optional<std::string> envelope_from;
+  std::optional<std::vector<std::string>> masquerade_domains;
+  bool operator==(const RewriteOverride&) const = default;
+};
+
+// rewrite: sender rewriting on the way out (smtp/rewrite.h applies it).
+struct Rewrite {
+  std::string envelope_from;                    // "" = keep; never applied to the null sender <>
+  std::vector<std::string> masquerade_domains;  // lower-case domain names, first match wins
+  bool operator==(const Rewrite&) const = default;
+
+  Rewrite with(const RewriteOverride& o) const {
+    Rewrite r = *this;
+    if (o.envelope_from) r.envelope_from = *o.envelope_from;
+    if (o.masquerade_domains) r.masquerade_domains = *o.masquerade_domains;
+    return r;
+  }
+};
+
 enum class RelayTls { none, starttls, smtps };
 
 struct Auth {
@@ -98,6 +120,7 @@ struct RelayServer {
   int max_messages_per_robin = 0;
   int max_messages_while_awake = 0;
   Duration sleep_length{0};
+  RewriteOverride rewrite;
 };
 
 enum class RelayStrategy { round_robin, failover };
@@ -115,6 +138,7 @@ struct Route {
   RouteKind kind = RouteKind::mx;
   std::string relay;               // kind == relay
   std::vector<std::string> hosts;  // kind == hosts: "host:port" or "host" (port = delivery.port)
+  RewriteOverride rewrite;
 };
 
 enum class LogLevel { debug, info, warning, error };
@@ -178,12 +202,6 @@ struct Listener {
 
   // Whether a client at `ip` may relay without AUTH (it is in one of relay_from).
   bool relay_allowed(const std::string& ip) const;
-};
-
-// rewrite: the global sender rewriting.
-struct Rewrite {
-  std::string envelope_from;                    // "" = keep; never applied to the null sender <>
-  std::vector<std::string> masquerade_domains;  // lower-case domain names
 };
 
 struct Config {

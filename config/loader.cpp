@@ -175,7 +175,7 @@ class Loader {
         errors_.push_back(fmt::format("{}:{}:{}: alias loop: {}", c.aliases_file, at->second.first,
                                       at->second.second, loop.chain));
     }
-    if (c.routes.empty()) c.routes.push_back(Route{{"*"}, RouteKind::mx, "", {}});
+    if (c.routes.empty()) c.routes.push_back(Route{{"*"}, RouteKind::mx, "", {}, {}});
     if (!errors_.empty()) {
       std::string all;
       for (const auto& e : errors_) all += (all.empty() ? "" : "\n") + e;
@@ -364,7 +364,11 @@ class Loader {
                    aliases_file_node_ = v, has_aliases_file_ = true;
                }
                if (k == "admin_address") mailbox_or_empty(v, k, c.admin_address);
-               if (k == "rewrite") load_rewrite(v, c.rewrite);
+               if (k == "rewrite") {
+                 RewriteOverride r;
+                 load_rewrite(v, "rewrite", r);
+                 c.rewrite = c.rewrite.with(r);
+               }
              });
     // Routes refer to relays, so they are checked once all relays are known.
     if (auto r = root["routes"]) load_routes(r, c);
@@ -624,14 +628,15 @@ class Loader {
     }
   }
 
-  void load_rewrite(const YAML::Node& n, Rewrite& r) {
-    each_key(n, "rewrite", {"envelope_from", "masquerade_domains"},
+  void load_rewrite(const YAML::Node& n, const std::string& path, RewriteOverride& r) {
+    each_key(n, path, {"envelope_from", "masquerade_domains"},
              [&](const std::string& k, const YAML::Node& v) {
-               std::string key = "rewrite." + k;
-               if (k == "envelope_from") mailbox_or_empty(v, key, r.envelope_from);
+               std::string key = path + "." + k;
+               if (k == "envelope_from") mailbox_or_empty(v, key, r.envelope_from.emplace());
                if (k == "masquerade_domains") {
-                 strings(v, key, r.masquerade_domains, valid_domain, "is not a domain name");
-                 for (auto& d : r.masquerade_domains) d = ascii_lower(d);
+                 auto& domains = r.masquerade_domains.emplace();
+                 strings(v, key, domains, valid_domain, "is not a domain name");
+                 for (auto& d : domains) d = ascii_lower(d);
                }
              });
   }
@@ -675,7 +680,7 @@ class Loader {
     each_key(
         n, path,
         {"host", "port", "tls", "verify", "auth", "max_messages", "max_messages_per_robin",
-         "max_messages_while_awake", "sleep_length"},
+         "max_messages_while_awake", "sleep_length", "rewrite"},
         [&](const std::string& k, const YAML::Node& v) {
           std::string key = path + "." + k;
           if (k == "host") str(v, key, s.host);
@@ -690,6 +695,7 @@ class Loader {
           if (k == "max_messages_per_robin") integer(v, key, s.max_messages_per_robin, 0, INT_MAX);
           if (k == "max_messages_while_awake") integer(v, key, s.max_messages_while_awake, 0, INT_MAX);
           if (k == "sleep_length") duration(v, key, s.sleep_length);
+          if (k == "rewrite") load_rewrite(v, key, s.rewrite);
         });
     if (n.IsMap() && !n["host"]) error(n, path, "missing 'host'");
     if (!port_given && s.tls == RelayTls::smtps) s.port = 465;
@@ -725,32 +731,34 @@ class Loader {
       std::string path = fmt::format("routes[{}]", i);
       Route r;
       int kinds = 0;
-      each_key(n[i], path, {"match", "relay", "hosts", "mx"}, [&](const std::string& k, const YAML::Node& v) {
-        std::string key = fmt::format("{}.{}", path, k);
-        if (k == "match") {
-          strings(v, key, r.match, valid_pattern, "is not a domain, '*.suffix' or '*'");
-        }
-        if (k == "relay") {
-          ++kinds;
-          r.kind = RouteKind::relay;
-          str(v, key, r.relay);
-          if (!r.relay.empty() && !c.relay(r.relay))
-            error(v, key, fmt::format("unknown relay group '{}'", r.relay));
-        }
-        if (k == "hosts") {
-          ++kinds;
-          r.kind = RouteKind::hosts;
-          strings(v, key, r.hosts, valid_hostport, "is not host or host:port");
-          if (r.hosts.empty()) error(v, key, "expected at least one host");
-        }
-        if (k == "mx") {
-          ++kinds;
-          r.kind = RouteKind::mx;
-          bool on = true;
-          boolean(v, key, on);
-          if (!on) error(v, key, "only 'mx: true' makes sense; leave the route out instead");
-        }
-      });
+      each_key(n[i], path, {"match", "relay", "hosts", "mx", "rewrite"},
+               [&](const std::string& k, const YAML::Node& v) {
+                 std::string key = fmt::format("{}.{}", path, k);
+                 if (k == "match") {
+                   strings(v, key, r.match, valid_pattern, "is not a domain, '*.suffix' or '*'");
+                 }
+                 if (k == "relay") {
+                   ++kinds;
+                   r.kind = RouteKind::relay;
+                   str(v, key, r.relay);
+                   if (!r.relay.empty() && !c.relay(r.relay))
+                     error(v, key, fmt::format("unknown relay group '{}'", r.relay));
+                 }
+                 if (k == "hosts") {
+                   ++kinds;
+                   r.kind = RouteKind::hosts;
+                   strings(v, key, r.hosts, valid_hostport, "is not host or host:port");
+                   if (r.hosts.empty()) error(v, key, "expected at least one host");
+                 }
+                 if (k == "mx") {
+                   ++kinds;
+                   r.kind = RouteKind::mx;
+                   bool on = true;
+                   boolean(v, key, on);
+                   if (!on) error(v, key, "only 'mx: true' makes sense; leave the route out instead");
+                 }
+                 if (k == "rewrite") load_rewrite(v, key, r.rewrite);
+               });
       if (!n[i].IsMap()) continue;
       if (!n[i]["match"]) error(n[i], path, "missing 'match'");
       if (kinds != 1) error(n[i], path, "needs exactly one of 'relay', 'hosts' or 'mx'");

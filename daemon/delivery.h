@@ -39,6 +39,7 @@ struct Part {
   std::uint64_t longest_line = 0;                // 0 = unknown: the session scans the body before MAIL
   std::string missing_date, missing_message_id;  // header values to add, "" = present
   HopKey key;
+  config::Rewrite rewrite;      // the global and the route's; a relay server's applies on top
   AttemptLog attempt;           // connection-level failures of this part in this attempt
   std::uint64_t failed_on = 0;  // the connection whose failure it has counted already
   std::uint64_t token = 0;      // the caller's handle, returned in PartDone

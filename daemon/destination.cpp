@@ -9,6 +9,7 @@
 #include "daemon/classify.h"
 #include "daemon/log.h"
 #include "daemon/smtp_options.h"
+#include "smtp/rewrite.h"
 #include "spool/crashpoint.h"
 
 namespace spoold::daemon {
@@ -488,7 +489,12 @@ std::optional<Part> DeliveryEngine::Destination::take_part(const Conn& c, bool b
 void DeliveryEngine::Destination::send_part(Conn& c, Part part) {
   bool behind_dot = c.current.has_value();
   smtp::Transaction t;
-  t.sender = part.sender;
+  config::Rewrite rw = part.rewrite;
+  if (key_.kind == config::RouteKind::relay)
+    if (const auto* g = cfg_->relay(key_.name); g && c.server < g->servers.size())
+      rw = rw.with(g->servers[c.server].rewrite);
+  t.sender = smtp::rewrite_envelope_sender(part.sender, rw.envelope_from, rw.masquerade_domains);
+  t.masquerade = std::move(rw.masquerade_domains);
   t.recipients = part.recipients;
   t.size = part.size;
   t.missing_date = part.missing_date;

@@ -49,19 +49,26 @@ HopKey route(const config::Config& config, const std::string& domain) {
   return k;
 }
 
+config::Rewrite route_rewrite(const config::Config& config, const std::string& domain) {
+  const config::Route* r = config.route_for(domain);
+  return r ? config.rewrite.with(r->rewrite) : config.rewrite;
+}
+
 std::vector<HopGroup> group_by_hop(const config::Config& config, const std::vector<std::string>& recipients,
                                    const std::vector<size_t>& which) {
   std::vector<HopGroup> groups;
   for (size_t idx : which) {
-    HopKey k = route(config, domain_of(recipients[idx]));
+    std::string domain = domain_of(recipients[idx]);
+    HopKey k = route(config, domain);
+    config::Rewrite rw = route_rewrite(config, domain);
     bool found = false;
     for (auto& g : groups)
-      if (g.key == k) {
+      if (g.key == k && g.rewrite == rw) {
         g.recipients.push_back(idx);
         found = true;
         break;
       }
-    if (!found) groups.push_back(HopGroup{k, {idx}});
+    if (!found) groups.push_back(HopGroup{k, std::move(rw), {idx}});
   }
   return groups;
 }

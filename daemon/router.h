@@ -28,9 +28,15 @@ std::string domain_of(const std::string& address);
 
 HopKey route(const config::Config& config, const std::string& domain);
 
-// Groups recipient indices by next hop, in first-seen order.
+// The sender rewriting for mail to `domain`: the global `rewrite`, then its route's.
+config::Rewrite route_rewrite(const config::Config& config, const std::string& domain);
+
+// Groups recipient indices by next hop and sender rewriting (one transaction has one MAIL FROM),
+// in first-seen order. Two routes to one relay group with different `rewrite` make two groups
+// with the same key: they share the destination's connections, not a transaction.
 struct HopGroup {
   HopKey key;
+  config::Rewrite rewrite;
   std::vector<size_t> recipients;
 };
 std::vector<HopGroup> group_by_hop(const config::Config& config, const std::vector<std::string>& recipients,

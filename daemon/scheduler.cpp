@@ -228,6 +228,7 @@ void Daemon::start_delivery(spool::Claimed claimed) {
       p.missing_date = rfc5322_date(std::chrono::system_clock::from_time_t(static_cast<time_t>(en.arrived)));
     if (en.flags.missing_message_id) p.missing_message_id = fmt::format("<{}@{}>", en.id, cfg_->hostname);
     p.key = g.key;
+    p.rewrite = g.rewrite;
     p.token = token;
     engine_->submit(std::move(p));  // may report outcomes synchronously (e.g. while stopping)
   }

@@ -12,11 +12,14 @@
 //     octets (the stuffed dot aside); the scanner's size is the wire's;
 //   * converted to quoted-printable the wire is as well formed, without Bcc:, and its body lines
 //     are at most 76 octets;
+//   * masqueraded, the wire header is the same with each From:/Sender: field (its lines joined by
+//     LF, when at most kMaxHeldField octets) passed through masquerade_field, and the wire is
+//     never longer than without masquerading (SIZE= stays an upper bound);
 //   * `sendmail -t` reads the fields (names, unfolded values) the parser reads, and takes the
 //     same recipients as a bare drop of the same message.
 // The sources are listed (one line, for fuzz/run.sh): ctl/ as a library would bring its main().
 // clang-format off
-// fuzz-sources: spool/drop.cpp spool/address.cpp spool/atomic_write.cpp spool/crashpoint.cpp spool/fs_util.cpp smtp/body_encoder.cpp smtp/mime_convert.cpp smtp/types.cpp ctl/submit.cpp
+// fuzz-sources: spool/drop.cpp spool/address.cpp spool/atomic_write.cpp spool/crashpoint.cpp spool/fs_util.cpp smtp/body_encoder.cpp smtp/mime_convert.cpp smtp/rewrite.cpp smtp/types.cpp ctl/submit.cpp
 // clang-format on
 #include <cstddef>
 #include <cstdint>
@@ -30,6 +33,7 @@
 #include "common/header_lines.h"
 #include "ctl/submit.h"
 #include "smtp/body_encoder.h"
+#include "smtp/rewrite.h"
 #include "spool/drop.h"
 
 using namespace spoold;
@@ -83,8 +87,8 @@ struct Encoded {
 };
 
 Encoded encode(std::string_view message, std::size_t step, const std::vector<std::string>& prepend,
-               const std::vector<std::string>& qp = {}) {
-  smtp::BodyEncoder enc(prepend, qp);
+               const std::vector<std::string>& qp = {}, const std::vector<std::string>& masquerade = {}) {
+  smtp::BodyEncoder enc(prepend, qp, masquerade);
   Encoded out;
   for (std::size_t i = 0; i < message.size(); i += step) enc.feed(message.substr(i, step), out.wire);
   enc.finish(out.wire);
@@ -159,7 +163,42 @@ void check_wire(const std::string& wire) {
 }
 
 // The wire header the parser's reading calls for, and whether the parser saw the header end.
-std::pair<std::string, bool> expected_header(const Parsed& p, const std::vector<std::string>& prepend) {
+const std::vector<std::string> kMasquerade = {"example.com", "b.example.org"};
+
+bool names_masqueraded_field(std::string_view line) {
+  std::string name = lower(line.substr(0, header_name_length(line)));
+  return name == "from" || name == "sender";
+}
+
+// The parser's header lines with each From:/Sender: field masqueraded as a whole.
+std::vector<std::pair<HeaderLineKind, std::string>> masqueraded_lines(const Parsed& p) {
+  std::vector<std::pair<HeaderLineKind, std::string>> out;
+  const auto& in = p.lines;
+  for (std::size_t i = 0; i < in.size();) {
+    if (in[i].first != HeaderLineKind::field || !names_masqueraded_field(in[i].second)) {
+      out.push_back(in[i++]);
+      continue;
+    }
+    std::string joined = in[i].second;
+    std::size_t j = i + 1;
+    for (; j < in.size() && in[j].first == HeaderLineKind::continuation; ++j) joined += "\n" + in[j].second;
+    if (joined.size() <= smtp::BodyEncoder::kMaxHeldField)
+      if (auto r = smtp::masquerade_field(joined, kMasquerade)) joined = *r;
+    HeaderLineKind kind = HeaderLineKind::field;
+    for (std::size_t at = 0;;) {
+      std::size_t nl = joined.find('\n', at);
+      out.emplace_back(kind, joined.substr(at, nl - at));
+      kind = HeaderLineKind::continuation;
+      if (nl == std::string::npos) break;
+      at = nl + 1;
+    }
+    i = j;
+  }
+  return out;
+}
+
+std::pair<std::string, bool> expected_header(const std::vector<std::pair<HeaderLineKind, std::string>>& lines,
+                                             const std::vector<std::string>& prepend) {
   std::string out;
   auto emit_one = [&](std::string_view l) {
     if (!l.empty() && l[0] == '.') out += '.';
@@ -172,7 +211,7 @@ std::pair<std::string, bool> expected_header(const Parsed& p, const std::vector<
   };
   for (const auto& h : prepend) emit(h);
   bool sent = !prepend.empty(), dropping = false;
-  for (const auto& [kind, line] : p.lines) {
+  for (const auto& [kind, line] : lines) {
     switch (kind) {
       case HeaderLineKind::field:
         dropping = names_blind_field(line);
@@ -226,11 +265,25 @@ void check_message(std::string_view drop, const Pieces& step, bool prepend_date)
   require(p.info->longest_line == facts.longest_line, "parser and scanner disagree on the longest line");
   require(p.info->eight_bit == facts.eight_bit, "parser and scanner disagree on 8-bit");
   if (!e.ok) return;
-  auto [header, ended] = expected_header(p, prepend);
+  auto [header, ended] = expected_header(p.lines, prepend);
   if (ended)
     require(e.wire.compare(0, header.size(), header) == 0, "wire header is not the parser's");
   else
     require(e.wire == header + ".\r\n", "wire is not the parser's header-only message");
+  // Masqueraded: From:/Sender: rewritten, nothing else, never longer.
+  Encoded me = encode(message, step.encoder, prepend, {}, kMasquerade);
+  check_wire(me.wire);
+  check_line_lengths(me.wire, smtp::BodyEncoder::kMaxLine);
+  require(me.wire.size() <= e.wire.size(), "masquerading made the message longer");
+  auto [mheader, mended] = expected_header(masqueraded_lines(p), prepend);
+  require(mended == ended, "masquerading changed where the header ends");
+  if (mended)
+    require(me.wire.compare(0, mheader.size(), mheader) == 0, "masqueraded header is not the expected one");
+  else
+    require(me.wire == mheader + ".\r\n", "masqueraded header-only message is not the expected one");
+  if (ended)
+    require(me.wire.compare(mheader.size(), std::string::npos, e.wire, header.size()) == 0,
+            "masquerading changed the body");
   bool blind = false, date = false;
   for (const auto& [kind, line] : p.lines) {
     if (kind != HeaderLineKind::field) continue;

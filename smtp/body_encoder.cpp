@@ -15,6 +15,7 @@
 
 #include "common/ascii.h"
 #include "common/line_ends.h"
+#include "smtp/rewrite.h"
 
 namespace spoold::smtp {
 
@@ -61,8 +62,12 @@ void append_capped(std::string& to, std::string_view bytes) {
 
 }  // namespace
 
-BodyEncoder::BodyEncoder(std::vector<std::string> prepend_headers, std::vector<std::string> qp_lines)
-    : prepend_(std::move(prepend_headers)), added_(std::move(qp_lines)), qp_(!added_.empty()) {
+BodyEncoder::BodyEncoder(std::vector<std::string> prepend_headers, std::vector<std::string> qp_lines,
+                         std::vector<std::string> masquerade)
+    : prepend_(std::move(prepend_headers)),
+      added_(std::move(qp_lines)),
+      qp_(!added_.empty()),
+      masquerade_(std::move(masquerade)) {
   seg_.reserve(kMaxLine + 2);
 }
 
@@ -179,14 +184,36 @@ void BodyEncoder::header_end(bool empty_line, std::string& out) {
   watch_ = Watch::none;
 }
 
+// The held From:/Sender: field goes out through the folding sink, masqueraded when `rewrite`;
+// rewrite is false when it outgrew kMaxHeldField mid-line (that line then goes on unheld).
+void BodyEncoder::release_held(bool rewrite, std::string& out) {
+  holding_ = false;
+  std::string text = std::move(held_);
+  held_.clear();
+  if (rewrite)
+    if (auto r = masquerade_field(text, masquerade_)) text = std::move(*r);
+  std::string_view rest = text;
+  fold_floor_ = held_floor_;
+  for (std::size_t nl; (nl = rest.find('\n')) != std::string_view::npos;) {
+    put_fold(rest.substr(0, nl), out);
+    end_fold_line(out);
+    rest.remove_prefix(nl + 1);
+  }
+  if (!rest.empty()) put_fold(rest, out);
+}
+
 // What the line is, known from pending_ (which holds its decisive octet, or all of it).
 void BodyEncoder::decide(HeaderLineKind kind, std::string& out) {
+  if (holding_ && kind != HeaderLineKind::continuation) release_held(true, out);
   switch (kind) {
     case HeaderLineKind::field: {
       std::string_view name = std::string_view(pending_).substr(0, header_name_length(pending_));
       bool cte = ascii_iequals(name, "content-transfer-encoding");
       dropping_ = walker_.blind() || (qp_ && cte);
       fold_floor_ = pending_.find(':') + 1;
+      holding_ = !dropping_ && !masquerade_.empty() &&
+                 (ascii_iequals(name, "from") || ascii_iequals(name, "sender"));
+      held_floor_ = fold_floor_;
       watch_ = Watch::none;
       if (walker_.blind()) break;
       if (ascii_iequals(name, "mime-version")) mime_version_ = true;
@@ -207,7 +234,7 @@ void BodyEncoder::decide(HeaderLineKind kind, std::string& out) {
       sink_ = qp_ ? Sink::qp : Sink::plain;
       return;
   }
-  sink_ = dropping_ ? Sink::drop : Sink::fold;
+  sink_ = dropping_ ? Sink::drop : holding_ ? Sink::hold : Sink::fold;
   if (!dropping_) header_sent_ = true;
 }
 
@@ -221,6 +248,14 @@ void BodyEncoder::route(std::string_view bytes, std::string& out) {
       if (watch_ == Watch::type) append_capped(type_line_, bytes);
       if (watch_ == Watch::encoding) append_capped(encoding_line_, bytes);
       return put_fold(bytes, out);
+    case Sink::hold:
+      if (!header_8bit_ && has_8bit(bytes)) header_8bit_ = true;
+      held_.append(bytes);
+      if (held_.size() > kMaxHeldField) {
+        release_held(false, out);
+        sink_ = Sink::fold;
+      }
+      return;
     case Sink::plain:
       if (!body_8bit_ && has_8bit(bytes)) body_8bit_ = true;
       return put_plain(bytes, false, out);
@@ -287,6 +322,7 @@ void BodyEncoder::end_header_line(std::string& out) {
   if (sink_ == Sink::undecided) {
     HeaderLineKind kind = walker_.next(pending_);
     if (kind == HeaderLineKind::end) {
+      if (holding_) release_held(true, out);
       in_header_ = false;
       header_end(true, out);
     } else {
@@ -300,6 +336,9 @@ void BodyEncoder::end_header_line(std::string& out) {
       break;
     case Sink::fold:
       end_fold_line(out);
+      break;
+    case Sink::hold:
+      held_ += '\n';
       break;
     case Sink::plain:
       put_plain({}, true, out);
@@ -381,6 +420,7 @@ void BodyEncoder::feed_body(const char* p, const char* end, std::string& out) {
 void BodyEncoder::finish(std::string& out) {
   if (!started_) start(out);
   if (in_header_ && (line_started_ || !pending_.empty())) end_header_line(out);  // no final line ending
+  if (holding_) release_held(true, out);  // the header's last field, and no body
   if (in_header_) {
     if (qp_) header_end(false, out);  // a header without body: the added fields still go out
   } else if (qp_) {

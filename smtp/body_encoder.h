@@ -44,7 +44,12 @@ class BodyEncoder {
   // qp_lines non-empty converts the message to quoted-printable (mime_convert.h): every
   // Content-Transfer-Encoding field is dropped, these lines are added at the end of the header,
   // and the body is QP-encoded (its lines are then short: nothing to wrap).
-  explicit BodyEncoder(std::vector<std::string> prepend_headers = {}, std::vector<std::string> qp_lines = {});
+  // masquerade non-empty masquerades the addresses of the From: and Sender: fields under these
+  // domains (smtp/rewrite.h): such a field is held whole (up to kMaxHeldField octets; a longer
+  // one goes out as it is) and sent rewritten, then folded like any other.
+  explicit BodyEncoder(std::vector<std::string> prepend_headers = {}, std::vector<std::string> qp_lines = {},
+                       std::vector<std::string> masquerade = {});
+  static constexpr std::size_t kMaxHeldField = 32 * 1024;
 
   // Appends wire bytes for this chunk to out.
   void feed(std::string_view chunk, std::string& out);
@@ -60,7 +65,7 @@ class BodyEncoder {
   std::uint64_t stuffed_dots() const { return stuffed_; }  // RFC 1870 does not count them
 
  private:
-  enum class Sink { undecided, drop, fold, plain, qp };
+  enum class Sink { undecided, drop, fold, hold, plain, qp };
 
   void start(std::string& out);
   const char* feed_header(const char* p, const char* end, std::string& out);  // returns where it stopped
@@ -71,6 +76,7 @@ class BodyEncoder {
   void end_header_line(std::string& out);
   void header_end(bool empty_line, std::string& out);  // added lines, then the empty line
   void feed_body(const char* p, const char* end, std::string& out);
+  void release_held(bool rewrite, std::string& out);  // the held field goes out
 
   void put_fold(std::string_view bytes, std::string& out);
   void put_plain(std::string_view bytes, bool line_ends, std::string& out);
@@ -84,17 +90,21 @@ class BodyEncoder {
   bool qp_ = false;
   bool started_ = false;
   bool in_header_ = true;
-  bool header_sent_ = false;  // a header line (prepended or the message's) went out
-  bool pending_cr_ = false;   // the previous chunk ended in CR: a following LF belongs to it
+  bool header_sent_ = false;   // a header line (prepended or the message's) went out
+  bool pending_cr_ = false;    // the previous chunk ended in CR: a following LF belongs to it
+  bool line_started_ = false;  // the header line being read: some byte (if only a CR) since the last LF
 
   // The header line being read.
   std::uint64_t held_crs_ = 0;  // a run of CRs: spaces if text follows, the line ending if LF does
-  bool line_started_ = false;   // some byte (if only a CR) since the last LF
   std::uint64_t line_len_ = 0;  // its octets as read
   std::string pending_;         // its start while what it is is still open (normally a few octets)
   int cls_ = 0;                 // how far pending_ has gone: 0 nothing, 1 in the name, 2 in SP/HT after it
   Sink sink_ = Sink::undecided;
   bool dropping_ = false;  // the current field is not sent (Bcc, or the old CTE under conversion)
+  bool holding_ = false;   // the current field is From:/Sender: under masquerading
+  std::vector<std::string> masquerade_;
+  std::string held_;            // its logical lines so far, each complete one ended by '\n'
+  std::size_t held_floor_ = 0;  // its colon + 1
   HeaderWalker walker_;
 
   // MIME facts: the first Content-Type / Content-Transfer-Encoding line (capped), how many there are.
@@ -103,15 +113,15 @@ class BodyEncoder {
   std::string type_line_, encoding_line_;
   int type_fields_ = 0, encoding_fields_ = 0;
   bool mime_version_ = false, header_8bit_ = false, body_8bit_ = false;
+  bool line_wrapped_ = false;  // the current output line was wrapped (counted once in wrapped_)
+  bool eight_bit_ = false;
 
   std::string seg_;             // the unsent start of the current output line (at most kMaxLine + 1 octets)
   std::size_t fold_floor_ = 0;  // no fold point before this octet of seg_ (a field's colon)
-  bool line_wrapped_ = false;
   std::size_t wrapped_ = 0;
   QpEncoder qpenc_;
   std::uint64_t body_line_ = 0;  // length of the body line being read
   std::size_t longest_ = 0;
-  bool eight_bit_ = false;
   std::uint64_t stuffed_ = 0;
 };
 

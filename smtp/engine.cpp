@@ -260,9 +260,11 @@ void Engine::enter(State s) {
       if (!txn_->pipelined) send_command("DATA");
       break;
     case State::body:
-      encoder_.emplace(missing_headers(txn_->t), txn_->body.plan == BodyPlan::quoted_printable
-                                                     ? qp_header_lines(*txn_->t.body_info->mime)
-                                                     : std::vector<std::string>{});
+      encoder_.emplace(missing_headers(txn_->t),
+                       txn_->body.plan == BodyPlan::quoted_printable
+                           ? qp_header_lines(*txn_->t.body_info->mime)
+                           : std::vector<std::string>{},
+                       txn_->t.masquerade);
       emit(BodyWanted{});
       break;
     case State::dot:

@@ -120,6 +120,9 @@ struct Transaction {
   // "<id@host>". CR/LF in them are dropped.
   std::string missing_date;
   std::string missing_message_id;
+  // Masquerade the From: and Sender: addresses under these domains (smtp/rewrite.h); the caller
+  // has already rewritten `sender`.
+  std::vector<std::string> masquerade;
 };
 
 // What the server announced in its last EHLO reply (forgotten after STARTTLS).

@@ -455,6 +455,72 @@ rewrite: { envelope_from: bounce@example.com, masquerade_domains: [Example.COM, 
   CHECK(c.rewrite.masquerade_domains == std::vector<std::string>{"example.com", "mail.example.org"});
 }
 
+TEST_CASE("rewrite on a route and a relay server overrides the global mapping key by key") {
+  auto r = load_string(R"(
+rewrite: { envelope_from: bounce@example.com, masquerade_domains: [example.com] }
+relays:
+  corp:
+    servers:
+      - host: a
+        rewrite: { envelope_from: "" }
+      - host: b
+routes:
+  - match: [partner.example]
+    relay: corp
+    rewrite: { masquerade_domains: [Corp.Example] }
+  - match: [lab.test]
+    mx: true
+    rewrite: { envelope_from: lab@example.com, masquerade_domains: [] }
+  - match: ["*"]
+    mx: true
+)",
+                       "t.yaml");
+  REQUIRE(r.ok());
+  const Config& c = *r;
+  const Route* partner = c.route_for("partner.example");
+  REQUIRE(partner != nullptr);
+  CHECK_FALSE(partner->rewrite.envelope_from.has_value());
+  CHECK(partner->rewrite.masquerade_domains == std::vector<std::string>{"corp.example"});
+  Rewrite p = c.rewrite.with(partner->rewrite);
+  CHECK(p.envelope_from == "bounce@example.com");  // inherited
+  CHECK(p.masquerade_domains == std::vector<std::string>{"corp.example"});
+  Rewrite lab = c.rewrite.with(c.route_for("lab.test")->rewrite);
+  CHECK(lab.envelope_from == "lab@example.com");
+  CHECK(lab.masquerade_domains.empty());  // an empty list turns masquerading off
+  CHECK(c.rewrite.with(c.route_for("other.example")->rewrite) == c.rewrite);
+  const auto* corp = c.relay("corp");
+  REQUIRE(corp != nullptr);
+  REQUIRE(corp->servers.size() == 2);
+  CHECK(corp->servers[0].rewrite.envelope_from == std::optional<std::string>(""));  // "" keeps the sender
+  CHECK_FALSE(corp->servers[0].rewrite.masquerade_domains.has_value());
+  CHECK(corp->servers[1].rewrite == RewriteOverride{});
+  CHECK(p.with(corp->servers[0].rewrite).envelope_from.empty());
+}
+
+TEST_CASE("rewrite errors on routes and relay servers name their key") {
+  struct Case {
+    std::string yaml, expect;
+  };
+  const std::vector<Case> cases = {
+      {"routes:\n  - { match: [x.org], mx: true, rewrite: { envelope_from: nobody } }\n",
+       "t.yaml:2:59: routes[0].rewrite.envelope_from: 'nobody' is not a mailbox (local@domain)"},
+      {"routes:\n  - { match: [x.org], mx: true, rewrite: { masquerade_domains: [\"a..b\"] } }\n",
+       "t.yaml:2:65: routes[0].rewrite.masquerade_domains: 'a..b' is not a domain name"},
+      {"routes:\n  - { match: [x.org], mx: true, rewrite: { from: a@b.c } }\n",
+       "t.yaml:2:44: routes[0].rewrite.from: unknown key"},
+      {"routes:\n  - { match: [x.org], mx: true, rewrite: yes }\n",
+       "t.yaml:2:42: routes[0].rewrite: expected a mapping"},
+      {"relays:\n  corp:\n    servers:\n      - host: a\n        rewrite: { envelope_from: \"x@\" }\n",
+       "t.yaml:5:35: relays.corp.servers[0].rewrite.envelope_from: 'x@' is not a mailbox (local@domain)"},
+  };
+  for (const auto& c : cases) {
+    INFO("yaml:\n" << c.yaml);
+    auto r = load_string(c.yaml, "t.yaml");
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message == c.expect);
+  }
+}
+
 TEST_CASE("CIDR networks: parsing and matching") {
   struct Match {
     const char* network;

@@ -274,3 +274,38 @@ TEST_CASE("route: the first matching route names the next hop; its key carries w
   CHECK(domain_of("bob@[192.0.2.1]") == "[192.0.2.1]");
   CHECK(domain_of("nobody") == "");
 }
+
+TEST_CASE("group_by_hop: one group per next hop and sender rewriting", "[pieces][router]") {
+  config::Config cfg;
+  cfg.rewrite.masquerade_domains = {"example.com"};
+  config::RelayGroup corp;
+  corp.name = "corp";
+  cfg.relays = {corp};
+  config::Route a;  // two routes to one relay group, different rewriting
+  a.match = {"a.example"};
+  a.kind = config::RouteKind::relay;
+  a.relay = "corp";
+  a.rewrite.envelope_from = "ops@example.com";
+  config::Route b = a;
+  b.match = {"b.example"};
+  b.rewrite = {};
+  config::Route c = a;
+  c.match = {"c.example"};  // the same rewriting as a: one transaction
+  config::Route all;
+  all.match = {"*"};
+  cfg.routes = {a, b, c, all};
+  const std::vector<std::string> rcpts = {"x@a.example", "y@b.example", "z@c.example", "w@other.example",
+                                          "v@a.example"};
+  auto groups = group_by_hop(cfg, rcpts, {0, 1, 2, 3, 4});
+  REQUIRE(groups.size() == 3);
+  CHECK(groups[0].key.str() == "relay:corp");
+  CHECK(groups[0].recipients == std::vector<size_t>{0, 2, 4});
+  CHECK(groups[0].rewrite.envelope_from == "ops@example.com");
+  CHECK(groups[0].rewrite.masquerade_domains == std::vector<std::string>{"example.com"});  // inherited
+  CHECK(groups[1].key.str() == "relay:corp");
+  CHECK(groups[1].recipients == std::vector<size_t>{1});
+  CHECK(groups[1].rewrite == cfg.rewrite);
+  CHECK(groups[2].key.str() == "mx:other.example");
+  CHECK(groups[2].rewrite == cfg.rewrite);
+  CHECK(route_rewrite(cfg, "A.Example") == groups[0].rewrite);
+}
