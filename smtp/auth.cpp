@@ -6,31 +6,9 @@
 
 #include <algorithm>
 
+#include "smtp/base64.h"
+
 namespace spoold::smtp::auth {
-
-std::string base64_encode(std::string_view data) {
-  std::string out(4 * ((data.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(data.data()), static_cast<int>(data.size()));
-  out.resize(n < 0 ? 0 : static_cast<std::size_t>(n));
-  return out;
-}
-
-std::optional<std::string> base64_decode(std::string_view text) {
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
-  if (text.size() % 4 != 0) return std::nullopt;
-  if (text.empty()) return std::string{};
-  std::string out(text.size() / 4 * 3 + 1, '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(text.data()), static_cast<int>(text.size()));
-  if (n < 0) return std::nullopt;
-  // EVP_DecodeBlock counts the padding as zero bytes; remove them.
-  std::size_t pad = 0;
-  if (text.back() == '=') ++pad;
-  if (text.size() >= 2 && text[text.size() - 2] == '=') ++pad;
-  out.resize(static_cast<std::size_t>(n) - pad);
-  return out;
-}
 
 std::string plain_response(std::string_view user, std::string_view password) {
   std::string msg;
@@ -38,7 +16,7 @@ std::string plain_response(std::string_view user, std::string_view password) {
   msg += user;
   msg += '\0';
   msg += password;
-  return base64_encode(msg);
+  return base64::encode(msg);
 }
 
 std::string xoauth2_response(std::string_view user, std::string_view token) {
@@ -49,7 +27,7 @@ std::string xoauth2_response(std::string_view user, std::string_view token) {
       "auth=Bearer ";
   msg += token;
   msg += "\x01\x01";
-  return base64_encode(msg);
+  return base64::encode(msg);
 }
 
 std::string cram_md5_response(std::string_view user, std::string_view password, std::string_view challenge) {
@@ -64,7 +42,7 @@ std::string cram_md5_response(std::string_view user, std::string_view password, 
     msg += hex[mac[i] >> 4];
     msg += hex[mac[i] & 15];
   }
-  return base64_encode(msg);
+  return base64::encode(msg);
 }
 
 AuthMechanism choose(AuthMechanism wanted, const std::vector<std::string>& offered, bool encrypted) {

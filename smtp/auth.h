@@ -1,5 +1,5 @@
 // smtp/auth.h — the SASL pieces the engine sends for AUTH (RFC 4954): PLAIN (RFC 4616),
-// LOGIN, CRAM-MD5 (RFC 2195, HMAC-MD5 from OpenSSL) and XOAUTH2; base64 via OpenSSL.
+// LOGIN, CRAM-MD5 (RFC 2195, HMAC-MD5 from OpenSSL) and XOAUTH2 (base64 in smtp/base64.h).
 // Rule: pure functions of their inputs; the caller decides when (never over plaintext unless allowed).
 #pragma once
 
@@ -11,9 +11,6 @@
 #include "smtp/types.h"
 
 namespace spoold::smtp::auth {
-
-std::string base64_encode(std::string_view data);
-std::optional<std::string> base64_decode(std::string_view text);  // nullopt when not base64
 
 std::string plain_response(std::string_view user, std::string_view password);  // base64("\0user\0pass")
 std::string xoauth2_response(std::string_view user, std::string_view token);   // base64 per Google's spec

@@ -14,6 +14,7 @@
 
 #include "common/ascii.h"
 #include "smtp/auth.h"
+#include "smtp/base64.h"
 
 namespace spoold::smtp {
 
@@ -522,12 +523,12 @@ void Engine::auth_continue(const Reply& r) {
   std::string_view challenge = r.lines.empty() ? std::string_view{} : std::string_view(r.lines[0]);
   switch (auth_mech_) {
     case AuthMechanism::login:
-      if (step == 0) return send_command(auth::base64_encode(a.user), "<user>");
-      if (step == 1) return send_command(auth::base64_encode(a.secret), "<secret>");
+      if (step == 0) return send_command(base64::encode(a.user), "<user>");
+      if (step == 1) return send_command(base64::encode(a.secret), "<secret>");
       break;
     case AuthMechanism::cram_md5:
       if (step == 0) {
-        auto decoded = auth::base64_decode(challenge);
+        auto decoded = base64::decode(challenge);
         if (!decoded) break;
         return send_command(auth::cram_md5_response(a.user, a.secret, *decoded), "<secret>");
       }

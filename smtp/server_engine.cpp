@@ -9,10 +9,11 @@
 #include <algorithm>
 
 #include "common/ascii.h"
-#include "smtp/auth.h"
+#include "smtp/base64.h"
 #include "smtp/reply.h"
 #include "smtp/server.h"
 #include "smtp/server_commands.h"
+#include "smtp/types.h"
 
 namespace spoold::smtp::server {
 
@@ -646,7 +647,7 @@ void ServerEngine::on_auth_line(std::string_view line, bool traced) {
     enter(State::ready);
     return reply(501, "5.7.0", "Authentication cancelled");
   }
-  auto decoded = auth::base64_decode(line);
+  auto decoded = base64::decode(line);
   if (!decoded) {
     enter(State::ready);
     return error(501, "5.5.2", "Error: invalid base64 data");

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "smtp/auth.h"
+#include "smtp/base64.h"
 #include "smtp/engine.h"
 
 using namespace spoold::smtp;
@@ -852,15 +853,32 @@ TEST_CASE("unexpected replies and 421 while idle end the session", "[engine]") {
 }
 
 TEST_CASE("base64 and CRAM-MD5 helpers", "[auth]") {
-  CHECK(auth::base64_encode("") == "");
-  CHECK(auth::base64_encode("f") == "Zg==");
-  CHECK(auth::base64_encode("fo") == "Zm8=");
-  CHECK(auth::base64_encode("foo") == "Zm9v");
-  CHECK(auth::base64_decode("Zg==").value() == "f");
-  CHECK(auth::base64_decode("Zm8=").value() == "fo");
-  CHECK(auth::base64_decode("Zm9v").value() == "foo");
-  CHECK(!auth::base64_decode("Zm9"));
-  CHECK(!auth::base64_decode("Z!9v"));
+  CHECK(base64::encode("") == "");
+  CHECK(base64::encode("f") == "Zg==");
+  CHECK(base64::encode("fo") == "Zm8=");
+  CHECK(base64::encode("foo") == "Zm9v");
+  CHECK(base64::decode("Zg==").value() == "f");
+  CHECK(base64::decode("Zm8=").value() == "fo");
+  CHECK(base64::decode("Zm9v").value() == "foo");
+  CHECK(!base64::decode("Zm9"));
+  CHECK(!base64::decode("Z!9v"));
+  CHECK(base64::decode("").value() == "");
+  CHECK(base64::decode("Zm9v \t").value() == "foo");  // trailing blanks from clients
+  CHECK(base64::decode("AHVzZXIAcGFzcw==").value() == std::string("\0user\0pass", 10));
+  CHECK(!base64::decode("Zm=v"));      // padding inside a group
+  CHECK(!base64::decode("Zg==Zm9v"));  // padding before the end
+  CHECK(!base64::decode("Z==="));      // three pads
+  CHECK(!base64::decode("===="));
+  CHECK(!base64::decode(" Zm9v"));  // leading blank
+  CHECK(!base64::decode("Zm9v\r\n"));
+  CHECK(!base64::decode("Zm\x80v"));
+  std::string all;
+  for (int c = 0; c < 256; ++c) all += static_cast<char>(c);
+  for (std::size_t n = 0; n <= all.size(); n += 7) {
+    auto part = all.substr(0, n);
+    CHECK(base64::decode(base64::encode(part)).value() == part);
+  }
+  CHECK(base64::encode(all).size() == 344);
   CHECK(auth::plain_response("user", "pass") == "AHVzZXIAcGFzcw==");
   CHECK(auth::choose(AuthMechanism::automatic, {"LOGIN", "PLAIN"}, true) == AuthMechanism::plain);
   CHECK(auth::choose(AuthMechanism::automatic, {"XOAUTH2"}, true) == AuthMechanism::none);

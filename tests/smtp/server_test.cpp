@@ -9,12 +9,12 @@
 #include <string>
 #include <vector>
 
-#include "smtp/auth.h"
+#include "smtp/base64.h"
 #include "smtp/data_reader.h"
 #include "smtp/server.h"
 
 using namespace spoold::smtp::server;
-using spoold::smtp::auth::base64_encode;
+constexpr auto base64_encode = spoold::smtp::base64::encode;
 
 namespace {
 
