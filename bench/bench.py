@@ -632,6 +632,19 @@ def limit(n, size):
         sink.stop()
 
 
+def disk_ceiling(n, size, writers):
+    """bench/disk_ceiling.cpp: the durable receipts per second this disk allows with no SMTP (the
+    file-system work behind every durable 250 of the listener), measured in the same run."""
+    d = tempfile.mkdtemp(prefix="disk-", dir=WORK)
+    try:
+        os.sync()
+        out = subprocess.run([os.path.join(BUILD, "disk_ceiling"), d, str(n), str(size), str(writers)],
+                             check=True, capture_output=True, text=True, timeout=timeout_for(n))
+        return float(out.stdout)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def with_sink(fn):
     port = free_port()
     sink = Sink("127.0.0.1", port)
@@ -707,7 +720,9 @@ def w7(system, rep):
     """SMTP in -> SMTP out: smtp-source -s SESSIONS into the listener (spoold) or smtpd (Postfix),
     every 250 durable, until the sink has all."""
     if system == "limit":
-        return limit(N, SIZE_1K)
+        r = limit(N, SIZE_1K)
+        r["disk_msgs"] = disk_ceiling(N, SIZE_1K, SESSIONS)
+        return r
     if system == "spoold":
         return with_sink(lambda port, sink: through_listener("w7-%d" % rep, port, sink, N, False))
     return w2(system, rep)  # Postfix's W2 is exactly this: smtp-source -s SESSIONS -> smtpd -> smtp
@@ -732,7 +747,7 @@ def w8(system, rep):
             p.stop()
             p.cleanup()
     if system == "limit":
-        return None
+        return {"disk_msgs": disk_ceiling(n, SIZE_1K, SESSIONS)}
     if system == "spoold":
         return with_sink(lambda port, sink: through_listener("w8-%d" % rep, port, sink, n, True))
     return with_sink(postfix)
@@ -1104,6 +1119,9 @@ def print_table(all_res):
         if med(sp, "idle_pct") is not None:
             extra.append("%d waiting; %d due delivered in %.1f s; idle CPU %.2f%% of a core"
                          % (sp[0]["waiting"], sp[0]["n"], med(sp, "secs"), med(sp, "idle_pct")))
+        if med(lim, "disk_msgs") is not None:
+            extra.append("disk ceiling (%d writers: create, write, fdatasync; shared rename + directory "
+                         "fsync) %.0f msg/s" % (SESSIONS, med(lim, "disk_msgs")))
         sink = [(name, med(rs, "sink_cpu_us")) for name, rs in (("spoold", sp), ("Postfix", pf), ("limit", lim))]
         sink = ["%s %.0f" % (name, us) for name, us in sink if us is not None]
         if sink:  # the peer's share of the two cores: a sink that works harder leaves less for us

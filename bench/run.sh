@@ -63,6 +63,10 @@ if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
   cmake -S "$SRC" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSPOOLD_TESTS=OFF >/dev/null
   nice cmake --build "$BUILD" -j"${JOBS:-2}" --target spoold spoolctl >/dev/null
 fi
+# the disk's own ceiling for W7/W8 (system "limit"), built beside spoold
+if [[ ! -x $BUILD/disk_ceiling || bench/disk_ceiling.cpp -nt $BUILD/disk_ceiling ]]; then
+  g++ -O2 -std=c++20 -Wall -Wextra -Werror -pthread bench/disk_ceiling.cpp -o "$BUILD/disk_ceiling"
+fi
 
 cleanup() {
   ip netns del "$NS" 2>/dev/null || true
