@@ -197,8 +197,14 @@ struct Listener {
   std::string users_file;           // auth.users_file; "" = no AUTH
   ListenerTls tls;
   int max_sessions = 100;
+  // Sessions at once from one client address (an IPv6 client: its /64) outside relay_from
+  // (Postfix's smtpd_client_connection_count_limit, with $mynetworks exempt).
+  int max_sessions_per_client = 50;
   int max_recipients = 1000;
   Duration timeout = 5min;
+  // DATA must arrive at this many bytes a second on average beyond `timeout` (Postfix's
+  // smtpd_min_data_rate); 0 = only `timeout` per 8 KiB of progress.
+  int min_data_rate = 500;
 
   // Whether a client at `ip` may relay without AUTH (it is in one of relay_from).
   bool relay_allowed(const std::string& ip) const;

@@ -493,7 +493,8 @@ class Loader {
       l.relay_from = {*parse_network("127.0.0.0/8"), *parse_network("::1/128")};
       bool address_ok = false;
       each_key(n[i], path,
-               {"address", "relay_from", "auth", "tls", "max_sessions", "max_recipients", "timeout"},
+               {"address", "relay_from", "auth", "tls", "max_sessions", "max_sessions_per_client",
+                "max_recipients", "timeout", "min_data_rate"},
                [&](const std::string& k, const YAML::Node& v) {
                  std::string key = fmt::format("{}.{}", path, k);
                  if (k == "address") {
@@ -512,6 +513,8 @@ class Loader {
                    });
                  if (k == "tls") load_listener_tls(v, key, l.tls);
                  if (k == "max_sessions") integer(v, key, l.max_sessions, 1, 100'000);
+                 if (k == "max_sessions_per_client") integer(v, key, l.max_sessions_per_client, 1, 100'000);
+                 if (k == "min_data_rate") integer(v, key, l.min_data_rate, 0, 1'000'000'000);
                  if (k == "max_recipients") integer(v, key, l.max_recipients, 1, 100'000);
                  if (k == "timeout") duration(v, key, l.timeout, 1s, 1h);
                });

@@ -100,6 +100,8 @@ control::Json Daemon::listener_status() const {
                  .set("sessions", l->sessions())
                  .set("connections", c.connections)
                  .set("refused_full", c.refused_full)
+                 .set("refused_client", c.refused_client)
+                 .set("slow_data", c.slow_data)
                  .set("messages", c.messages)
                  .set("bytes", c.bytes)
                  .set("rejected", c.rejected)

@@ -113,6 +113,16 @@ void InboundSession::refuse_full() {
   close_after_output();
 }
 
+void InboundSession::refuse_client() {
+  ++ctx_.counters.refused_client;
+  log::warning("refused {}: too many sessions from this client ({})", peer_text(),
+               ctx_.listener->max_sessions_per_client);
+  if (!(ctx_.tls && ctx_.listener->tls.implicit))
+    write_raw(fmt::format("421 4.7.0 {} Error: too many connections from {}\r\n", ctx_.config->hostname,
+                          client_ip_literal(peer_ip_, false)));
+  close_after_output();
+}
+
 void InboundSession::shutdown() {
   shutting_down_ = true;
   if (closing_ || engine_->state() == srv::State::stored_wait) return;  // on_published() closes it
@@ -141,8 +151,33 @@ void InboundSession::on_read(int status, std::string_view bytes) {
   else if (tls_)
     return on_ciphertext(bytes);
   else
-    engine_->feed(bytes);
+    feed_plain(bytes);
   pump();
+}
+
+void InboundSession::feed_plain(std::string_view bytes) {
+  if (data_since_) data_bytes_ += bytes.size();
+  engine_->feed(bytes);
+  if (!data_since_ || engine_->ended()) return;
+  const auto elapsed = uv_now(ctx_.loop) - *data_since_;
+  const auto timeout = static_cast<std::uint64_t>(ctx_.listener->timeout.count());
+  if (!data_too_slow(elapsed, data_bytes_, timeout, ctx_.listener->min_data_rate)) return;
+  ++ctx_.counters.slow_data;
+  log::info("slow DATA from {}: {} bytes in {} ms, under min_data_rate {}", peer_text(), data_bytes_, elapsed,
+            ctx_.listener->min_data_rate);
+  data_since_.reset();
+  engine_->timed_out();
+}
+
+// The DATA clock runs from the 354 until the engine leaves DATA (the dot, or the message dropped).
+void InboundSession::sync_data_clock() {
+  const bool in_data = engine_->state() == srv::State::data || engine_->state() == srv::State::data_discard;
+  if (!in_data) {
+    data_since_.reset();
+  } else if (!data_since_) {
+    data_since_ = uv_now(ctx_.loop);
+    data_bytes_ = 0;
+  }
 }
 
 void InboundSession::begin_tls() {
@@ -171,7 +206,7 @@ void InboundSession::on_ciphertext(std::string_view bytes) {
     log::info("{}: TLS: {}", peer_text(), plain.error().message);
     engine_->closed();
   } else {
-    if (!plain->empty()) engine_->feed(*plain);
+    if (!plain->empty()) feed_plain(*plain);
     if (closed_by_client) engine_->closed();
   }
   pump();
@@ -228,6 +263,7 @@ void InboundSession::pump() {
   }
   if (engine_->ended()) return close_after_output();
   if (shutting_down_ && engine_->state() != srv::State::stored_wait) return shutdown();
+  sync_data_clock();
   sync_timer();
   sync_reading();
 }

@@ -12,6 +12,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/uv_handle.h"
@@ -28,12 +29,14 @@ namespace spoold::daemon {
 
 // Totals of one listener, for `spoolctl status`.
 struct ListenerCounters {
-  std::uint64_t connections = 0;   // accepted
-  std::uint64_t refused_full = 0;  // 421 at once: max_sessions reached
-  std::uint64_t messages = 0;      // stored (250 given)
-  std::uint64_t bytes = 0;         // of the stored messages
-  std::uint64_t rejected = 0;      // recipients refused by policy
-  std::uint64_t store_failed = 0;  // 451: the spool could not take a message
+  std::uint64_t connections = 0;     // accepted
+  std::uint64_t refused_full = 0;    // 421 at once: max_sessions reached
+  std::uint64_t refused_client = 0;  // 421 at once: max_sessions_per_client reached
+  std::uint64_t slow_data = 0;       // cut in DATA below min_data_rate
+  std::uint64_t messages = 0;        // stored (250 given)
+  std::uint64_t bytes = 0;           // of the stored messages
+  std::uint64_t rejected = 0;        // recipients refused by policy
+  std::uint64_t store_failed = 0;    // 451: the spool could not take a message
   std::uint64_t timeouts = 0;
   std::uint64_t errors_cut = 0;  // sessions ended for too many errors or too much input
   std::uint64_t auth_ok = 0, auth_failed = 0;
@@ -66,8 +69,10 @@ class InboundSession {
   InboundSession(const InboundSession&) = delete;
   InboundSession& operator=(const InboundSession&) = delete;
 
-  void start();        // banner, then reading
-  void refuse_full();  // 421 4.7.0 and close: the listener is full
+  void start();          // banner, then reading
+  void refuse_full();    // 421 4.7.0 and close: the listener is full
+  void refuse_client();  // 421 4.7.0 and close: this client has max_sessions_per_client already
+  const std::string& peer_ip() const { return peer_ip_; }
   // The daemon is stopping: a session between transactions gets 421 and closes at once; one
   // whose message is being stored finishes that first.
   void shutdown();
@@ -92,6 +97,8 @@ class InboundSession {
   void send_network();  // what the TLS layer has for the socket
   void sync_timer();
   void sync_reading();
+  void feed_plain(std::string_view bytes);  // to the engine, counting DATA bytes for min_data_rate
+  void sync_data_clock();
   void close_after_output();
   void closed();
   std::string peer_text() const;  // "NAME[IP]" for logs
@@ -117,6 +124,9 @@ class InboundSession {
   bool starttls_pending_ = false;    // StartTls came: begin TLS once the 220 is flushed
   smtp::server::Envelope envelope_;  // of the message being received
   std::uint64_t message_size_ = 0;
+  // min_data_rate: when the engine entered DATA (uv_now, ms) and the bytes fed since.
+  std::optional<std::uint64_t> data_since_;
+  std::uint64_t data_bytes_ = 0;
   // Thread-pool completions (the message written, published) check it: the session may be gone.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "daemon/log.h"
+#include "daemon/receive_policy.h"
 
 namespace spoold::daemon {
 
@@ -112,6 +113,16 @@ void Listener::on_connection(int status) {
   sessions_.emplace(raw, std::move(s));
   if (stopping_) return raw->shutdown();
   if (sessions_.size() > static_cast<std::size_t>(ctx_.listener->max_sessions)) return raw->refuse_full();
+  if (!ctx_.listener->relay_allowed(raw->peer_ip())) {
+    std::string key = client_key(raw->peer_ip());
+    int& n = per_client_[key];
+    if (n >= ctx_.listener->max_sessions_per_client) {
+      if (n == 0) per_client_.erase(key);
+      return raw->refuse_client();
+    }
+    ++n;
+    counted_.emplace(raw, std::move(key));
+  }
   raw->start();
 }
 
@@ -128,6 +139,11 @@ void Listener::ended(InboundSession* s) {
   if (it == sessions_.end()) return;
   dead_.push_back(std::move(it->second));
   sessions_.erase(it);
+  if (auto c = counted_.find(s); c != counted_.end()) {
+    if (auto p = per_client_.find(c->second); p != per_client_.end() && --p->second <= 0)
+      per_client_.erase(p);
+    counted_.erase(c);
+  }
   reaper_.start(0, 0, [this] { reap(); });
 }
 

@@ -1,8 +1,9 @@
 // daemon/listener.h — one `listen:` entry: a listening TCP socket (bound here or inherited from
 // systemd) and its sessions (inbound_session.h).
-// Rule: at most max_sessions sessions; a connection beyond that gets 421 at once and is closed,
-// so a flood of clients costs a write each and never grows memory. Sessions are destroyed on the
-// loop iteration after they close, never from inside their own callbacks.
+// Rule: at most max_sessions sessions, and max_sessions_per_client from one client outside
+// relay_from; a connection beyond that gets 421 at once and is closed, so a flood of clients
+// costs a write each and never grows memory, and one client cannot take every session. Sessions are destroyed
+// on the loop iteration after they close, never from inside their own callbacks.
 #pragma once
 
 #include <uv.h>
@@ -58,6 +59,10 @@ class Listener {
   ReceiveContext ctx_;
   uv::Tcp server_;
   std::map<InboundSession*, std::unique_ptr<InboundSession>> sessions_;
+  // Sessions per client_key() of clients outside relay_from, for max_sessions_per_client; a
+  // session counted here is in counted_ with its key.
+  std::map<std::string, int> per_client_;
+  std::map<InboundSession*, std::string> counted_;
   std::vector<std::unique_ptr<InboundSession>> dead_;
   uv::Timer reaper_;
   bool stopping_ = false;

@@ -1,6 +1,10 @@
 // daemon/receive_policy.cpp — see receive_policy.h.
 #include "daemon/receive_policy.h"
 
+#include <arpa/inet.h>
+
+#include <algorithm>
+
 #include "common/ascii.h"
 #include "common/mailbox.h"
 
@@ -37,6 +41,24 @@ std::string client_name(std::string_view ip) {
 std::string client_ip_literal(std::string_view ip, bool received) {
   if (received && ip.find(':') != std::string_view::npos) return "IPv6:" + std::string(ip);
   return std::string(ip);
+}
+
+std::string client_key(std::string_view ip) {
+  std::string text(ip.substr(0, ip.find('%')));  // no zone index
+  in6_addr a6{};
+  if (inet_pton(AF_INET6, text.c_str(), &a6) != 1) return text;
+  static const unsigned char kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  char buf[INET6_ADDRSTRLEN];
+  if (std::equal(kMapped, kMapped + 12, a6.s6_addr))
+    return inet_ntop(AF_INET, a6.s6_addr + 12, buf, sizeof buf) ? std::string(buf) : text;
+  std::fill(a6.s6_addr + 8, a6.s6_addr + 16, 0);
+  if (!inet_ntop(AF_INET6, &a6, buf, sizeof buf)) return text;
+  return std::string(buf) + "/64";
+}
+
+bool data_too_slow(std::uint64_t elapsed_ms, std::uint64_t bytes, std::uint64_t timeout_ms, int min_rate) {
+  if (min_rate <= 0) return false;
+  return elapsed_ms > timeout_ms + bytes * 1000 / static_cast<std::uint64_t>(min_rate);
 }
 
 }  // namespace spoold::daemon

@@ -5,6 +5,7 @@
 // accepted that the spool could not store as it was given.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -34,5 +35,15 @@ std::string client_name(std::string_view ip);
 // How an address is shown in Received: and logs: "192.0.2.1", or "IPv6:2001:db8::1" for
 // Received: (RFC 5321 §4.1.3) when `received` is set.
 std::string client_ip_literal(std::string_view ip, bool received);
+
+// The key a client's sessions are counted under for max_sessions_per_client: its IPv4 address
+// (also when it arrives IPv4-mapped, ::ffff:a.b.c.d), or the /64 of an IPv6 address, since one
+// IPv6 host usually holds a whole /64. A text that is no address is its own key.
+std::string client_key(std::string_view ip);
+
+// Whether a client in DATA is too slow (Postfix's smtpd_min_data_rate with per-request deadlines):
+// `elapsed_ms` since the 354, `bytes` received since, against `timeout_ms` plus the time those
+// bytes take at `min_rate` bytes a second. min_rate 0: never.
+bool data_too_slow(std::uint64_t elapsed_ms, std::uint64_t bytes, std::uint64_t timeout_ms, int min_rate);
 
 }  // namespace spoold::daemon

@@ -4,6 +4,7 @@
 #include <crypt.h>
 
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -19,7 +20,7 @@ bool same(std::string_view a, std::string_view b) {
   return diff == 0;
 }
 
-// Hashed in place of an unknown user's, so a probe cannot tell accounts by the time taken.
+// Hashed for an unknown user when the file has no account to borrow a setting from.
 constexpr const char* kDummyHash =
     "$6$spooldspooldsp$SJBwFV6Q3VVNQvMTmu2Fi79gBuXsb7m7jU6b1NsRGGe3g/"
     "dPVBg.sVXc6haTwmXlQQ3HSuJb3i649R.hjS9WU.";
@@ -65,9 +66,32 @@ Result<std::shared_ptr<const Users>> load_users(const std::string& path) {
   return std::shared_ptr<const Users>(std::make_shared<Users>(std::move(*u)));
 }
 
+std::string_view hash_method(std::string_view hash) {
+  // "$id$params$salt$digest" → "$id$params$"; "$6$salt$digest" → "$6$": all but the last two fields
+  std::size_t end = hash.rfind('$');
+  if (end == std::string_view::npos || end == 0) return hash.substr(0, 0);
+  end = hash.rfind('$', end - 1);
+  return end == std::string_view::npos || end == 0 ? hash.substr(0, 0) : hash.substr(0, end + 1);
+}
+
+std::string dummy_hash(const Users& users) {
+  std::map<std::string_view, std::pair<std::size_t, const std::string*>> methods;
+  for (const auto& [user, hash] : users.hashes) {
+    auto& m = methods[hash_method(hash)];
+    if (m.first++ == 0) m.second = &hash;
+  }
+  const std::string* best = nullptr;
+  std::size_t count = 0;
+  for (const auto& [method, m] : methods)
+    if (m.first > count) count = m.first, best = m.second;
+  return best ? *best : std::string(kDummyHash);
+}
+
 bool check_password(const Users& users, const std::string& user, const std::string& password) {
   auto it = users.hashes.find(user);
-  const std::string& hash = it == users.hashes.end() ? std::string(kDummyHash) : it->second;
+  // An unknown user's password is hashed with a real account's setting (method, cost and salt), so
+  // a probe cannot tell accounts from non-accounts by the time taken; it never matches.
+  const std::string hash = it == users.hashes.end() ? dummy_hash(users) : it->second;
   crypt_data data{};
   const char* out = ::crypt_r(password.c_str(), hash.c_str(), &data);
   bool ok = out && out[0] != '*' && same(out, hash);

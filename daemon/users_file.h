@@ -3,7 +3,7 @@
 // `openssl passwd -6` print), comments (#) and blank lines allowed.
 // Rule: parsing is pure and reports the first bad line as FILE:LINE:COL; checking a password runs
 // crypt_r (slow on purpose), so the daemon calls it on the thread pool, and it takes as long for
-// an unknown user as for a known one.
+// an unknown user as for a known one (the same method and cost as the file's accounts).
 #pragma once
 
 #include <map>
@@ -22,6 +22,12 @@ struct Users {
 Result<Users> parse_users(std::string_view text, const std::string& path);
 Result<std::shared_ptr<const Users>> load_users(const std::string& path);  // at most 1 MiB
 
+// The crypt(3) method of a hash, its settings before the salt: "$y$j9T$", "$6$", "$6$rounds=9$",
+// "$2b$"; "" when it has too few '$' fields.
+std::string_view hash_method(std::string_view hash);
+// What an unknown user's password is hashed against: an account's hash of the method most accounts
+// use (the first by name among them), so the check costs what a real one costs.
+std::string dummy_hash(const Users& users);
 bool check_password(const Users& users, const std::string& user, const std::string& password);
 
 }  // namespace spoold::daemon

@@ -38,7 +38,10 @@ struct ServerOptions {
   // A command line, CRLF included. RFC 5321 §4.5.3.1.4 says 512; clients with long parameter
   // lists (ORCPT, ENVID, AUTH=) exceed that, so the default allows slack as Postfix does.
   std::size_t max_line = 2048;
-  int max_errors = 20;            // protocol errors, then 421 4.7.0 and the session ends
+  int max_errors = 20;  // protocol errors, then 421 4.7.0 and the session ends
+  // NOOP, RSET, VRFY and HELP answered before each further one counts as an error (Postfix's
+  // smtpd_junk_command_limit); a stored message starts the count again. 0 = no limit.
+  int max_junk = 100;
   milliseconds timeout{300'000};  // RFC 5321 §4.5.3.2.7: awaiting each command / data block
 };
 
@@ -204,6 +207,8 @@ class ServerEngine {
   void reply(int code, std::string_view enhanced, std::string_view text);
   void reply_lines(int code, const std::vector<std::string>& lines);
   void error(int code, std::string_view enhanced, std::string_view text);  // counted
+  void junk();  // after a NOOP/RSET/VRFY/HELP reply: past max_junk, an error too
+  void count_error();
   bool waiting_for_host() const;
   void process();
   void line_too_long();
@@ -239,6 +244,7 @@ class ServerEngine {
   std::vector<Event> events_;
   std::uint64_t epoch_ = 0;
   int errors_ = 0;
+  int junk_ = 0;  // junk commands since the session began or a message was stored
   bool encrypted_ = false;
   std::string auth_user_;
 

@@ -246,10 +246,20 @@ void ServerEngine::reply_lines(int code, const std::vector<std::string>& lines) 
 
 void ServerEngine::error(int code, std::string_view enhanced, std::string_view text) {
   reply(code, enhanced, text);
+  count_error();
+}
+
+void ServerEngine::count_error() {
   if (opt_.max_errors > 0 && ++errors_ >= opt_.max_errors) {
     reply(421, "4.7.0", opt_.hostname + " Error: too many errors");
     end_session(EndReason::too_many_errors, "too many errors");
   }
+}
+
+// A client may idle with NOOPs (or RSET, VRFY, HELP) for a while, as Postfix allows: each one
+// re-arms the timeout, so without a budget it could hold its session for ever.
+void ServerEngine::junk() {
+  if (!ended() && opt_.max_junk > 0 && ++junk_ > opt_.max_junk) count_error();
 }
 
 // ---- transport → engine ----
@@ -405,8 +415,14 @@ void ServerEngine::on_command(std::string_view line) {
   if (v == "MAIL") return cmd_mail(c.arg);
   if (v == "RCPT") return cmd_rcpt(c.arg);
   if (v == "DATA") return cmd_data(c.arg);
-  if (v == "RSET") return cmd_rset(c.arg);
-  if (v == "NOOP") return reply(250, "2.0.0", "Ok");
+  if (v == "RSET") {
+    cmd_rset(c.arg);
+    return junk();
+  }
+  if (v == "NOOP") {
+    reply(250, "2.0.0", "Ok");
+    return junk();
+  }
   if (v == "QUIT") {
     if (!c.arg.empty()) return error(501, "5.5.4", "Syntax: QUIT");
     reset_transaction();
@@ -416,10 +432,13 @@ void ServerEngine::on_command(std::string_view line) {
   if (v == "VRFY") {
     if (c.arg.empty()) return error(501, "5.5.4", "Syntax: VRFY address");
     // RFC 5321 §3.5.3: neither confirm nor deny.
-    return reply(252, "2.0.0", "Cannot VRFY user, but will accept message and attempt delivery");
+    reply(252, "2.0.0", "Cannot VRFY user, but will accept message and attempt delivery");
+    return junk();
   }
-  if (v == "HELP")
-    return reply(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY STARTTLS AUTH");
+  if (v == "HELP") {
+    reply(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY STARTTLS AUTH");
+    return junk();
+  }
   if (v == "STARTTLS") return cmd_starttls(c.arg);
   if (v == "AUTH") return cmd_auth(c.arg);
   // Known but not offered. CHUNKING is not announced, so a client must not send BDAT (RFC 3030
@@ -771,6 +790,7 @@ void ServerEngine::message_stored(bool ok, std::string_view queue_id_or_reason) 
   if (state_ != State::stored_wait) return;
   reset_transaction();
   enter(State::ready);
+  if (ok) junk_ = 0;  // a client that sends mail is not idling
   if (ok)
     reply(250, "2.0.0", fmt::format("Ok: queued as {}", queue_id_or_reason));
   else

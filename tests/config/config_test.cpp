@@ -354,8 +354,10 @@ listen:
     tls: { cert_file: )" +
                      (dir / "cert.pem") + ", key_file: " + (dir / "key.pem") + R"(, implicit: false }
     max_sessions: 50
+    max_sessions_per_client: 5
     max_recipients: 200
     timeout: 2m
+    min_data_rate: 0
   - address: "[::1]:25"
   - address: "[::]:465"
     relay_from: []
@@ -401,6 +403,8 @@ rewrite: { envelope_from: bounce@example.com, masquerade_domains: [Example.COM, 
   CHECK(a.max_sessions == 50);
   CHECK(a.max_recipients == 200);
   CHECK(a.timeout == 2min);
+  CHECK(a.max_sessions_per_client == 5);
+  CHECK(a.min_data_rate == 0);
 
   const Listener& b = c.listen[1];  // every key but address at its default
   CHECK(b.host == "::1");
@@ -420,6 +424,8 @@ rewrite: { envelope_from: bounce@example.com, masquerade_domains: [Example.COM, 
   CHECK(b.max_sessions == 100);
   CHECK(b.max_recipients == 1000);
   CHECK(b.timeout == 5min);
+  CHECK(b.max_sessions_per_client == 50);
+  CHECK(b.min_data_rate == 500);
 
   CHECK(c.listen[2].host == "::");  // [::]:465 and 127.0.0.1:465 do not overlap (IPV6_V6ONLY)
   CHECK(c.listen[2].port == 465);
@@ -817,6 +823,10 @@ TEST_CASE("listener and local-mail errors: the exact message, line and column") 
        "t.yaml:3:19: listen[0].max_sessions: must be between 1 and 100000, got 100001"},
       {"listen:\n  - address: 25\n    max_sessions: many\n",
        "t.yaml:3:19: listen[0].max_sessions: expected an integer, got 'many'"},
+      {"listen:\n  - address: 25\n    max_sessions_per_client: 0\n",
+       "t.yaml:3:30: listen[0].max_sessions_per_client: must be between 1 and 100000, got 0"},
+      {"listen:\n  - address: 25\n    min_data_rate: -1\n",
+       "t.yaml:3:20: listen[0].min_data_rate: must be between 0 and 1000000000, got -1"},
       {"listen:\n  - address: 25\n    max_recipients: 0\n",
        "t.yaml:3:21: listen[0].max_recipients: must be between 1 and 100000, got 0"},
       {"listen:\n  - address: 25\n    max_recipients: -5\n",

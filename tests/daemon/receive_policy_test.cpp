@@ -60,6 +60,38 @@ TEST_CASE("client names and address literals", "[listener][policy]") {
   CHECK(client_ip_literal("192.0.2.1", true) == "192.0.2.1");
 }
 
+TEST_CASE("client_key: IPv4 addresses, IPv4-mapped ones, IPv6 /64s", "[listener][policy]") {
+  CHECK(client_key("192.0.2.1") == "192.0.2.1");
+  CHECK(client_key("::ffff:192.0.2.1") == "192.0.2.1");
+  CHECK(client_key("2001:db8:1:2:3:4:5:6") == "2001:db8:1:2::/64");
+  CHECK(client_key("2001:db8:1:2::99") == "2001:db8:1:2::/64");
+  CHECK(client_key("2001:db8:1:3::1") == "2001:db8:1:3::/64");
+  CHECK(client_key("fe80::1%eth0") == "fe80::/64");
+  CHECK(client_key("::1") == "::/64");
+  CHECK(client_key("not an address") == "not an address");
+}
+
+TEST_CASE("data_too_slow: timeout plus the time the bytes take at min_data_rate", "[listener][policy]") {
+  struct Row {
+    std::uint64_t elapsed_ms, bytes, timeout_ms;
+    int rate;
+    bool slow;
+  };
+  const Row rows[] = {
+      {1'000, 0, 2'000, 500, false},    // within the timeout, nothing sent yet
+      {2'001, 0, 2'000, 500, true},     // nothing in more than the timeout
+      {2'500, 500, 2'000, 500, false},  // 500 bytes earn 1 s at 500 B/s
+      {3'001, 500, 2'000, 500, true},
+      {600'000, 8'192 * 2, 300'000, 500, true},   // 16 KiB in 10 min: the 8 KiB-per-timeout drip
+      {600'000, 1'000'000, 300'000, 500, false},  // 1 MB in 10 min: 1.7 KB/s
+      {10'000'000, 0, 300'000, 0, false},         // rate 0: only the per-block timeout
+  };
+  for (const auto& r : rows) {
+    INFO(r.elapsed_ms << " ms, " << r.bytes << " bytes");
+    CHECK(data_too_slow(r.elapsed_ms, r.bytes, r.timeout_ms, r.rate) == r.slow);
+  }
+}
+
 TEST_CASE("listen_fds: only LISTEN_PID's own, well-formed values count", "[listener][activation]") {
   CHECK(listen_fds("42", "2", 42) == std::vector<int>{3, 4});
   CHECK(listen_fds("42", "0", 42).empty());

@@ -145,6 +145,77 @@ TEST_CASE("max_sessions: the next client gets 421 at once and delivery goes on",
   le.env.stop();
 }
 
+TEST_CASE("max_sessions_per_client: one client outside relay_from cannot take every session",
+          "[listener][hostile]") {
+  ListenEnv le("    relay_from: [\"127.0.0.1/32\"]\n    max_sessions_per_client: 2\n    timeout: 30s\n");
+  le.start();
+  auto hold = [&](const char* source) {
+    return std::make_unique<Process>(
+        std::vector<std::string>{system_python(), client_script(), "hold", "--port", std::to_string(le.port),
+                                 "--source", source, "--seconds", "20"},
+        le.env.dir() / (std::string("hold-") + source + ".out"), "");
+  };
+  auto sessions = [&] {
+    Json st = status(le.env);
+    return st["listeners"].as_array().empty() ? -1 : st["listeners"].as_array()[0]["sessions"].as_int();
+  };
+  std::vector<std::unique_ptr<Process>> held;
+  held.push_back(hold("127.0.0.2"));
+  held.push_back(hold("127.0.0.2"));
+  REQUIRE(wait_until([&] { return sessions() == 2; }, 10s));
+  Json r = le.raw({}, {"--source", "127.0.0.2"});
+  INFO(r.dump());
+  CHECK(r["replies"].as_string().rfind("421 4.7.0", 0) == 0);
+  CHECK(r["replies"].as_string().find("too many connections from 127.0.0.2") != std::string::npos);
+  CHECK(r["closed"].as_bool());
+  // Another client is served, and clients in relay_from are not counted.
+  Json other = le.raw({"QUIT\r\n"}, {"--source", "127.0.0.3"});
+  CHECK(other["replies"].as_string().rfind("220 ", 0) == 0);
+  for (int i = 0; i < 3; ++i) held.push_back(hold("127.0.0.1"));
+  CHECK(wait_until([&] { return sessions() == 5; }, 10s));
+  Json st = status(le.env);
+  CHECK(st["listeners"].as_array()[0]["refused_client"].as_int() == 1);
+  CHECK(le.env.log().find("too many sessions from this client") != std::string::npos);
+  // A session that ends gives its place back.
+  held[0].reset();
+  held[1].reset();
+  REQUIRE(wait_until([&] { return sessions() == 3; }, 10s));
+  Json again = le.raw({"QUIT\r\n"}, {"--source", "127.0.0.2"});
+  CHECK(again["replies"].as_string().rfind("220 ", 0) == 0);
+  le.env.stop();
+}
+
+TEST_CASE("min_data_rate: 8 KiB per almost-timeout in DATA is cut, a steady client is not",
+          "[listener][hostile]") {
+  ListenEnv le("    timeout: 2s\n    min_data_rate: 10000\n");
+  le.start();
+  auto drip = [&](const char* name, const char* every, const char* seconds) {
+    return std::make_unique<Process>(
+        std::vector<std::string>{system_python(), client_script(), "drip", "--port", std::to_string(le.port),
+                                 "--bytes", "8200", "--every", every, "--seconds", seconds},
+        le.env.dir() / name, "");
+  };
+  // 8200 octets every 1.5 s re-arms the 2 s timeout each time (5.5 kB/s): without a minimum
+  // rate this session would last as long as the client liked.
+  auto slow = drip("slow.out", "1.5", "14");
+  auto fast = drip("fast.out", "0.3", "7");  // 27 kB/s
+  CHECK(slow->wait(20s) != -1);
+  CHECK(fast->wait(20s) != -1);
+  auto s = json_lines(read_file(le.env.dir() / "slow.out"));
+  auto f = json_lines(read_file(le.env.dir() / "fast.out"));
+  REQUIRE(s.size() == 1);
+  REQUIRE(f.size() == 1);
+  INFO("slow: " << s[0].dump() << " fast: " << f[0].dump());
+  CHECK(s[0]["closed_after"].as_double() > 3.0);
+  CHECK(s[0]["closed_after"].as_double() < 10.0);
+  CHECK(s[0]["last"].as_string().find("421 4.4.2") != std::string::npos);
+  CHECK(f[0]["closed_after"].as_double() >= 6.5);
+  CHECK(f[0]["last"].as_string().find("421") == std::string::npos);
+  CHECK(le.env.log().find("slow DATA from localhost[127.0.0.1]") != std::string::npos);
+  CHECK(status(le.env)["listeners"].as_array()[0]["slow_data"].as_int() == 1);
+  le.env.stop();
+}
+
 TEST_CASE("a silent client and a trickling client are cut at the timeout", "[listener]") {
   ListenEnv le("    timeout: 2s\n");
   le.start();

@@ -13,6 +13,10 @@
   hold  --port P [--source IP] [--seconds S] [--trickle]
         connects and sends nothing (or one byte a second with --trickle); prints
         {"closed_after": seconds, "last": "…"} when the server closes or S pass.
+  drip  --port P [--source IP] [--seconds S] --bytes N --every T
+        EHLO, MAIL, RCPT, DATA, then N octets of message text every T seconds, never the dot;
+        prints {"closed_after": seconds since the 354, "last": "…", "sent": octets} when the
+        server closes or S pass.
 Every socket operation has a timeout; nothing here talks beyond 127.0.0.0/8 and ::1.
 """
 import argparse
@@ -167,9 +171,38 @@ def cmd_hold(a):
     print(json.dumps({'closed_after': time.time() - start, 'last': last.decode(errors='replace')}))
 
 
+def cmd_drip(a):
+    s = connect(a.host, a.port, a.source)
+    replies, closed = read_some(s, a.wait)
+    for c in (b'EHLO drip.test\r\n', b'MAIL FROM:<a@client.test>\r\n', b'RCPT TO:<x@example.test>\r\n',
+              b'DATA\r\n'):
+        s.sendall(c)
+        more, closed = read_some(s, a.wait)
+        replies += more
+    if b'354' not in replies:
+        print(json.dumps({'closed_after': 0, 'last': replies.decode(errors='replace'), 'sent': 0}))
+        return
+    start, sent, last = time.time(), 0, b''
+    line = b'x' * 98 + b'\r\n'
+    chunk = line * (a.bytes // len(line) + 1)
+    while time.time() - start < a.seconds:
+        try:
+            s.sendall(chunk)
+            sent += len(chunk)
+        except OSError:
+            break
+        more, closed = read_some(s, a.every)
+        if more:
+            last = more
+        if closed:
+            break
+    print(json.dumps({'closed_after': time.time() - start, 'last': last.decode(errors='replace'),
+                      'sent': sent}))
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument('mode', choices=['send', 'raw', 'hold'])
+    p.add_argument('mode', choices=['send', 'raw', 'hold', 'drip'])
     p.add_argument('--host', default='127.0.0.1')
     p.add_argument('--port', type=int, required=True)
     p.add_argument('--source')
@@ -189,8 +222,10 @@ def main():
     p.add_argument('--fill', type=int, default=0)
     p.add_argument('--seconds', type=float, default=10.0)
     p.add_argument('--trickle', action='store_true')
+    p.add_argument('--bytes', type=int, default=8200)
+    p.add_argument('--every', type=float, default=1.0)
     a = p.parse_args()
-    {'send': cmd_send, 'raw': cmd_raw, 'hold': cmd_hold}[a.mode](a)
+    {'send': cmd_send, 'raw': cmd_raw, 'hold': cmd_hold, 'drip': cmd_drip}[a.mode](a)
 
 
 if __name__ == '__main__':

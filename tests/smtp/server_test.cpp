@@ -726,6 +726,38 @@ TEST_CASE("server: timeouts and the ends of a session") {
   }
 }
 
+TEST_CASE("server: junk commands past max_junk count as errors; a stored message resets them") {
+  ServerOptions o = opts();
+  o.max_junk = 3;
+  o.max_errors = 2;
+  Host h(o);
+  strip_ehlo(h.client(kEhlo));
+  CHECK(h.client("NOOP\r\nRSET\r\nVRFY x\r\n") ==
+        "250 2.0.0 Ok\r\n250 2.0.0 Ok\r\n252 2.0.0 Cannot VRFY user, but will accept message and attempt "
+        "delivery\r\n");
+  CHECK(h.e.errors() == 0);
+  // A message in between: the count starts again.
+  CHECK(h.client(kMail + kRcpt + "DATA\r\n").find("354") != std::string::npos);
+  CHECK(h.client("x\r\n.\r\n") == "250 2.0.0 Ok: queued as Q1\r\n");
+  CHECK(h.client("NOOP\r\nNOOP\r\nNOOP\r\n") == "250 2.0.0 Ok\r\n250 2.0.0 Ok\r\n250 2.0.0 Ok\r\n");
+  CHECK(h.e.errors() == 0);
+  CHECK(h.client("HELP\r\n").rfind("214 ", 0) == 0);  // the fourth: answered, and an error
+  CHECK(h.e.errors() == 1);
+  CHECK_FALSE(h.e.ended());
+  CHECK(h.client("NOOP\r\nNOOP\r\n") == "250 2.0.0 Ok\r\n421 4.7.0 mx.test Error: too many errors\r\n");
+  CHECK(h.e.ended());
+
+  // The default allows a client 100 of them, and none counts as an error.
+  Host d(opts());
+  strip_ehlo(d.client(kEhlo));
+  std::string many;
+  for (int i = 0; i < 100; ++i) many += "NOOP\r\n";
+  d.client(many);
+  CHECK(d.e.errors() == 0);
+  d.client("NOOP\r\n");
+  CHECK(d.e.errors() == 1);
+}
+
 TEST_CASE("server: parsing pieces") {
   CHECK(valid_mailbox("a.b+c@x-y.test", false));
   CHECK(valid_mailbox("\"a b\"@x.test", false));
