@@ -158,7 +158,10 @@ void InboundSession::on_read(int status, std::string_view bytes) {
 void InboundSession::feed_plain(std::string_view bytes) {
   if (data_since_) data_bytes_ += bytes.size();
   engine_->feed(bytes);
-  if (!data_since_ || engine_->ended()) return;
+  // Only a client still in DATA is judged: one whose dot came in this read has finished, and its
+  // message is being stored (the engine waits for the host and has no timer to cut).
+  const bool in_data = engine_->state() == srv::State::data || engine_->state() == srv::State::data_discard;
+  if (!data_since_ || !in_data) return;
   const auto elapsed = uv_now(ctx_.loop) - *data_since_;
   const auto timeout = static_cast<std::uint64_t>(ctx_.listener->timeout.count());
   if (!data_too_slow(elapsed, data_bytes_, timeout, ctx_.listener->min_data_rate)) return;
