@@ -157,11 +157,14 @@ Result<void> for_each_entry(const spool::Spool& spool, const Selection& select, 
 Json message_json(const spool::EntryRef& ref, const spool::Entry& e) {
   Json rcpts = Json::Array{};
   for (const auto& r : e.recipients) {
-    rcpts.push(Json()
-                   .set("address", r.address)
-                   .set("state", spool::to_string(r.state))
-                   .set("attempts", r.attempts)
-                   .set("last_reply", r.last_reply));
+    Json rj;
+    rj.set("address", r.address)
+        .set("state", spool::to_string(r.state))
+        .set("attempts", r.attempts)
+        .set("last_reply", r.last_reply);
+    if (!r.dsn.notify.empty()) rj.set("notify", r.dsn.notify);
+    if (!r.dsn.orcpt.empty()) rj.set("orcpt", r.dsn.orcpt);
+    rcpts.push(std::move(rj));
   }
   Json m;
   m.set("id", e.id)
@@ -176,6 +179,8 @@ Json message_json(const spool::EntryRef& ref, const spool::Entry& e) {
       .set("next_attempt", ref.place == spool::Place::queue ? Json(ref.when) : Json())
       .set("recipients", std::move(rcpts));
   if (ref.place == spool::Place::failed) m.set("reason", e.reason);
+  if (!e.dsn.ret.empty()) m.set("ret", e.dsn.ret);
+  if (!e.dsn.envid.empty()) m.set("envid", e.dsn.envid);
   return m;
 }
 

@@ -8,6 +8,9 @@
 
 #include <fmt/format.h>
 
+#include "common/ascii.h"
+#include "spool/dsn.h"
+
 namespace spoold::ctl {
 namespace {
 
@@ -164,6 +167,19 @@ class SendmailOptionParser {
       case 'C':
         out_.config = v;
         return {};
+      case 'N':
+        return notify(v);
+      case 'R': {
+        std::string ret = ascii_upper(v);
+        if (!spool::valid_ret(ret)) return make_error("-R takes full or hdrs, not '" + v + "'");
+        out_.dsn_ret = std::move(ret);
+        return {};
+      }
+      case 'V':
+        if (!spool::valid_envid(v))
+          return make_error("-V takes an envelope id of 1 to 100 printable ASCII characters");
+        out_.dsn_envid = v;
+        return {};
       case 'q':
         out_.mode = SendmailMode::flush;
         if (!v.empty()) ignored(fmt::format("-q{}", v));
@@ -212,6 +228,17 @@ class SendmailOptionParser {
     } else {
       return make_error(fmt::format("-b{} is not supported (only -bm, -bs, -bp and -bi)", rest));
     }
+    return {};
+  }
+
+  // -N never | -N success,delay,failure (any case; Postfix also allows spaces after the commas).
+  Result<void> notify(const std::string& v) {
+    std::string list;
+    for (char c : v)
+      if (c != ' ' && c != '\t') list += c;
+    auto n = spool::canonical_notify(list);
+    if (!n) return make_error("-N: " + n.error().message + " (never, or success, delay, failure)");
+    out_.dsn_notify = std::move(*n);
     return {};
   }
 
@@ -328,7 +355,8 @@ config: --config FILE, else $SPOOLD_CONFIG, else /etc/spoold/spoold.yaml
 }
 
 std::string_view sendmail_usage() {
-  return R"(usage: sendmail [-t] [-i|-oi] [-f SENDER] [-F NAME] [-C CONFIG] [--] [RCPT...]
+  return R"(usage: sendmail [-t] [-i|-oi] [-f SENDER] [-F NAME] [-C CONFIG] [-N DSN] [-R full|hdrs]
+                [-V ENVID] [--] [RCPT...]
        sendmail -bs   (SMTP on stdin/stdout)
        sendmail -bp   (= mailq)        sendmail -q   (= spoolctl flush)
 reads a message on stdin; without -i a line with only "." ends it

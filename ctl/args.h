@@ -53,6 +53,9 @@ struct SendmailArgs {
   bool ignore_dots = false;           // -i / -oi: a line with only "." does not end the message
   std::optional<std::string> sender;  // -f / -r (may be "" or "<>": the null sender)
   std::string full_name;              // -F
+  std::string dsn_notify;             // -N: canonical NOTIFY for every recipient ("" = not given)
+  std::string dsn_ret;                // -R: "FULL" or "HDRS"
+  std::string dsn_envid;              // -V: the envelope id
   std::vector<std::string> recipients;
   std::vector<std::string> warnings;  // options accepted but ignored, one message each
 };

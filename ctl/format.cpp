@@ -197,11 +197,30 @@ std::string format_show(const Json& show, int64_t now) {
   head.add({"last attempt:", when(m["last_attempt"], now)});
   head.add({"next attempt:", when(m["next_attempt"], now)});
   if (!m["reason"].as_string().empty()) head.add({"failed:", m["reason"].as_string()});
+  // DSN requests (RFC 3461) in SMTP parameter style, only when the submission made any.
+  auto params = [](std::initializer_list<std::pair<const char*, const Json*>> kv) {
+    std::string p;
+    for (const auto& [k, v] : kv)
+      if (!v->as_string().empty()) p += (p.empty() ? "" : " ") + std::string(k) + "=" + v->as_string();
+    return p;
+  };
+  if (std::string d = params({{"RET", &m["ret"]}, {"ENVID", &m["envid"]}}); !d.empty()) head.add({"dsn:", d});
   std::string out = head.render() + "\n";
-  Table rcpts({"recipient", "state", "attempts", "last reply"}, {2});
-  for (const auto& r : m["recipients"].as_array())
-    rcpts.add({r["address"].as_string(), r["state"].as_string(), std::to_string(r["attempts"].as_int()),
-               r["last_reply"].as_string()});
+  bool any_dsn = false;
+  for (const auto& r : m["recipients"].as_array()) any_dsn |= !r["notify"].is_null() || !r["orcpt"].is_null();
+  Table rcpts(any_dsn ? std::vector<std::string>{"recipient", "state", "attempts", "dsn", "last reply"}
+                      : std::vector<std::string>{"recipient", "state", "attempts", "last reply"},
+              {2});
+  for (const auto& r : m["recipients"].as_array()) {
+    std::vector<std::string> row{r["address"].as_string(), r["state"].as_string(),
+                                 std::to_string(r["attempts"].as_int())};
+    if (any_dsn) {
+      std::string d = params({{"NOTIFY", &r["notify"]}, {"ORCPT", &r["orcpt"]}});
+      row.push_back(d.empty() ? "-" : d);
+    }
+    row.push_back(r["last_reply"].as_string());
+    rcpts.add(row);
+  }
   out += rcpts.render() + "\nheaders:\n" + indent(m["headers"].as_string(), "  ");
   if (m["headers_truncated"].as_bool()) out += "  [header section truncated]\n";
   if (!m["headers_error"].as_string().empty()) out += "  [" + m["headers_error"].as_string() + "]\n";

@@ -33,6 +33,8 @@ SubmitOptions submit_options(const SendmailArgs& a, const config::Config& cfg) {
   o.qualify_domain = cfg.hostname;
   o.default_sender = local_submitter().user + "@" + cfg.hostname;
   o.max_message_size = cfg.queue.max_message_size;
+  o.dsn = {a.dsn_ret, a.dsn_envid};
+  o.dsn_notify = a.dsn_notify;
   return o;
 }
 

@@ -226,9 +226,14 @@ class StdioSession {
       file_.emplace(std::move(*tmp));
     }
     std::vector<std::string> rcpts;
+    std::vector<spool::RecipientDsn> rcpt_dsn;
     rcpts.reserve(b.envelope.recipients.size());
-    for (const auto& r : b.envelope.recipients) rcpts.push_back(spool_address(r.address));
-    append(spool::drop_envelope(b.envelope.sender, rcpts));
+    for (const auto& r : b.envelope.recipients) {
+      rcpts.push_back(spool_address(r.address));
+      rcpt_dsn.push_back({srv::notify_text(r.params.notify), srv::orcpt_text(r.params)});
+    }
+    const spool::MessageDsn dsn{std::string(srv::ret_text(b.envelope.params.ret)), b.envelope.params.envid};
+    append(spool::drop_envelope(b.envelope.sender, rcpts, dsn, rcpt_dsn));
     append(received(b.envelope));
   }
 

@@ -208,9 +208,9 @@ Result<Submission> build_submission(std::string message, const SubmitOptions& o)
     return data_error(fmt::format("message of {} bytes is larger than max_message_size ({} bytes)",
                                   message.size(), o.max_message_size));
   if (!message.empty() && message.back() != '\n') message += '\n';
-  s.drop = fmt::format("MAIL FROM:<{}>\n", s.sender);
-  for (const auto& r : s.recipients) s.drop += fmt::format("RCPT TO:<{}>\n", r);
-  s.drop += "\n" + message;
+  std::vector<spool::RecipientDsn> rcpt_dsn;
+  if (!o.dsn_notify.empty()) rcpt_dsn.assign(s.recipients.size(), spool::RecipientDsn{o.dsn_notify, ""});
+  s.drop = spool::drop_envelope(s.sender, s.recipients, o.dsn, rcpt_dsn) + message;
   if (auto check = spool::parse_drop(s.drop); !check) return data_error(check.error().message);
   return s;
 }

@@ -13,6 +13,7 @@
 
 #include "common/header_fields.h"
 #include "common/result.h"
+#include "spool/dsn.h"
 
 namespace spoold::ctl {
 
@@ -32,6 +33,8 @@ struct SubmitOptions {
   std::string default_sender;           // user@hostname of the caller
   std::string qualify_domain;           // appended to addresses without '@' ("root" → root@host)
   uint64_t max_message_size = 50ull * 1024 * 1024;
+  spool::MessageDsn dsn;   // -R / -V
+  std::string dsn_notify;  // -N, for every recipient
 };
 
 struct Submission {

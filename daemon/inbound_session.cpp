@@ -380,8 +380,12 @@ void InboundSession::on_begin(const srv::MessageBegin& b) {
   message_ = std::make_shared<IncomingMessage>(ctx_.loop, *ctx_.spool, ctx_.spool->new_id());
   message_->on_progress([this] { sync_reading(); });
   std::vector<std::string> rcpts;
+  std::vector<spool::RecipientDsn> rcpt_dsn;
   rcpts.reserve(envelope_.recipients.size());
-  for (const auto& r : envelope_.recipients) rcpts.push_back(spool_address(r.address, ctx_.config->hostname));
+  for (const auto& r : envelope_.recipients) {
+    rcpts.push_back(spool_address(r.address, ctx_.config->hostname));
+    rcpt_dsn.push_back({srv::notify_text(r.params.notify), srv::orcpt_text(r.params)});
+  }
   srv::ReceivedInfo info;
   info.by = ctx_.config->hostname;
   info.client_name = client_name(peer_ip_);
@@ -389,7 +393,8 @@ void InboundSession::on_begin(const srv::MessageBegin& b) {
   info.queue_id = message_->id();
   if (tls_ && tls_->handshake_done()) info.tls = tls_->received_text();
   info.date = rfc5322_date(std::chrono::system_clock::now());
-  message_->append(spool::drop_envelope(envelope_.sender, rcpts));
+  const spool::MessageDsn dsn{std::string(srv::ret_text(envelope_.params.ret)), envelope_.params.envid};
+  message_->append(spool::drop_envelope(envelope_.sender, rcpts, dsn, rcpt_dsn));
   message_->append(srv::received_field(envelope_, info));
 }
 

@@ -38,9 +38,10 @@ std::vector<RecipientResult> expand_local(spool::Entry& entry, const config::Loc
       out.push_back(std::move(r));
       continue;
     }
+    // RFC 3461 §6.2.7.3: an alias keeps the recipient's DSN request (NOTIFY, ORCPT) for each address.
     for (auto& a : res.addresses)
       if (seen.insert(address_key(a)).second)
-        out.push_back(spool::Recipient{a, spool::RcptState::pending, 0, ""});
+        out.push_back(spool::Recipient{a, spool::RcptState::pending, 0, "", r.dsn});
   }
   entry.recipients = std::move(out);
   return bounces;

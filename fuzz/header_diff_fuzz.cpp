@@ -19,7 +19,7 @@
 //     same recipients as a bare drop of the same message.
 // The sources are listed (one line, for fuzz/run.sh): ctl/ as a library would bring its main().
 // clang-format off
-// fuzz-sources: spool/drop.cpp spool/address.cpp spool/atomic_write.cpp spool/crashpoint.cpp spool/fs_util.cpp smtp/body_encoder.cpp smtp/mime_convert.cpp smtp/rewrite.cpp smtp/types.cpp ctl/submit.cpp
+// fuzz-sources: spool/drop.cpp spool/dsn.cpp spool/address.cpp spool/atomic_write.cpp spool/crashpoint.cpp spool/fs_util.cpp smtp/body_encoder.cpp smtp/mime_convert.cpp smtp/rewrite.cpp smtp/types.cpp ctl/submit.cpp
 // clang-format on
 #include <cstddef>
 #include <cstdint>

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "common/mailbox.h"
+#include "common/xtext.h"
 #include "smtp/data_reader.h"
 
 namespace spoold::smtp::server {
@@ -89,6 +90,11 @@ struct Recipient {
   std::string address;  // as given, source route removed; "postmaster" for <Postmaster>
   RcptParams params;
 };
+
+// The DSN parameters in the spool's canonical text (spool/dsn.h): "" when not given.
+std::string_view ret_text(Ret r);             // "FULL", "HDRS"
+std::string notify_text(const Notify& n);     // "NEVER" or "SUCCESS,FAILURE,DELAY" (a subset)
+std::string orcpt_text(const RcptParams& p);  // "rfc822;user@example.com"
 
 struct Envelope {
   std::string sender;  // "" for the null sender <>
@@ -292,8 +298,9 @@ std::string received_field(const Envelope& e, const ReceivedInfo& info);
 // RFC 5321 §4.1.2 Mailbox (Local-part "@" Domain) with its length limits; with utf8 (RFC 6531)
 // bytes >= 0x80 are allowed in the local part and the domain when they form valid UTF-8.
 using mailbox::valid_mailbox;
-// RFC 3461 §4 xtext; nullopt when malformed ("+" not followed by two upper-case hex digits, or a
-// byte outside "!".."~").
-std::optional<std::string> xtext_decode(std::string_view s);
+// RFC 3461 §4 xtext (common/xtext.h); nullopt when malformed.
+inline std::optional<std::string> xtext_decode(std::string_view s) {
+  return xtext::decode(s);
+}
 
 }  // namespace spoold::smtp::server

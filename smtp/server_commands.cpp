@@ -1,38 +1,31 @@
 // smtp/server_commands.cpp — see server_commands.h. Mailbox syntax is common/mailbox.h's.
 #include "smtp/server_commands.h"
 
+#include <utility>
+
 #include "common/ascii.h"
 #include "smtp/server.h"
 
 namespace spoold::smtp::server {
 
-namespace {
-
-int hex_digit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;  // RFC 3461: upper-case hex only
+std::string_view ret_text(Ret r) {
+  return r == Ret::full ? "FULL" : r == Ret::hdrs ? "HDRS" : "";
 }
 
-}  // namespace
-
-std::optional<std::string> xtext_decode(std::string_view s) {
+std::string notify_text(const Notify& n) {
+  if (!n.given) return "";
+  if (n.never) return "NEVER";
   std::string out;
-  out.reserve(s.size());
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    auto c = static_cast<unsigned char>(s[i]);
-    if (c < '!' || c > '~' || c == '=') return std::nullopt;
-    if (c != '+') {
-      out += static_cast<char>(c);
-      continue;
-    }
-    if (i + 2 >= s.size()) return std::nullopt;
-    int hi = hex_digit(s[i + 1]), lo = hex_digit(s[i + 2]);
-    if (hi < 0 || lo < 0) return std::nullopt;
-    out += static_cast<char>(hi * 16 + lo);
-    i += 2;
+  for (auto [on, name] : {std::pair{n.success, "SUCCESS"}, {n.failure, "FAILURE"}, {n.delay, "DELAY"}}) {
+    if (!on) continue;
+    if (!out.empty()) out += ',';
+    out += name;
   }
   return out;
+}
+
+std::string orcpt_text(const RcptParams& p) {
+  return p.orcpt_type.empty() ? "" : p.orcpt_type + ";" + p.orcpt;
 }
 
 CommandLine split_command(std::string_view line) {

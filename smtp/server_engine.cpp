@@ -572,7 +572,15 @@ void ServerEngine::cmd_rcpt(std::string_view arg) {
       std::size_t semi = p.value.find(';');
       std::optional<std::string> orcpt;
       if (semi != std::string_view::npos && semi > 0) orcpt = xtext_decode(p.value.substr(semi + 1));
-      if (!orcpt || orcpt->empty() || orcpt->size() > 500) return error(501, "5.5.4", "Bad ORCPT parameter");
+      // addr-type is an atom; the spool keeps letters, digits and '-' (rfc822, utf-8, x400), and
+      // no CR, LF or NUL in the address, so what is accepted here can always be stored.
+      std::string_view type = p.value.substr(0, semi);
+      bool type_ok = std::all_of(type.begin(), type.end(), [](char ch) {
+        return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-';
+      });
+      if (!orcpt || !type_ok || orcpt->empty() || orcpt->size() > 500 ||
+          orcpt->find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos)
+        return error(501, "5.5.4", "Bad ORCPT parameter");
       r.params.orcpt_type = std::string(p.value.substr(0, semi));
       r.params.orcpt = std::move(*orcpt);
     } else {

@@ -56,18 +56,34 @@ bool has_8bit(std::string_view s) {
 }
 
 // "MAIL FROM:<addr>" / "RCPT TO:<addr>" after the verb: optional spaces, <addr>, optional spaces.
-Result<std::string> bracketed_path(std::string_view rest) {
+struct PathAndParams {
+  std::string address;
+  std::string_view params;  // what follows the "<…>", SMTP style ("NOTIFY=NEVER …")
+};
+
+// "<address>" and the parameters after it. The path ends at the first '>' followed by a space or
+// the end of the line that closes a valid address (a quoted local part may hold '>').
+Result<PathAndParams> bracketed_path(std::string_view rest) {
   while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
   while (!rest.empty() && (rest.back() == ' ' || rest.back() == '\t')) rest.remove_suffix(1);
-  if (rest.size() < 2 || rest.front() != '<' || rest.back() != '>')
+  if (rest.size() < 2 || rest.front() != '<')
     return make_error("expected <address>, got '" + std::string(rest) + "'");
-  std::string addr(rest.substr(1, rest.size() - 2));
-  for (char c : addr) {
+  for (char c : rest) {
     auto u = static_cast<unsigned char>(c);
     if (u == '\r' || u == '\n' || u == 0) return make_error("CR, LF or NUL inside an address");
   }
-  if (!addr.empty() && !valid_mailbox(addr)) return make_error("invalid address <" + addr + ">");
-  return addr;
+  std::string last_tried;
+  for (std::size_t i = rest.find('>'); i != std::string_view::npos; i = rest.find('>', i + 1)) {
+    if (i + 1 < rest.size() && rest[i + 1] != ' ') continue;
+    std::string addr(rest.substr(1, i - 1));
+    if (!addr.empty() && !valid_mailbox(addr)) {
+      last_tried = std::move(addr);
+      continue;
+    }
+    return PathAndParams{std::move(addr), rest.substr(i + 1)};
+  }
+  if (!last_tried.empty()) return make_error("invalid address <" + last_tried + ">");
+  return make_error("expected <address>, got '" + std::string(rest) + "'");
 }
 
 }  // namespace
@@ -163,14 +179,19 @@ Result<void> DropParser::on_envelope_line(std::string_view line, uint64_t end_of
     saw_mail_from_ = true;
     auto addr = bracketed_path(line.substr(10));
     if (!addr) return fail(fmt::format("line {}: MAIL FROM: {}", line_no_, addr.error().message));
-    info_.sender = std::move(*addr);
+    auto dsn = parse_mail_params(addr->params);
+    if (!dsn) return fail(fmt::format("line {}: MAIL FROM: {}", line_no_, dsn.error().message));
+    info_.sender = std::move(addr->address);
+    info_.dsn = std::move(*dsn);
     return {};
   }
   if (ascii_istarts_with(line, "RCPT TO:")) {
     auto addr = bracketed_path(line.substr(8));
     if (!addr) return fail(fmt::format("line {}: RCPT TO: {}", line_no_, addr.error().message));
-    if (addr->empty()) return fail(fmt::format("line {}: RCPT TO:<> is not a recipient", line_no_));
-    return add_recipient(std::move(*addr));
+    if (addr->address.empty()) return fail(fmt::format("line {}: RCPT TO:<> is not a recipient", line_no_));
+    auto dsn = parse_rcpt_params(addr->params);
+    if (!dsn) return fail(fmt::format("line {}: RCPT TO: {}", line_no_, dsn.error().message));
+    return add_recipient(std::move(addr->address), std::move(*dsn));
   }
   return fail(fmt::format("line {}: expected RCPT TO or an empty line in the envelope", line_no_));
 }
@@ -223,13 +244,17 @@ Result<void> DropParser::end_field(const HeaderField& field) {
   return {};
 }
 
-Result<void> DropParser::add_recipient(std::string addr) {
+Result<void> DropParser::add_recipient(std::string addr, RecipientDsn dsn) {
   // A set, not a scan of the list: a header section of repeated addresses must stay linear.
-  if (seen_.count(addr)) return {};
+  if (seen_.count(addr)) return {};  // a repeat keeps the first one's DSN request
   if (info_.recipients.size() >= limits_.max_recipients)
     return fail(fmt::format("more than {} recipients", limits_.max_recipients));
   seen_.insert(addr);
   info_.recipients.push_back(std::move(addr));
+  if (!dsn.empty()) {
+    info_.recipient_dsn.resize(info_.recipients.size());
+    info_.recipient_dsn.back() = std::move(dsn);
+  }
   return {};
 }
 
@@ -259,8 +284,15 @@ Result<DropInfo> DropParser::finish() {
 }
 
 std::string drop_envelope(std::string_view sender, const std::vector<std::string>& recipients) {
-  std::string out = fmt::format("MAIL FROM:<{}>\n", sender);
-  for (const auto& r : recipients) out += fmt::format("RCPT TO:<{}>\n", r);
+  return drop_envelope(sender, recipients, {}, {});
+}
+
+std::string drop_envelope(std::string_view sender, const std::vector<std::string>& recipients,
+                          const MessageDsn& dsn, const std::vector<RecipientDsn>& recipient_dsn) {
+  std::string out = fmt::format("MAIL FROM:<{}>{}\n", sender, format_mail_params(dsn));
+  for (std::size_t i = 0; i < recipients.size(); ++i)
+    out += fmt::format("RCPT TO:<{}>{}\n", recipients[i],
+                       i < recipient_dsn.size() ? format_rcpt_params(recipient_dsn[i]) : "");
   out += '\n';
   return out;
 }

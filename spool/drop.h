@@ -17,6 +17,7 @@
 #include "common/header_fields.h"
 #include "common/header_lines.h"
 #include "common/result.h"
+#include "spool/dsn.h"
 
 namespace spoold::spool {
 
@@ -40,6 +41,10 @@ struct DropInfo {
   bool bare_lf = false;                 // some line ended in a bare LF
   uint64_t longest_line = 0;            // octets of the message's longest line as sent (header:
                                         // LF ends one, body: LF, CRLF or CR)
+  MessageDsn dsn;                       // RET= / ENVID= of the MAIL FROM line
+  // NOTIFY= / ORCPT= of the RCPT TO lines, by recipient index; shorter than recipients (or empty)
+  // when the last ones carry none.
+  std::vector<RecipientDsn> recipient_dsn;
   uint64_t message_size() const { return size - body_offset; }
 };
 
@@ -69,7 +74,7 @@ class DropParser {
   Result<void> on_envelope_line(std::string_view raw, uint64_t end_offset);
   Result<void> on_header_line(std::string_view line);  // line: as read by the header rule
   Result<void> end_field(const HeaderField& field);    // a completed address field
-  Result<void> add_recipient(std::string addr);
+  Result<void> add_recipient(std::string addr, RecipientDsn dsn = {});
   void scan_body(std::string_view bytes);
 
   DropLimits limits_;
@@ -91,6 +96,9 @@ class DropParser {
 // The envelope lines of an envelope-first drop file, with the empty line that ends them. The
 // addresses must be valid mailboxes (the parser refuses the file otherwise); "" is the null sender.
 std::string drop_envelope(std::string_view sender, const std::vector<std::string>& recipients);
+// The same with DSN parameters on the MAIL FROM line and (by index) on the RCPT TO lines.
+std::string drop_envelope(std::string_view sender, const std::vector<std::string>& recipients,
+                          const MessageDsn& dsn, const std::vector<RecipientDsn>& recipient_dsn);
 
 Result<DropInfo> parse_drop(std::string_view bytes, DropLimits limits = {});
 // Reads fd from its current position to EOF in fixed-size chunks.

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -155,6 +156,8 @@ bool valid_id(std::string_view id) {
 struct Reader {
   Entry e;
   bool saw_version = false, saw_end = false, saw_id = false, saw_from = false;
+  int version = 0;
+  bool rcpt_dsn_open = false;  // the last line was a rcpt line: a rcpt-dsn line may follow
 
   Result<void> line(std::string_view l) {
     if (saw_end) return make_error("data after end");
@@ -164,10 +167,15 @@ struct Reader {
       if (key != "spoold-entry") return make_error("not a spoold entry");
       auto v = number<int>(rest);
       if (!v) return v.error();
-      if (*v != kEntryFormatVersion) return make_error(fmt::format("unsupported entry version {}", *v));
+      if (*v < 1 || *v > kEntryFormatVersion)
+        return make_error(fmt::format("unsupported entry version {}", *v));
+      version = *v;
       saw_version = true;
       return {};
     }
+    const bool after_rcpt = std::exchange(rcpt_dsn_open, false);
+    if (version >= 2 && (key.starts_with("dsn-") || key == "rcpt-dsn"))
+      return dsn_line(key, rest, after_rcpt);
     if (key == "id") {
       if (!valid_id(rest)) return make_error("bad id");
       e.id = std::string(rest);
@@ -231,6 +239,39 @@ struct Reader {
     if (!reply) return reply.error();
     r.last_reply = std::move(*reply);
     e.recipients.push_back(std::move(r));
+    rcpt_dsn_open = true;
+    return {};
+  }
+
+  // dsn-ret FULL|HDRS; dsn-envid ENVID; rcpt-dsn NOTIFY|- ORCPT (right after its rcpt line).
+  Result<void> dsn_line(std::string_view key, std::string_view rest, bool after_rcpt) {
+    if (key == "dsn-ret") {
+      if (!e.dsn.ret.empty() || !valid_ret(rest)) return make_error("bad or repeated dsn-ret");
+      e.dsn.ret = std::string(rest);
+      return {};
+    }
+    if (key == "dsn-envid") {
+      auto v = unescape(rest);
+      if (!v) return v.error();
+      if (!e.dsn.envid.empty() || !valid_envid(*v)) return make_error("bad or repeated dsn-envid");
+      e.dsn.envid = std::move(*v);
+      return {};
+    }
+    if (key != "rcpt-dsn") return make_error("unknown key '" + std::string(key) + "'");
+    if (!after_rcpt) return make_error("rcpt-dsn not right after its rcpt line");
+    RecipientDsn d;
+    std::string_view notify = next_field(rest);
+    if (notify != "-") {
+      auto n = canonical_notify(notify);
+      if (!n || *n != notify) return make_error("bad NOTIFY in rcpt-dsn");
+      d.notify = std::string(notify);
+    }
+    auto orcpt = unescape(rest);
+    if (!orcpt) return orcpt.error();
+    if (!orcpt->empty() && !valid_orcpt(*orcpt)) return make_error("bad ORCPT in rcpt-dsn");
+    d.orcpt = std::move(*orcpt);
+    if (d.empty()) return make_error("empty rcpt-dsn");
+    e.recipients.back().dsn = std::move(d);
     return {};
   }
 };
@@ -238,17 +279,24 @@ struct Reader {
 }  // namespace
 
 std::string format_entry(const Entry& e) {
-  std::string out = fmt::format("spoold-entry {}\n", kEntryFormatVersion);
+  const bool dsn = !e.dsn.empty() || std::any_of(e.recipients.begin(), e.recipients.end(),
+                                                 [](const Recipient& r) { return !r.dsn.empty(); });
+  std::string out = fmt::format("spoold-entry {}\n", dsn ? kEntryFormatVersion : 1);
   out += fmt::format("id {}\narrived {}\nlast-attempt {}\nattempts {}\n", e.id, e.arrived, e.last_attempt,
                      e.attempts);
   out += fmt::format("body-offset {}\nbody-size {}\nflags {}\n", e.body_offset, e.body_size,
                      format_flags(e.flags));
   if (e.longest_line > 0) out += fmt::format("longest-line {}\n", e.longest_line);
   out += "from " + angle(e.sender) + "\n";
+  if (!e.dsn.ret.empty()) out += "dsn-ret " + e.dsn.ret + "\n";
+  if (!e.dsn.envid.empty()) out += "dsn-envid " + escape(e.dsn.envid, true) + "\n";
   for (const auto& r : e.recipients) {
     std::string_view reply = std::string_view(r.last_reply).substr(0, kMaxReplyText);
     out += fmt::format("rcpt {} {} {} {}\n", to_string(r.state), r.attempts, angle(r.address),
                        escape(reply, true));
+    if (!r.dsn.empty())
+      out += fmt::format("rcpt-dsn {} {}\n", r.dsn.notify.empty() ? "-" : r.dsn.notify,
+                         escape(r.dsn.orcpt, true));
   }
   if (!e.reason.empty())
     out += "reason " + escape(std::string_view(e.reason).substr(0, kMaxReplyText), true) + "\n";

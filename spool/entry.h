@@ -10,10 +10,13 @@
 #include <vector>
 
 #include "common/result.h"
+#include "spool/dsn.h"
 
 namespace spoold::spool {
 
-inline constexpr int kEntryFormatVersion = 1;
+// Version 2 adds the DSN records (dsn-ret, dsn-envid, rcpt-dsn); an entry without any is still
+// written as version 1, so an older spoold can read it.
+inline constexpr int kEntryFormatVersion = 2;
 inline constexpr size_t kMaxEntryLine = 16 * 1024;  // reader refuses longer lines
 inline constexpr size_t kMaxReplyText = 2000;       // writer shortens longer reply texts
 inline constexpr size_t kMaxEntryBytes = 64 * 1024 * 1024;
@@ -26,6 +29,7 @@ struct Recipient {
   RcptState state = RcptState::pending;
   int attempts = 0;
   std::string last_reply;  // the server's reply or our reason, "" before the first attempt
+  RecipientDsn dsn;        // RFC 3461 NOTIFY / ORCPT as submitted
   bool final() const { return state != RcptState::pending; }
   bool operator==(const Recipient&) const = default;
 };
@@ -50,6 +54,7 @@ struct Entry {
   uint64_t body_size = 0;     // bytes of the RFC 5322 message
   uint64_t longest_line = 0;  // octets of its longest line; 0 = unknown (written by older daemons)
   EntryFlags flags;
+  MessageDsn dsn;      // RFC 3461 RET / ENVID as submitted
   std::string reason;  // why it is in failed/ (empty elsewhere)
 
   bool all_final() const;

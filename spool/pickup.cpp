@@ -51,7 +51,10 @@ Entry entry_from(const DropInfo& info, std::string id) {
   e.arrived = id_time(id);
   e.id = std::move(id);
   e.sender = info.sender;
-  for (const auto& r : info.recipients) e.recipients.push_back(Recipient{r, RcptState::pending, 0, ""});
+  for (size_t i = 0; i < info.recipients.size(); ++i)
+    e.recipients.push_back(Recipient{info.recipients[i], RcptState::pending, 0, "",
+                                     i < info.recipient_dsn.size() ? info.recipient_dsn[i] : RecipientDsn{}});
+  e.dsn = info.dsn;
   e.body_offset = info.body_offset;
   e.body_size = info.message_size();
   e.longest_line = info.longest_line;

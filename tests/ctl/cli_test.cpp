@@ -462,6 +462,47 @@ TEST_CASE_METHOD(Cli, "sendmail -bs: EHLO, pipelining, RSET, several recipients,
   CHECK(drop.ends_with("\r\nSubject: two\r\n\r\nhi\r\n"));
 }
 
+TEST_CASE_METHOD(Cli, "sendmail -bs: DSN parameters go into the drop and the entry") {
+  auto r = sendmail({"-bs"},
+                    "EHLO client.example\r\n"
+                    "MAIL FROM:<a@example.com> RET=HDRS ENVID=QQ+2B1\r\n"
+                    "RCPT TO:<bob@example.org> NOTIFY=delay,success ORCPT=rfc822;Bob+40example.org\r\n"
+                    "RCPT TO:<carol@example.org>\r\n"
+                    "RCPT TO:<dan@example.org> NOTIFY=NEVER\r\n"
+                    "DATA\r\nSubject: dsn\r\n\r\nhi\r\n.\r\nQUIT\r\n");
+  CHECK(r.status == 0);
+  CHECK(r.err.empty());
+  CHECK(contains(r.out, "250 DSN\r\n"));
+  REQUIRE(incoming() == 1);
+  std::string id = test::list_dir(spool_dir + "/incoming")[0];
+  std::string drop = test::read_file(spool_dir + "/incoming/" + id);
+  CHECK(
+      drop.starts_with("MAIL FROM:<a@example.com> RET=HDRS ENVID=QQ+2B1\n"
+                       // canonical forms: NOTIFY keywords in order, xtext only where needed
+                       "RCPT TO:<bob@example.org> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;Bob@example.org\n"
+                       "RCPT TO:<carol@example.org>\nRCPT TO:<dan@example.org> NOTIFY=NEVER\n\n"));
+  auto p = pickup_one();
+  CHECK(p.entry.dsn.ret == "HDRS");
+  CHECK(p.entry.dsn.envid == "QQ+1");
+  REQUIRE(p.entry.recipients.size() == 3);
+  CHECK(p.entry.recipients[0].dsn.notify == "SUCCESS,DELAY");
+  CHECK(p.entry.recipients[0].dsn.orcpt == "rfc822;Bob@example.org");
+  CHECK(p.entry.recipients[1].dsn.empty());
+  CHECK(p.entry.recipients[2].dsn.notify == "NEVER");
+
+  // Malformed or repeated parameters are refused at the command, never stored half-understood.
+  auto bad =
+      sendmail({"-bs"},
+               "EHLO c\r\nMAIL FROM:<a@example.com> RET=ALL\r\nMAIL FROM:<a@example.com> ENVID=a ENVID=b\r\n"
+               "MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org> NOTIFY=NEVER,SUCCESS\r\n"
+               "RCPT TO:<b@example.org> ORCPT=rfc822;a+0Db\r\nQUIT\r\n");
+  CHECK(bad.status == 0);
+  auto lines = reply_lines(bad.out);
+  INFO(bad.out);
+  CHECK(std::count_if(lines.begin(), lines.end(),
+                      [](const std::string& l) { return l.starts_with("501"); }) == 4);
+}
+
 TEST_CASE_METHOD(Cli, "sendmail -bs: end of input, a lost message, a full stdout and a bad config") {
   // EOF between transactions: what was accepted is kept, exit 0.
   auto eof = sendmail({"-bs"},

@@ -134,14 +134,32 @@ TEST_CASE("sendmail arguments as cron, mailx, PHP and git send-email pass them")
 }
 
 TEST_CASE("sendmail legacy options are ignored with one warning each") {
-  auto a = ctl::parse_sendmail_args({"-odi", "-odb", "-oem", "-oXlog", "-v", "-U", "-N", "never", "-R",
-                                     "full", "-V", "env1", "-L", "tag", "x@y.z"});
+  auto a = ctl::parse_sendmail_args({"-odi", "-odb", "-oem", "-oXlog", "-v", "-U", "-L", "tag", "x@y.z"});
   REQUIRE(a.ok());
   CHECK(a->recipients == std::vector<std::string>{"x@y.z"});
-  CHECK(a->warnings.size() == 10);
+  CHECK(a->warnings.size() == 7);
   CHECK(a->warnings[0] == "ignoring option -odi");
-  CHECK(a->warnings[6] == "ignoring option -N never");
+  CHECK(a->warnings[6] == "ignoring option -L tag");
   CHECK_FALSE(a->ignore_dots);
+}
+
+TEST_CASE("sendmail -N, -R and -V are the DSN requests, in canonical form") {
+  auto a = ctl::parse_sendmail_args({"-N", "delay, Failure", "-Rhdrs", "-V", "env+1", "x@y.z"});
+  REQUIRE(a.ok());
+  CHECK(a->warnings.empty());
+  CHECK(a->dsn_notify == "FAILURE,DELAY");
+  CHECK(a->dsn_ret == "HDRS");
+  CHECK(a->dsn_envid == "env+1");
+  CHECK(ctl::parse_sendmail_args({"-Nnever", "x@y.z"})->dsn_notify == "NEVER");
+  for (std::vector<std::string> bad : {std::vector<std::string>{"-N", "never,success"},
+                                       {"-N", "sometimes"},
+                                       {"-N", ""},
+                                       {"-R", "all"},
+                                       {"-V", "tab\there"},
+                                       {"-V", std::string(101, 'e')}}) {
+    INFO(bad[0] + " " + bad[1]);
+    CHECK_FALSE(ctl::parse_sendmail_args(bad).ok());
+  }
 }
 
 TEST_CASE("sendmail usage errors") {
@@ -210,6 +228,21 @@ TEST_CASE("status, list and show render the protocol JSON") {
   CHECK(sh.find("(16m40s ago)") != std::string::npos);
   CHECK(sh.find("(in 50m)") != std::string::npos);
   CHECK(sh.find("  Subject: x\n  From: a@b.c\n") != std::string::npos);
+  CHECK(sh.find("dsn") == std::string::npos);  // nothing about DSN when the submission asked for none
+
+  auto dsn = Json::parse(
+      R"({"ok":true,"message":{"id":"ABC","place":"queue","tier":1,"held":false,"sender":"a@b.c","size":10,
+          "arrived":1000,"last_attempt":0,"attempts":0,"next_attempt":5000,"ret":"HDRS","envid":"env 1",
+          "recipients":[{"address":"x@y.z","state":"pending","attempts":1,"last_reply":"451 later",
+                         "notify":"SUCCESS,DELAY","orcpt":"rfc822;X@y.z"},
+                        {"address":"w@y.z","state":"pending","attempts":1,"last_reply":"451 later"}],
+          "headers":""}})");
+  REQUIRE(dsn.ok());
+  std::string d = ctl::format_show(*dsn, 2000);
+  INFO(d);
+  CHECK(d.find("dsn:           RET=HDRS ENVID=env 1\n") != std::string::npos);
+  CHECK(d.find("NOTIFY=SUCCESS,DELAY ORCPT=rfc822;X@y.z  451 later") != std::string::npos);
+  CHECK(d.find("w@y.z      pending         1  -") != std::string::npos);
 }
 
 namespace {
@@ -280,6 +313,24 @@ TEST_CASE("a drop is envelope first and parses to the same envelope") {
   CHECK(info->format == spoold::spool::DropFormat::envelope_first);
   CHECK(info->recipients == s->recipients);
   CHECK(s->drop.substr(info->body_offset) == "Subject: hi\nFrom: Ann <ann@x.org>\n\nbody\n");
+}
+
+TEST_CASE("DSN requests of the command line are in the drop's envelope lines") {
+  auto o = opts({"bob@example.org", "carl@example.org"});
+  o.dsn = {"FULL", "e 1"};
+  o.dsn_notify = "SUCCESS";
+  auto s = ctl::build_submission("Subject: hi\n\nbody\n", o);
+  REQUIRE(s.ok());
+  INFO(s->drop);
+  CHECK(s->drop.rfind(
+            "MAIL FROM:<joe@host.test> RET=FULL ENVID=e+201\nRCPT TO:<bob@example.org> NOTIFY=SUCCESS\n"
+            "RCPT TO:<carl@example.org> NOTIFY=SUCCESS\n\nFrom: joe@host.test\nSubject: hi\n",
+            0) == 0);
+  auto info = spoold::spool::parse_drop(s->drop);
+  REQUIRE(info.ok());
+  CHECK(info->dsn == spoold::spool::MessageDsn{"FULL", "e 1"});
+  REQUIRE(info->recipient_dsn.size() == 2);
+  CHECK(info->recipient_dsn[1].notify == "SUCCESS");
 }
 
 TEST_CASE("-t takes To, Cc and Bcc (Bcc stays for the daemon to strip) and the sender from the headers") {

@@ -13,7 +13,7 @@ namespace {
 spool::Entry entry_with(std::vector<std::string> rcpts) {
   spool::Entry e;
   e.id = std::string(30, '0');
-  for (auto& r : rcpts) e.recipients.push_back(spool::Recipient{r, RcptState::pending, 0, ""});
+  for (auto& r : rcpts) e.recipients.push_back(spool::Recipient{r, RcptState::pending, 0, "", {}});
   return e;
 }
 

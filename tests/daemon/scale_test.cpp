@@ -41,7 +41,7 @@ TEST_CASE("memory follows concurrency, not queue length", "[daemon][scale]") {
     sp::Entry e;
     e.id = spool->new_id();
     e.sender = "a@example.com";
-    e.recipients.push_back({"b@example.net", sp::RcptState::pending, 1, "451 4.3.0 later"});
+    e.recipients.push_back({"b@example.net", sp::RcptState::pending, 1, "451 4.3.0 later", {}});
     e.arrived = later - 7200;
     e.last_attempt = later - 3600;
     e.attempts = 1;

@@ -430,3 +430,40 @@ TEST_CASE("what the pickup would refuse is refused at the dot, never acknowledge
   CHECK(le.env.log().find("NOQUEUE: reject: END-OF-MESSAGE") != std::string::npos);
   le.env.stop();
 }
+
+TEST_CASE("DSN parameters from the client are kept in the entry of a deferred message", "[listener][dsn]") {
+  // A route to a port nobody listens on: the message is deferred and its entry must say what the
+  // client asked for (RFC 3461: RET, ENVID, NOTIFY, ORCPT), for the bounce writer and the next hop.
+  int dead = free_port();
+  ListenEnv le("", "routes:\n  - { match: [\"*\"], hosts: [\"127.0.0.1:" + std::to_string(dead) + "\"] }\n");
+  le.start();
+  auto res =
+      le.send({"--to", "someone@example.test", "--mail-opt", "RET=HDRS", "--mail-opt", "ENVID=abc+2Bdef",
+               "--rcpt-opt", "NOTIFY=FAILURE,DELAY", "--rcpt-opt", "ORCPT=rfc822;Someone+40example.test"});
+  REQUIRE(res.size() == 1);
+  INFO(res[0].dump());
+  REQUIRE(res[0]["ok"].as_bool());
+  std::string id = queue_id(res[0]["reply"].as_string());
+  REQUIRE(wait_until(
+      [&] { return le.env.log().find(id + ": to=<someone@example.test>") != std::string::npos; }, 20s));
+  Run r = run(le.env.dir(),
+              {listener::ctl_binary("spoolctl"), "--config", le.env.config_path(), "show", id, "--json"});
+  INFO(r.out + r.err);
+  REQUIRE(r.status == 0);
+  auto j = Json::parse(r.out);
+  REQUIRE(j.ok());
+  const Json& m = (*j)["message"];
+  CHECK(m["place"].as_string() == "queue");
+  CHECK(m["ret"].as_string() == "HDRS");
+  CHECK(m["envid"].as_string() == "abc+def");
+  REQUIRE(m["recipients"].as_array().size() == 1);
+  CHECK(m["recipients"].as_array()[0]["state"].as_string() == "pending");
+  CHECK(m["recipients"].as_array()[0]["notify"].as_string() == "FAILURE,DELAY");
+  CHECK(m["recipients"].as_array()[0]["orcpt"].as_string() == "rfc822;Someone@example.test");
+
+  // A parameter the RFC forbids is refused at its command, and nothing is stored for it.
+  auto bad = le.send({"--to", "other@example.test", "--rcpt-opt", "NOTIFY=NEVER,FAILURE"});
+  REQUIRE(bad.size() == 1);
+  CHECK(bad[0]["code"].as_int() == 501);
+  le.env.stop();
+}

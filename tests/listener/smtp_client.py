@@ -3,6 +3,7 @@
 
   send  --port P [--source IP] --from A --to B [--to C…] [--count N] [--body TEXT] [--helo]
         [--starttls --cafile PEM] [--user U --password P [--mech PLAIN|LOGIN]]
+        [--mail-opt RET=HDRS …] [--rcpt-opt NOTIFY=NEVER …]
         smtplib: one session (STARTTLS, AUTH first when asked: {"auth": bool} is printed), then
         N messages; prints one JSON line per message:
         {"ok": true, "reply": "2.0.0 Ok: queued as ID"} or {"ok": false, "code": 554, "reply": …}
@@ -74,14 +75,14 @@ def cmd_send(a):
             msg = (f'From: <{a.sender}>\r\nTo: <{a.to[0]}>\r\nSubject: listener test {i}\r\n'
                    f'Message-ID: <m{i}.{time.time()}@client.test>\r\n\r\n{body}\r\n')
             try:
-                code, reply = c.mail(a.sender)
+                code, reply = c.mail(a.sender, a.mail_opt)
                 if code != 250:
                     out.append({'ok': False, 'code': code, 'reply': reply.decode()})
                     c.rset()
                     continue
                 refused = {}
                 for r in a.to:
-                    code, reply = c.rcpt(r)
+                    code, reply = c.rcpt(r, a.rcpt_opt)
                     if code not in (250, 251):
                         refused[r] = [code, reply.decode()]
                 if len(refused) == len(a.to):
@@ -223,6 +224,8 @@ def main():
     p.add_argument('--seconds', type=float, default=10.0)
     p.add_argument('--trickle', action='store_true')
     p.add_argument('--bytes', type=int, default=8200)
+    p.add_argument('--mail-opt', action='append', default=[])  # ESMTP parameters of MAIL FROM
+    p.add_argument('--rcpt-opt', action='append', default=[])  # of every RCPT TO
     p.add_argument('--every', type=float, default=1.0)
     a = p.parse_args()
     {'send': cmd_send, 'raw': cmd_raw, 'hold': cmd_hold, 'drip': cmd_drip}[a.mode](a)

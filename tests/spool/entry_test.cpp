@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "spool/drop.h"
 #include "spool/entry.h"
 
 using namespace spoold::spool;
@@ -22,10 +23,10 @@ Entry sample() {
   e.body_size = 12345;
   e.flags.missing_date = true;
   e.flags.eight_bit = true;
-  e.recipients.push_back({"a@x.org", RcptState::pending, 2, "451 4.7.1 try later"});
-  e.recipients.push_back({"\"john doe\"@x.org", RcptState::sent, 1, "250 2.0.0 Ok: queued as 12"});
-  e.recipients.push_back({"b@x.org", RcptState::bounced, 1, "550 5.1.1 no such user"});
-  e.recipients.push_back({"c@x.org", RcptState::expired, 7, ""});
+  e.recipients.push_back({"a@x.org", RcptState::pending, 2, "451 4.7.1 try later", {}});
+  e.recipients.push_back({"\"john doe\"@x.org", RcptState::sent, 1, "250 2.0.0 Ok: queued as 12", {}});
+  e.recipients.push_back({"b@x.org", RcptState::bounced, 1, "550 5.1.1 no such user", {}});
+  e.recipients.push_back({"c@x.org", RcptState::expired, 7, "", {}});
   return e;
 }
 
@@ -80,7 +81,9 @@ TEST_CASE("damaged entries are rejected", "[entry]") {
       {"empty", "", "missing end"},
       {"truncated before end", good.substr(0, good.find("end\n")), "missing end"},
       {"truncated mid-line", good.substr(0, good.size() - 2), "no newline"},
-      {"newer version", replace("spoold-entry 1", "spoold-entry 2"), "unsupported entry version 2"},
+      {"newer version", replace("spoold-entry 1", "spoold-entry 3"), "unsupported entry version 3"},
+      {"DSN record in a version 1 entry", replace("attempts 2\n", "attempts 2\ndsn-ret FULL\n"),
+       "unknown key"},
       {"not an entry", "hello\n", "not a spoold entry"},
       {"unknown key", replace("attempts 2\n", "attempts 2\nfrobnicate 1\n"), "unknown key"},
       {"over-long line",
@@ -115,4 +118,124 @@ TEST_CASE("entry helpers", "[entry]") {
   e.recipients[0].state = RcptState::sent;
   CHECK(e.all_final());
   CHECK(to_string(RcptState::expired) == "expired");
+}
+
+TEST_CASE("DSN requests: version 2 only when there is one, exact round trip, strict reader", "[entry][dsn]") {
+  Entry plain = sample();
+  CHECK(format_entry(plain).rfind("spoold-entry 1\n", 0) == 0);  // an older spoold still reads it
+
+  Entry e = sample();
+  e.dsn.ret = "HDRS";
+  e.dsn.envid = "QQ 314159%+=";
+  e.recipients[0].dsn.notify = "SUCCESS,DELAY";
+  e.recipients[0].dsn.orcpt = "rfc822;a+b@x.org";
+  e.recipients[2].dsn.notify = "NEVER";
+  e.recipients[3].dsn.orcpt = "utf-8;c x@x.org";
+  const std::string text = format_entry(e);
+  INFO(text);
+  CHECK(text.rfind("spoold-entry 2\n", 0) == 0);
+  CHECK(text.find("dsn-ret HDRS\ndsn-envid QQ 314159%25+=\n") != std::string::npos);
+  CHECK(
+      text.find("rcpt pending 2 <a@x.org> 451 4.7.1 try later\nrcpt-dsn SUCCESS,DELAY rfc822;a+b@x.org\n") !=
+      std::string::npos);
+  CHECK(text.find("rcpt-dsn NEVER \n") != std::string::npos);
+  CHECK(text.find("rcpt-dsn - utf-8;c x@x.org\n") != std::string::npos);
+  auto back = parse_entry(text);
+  REQUIRE(back.ok());
+  CHECK(*back == e);
+
+  auto replace = [&](const std::string& from, const std::string& to) {
+    std::string s = text;
+    auto pos = s.find(from);
+    REQUIRE(pos != std::string::npos);
+    s.replace(pos, from.size(), to);
+    return s;
+  };
+  struct Case {
+    const char* name;
+    std::string text;
+    const char* reason;
+  };
+  const std::vector<Case> cases = {
+      {"bad RET", replace("dsn-ret HDRS", "dsn-ret SOME"), "dsn-ret"},
+      {"RET twice", replace("dsn-ret HDRS\n", "dsn-ret HDRS\ndsn-ret FULL\n"), "dsn-ret"},
+      {"ENVID with a control byte", replace("dsn-envid QQ", "dsn-envid Q%01Q"), "dsn-envid"},
+      {"NOTIFY not canonical", replace("rcpt-dsn SUCCESS,DELAY", "rcpt-dsn DELAY,SUCCESS"), "NOTIFY"},
+      {"NOTIFY unknown", replace("rcpt-dsn NEVER", "rcpt-dsn SOMETIMES"), "NOTIFY"},
+      {"rcpt-dsn not after its rcpt", replace("dsn-ret HDRS\n", "dsn-ret HDRS\nrcpt-dsn NEVER \n"),
+       "right after"},
+      {"rcpt-dsn twice", replace("rcpt-dsn NEVER \n", "rcpt-dsn NEVER \nrcpt-dsn NEVER \n"), "right after"},
+      {"empty rcpt-dsn", replace("rcpt-dsn NEVER \n", "rcpt-dsn - \n"), "empty rcpt-dsn"},
+      {"ORCPT without type", replace("rfc822;a+b", ";a+b"), "ORCPT"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.name);
+    auto r = parse_entry(c.text);
+    REQUIRE_FALSE(r.ok());
+    if (r.ok()) continue;
+    INFO(r.error().message);
+    CHECK(r.error().message.find(c.reason) != std::string::npos);
+  }
+}
+
+TEST_CASE("DSN parameters of drop envelope lines", "[drop][dsn]") {
+  CHECK(*canonical_notify("delay,Success") == "SUCCESS,DELAY");
+  CHECK(*canonical_notify("never") == "NEVER");
+  CHECK_FALSE(canonical_notify("NEVER,SUCCESS").ok());
+  CHECK_FALSE(canonical_notify("SUCCESS,SUCCESS").ok());
+  CHECK_FALSE(canonical_notify("").ok());
+  CHECK_FALSE(canonical_notify("SUCCESS,").ok());
+
+  const std::string drop =
+      "MAIL FROM:<s@x.test> RET=hdrs ENVID=QQ+2B314159\n"
+      "RCPT TO:<a@y.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a+2Bx@y.test\n"
+      "RCPT TO:<b@y.test>\n"
+      "RCPT TO:<\"odd> name\"@y.test> NOTIFY=NEVER\n"
+      "RCPT TO:<a@y.test> NOTIFY=NEVER\n"  // a repeat keeps the first one's request
+      "\nSubject: t\n\nhi\n";
+  auto info = parse_drop(drop);
+  INFO((info.ok() ? "" : info.error().message));
+  REQUIRE(info.ok());
+  CHECK(info->sender == "s@x.test");
+  CHECK(info->dsn == MessageDsn{"HDRS", "QQ+314159"});
+  REQUIRE(info->recipients.size() == 3);
+  CHECK(info->recipients[2] == "\"odd> name\"@y.test");
+  REQUIRE(info->recipient_dsn.size() == 3);
+  CHECK(info->recipient_dsn[0] == RecipientDsn{"SUCCESS,FAILURE", "rfc822;a+x@y.test"});
+  CHECK(info->recipient_dsn[1].empty());
+  CHECK(info->recipient_dsn[2] == RecipientDsn{"NEVER", ""});
+
+  // drop_envelope writes what the parser reads back.
+  std::string head = drop_envelope(info->sender, info->recipients, info->dsn, info->recipient_dsn);
+  CHECK(head.find("MAIL FROM:<s@x.test> RET=HDRS ENVID=QQ+2B314159\n") == 0);
+  auto again = parse_drop(head + "Subject: t\n\nhi\n");
+  REQUIRE(again.ok());
+  CHECK(again->dsn == info->dsn);
+  CHECK(again->recipient_dsn == info->recipient_dsn);
+  CHECK(drop_envelope("s@x.test", {"a@y.test"}) == "MAIL FROM:<s@x.test>\nRCPT TO:<a@y.test>\n\n");
+
+  struct Row {
+    const char* envelope;
+    const char* error;
+  };
+  const Row rows[] = {
+      {"MAIL FROM:<s@x.test> RET=ALL\n", "RET must be FULL or HDRS"},
+      {"MAIL FROM:<s@x.test> RET=FULL RET=HDRS\n", "RET twice"},
+      {"MAIL FROM:<s@x.test> ENVID=a+2\n", "bad ENVID"},
+      {"MAIL FROM:<s@x.test> ENVID=\n", "bad ENVID"},
+      {"MAIL FROM:<s@x.test> SIZE=10\n", "unknown MAIL FROM parameter SIZE"},
+      {"MAIL FROM:<s@x.test> RET\n", "expected KEY=VALUE"},
+      {"MAIL FROM:<s@x.test>\nRCPT TO:<a@y.test> NOTIFY=NEVER,DELAY\n", "NEVER with other"},
+      {"MAIL FROM:<s@x.test>\nRCPT TO:<a@y.test> ORCPT=a@y.test\n", "bad ORCPT"},
+      {"MAIL FROM:<s@x.test>\nRCPT TO:<a@y.test> ORCPT=rfc822;a+0Db@y.test\n", "bad ORCPT"},
+      {"MAIL FROM:<s@x.test>\nRCPT TO:<a@y.test> BOGUS=1\n", "unknown RCPT TO parameter BOGUS"},
+      {"MAIL FROM:<s@x.test>\nRCPT TO:<a@y.test>x\n", "expected <address>"},
+  };
+  for (const auto& r : rows) {
+    INFO(r.envelope);
+    auto res = parse_drop(std::string(r.envelope) + "RCPT TO:<z@y.test>\n\nSubject: t\n\nhi\n");
+    REQUIRE_FALSE(res.ok());
+    INFO(res.error().message);
+    CHECK(res.error().message.find(r.error) != std::string::npos);
+  }
 }
