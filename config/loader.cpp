@@ -22,6 +22,7 @@
 #include "config/config.h"
 #include "config/fast_yaml.h"
 #include "config/hostname.h"
+#include "idna/idna.h"
 
 namespace spoold::config {
 namespace {
@@ -738,7 +739,17 @@ class Loader {
                [&](const std::string& k, const YAML::Node& v) {
                  std::string key = fmt::format("{}.{}", path, k);
                  if (k == "match") {
-                   strings(v, key, r.match, valid_pattern, "is not a domain, '*.suffix' or '*'");
+                   strings(v, key, r.match);
+                   for (size_t j = 0; j < r.match.size(); ++j) {
+                     // Recipient domains are routed in A-label form (daemon/router.h), so a
+                     // pattern written with U-labels is turned into one too.
+                     std::string& p = r.match[j];
+                     bool wild = p.rfind("*.", 0) == 0;
+                     if (auto a = idna::to_ascii(wild ? p.substr(2) : p)) p = (wild ? "*." : "") + *a;
+                     if (!valid_pattern(p))
+                       error(v.IsSequence() ? v[j] : v, key,
+                             fmt::format("'{}' is not a domain, '*.suffix' or '*'", p));
+                   }
                  }
                  if (k == "relay") {
                    ++kinds;

@@ -299,8 +299,7 @@ void InboundSession::handle(srv::Event& e) {
 void InboundSession::on_rcpt(const srv::RcptRequest& r) {
   // relay_from as it is now: a reload that narrows it applies to open sessions too.
   RcptContext c{ctx_.listener->relay_allowed(peer_ip_), !engine_->auth_user().empty(), ctx_.config->hostname};
-  const std::string& sender = r.envelope ? r.envelope->sender : std::string();
-  srv::Verdict v = rcpt_policy(c, sender, r.address);
+  srv::Verdict v = rcpt_policy(c, r.address);
   if (v.code < 400) {
     // A local name with nowhere to go is refused now, not bounced later: a bounce would go to a
     // sender anyone may forge (backscatter through the postmaster exception).

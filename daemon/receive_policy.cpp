@@ -18,11 +18,7 @@ bool local_postmaster(std::string_view address, std::string_view hostname) {
   return ascii_iequals(domain, hostname) || ascii_iequals(domain, "localhost");
 }
 
-smtp::server::Verdict rcpt_policy(const RcptContext& ctx, std::string_view sender, std::string_view address) {
-  // The spool stores ASCII envelopes only, until its format carries SMTPUTF8: refuse rather than
-  // accept what could not be queued (RFC 6531 §3.5 names this code).
-  if (!mailbox::is_ascii(sender) || !mailbox::is_ascii(address))
-    return {553, "5.6.7", "Non-ASCII addresses are not accepted here"};
+smtp::server::Verdict rcpt_policy(const RcptContext& ctx, std::string_view address) {
   if (local_postmaster(address, ctx.hostname)) return {250, "2.1.5", "Ok"};
   if (!ctx.relay_allowed && !ctx.authenticated) return {554, "5.7.1", "Relay access denied"};
   return {250, "2.1.5", "Ok"};

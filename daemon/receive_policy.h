@@ -22,8 +22,9 @@ struct RcptContext {
 // "postmaster", postmaster@hostname or postmaster@localhost (any case).
 bool local_postmaster(std::string_view address, std::string_view hostname);
 
-// The verdict for one RCPT of a transaction from `sender`.
-smtp::server::Verdict rcpt_policy(const RcptContext& ctx, std::string_view sender, std::string_view address);
+// The verdict for one RCPT. A UTF-8 address is judged like any other: the engine has already
+// required SMTPUTF8 for it, and the spool stores it.
+smtp::server::Verdict rcpt_policy(const RcptContext& ctx, std::string_view address);
 
 // The address as it goes into the spool: a bare "postmaster" is qualified with our hostname.
 std::string spool_address(std::string_view address, std::string_view hostname);

@@ -5,6 +5,7 @@
 #include <cctype>
 
 #include "common/ascii.h"
+#include "idna/idna.h"
 
 namespace spoold::daemon {
 
@@ -25,6 +26,10 @@ std::string domain_of(const std::string& address) {
   if (at == std::string::npos) return "";
   std::string d = address.substr(at + 1);
   if (!d.empty() && d.front() == '[') return d;  // address literal: keep as is
+  // Routes, MX lookups and connection sharing all see the A-label form, so "bücher.example" and
+  // "xn--bcher-kva.example" are one destination. A name that is not valid IDNA stays as it is and
+  // fails its DNS lookup as an invalid name.
+  if (auto a = idna::to_ascii(d)) d = std::move(*a);
   d = ascii_lower(d);
   while (!d.empty() && d.back() == '.') d.pop_back();
   return d;

@@ -23,7 +23,8 @@ struct HopKey {
   bool operator<(const HopKey& o) const { return str() < o.str(); }
 };
 
-// The domain of an address (after the last '@'), lower-cased; "" when there is none.
+// The domain of an address (after the last '@'), lower-cased, in A-label form when it has
+// non-ASCII labels (idna/idna.h); "" when there is none.
 std::string domain_of(const std::string& address);
 
 HopKey route(const config::Config& config, const std::string& domain);

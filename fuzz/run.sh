@@ -15,7 +15,7 @@ SECONDS_EACH="${FUZZ_SECONDS:-30}"
 CXX="${FUZZ_CXX:-clang++-14}"
 OUT="$ROOT/build/fuzz"
 FLAGS=(-std=c++20 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -I"$ROOT")
-LINK_LIBS=(-lfmt -lssl -lcrypto -luv -lcares -lyaml-cpp -lpthread)
+LINK_LIBS=(-lfmt -lssl -lcrypto -luv -lcares -lidn2 -lyaml-cpp -lpthread)
 
 if ! command -v "$CXX" >/dev/null 2>&1; then
   echo "fuzz: $CXX not found, skipping the fuzz targets" >&2

@@ -4,14 +4,14 @@
 set -euo pipefail
 
 PKGS=(build-essential cmake ninja-build pkg-config
-      libuv1-dev libssl-dev libc-ares-dev libyaml-cpp-dev libfmt-dev catch2
+      libuv1-dev libssl-dev libc-ares-dev libidn2-dev libyaml-cpp-dev libfmt-dev catch2
       python3 python3-aiosmtpd dnsmasq-base openssl faketime swaks curl iproute2
       postfix
       clang-14 libclang-rt-14-dev clang-format-14 clang-tidy-14
       dpkg-dev lintian systemd man-db groff-base file)
 if [[ "${1:-}" == "--run-only" ]]; then
   PKGS=(build-essential cmake ninja-build pkg-config
-        libuv1-dev libssl-dev libc-ares-dev libyaml-cpp-dev libfmt-dev catch2 python3 python3-aiosmtpd swaks)
+        libuv1-dev libssl-dev libc-ares-dev libidn2-dev libyaml-cpp-dev libfmt-dev catch2 python3 python3-aiosmtpd swaks)
 fi
 
 missing=()

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 JOBS="${JOBS:-2}"
 CLANG_FORMAT="${CLANG_FORMAT:-clang-format-14}"
 CLANG_TIDY="${CLANG_TIDY:-clang-tidy-14}"
-LIBRARY_DIRS=(common config spool dns smtp control daemon ctl)
+LIBRARY_DIRS=(common idna config spool dns smtp control daemon ctl)
 
 scripts/deps.sh
 

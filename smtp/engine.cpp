@@ -13,6 +13,7 @@
 #include <iterator>
 
 #include "common/ascii.h"
+#include "idna/idna.h"
 #include "smtp/auth.h"
 #include "smtp/base64.h"
 
@@ -182,13 +183,15 @@ struct Engine::Txn {
   std::size_t accepted = 0;
   bool mail_ok = false;
   bool pipelined = false;
-  bool empty_dot = false;  // pipelined, no recipient accepted, yet DATA got 354: "." sent to end it
-  bool batch_ok = false;   // the last batch ended with a 2xx after the dot (no RSET needed)
-  bool utf8 = false;
-  bool sent_ahead = false;  // its first batch's commands went out behind the previous final dot
-  BodyDecision body;        // what its 8-bit data needs (precheck)
-  std::size_t wrapped = 0;  // lines the encoder wrapped (the same in every batch)
-  bool body_sent = false;   // a batch sent the body to its end
+  bool empty_dot = false;         // pipelined, no recipient accepted, yet DATA got 354: "." sent to end it
+  bool batch_ok = false;          // the last batch ended with a 2xx after the dot (no RSET needed)
+  bool utf8 = false;              // SMTPUTF8 on MAIL: a local part on the wire is not ASCII
+  std::string wire_sender;        // the sender as sent: its domain in A-label form (idna.h)
+  std::vector<std::string> wire;  // each recipient as sent, likewise
+  bool sent_ahead = false;        // its first batch's commands went out behind the previous final dot
+  BodyDecision body;              // what its 8-bit data needs (precheck)
+  std::size_t wrapped = 0;        // lines the encoder wrapped (the same in every batch)
+  bool body_sent = false;         // a batch sent the body to its end
 
   void set(std::size_t i, Outcome o) {
     results[i].outcome = std::move(o);
@@ -255,7 +258,7 @@ void Engine::enter(State s) {
       if (!std::exchange(txn_->sent_ahead, false)) send_mail(*txn_);
       break;
     case State::rcpt:
-      if (!txn_->pipelined) send_command("RCPT TO:<" + txn_->results[txn_->batch[txn_->next]].address + ">");
+      if (!txn_->pipelined) send_command("RCPT TO:<" + txn_->wire[txn_->batch[txn_->next]] + ">");
       break;
     case State::data:
       if (!txn_->pipelined) send_command("DATA");
@@ -288,13 +291,13 @@ void Engine::send_mail(Txn& x) {
   if (!caps_.pipelining) return;
   // RFC 2920: MAIL, every RCPT and DATA go in one write; replies are matched in order.
   x.pipelined = true;
-  for (std::size_t i : x.batch) send_command("RCPT TO:<" + x.results[i].address + ">");
+  for (std::size_t i : x.batch) send_command("RCPT TO:<" + x.wire[i] + ">");
   send_command("DATA");
 }
 
 std::string Engine::mail_command(const Txn& x) const {
   const Transaction& t = x.t;
-  std::string cmd = "MAIL FROM:<" + t.sender + ">";
+  std::string cmd = "MAIL FROM:<" + x.wire_sender + ">";
   if (caps_.size_announced) cmd += fmt::format(" SIZE={}", declared_size(t, x.body.plan));
   if (x.body.plan == BodyPlan::eight_bit_mime) cmd += " BODY=8BITMIME";
   if (x.utf8) cmd += " SMTPUTF8";
@@ -623,19 +626,24 @@ void Engine::precheck(Txn& x) {
                           fmt::format("message size {} exceeds the server's limit of {}", size, caps_.size)));
   if (!address_safe(t.sender))
     return fail_all(local(Status::permanent, "5.1.7", "sender address contains forbidden characters"));
-  bool utf8 = non_ascii(t.sender);
+  // A non-ASCII domain goes out as its A-label, which every server understands; only a non-ASCII
+  // local part needs SMTPUTF8 (RFC 6531 §3.2: without it the address cannot be delivered).
+  x.wire_sender = idna::ascii_domain(t.sender);
+  bool utf8 = non_ascii(x.wire_sender);
   if (utf8 && !caps_.smtputf8)
     return fail_all(local(Status::permanent, "5.6.7",
                           "sender address is not ASCII and the server does not offer SMTPUTF8"));
+  x.wire.resize(x.st.size());
   for (std::size_t i = 0; i < x.st.size(); ++i) {
     const std::string& a = x.results[i].address;
+    x.wire[i] = idna::ascii_domain(a);
     if (!address_safe(a) || a.empty())
       x.set(i,
             local(Status::permanent, "5.1.3", "recipient address is empty or contains forbidden characters"));
-    else if (non_ascii(a) && !caps_.smtputf8)
+    else if (non_ascii(x.wire[i]) && !caps_.smtputf8)
       x.set(i, local(Status::permanent, "5.6.7",
                      "recipient address is not ASCII and the server does not offer SMTPUTF8"));
-    else if (non_ascii(a))
+    else if (non_ascii(x.wire[i]))
       utf8 = true;
   }
   x.utf8 = utf8;

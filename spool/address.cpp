@@ -12,7 +12,7 @@
 namespace spoold::spool {
 
 bool valid_mailbox(std::string_view a) {
-  return mailbox::valid_mailbox(a, false);
+  return mailbox::valid_mailbox(a, true);
 }
 
 namespace {

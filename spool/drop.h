@@ -104,7 +104,8 @@ Result<DropInfo> parse_drop(std::string_view bytes, DropLimits limits = {});
 // Reads fd from its current position to EOF in fixed-size chunks.
 Result<DropInfo> parse_drop_fd(int fd, DropLimits limits = {});
 
-// RFC 5321 §4.1.2 Mailbox (Local-part "@" Domain), ASCII only, with its length limits.
+// RFC 5321 §4.1.2 Mailbox (Local-part "@" Domain) with its length limits; valid UTF-8 in the local
+// part and domain is allowed (RFC 6531), as an SMTPUTF8 session would send it.
 bool valid_mailbox(std::string_view addr);
 
 // One mailbox or group from an RFC 5322 address-list header value (already unfolded), with

@@ -156,6 +156,19 @@ logging: { level: debug, format: json }
   CHECK(c.logging.level == LogLevel::debug);
 }
 
+TEST_CASE("route patterns with U-labels match the A-label form recipients are routed by") {
+  auto r = load_string(
+      "relays:\n  eu: { servers: [{ host: a.test }] }\nroutes:\n"
+      "  - { match: [\"b\xc3\xbc"
+      "cher.example\", \"*.\xe4\xbe\x8b.test\"], relay: eu }\n",
+      "t.yaml");
+  REQUIRE(r.ok());
+  CHECK(r->routes[0].match == std::vector<std::string>{"xn--bcher-kva.example", "*.xn--fsq.test"});
+  REQUIRE(r->route_for("xn--bcher-kva.example"));
+  CHECK(r->route_for("xn--bcher-kva.example")->relay == "eu");
+  CHECK(r->route_for("a.xn--fsq.test")->relay == "eu");
+}
+
 TEST_CASE("durations and sizes") {
   struct D {
     const char* text;
@@ -223,6 +236,8 @@ TEST_CASE("config errors name line, column and key") {
        "t.yaml:2:32: routes[0].relay: unknown relay group 'nosuch'"},
       {"routes:\n  - { match: [\"x.org\"] }\n", "routes[0]: needs exactly one of 'relay', 'hosts' or 'mx'"},
       {"routes:\n  - { match: [\"x..org\"], mx: true }\n", "routes[0].match: 'x..org' is not a domain"},
+      {"routes:\n  - { match: [\"x.org\", \"b\xff.org\"], mx: true }\n",
+       "t.yaml:2:24: routes[0].match: 'b\xff.org' is not a domain"},
       {"routes:\n  - { match: [\"x.org\"], hosts: [\"a:b:c\"] }\n",
        "routes[0].hosts: 'a:b:c' is not host or host:port"},
       {"relays:\n  corp:\n    servers:\n      - host: a\n        auth: { user: u, password_file: "

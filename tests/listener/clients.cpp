@@ -72,9 +72,11 @@ Json status(const Env& env) {
   return j.ok() ? *j : Json();
 }
 
-ListenEnv::ListenEnv(const std::string& listen_extra, const std::string& extra_yaml)
+ListenEnv::ListenEnv(const std::string& listen_extra, const std::string& extra_yaml,
+                     std::vector<std::string> sink_args)
     : port(free_port()),
-      env("listen:\n  - address: \"127.0.0.1:" + std::to_string(port) + "\"\n" + listen_extra + extra_yaml) {}
+      env("listen:\n  - address: \"127.0.0.1:" + std::to_string(port) + "\"\n" + listen_extra + extra_yaml,
+          true, std::move(sink_args)) {}
 
 void ListenEnv::start() {
   env.start();

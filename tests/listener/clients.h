@@ -30,7 +30,8 @@ control::Json status(const Env& env);            // spoolctl status --json
 struct ListenEnv {
   int port;
   Env env;
-  explicit ListenEnv(const std::string& listen_extra = "", const std::string& extra_yaml = "");
+  explicit ListenEnv(const std::string& listen_extra = "", const std::string& extra_yaml = "",
+                     std::vector<std::string> sink_args = {});  // sink_args: smtp_sink.py options
   void start();
   std::vector<control::Json> send(std::vector<std::string> args);  // smtp_client.py send
   control::Json raw(const std::vector<std::string>& chunks, const std::vector<std::string>& extra = {});

@@ -467,3 +467,69 @@ TEST_CASE("DSN parameters from the client are kept in the entry of a deferred me
   CHECK(bad[0]["code"].as_int() == 501);
   le.env.stop();
 }
+
+TEST_CASE("SMTPUTF8: a UTF-8 address is stored and delivered; its domain goes out as an A-label",
+          "[listener][smtputf8]") {
+  const std::string juergen =
+      "j\xc3\xbcrgen@b\xc3\xbc"
+      "cher.example";  // jürgen@bücher.example
+  const std::string ann =
+      "ann@b\xc3\xbc"
+      "cher.example";
+  SECTION("the next hop offers SMTPUTF8") {
+    ListenEnv le;
+    le.start();
+    auto res = le.send({"--to", juergen, "--from", "app@client.test", "--mail-opt", "SMTPUTF8"});
+    REQUIRE(res.size() == 1);
+    INFO(res[0].dump());
+    REQUIRE(res[0]["ok"].as_bool());
+    REQUIRE(le.env.sink().wait_count(1, 20s));
+    auto m = le.env.sink().messages().at(0);
+    INFO(m.meta.dump());
+    REQUIRE(m.meta["rcpts"].as_array().size() == 1);
+    CHECK(m.meta["rcpts"].as_array()[0].as_string() == "j\xc3\xbcrgen@xn--bcher-kva.example");
+    bool utf8 = false;
+    for (const auto& o : m.meta["mail_options"].as_array()) utf8 |= o.as_string() == "SMTPUTF8";
+    CHECK(utf8);
+    // The log keeps the address as the client gave it.
+    std::string id = queue_id(res[0]["reply"].as_string());
+    REQUIRE(wait_until([&] { return le.env.log().find(id + ": to=<" + juergen + ">") != std::string::npos; },
+                       10s));
+    le.env.stop();
+  }
+  SECTION("the next hop does not: an ASCII local part still goes, a UTF-8 one bounces 5.6.7") {
+    ListenEnv le("", "", {"--no-smtputf8"});
+    le.start();
+    auto a = le.send({"--to", ann, "--mail-opt", "SMTPUTF8"});
+    REQUIRE(a.size() == 1);
+    REQUIRE(a[0]["ok"].as_bool());
+    REQUIRE(le.env.sink().wait_count(1, 20s));
+    auto m = le.env.sink().messages().at(0);
+    INFO(m.meta.dump());
+    CHECK(m.meta["rcpts"].as_array().at(0).as_string() == "ann@xn--bcher-kva.example");
+    for (const auto& o : m.meta["mail_options"].as_array()) CHECK(o.as_string() != "SMTPUTF8");
+
+    auto j = le.send({"--to", juergen, "--mail-opt", "SMTPUTF8"});
+    REQUIRE(j.size() == 1);
+    REQUIRE(j[0]["ok"].as_bool());
+    std::string id = queue_id(j[0]["reply"].as_string());
+    REQUIRE(wait_until([&] { return le.env.log().find(id + ": to=<" + juergen + ">") != std::string::npos; },
+                       20s));
+    std::string log = le.env.log();
+    INFO(log);
+    CHECK(log.find("dsn=5.6.7, status=bounced") != std::string::npos);
+    // The bounce to app@client.test may reach the sink; the message itself never does.
+    for (const auto& msg : le.env.sink().messages())
+      for (const auto& r : msg.meta["rcpts"].as_array())
+        CHECK(r.as_string().find("j\xc3\xbcrgen") == std::string::npos);
+    le.env.stop();
+  }
+  SECTION("without SMTPUTF8 on MAIL a UTF-8 address is refused with 553 5.6.7") {
+    ListenEnv le;
+    le.start();
+    Json r = le.raw({"EHLO c.test\r\nMAIL FROM:<a@client.test>\r\nRCPT TO:<" + juergen + ">\r\nQUIT\r\n"});
+    INFO(r["replies"].as_string());
+    CHECK(r["replies"].as_string().find("553 5.6.7") != std::string::npos);
+    le.env.stop();
+  }
+}

@@ -403,6 +403,52 @@ std::vector<Scenario> scenarios() {
                {"j\xc3\xb6rg@y.test permanent 0 5.6.7", "a@y.test sent 250 "},
                State::quit,
                ""});
+  v.push_back({"a non-ASCII domain goes out as its A-label, without SMTPUTF8",
+               opts(),
+               txn({"ann@b\xc3\xbc"
+                    "cher.test",
+                    "j\xc3\xb6rg@b\xc3\xbc"
+                    "cher.test"}),
+               {{"<start>", ""},
+                {"220 mx.test\r\n", "EHLO client.test\r\n"},
+                {"250 mx\r\n", "MAIL FROM:<s@x.test>\r\n"},
+                {"250 ok\r\n", "RCPT TO:<ann@xn--bcher-kva.test>\r\n"},
+                {"250 ok\r\n", "DATA\r\n"},
+                {"354 go\r\n", kWire},
+                {"250 ok\r\n", "QUIT\r\n"}},
+               // results keep the address as stored; only the wire has the A-label
+               {"ann@b\xc3\xbc"
+                "cher.test sent 250 ",
+                "j\xc3\xb6rg@b\xc3\xbc"
+                "cher.test permanent 0 5.6.7"},
+               State::quit,
+               ""});
+  {
+    Transaction t = txn({"a@y.test"});
+    t.sender =
+        "s@b\xc3\xbc"
+        "cher.test";
+    v.push_back({"a non-ASCII sender domain too; SMTPUTF8 only for a UTF-8 local part",
+                 opts(),
+                 t,
+                 {{"<start>", ""},
+                  {"220 mx.test\r\n", "EHLO client.test\r\n"},
+                  {"250-mx\r\n250 SMTPUTF8\r\n", "MAIL FROM:<s@xn--bcher-kva.test>\r\n"}},
+                 {},
+                 State::mail,
+                 ""});
+  }
+  v.push_back({"SMTPUTF8 offered: a UTF-8 local part with a U-label domain",
+               opts(),
+               txn({"j\xc3\xb6rg@b\xc3\xbc"
+                    "cher.test"}),
+               {{"<start>", ""},
+                {"220 mx.test\r\n", "EHLO client.test\r\n"},
+                {"250-mx\r\n250-PIPELINING\r\n250 SMTPUTF8\r\n",
+                 "MAIL FROM:<s@x.test> SMTPUTF8\r\nRCPT TO:<j\xc3\xb6rg@xn--bcher-kva.test>\r\nDATA\r\n"}},
+               {},
+               State::mail,
+               ""});
   v.push_back({"SMTPUTF8 offered: MAIL carries SMTPUTF8",
                opts(),
                txn({"j\xc3\xb6rg@y.test"}),

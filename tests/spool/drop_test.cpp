@@ -40,6 +40,18 @@ std::vector<Good> good_cases() {
        true,
        false,
        false},
+      {"envelope-first with UTF-8 addresses (RFC 6531)",
+       "MAIL FROM:<j\xc3\xb6rg@b\xc3\xbc"
+       "cher.example>\nRCPT TO:<\xe5\xbc\xa0@\xe4\xbe\x8b.example>\n\nSubject: x\n\nb\n",
+       DropFormat::envelope_first,
+       "j\xc3\xb6rg@b\xc3\xbc"
+       "cher.example",
+       {"\xe5\xbc\xa0@\xe4\xbe\x8b.example"},
+       61,
+       true,
+       true,
+       false,
+       false},
       {"envelope-first CRLF null sender",
        "mail from: <>\r\nRCPT TO:<x@y.org>\r\n\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: "
        "<1@y>\r\n\r\nb\r\n",
@@ -263,7 +275,9 @@ std::vector<Bad> bad_cases() {
       {"bare without sender", "To: b@x.org\n\nbody", "no Sender"},
       {"bad To address", "From: a@x.org\nTo: foo bar\n\n", "to:"},
       {"unqualified address", "From: a@x.org\nTo: root\n\n", "without domain"},
-      {"8-bit address", "From: a@x.org\nTo: j\xc3\xb6@x.org\n\n", "invalid address"},
+      {"8-bit address that is not UTF-8", "From: a@x.org\nTo: j\xf6@x.org\n\n", "invalid address"},
+      {"overlong UTF-8 in an envelope address", "MAIL FROM:<a@x.org>\nRCPT TO:<j\xc0\xaf@x.org>\n\n",
+       "invalid address"},
       {"control character in To", "From: a@x.org\nTo: a\x01@x.org\n\n", "control character"},
       {"NUL in a header", "From: a@x.org\nTo: b@x.org\nSubject: a\0b\n\n"s, "NUL"},
       {"unterminated comment", "From: a@x.org\nTo: b@x.org (oops\n\n", "unterminated comment"},
@@ -406,7 +420,12 @@ TEST_CASE("RFC 5321 mailbox validation", "[address]") {
       {"a\r@x.org", false},
       {"a\n@x.org", false},
       {std::string("a\0@x.org", 8), false},
-      {"j\xc3\xb6@x.org", false},
+      {"j\xc3\xb6@x.org", true},  // RFC 6531: UTF-8, as an SMTPUTF8 session sends it
+      {"a@b\xc3\xbc"
+       "cher.org",
+       true},
+      {"j\xf6@x.org", false},          // Latin-1, not UTF-8
+      {"a@b\xed\xa0\x80.org", false},  // a UTF-16 surrogate
       {"\"unterminated@x.org", false},
   };
   for (const auto& c : cases) {

@@ -86,10 +86,13 @@ def main():
     ap.add_argument("--tls-key")
     ap.add_argument("--auth", help="USER:PASSWORD required (over TLS) before MAIL")
     ap.add_argument("--no-pipelining", action="store_true", help="do not offer PIPELINING")
+    ap.add_argument("--no-smtputf8", action="store_true", help="do not offer SMTPUTF8 (aiosmtpd's Controller does by default)")
     args = ap.parse_args()
     os.makedirs(args.outdir, exist_ok=True)
     handler = Handler(args.outdir, not args.no_pipelining)
     extra = {}
+    if args.no_smtputf8:
+        extra["enable_SMTPUTF8"] = False
     if args.tls_cert:
         import ssl
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
