@@ -95,11 +95,18 @@ std::int64_t record_results(spool::Entry& e, const std::vector<std::optional<Rec
       case smtp::Status::sent:
         rc.state = spool::RcptState::sent;
         plan.logs.push_back({i, r.relay, r.outcome.enhanced, LogStatus::sent, rc.last_reply});
+        // NOTIFY=SUCCESS to a server that could not take it on: we report "relayed" (RFC 3461 §6.2.2).
+        if (notify_wants(rc.dsn.notify, DsnAction::relayed) && !r.outcome.dsn_passed)
+          plan.relayed.push_back({rc.address, r.outcome.enhanced.empty() ? "2.0.0" : r.outcome.enhanced,
+                                  diagnostic(r.outcome), remote_host(r.relay), DsnAction::relayed,
+                                  rc.dsn.orcpt});
         break;
       case smtp::Status::permanent:
         rc.state = spool::RcptState::bounced;
         plan.logs.push_back({i, r.relay, r.outcome.enhanced, LogStatus::bounced, rc.last_reply});
-        plan.bounces.push_back({rc.address, r.outcome.enhanced, diagnostic(r.outcome), remote_host(r.relay)});
+        if (notify_wants(rc.dsn.notify, DsnAction::failed))
+          plan.bounces.push_back({rc.address, r.outcome.enhanced, diagnostic(r.outcome), remote_host(r.relay),
+                                  DsnAction::failed, rc.dsn.orcpt});
         break;
       case smtp::Status::temporary:
         plan.logs.push_back({i, r.relay, r.outcome.enhanced, LogStatus::deferred, rc.last_reply});
@@ -116,8 +123,10 @@ void expire_pending(spool::Entry& e, Plan& plan) {
   for (auto& rc : e.recipients) {
     if (rc.final()) continue;
     rc.state = spool::RcptState::expired;
-    plan.bounces.push_back(
-        {rc.address, "4.4.7", "x-spoold; delivery time expired; last reply: " + rc.last_reply, ""});
+    if (notify_wants(rc.dsn.notify, DsnAction::failed))
+      plan.bounces.push_back({rc.address, "4.4.7",
+                              "x-spoold; delivery time expired; last reply: " + rc.last_reply, "",
+                              DsnAction::failed, rc.dsn.orcpt});
   }
 }
 
@@ -172,6 +181,7 @@ Plan decide(spool::Entry e, const std::vector<std::optional<RecipientResult>>& r
   // A null sender never gets a report.
   if (e.sender.empty()) {
     plan.bounces.clear();
+    plan.relayed.clear();
     plan.warn = false;
   }
   plan.entry = std::move(e);

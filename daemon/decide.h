@@ -50,7 +50,11 @@ struct Plan {
   bool warn = false;  // a delay warning goes to the sender
   bool attempted = false;
   std::vector<LogItem> logs;
-  std::vector<DsnRecipient> bounces;  // the recipients a non-delivery report names
+  // The recipients a report names, each only if its NOTIFY asks (notify_wants): failed or
+  // expired ones in a non-delivery report, ones sent to a server without DSN under NOTIFY=SUCCESS
+  // in a "relayed" report. A delay warning (warn) names the pending recipients that want one.
+  std::vector<DsnRecipient> bounces;
+  std::vector<DsnRecipient> relayed;
 };
 
 Plan decide(spool::Entry entry, const std::vector<std::optional<RecipientResult>>& results, int tier,

@@ -36,8 +36,10 @@ struct Part {
   std::uint64_t body_offset = 0;
   std::uint64_t size = 0;
   bool eight_bit = false;
-  std::uint64_t longest_line = 0;                // 0 = unknown: the session scans the body before MAIL
-  std::string missing_date, missing_message_id;  // header values to add, "" = present
+  std::uint64_t longest_line = 0;                  // 0 = unknown: the session scans the body before MAIL
+  std::string missing_date, missing_message_id;    // header values to add, "" = present
+  std::string dsn_ret, dsn_envid;                  // the entry's RFC 3461 requests (smtp::Transaction)
+  std::vector<std::string> dsn_notify, dsn_orcpt;  // per recipient, in the order of `indices`
   HopKey key;
   config::Rewrite rewrite;      // the global and the route's; a relay server's applies on top
   AttemptLog attempt;           // connection-level failures of this part in this attempt

@@ -499,6 +499,10 @@ void DeliveryEngine::Destination::send_part(Conn& c, Part part) {
   t.size = part.size;
   t.missing_date = part.missing_date;
   t.missing_message_id = part.missing_message_id;
+  t.dsn_ret = part.dsn_ret;
+  t.dsn_envid = part.dsn_envid;
+  t.dsn_notify = part.dsn_notify;
+  t.dsn_orcpt = part.dsn_orcpt;
   if (part.longest_line > 0)  // known from pickup: no second read of the body before MAIL
     t.body_info = smtp::BodyInfo{part.eight_bit, static_cast<size_t>(part.longest_line), 0};
   smtp::BodySource body;
@@ -584,6 +588,8 @@ auto DeliveryEngine::Destination::sort_results(const Conn& c, const Part& part,
   out.retry = part;
   out.retry.recipients.clear();
   out.retry.indices.clear();
+  out.retry.dsn_notify.clear();  // per recipient: rebuilt with the subset below, never left misaligned
+  out.retry.dsn_orcpt.clear();
   out.retry.failed_on = c.serial;
   if (eng_.withdrawn(part.token)) {  // its lock was lost: nothing of it is ours to report or retry
     for (size_t i : part.indices)
@@ -598,6 +604,8 @@ auto DeliveryEngine::Destination::sort_results(const Conn& c, const Part& part,
       if (out.retry.indices.empty()) out.retry.attempt.failed(server_key(c.ip, c.port), o, c.relay());
       out.retry.recipients.push_back(part.recipients[i]);
       out.retry.indices.push_back(part.indices[i]);
+      out.retry.dsn_notify.push_back(i < part.dsn_notify.size() ? part.dsn_notify[i] : "");
+      out.retry.dsn_orcpt.push_back(i < part.dsn_orcpt.size() ? part.dsn_orcpt[i] : "");
       continue;
     }
     out.answered = true;

@@ -36,6 +36,17 @@ std::string read_headers(const spool::Spool& sp, const spool::Entry& e) {
   return buf;
 }
 
+// The whole message for a RET=FULL report (attach_full() has bounded its size); "" when it cannot
+// be read, and the report then carries the headers.
+std::string read_message(const spool::Spool& sp, const spool::Entry& e) {
+  auto body = sp.open_body(e);
+  if (!body.ok() || body->size > kDsnFullMessageLimit) return "";
+  std::string buf(body->size, '\0');
+  ssize_t n = ::pread(body->fd.get(), buf.data(), buf.size(), static_cast<off_t>(body->offset));
+  if (n != static_cast<ssize_t>(buf.size())) return "";
+  return buf;
+}
+
 }  // namespace
 
 void Daemon::on_part_done(std::uint64_t token, std::vector<RecipientResult> results) {
@@ -79,6 +90,7 @@ namespace {
 // worst the sender hears later.
 void queue_dsn(spool::Spool& sp, OutcomeJob& job) {
   job.dsn->original_headers = read_headers(sp, job.entry);
+  if (job.dsn->attach_full()) job.dsn->original_message = read_message(sp, job.entry);
   std::string text = make_dsn(*job.dsn);
   spool::crashpoint("outcome.before_bounce_write");
   auto id = sp.enqueue(spool::NewMessage{"", {job.dsn->original_sender}, text});
@@ -87,9 +99,12 @@ void queue_dsn(spool::Spool& sp, OutcomeJob& job) {
   } else {
     job.error = "cannot queue the bounce: " + id.error().message;
     job.spool_wide = spool_wide_error(id.error().code);
+    // Only the recipients the report names as failed are tried again (and reported then); one
+    // whose NOTIFY wanted no report, or a "relayed" one, keeps its final state.
     for (auto& rc : job.entry.recipients)
       if (rc.state == spool::RcptState::bounced || rc.state == spool::RcptState::expired)
-        rc.state = spool::RcptState::pending;
+        for (const auto& r : job.dsn->recipients)
+          if (r.action == DsnAction::failed && r.address == rc.address) rc.state = spool::RcptState::pending;
     job.entry.flags.warning_sent = job.claimed.entry.flags.warning_sent;
     if (job.action == Action::to_failed) job.action = Action::next_tier;
   }
@@ -137,21 +152,26 @@ void write_outcome(spool::Spool& sp, OutcomeJob& job, std::atomic<bool>& spool_f
 
 // Built on the loop (config is loop-thread data); the headers are read on the pool.
 std::optional<DsnInput> Daemon::dsn_for(const Plan& plan) const {
-  if (plan.bounces.empty() && !plan.warn) return std::nullopt;
   const spool::Entry& e = plan.entry;
   DsnInput in;
-  in.delayed = plan.bounces.empty();
+  in.recipients = plan.bounces;
+  // The attempt's delay warning goes in the same report as its failures, if any (one report
+  // per message per attempt; the warning is sent once, so it must not wait for another).
+  if (plan.warn)
+    for (const auto& rc : e.recipients)
+      if (!rc.final() && notify_wants(rc.dsn.notify, DsnAction::delayed))
+        in.recipients.push_back(
+            {rc.address, "4.0.0", "x-spoold; " + rc.last_reply, "", DsnAction::delayed, rc.dsn.orcpt});
+  in.recipients.insert(in.recipients.end(), plan.relayed.begin(), plan.relayed.end());
+  if (in.recipients.empty()) return std::nullopt;
   in.reporting_mta = cfg_->hostname;
   in.original_qid = e.id;
   in.original_sender = e.sender;
+  in.envid = e.dsn.envid;
+  in.ret_full = e.dsn.ret == "FULL";
+  in.original_size = e.body_size;
   in.arrival = std::chrono::system_clock::from_time_t(static_cast<time_t>(e.arrived));
   in.now = std::chrono::system_clock::now();
-  if (in.delayed) {
-    for (const auto& rc : e.recipients)
-      if (!rc.final()) in.recipients.push_back({rc.address, "4.0.0", "x-spoold; " + rc.last_reply, ""});
-  } else {
-    in.recipients = plan.bounces;
-  }
   in.boundary_seed = fmt::format("{}.{}", e.id, e.attempts);
   return in;
 }
@@ -197,7 +217,10 @@ void Daemon::outcome_written(std::uint64_t token, const OutcomeJob& job, int tie
   if (job.dsn_queued) {
     dsn_queued_ = true;
     log::info("{}: sender notification queued ({})", e.id,
-              job.dsn && job.dsn->delayed ? "delay warning" : "non-delivery");
+              !job.dsn                           ? "non-delivery"
+              : job.dsn->any(DsnAction::failed)  ? "non-delivery"
+              : job.dsn->any(DsnAction::delayed) ? "delay warning"
+                                                 : "relayed");
   }
   if (auto it = inflight_.find(token); it != inflight_.end())
     forget_inflight(it, e.id);

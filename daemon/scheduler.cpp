@@ -219,6 +219,12 @@ void Daemon::start_delivery(spool::Claimed claimed) {
     p.sender = en.sender;
     for (size_t i : g.recipients) p.recipients.push_back(en.recipients[i].address);
     p.indices = g.recipients;
+    p.dsn_ret = en.dsn.ret;
+    p.dsn_envid = en.dsn.envid;
+    for (size_t i : g.recipients) {
+      p.dsn_notify.push_back(en.recipients[i].dsn.notify);
+      p.dsn_orcpt.push_back(en.recipients[i].dsn.orcpt);
+    }
     p.body_path = spool_->body_file(raw->claimed);
     p.body_offset = en.body_offset;
     p.size = en.body_size;

@@ -13,6 +13,7 @@
 #include <iterator>
 
 #include "common/ascii.h"
+#include "common/xtext.h"
 #include "idna/idna.h"
 #include "smtp/auth.h"
 #include "smtp/base64.h"
@@ -75,6 +76,14 @@ Outcome outcome_of(const Reply& r, State state, int success = 2) {
   }
   return local(Status::temporary, "4.5.0",
                fmt::format("protocol error: reply {} {} in state {}", r.code, r.text(), to_string(state)));
+}
+
+// RET, NOTIFY and addr-type values as the spool stores them are letters, digits, '-' and ','; a
+// Transaction from elsewhere may not be, and nothing else may reach a command line.
+bool dsn_value_ok(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == ',';
+  });
 }
 
 bool non_ascii(std::string_view s) {
@@ -258,7 +267,7 @@ void Engine::enter(State s) {
       if (!std::exchange(txn_->sent_ahead, false)) send_mail(*txn_);
       break;
     case State::rcpt:
-      if (!txn_->pipelined) send_command("RCPT TO:<" + txn_->wire[txn_->batch[txn_->next]] + ">");
+      if (!txn_->pipelined) send_command(rcpt_command(*txn_, txn_->batch[txn_->next]));
       break;
     case State::data:
       if (!txn_->pipelined) send_command("DATA");
@@ -291,7 +300,7 @@ void Engine::send_mail(Txn& x) {
   if (!caps_.pipelining) return;
   // RFC 2920: MAIL, every RCPT and DATA go in one write; replies are matched in order.
   x.pipelined = true;
-  for (std::size_t i : x.batch) send_command("RCPT TO:<" + x.wire[i] + ">");
+  for (std::size_t i : x.batch) send_command(rcpt_command(x, i));
   send_command("DATA");
 }
 
@@ -301,6 +310,26 @@ std::string Engine::mail_command(const Txn& x) const {
   if (caps_.size_announced) cmd += fmt::format(" SIZE={}", declared_size(t, x.body.plan));
   if (x.body.plan == BodyPlan::eight_bit_mime) cmd += " BODY=8BITMIME";
   if (x.utf8) cmd += " SMTPUTF8";
+  if (caps_.dsn) {
+    if (dsn_value_ok(t.dsn_ret) && !t.dsn_ret.empty()) cmd += " RET=" + t.dsn_ret;
+    if (!t.dsn_envid.empty()) cmd += " ENVID=" + xtext::encode(t.dsn_envid);
+  }
+  return cmd;
+}
+
+std::string Engine::rcpt_command(const Txn& x, std::size_t i) const {
+  std::string cmd = "RCPT TO:<" + x.wire[i] + ">";
+  if (!caps_.dsn) return cmd;
+  const Transaction& t = x.t;
+  if (i < t.dsn_notify.size() && !t.dsn_notify[i].empty() && dsn_value_ok(t.dsn_notify[i]))
+    cmd += " NOTIFY=" + t.dsn_notify[i];
+  if (i < t.dsn_orcpt.size() && !t.dsn_orcpt[i].empty()) {
+    // addr-type ";" xtext(address): only the address part is encoded.
+    const std::string& o = t.dsn_orcpt[i];
+    auto semi = o.find(';');
+    if (semi != std::string::npos && semi > 0 && dsn_value_ok(o.substr(0, semi)))
+      cmd += " ORCPT=" + o.substr(0, semi + 1) + xtext::encode(o.substr(semi + 1));
+  }
   return cmd;
 }
 
@@ -629,6 +658,8 @@ void Engine::precheck(Txn& x) {
   // A non-ASCII domain goes out as its A-label, which every server understands; only a non-ASCII
   // local part needs SMTPUTF8 (RFC 6531 §3.2: without it the address cannot be delivered).
   x.wire_sender = idna::ascii_domain(t.sender);
+  if (!address_safe(x.wire_sender))
+    return fail_all(local(Status::permanent, "5.1.7", "sender address contains forbidden characters"));
   bool utf8 = non_ascii(x.wire_sender);
   if (utf8 && !caps_.smtputf8)
     return fail_all(local(Status::permanent, "5.6.7",
@@ -637,7 +668,7 @@ void Engine::precheck(Txn& x) {
   for (std::size_t i = 0; i < x.st.size(); ++i) {
     const std::string& a = x.results[i].address;
     x.wire[i] = idna::ascii_domain(a);
-    if (!address_safe(a) || a.empty())
+    if (!address_safe(a) || !address_safe(x.wire[i]) || a.empty())
       x.set(i,
             local(Status::permanent, "5.1.3", "recipient address is empty or contains forbidden characters"));
     else if (non_ascii(x.wire[i]) && !caps_.smtputf8)
@@ -766,6 +797,7 @@ void Engine::on_dot(const Reply& r) {
   // A 3xx after the dot: the server may or may not have taken the message (possible duplicate).
   if (!answers(r)) return fail_session(outcome_of(r, state_));
   Outcome o = outcome_of(r, state_);
+  o.dsn_passed = caps_.dsn;
   for (std::size_t i : x.batch)
     if (x.st[i] == Rcpt::accepted) x.set(i, o);
   x.batch_ok = r.klass() == 2;

@@ -144,6 +144,7 @@ class Engine {
   void send_mail(Txn& x);
   void send_auth_initial();
   std::string mail_command(const Txn& x) const;
+  std::string rcpt_command(const Txn& x, std::size_t i) const;  // with NOTIFY/ORCPT when DSN is offered
 
   void on_reply(const Reply& r);
   void on_greeting(const Reply& r);

@@ -578,7 +578,7 @@ void ServerEngine::cmd_rcpt(std::string_view arg) {
       bool type_ok = std::all_of(type.begin(), type.end(), [](char ch) {
         return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-';
       });
-      if (!orcpt || !type_ok || orcpt->empty() || orcpt->size() > 500 ||
+      if (!orcpt || !type_ok || orcpt->empty() || p.value.size() > 500 ||  // RFC 3461 §4.2
           orcpt->find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos)
         return error(501, "5.5.4", "Bad ORCPT parameter");
       r.params.orcpt_type = std::string(p.value.substr(0, semi));

@@ -29,6 +29,9 @@ struct Outcome {
   // A timeout or EOF after the final "." was sent: the server may have accepted the message.
   // status is temporary (at-least-once), but the daemon may want to log it.
   bool possible_duplicate = false;
+  // Sent to a server that offers DSN (RFC 3461): NOTIFY went with the RCPT, so success and later
+  // failures are that server's to report, not ours.
+  bool dsn_passed = false;
 };
 
 // The RFC 3463 code to log or put in a DSN: the outcome's own, else one derived from the status
@@ -123,6 +126,11 @@ struct Transaction {
   // Masquerade the From: and Sender: addresses under these domains (smtp/rewrite.h); the caller
   // has already rewritten `sender`.
   std::vector<std::string> masquerade;
+  // RFC 3461 requests, passed on when the server offers DSN: RET ("FULL" or "HDRS") and ENVID
+  // (decoded) for MAIL; per recipient, parallel to `recipients` (shorter or "" = none), NOTIFY
+  // (canonical) and ORCPT ("addr-type;address", decoded). CR, LF and NUL never get on the wire.
+  std::string dsn_ret, dsn_envid;
+  std::vector<std::string> dsn_notify, dsn_orcpt;
 };
 
 // What the server announced in its last EHLO reply (forgotten after STARTTLS).

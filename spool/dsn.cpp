@@ -80,7 +80,8 @@ bool valid_orcpt(std::string_view orcpt) {
         return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
       }))
     return false;
-  return !addr.empty() && addr.size() <= 500 &&
+  // RFC 3461 §4.2: the parameter value, as encoded on the wire, is at most 500 characters.
+  return !addr.empty() && semi + 1 + xtext::encode(addr).size() <= 500 &&
          addr.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
 }
 

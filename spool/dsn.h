@@ -33,7 +33,8 @@ Result<std::string> canonical_notify(std::string_view value);
 // Checks of stored values (the entry reader refuses others).
 bool valid_ret(std::string_view ret);
 bool valid_envid(std::string_view envid);
-bool valid_orcpt(std::string_view orcpt);  // addr-type (atom) ";" 1 to 500 bytes, no CR/LF/NUL
+bool valid_orcpt(
+    std::string_view orcpt);  // addr-type ";" address, no CR/LF/NUL, ≤ 500 characters xtext-encoded
 
 // The parameters after the address of a drop's "MAIL FROM:<…>" / "RCPT TO:<…>" line, in SMTP
 // syntax: "RET=HDRS ENVID=abc+2Bdef", "NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a+2Bb@example.com".

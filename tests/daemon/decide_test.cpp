@@ -221,3 +221,94 @@ TEST_CASE("decide: an entry left final by a crash finishes its move", "[decide]"
   CHECK(p.action == Action::to_failed);
   CHECK(p.bounces.empty());  // its bounce was queued before the outcomes were written
 }
+
+TEST_CASE("notify_wants: which reports a recipient's NOTIFY asks for", "[decide][dsn]") {
+  struct Row {
+    const char* notify;
+    bool failed, delayed, relayed;
+  };
+  const Row rows[] = {
+      {"", true, true, false},  // no NOTIFY: failures and delays, as Postfix and sendmail
+      {"NEVER", false, false, false},
+      {"SUCCESS", false, false, true},
+      {"FAILURE", true, false, false},
+      {"DELAY", false, true, false},
+      {"SUCCESS,FAILURE,DELAY", true, true, true},
+      {"FAILURE,DELAY", true, true, false},
+      {"SUCCESS,DELAY", false, true, true},
+  };
+  for (const auto& r : rows) {
+    INFO(r.notify);
+    CHECK(notify_wants(r.notify, DsnAction::failed) == r.failed);
+    CHECK(notify_wants(r.notify, DsnAction::delayed) == r.delayed);
+    CHECK(notify_wants(r.notify, DsnAction::relayed) == r.relayed);
+  }
+}
+
+TEST_CASE("decide: NOTIFY selects the recipients of each report", "[decide][dsn]") {
+  spool::Entry e = entry(4);
+  e.recipients[0].dsn.notify = "NEVER";
+  e.recipients[1].dsn.notify = "SUCCESS";
+  e.recipients[1].dsn.orcpt = "rfc822;R1@example.net";
+  e.recipients[2].dsn.notify = "SUCCESS";
+  RecipientResult passed = sent(2);
+  passed.outcome.dsn_passed = true;  // the next hop offered DSN: it reports success, not us
+  Plan p = decide(e, {bounced(0), sent(1), passed, sent(3)}, 0, policy(), kNow);
+  CHECK(p.bounces.empty());  // NEVER
+  REQUIRE(p.relayed.size() == 1);
+  CHECK(p.relayed[0].address == "r1@example.net");
+  CHECK(p.relayed[0].action == DsnAction::relayed);
+  CHECK(p.relayed[0].status == "2.0.0");
+  CHECK(p.relayed[0].orcpt == "rfc822;R1@example.net");
+  CHECK(p.entry.recipients[0].state == spool::RcptState::bounced);  // logged and recorded all the same
+
+  spool::Entry x = entry(2);
+  x.recipients[0].dsn.notify = "DELAY";
+  Plan q = decide(x, {deferred(0), deferred(1)}, 2, policy(), kNow);  // out of tiers: both expire
+  REQUIRE(q.bounces.size() == 1);
+  CHECK(q.bounces[0].address == "r1@example.net");
+}
+
+TEST_CASE("make_dsn: mixed actions, ENVID, ORCPT and what is attached", "[dsn]") {
+  DsnInput in;
+  in.reporting_mta = "mx.test";
+  in.original_qid = "Q";
+  in.original_sender = "a@b.test";
+  in.envid = "E 1";
+  in.recipients = {{"x@y.test", "5.1.1", "smtp; 550 5.1.1 no", "mx", DsnAction::failed, "rfc822;X@y.test"},
+                   {"z@y.test", "2.0.0", "smtp; 250 ok", "mx", DsnAction::relayed, ""}};
+  in.original_headers = "Subject: s\n";
+  in.original_message = "Subject: s\n\nbody\xc3\xa9\n";
+  in.original_size = in.original_message.size();
+  in.boundary_seed = "B";
+  std::string m = make_dsn(in);
+  INFO(m);
+  CHECK(m.find("Subject: Undelivered Mail Returned to Sender\r\n") != std::string::npos);
+  CHECK(m.find("Original-Envelope-Id: E 1\r\nReporting-MTA: dns; mx.test\r\n") != std::string::npos);
+  CHECK(m.find("Original-Recipient: rfc822; X@y.test\r\nFinal-Recipient: rfc822; x@y.test\r\nAction: "
+               "failed\r\n") != std::string::npos);
+  CHECK(m.find("Final-Recipient: rfc822; z@y.test\r\nAction: relayed\r\nStatus: 2.0.0\r\n") !=
+        std::string::npos);
+  CHECK(m.find("Content-Type: text/rfc822-headers\r\n\r\nSubject: s\r\n") !=
+        std::string::npos);  // no RET=FULL
+  CHECK(m.find("Its header section is\r\nattached below.") != std::string::npos);
+
+  in.ret_full = true;
+  m = make_dsn(in);  // 8-bit: a report carrying it could not pass a server without 8BITMIME
+  CHECK(m.find("message/rfc822") == std::string::npos);
+  CHECK(m.find("so only its header section is") != std::string::npos);
+  in.original_message = "Subject: s\n\nbody\n";
+  m = make_dsn(in);
+  CHECK(m.find("Content-Type: message/rfc822\r\n\r\nSubject: s\r\n\r\nbody\r\n") != std::string::npos);
+  CHECK(m.find("It's attached below.") != std::string::npos);
+  in.original_size = kDsnFullMessageLimit + 1;  // too big to return whole
+  in.original_message.clear();
+  m = make_dsn(in);
+  CHECK(m.find("Content-Type: text/rfc822-headers") != std::string::npos);
+  CHECK(m.find("so only its header section is") != std::string::npos);
+
+  in.recipients = {{"z@y.test", "2.0.0", "smtp; 250 ok", "mx", DsnAction::relayed, ""}};
+  m = make_dsn(in);  // a success report never returns the message, RET=FULL or not
+  CHECK(m.find("Subject: Successful Mail Delivery Report\r\n") != std::string::npos);
+  CHECK(m.find("message/rfc822") == std::string::npos);
+}

@@ -122,3 +122,78 @@ TEST_CASE("a message with lines over 998 octets is delivered wrapped, and the lo
   CHECK(log.find("status=bounced") == std::string::npos);
   CHECK(log.find("status=sent") != std::string::npos);
 }
+
+namespace {
+const SinkMessage* report_for(const std::vector<SinkMessage>& msgs) {
+  for (const auto& m : msgs)
+    if (m.meta["from"].as_string() == "<>") return &m;
+  return nullptr;
+}
+bool has(const std::string& s, const std::string& what) {
+  return s.find(what) != std::string::npos;
+}
+}  // namespace
+
+TEST_CASE("DSN requests: NOTIFY=NEVER and NOTIFY=SUCCESS without FAILURE get no bounce", "[daemon][dsn]") {
+  Env env;
+  env.drop("m",
+           "MAIL FROM:<alice@example.com>\nRCPT TO:<perm-a@example.net> NOTIFY=NEVER\n"
+           "RCPT TO:<perm-b@example.net> NOTIFY=SUCCESS,DELAY\n\nSubject: quiet\n\nbody\n");
+  REQUIRE(env.run_once() == 0);
+  INFO(env.log());
+  CHECK(env.sink().count() == 0);
+  CHECK(has(env.log(), "to=<perm-a@example.net>"));
+  CHECK(has(env.log(), "status=bounced (550 5.1.1"));
+  CHECK_FALSE(has(env.log(), "sender notification queued"));
+  CHECK(env.entries("failed").size() == 1);  // the dead letter is kept all the same
+}
+
+TEST_CASE("DSN requests: NOTIFY=SUCCESS to a server without DSN gets a relayed report", "[daemon][dsn]") {
+  Env env;  // aiosmtpd does not offer DSN
+  env.drop("m",
+           "MAIL FROM:<alice@example.com> ENVID=env+2B42\n"
+           "RCPT TO:<ok@example.net> NOTIFY=SUCCESS ORCPT=rfc822;Ok+40Example.net\n"
+           "RCPT TO:<plain@example.net>\n\nSubject: tell me\n\nsecret body\n");
+  REQUIRE(env.run_once() == 0);
+  INFO(env.log());
+  auto msgs = env.sink().messages();
+  REQUIRE(count_dsn(msgs, "alice@example.com") == 1);
+  const SinkMessage* r = report_for(msgs);
+  REQUIRE(r);
+  INFO(r->data);
+  CHECK(has(r->data, "Subject: Successful Mail Delivery Report"));
+  CHECK(has(r->data, "Original-Envelope-Id: env+42\r\n"));
+  CHECK(has(r->data,
+            "Original-Recipient: rfc822; Ok@Example.net\r\nFinal-Recipient: rfc822; ok@example.net\r\n"
+            "Action: relayed\r\nStatus: 2.0.0\r\n"));
+  CHECK_FALSE(has(r->data, "plain@example.net>"));  // no NOTIFY: no success report for it
+  CHECK(has(r->data, "Content-Type: text/rfc822-headers"));
+  CHECK_FALSE(has(r->data, "secret body"));  // a success report never returns the message
+  CHECK(has(env.log(), "sender notification queued (relayed)"));
+}
+
+TEST_CASE("DSN requests: RET=FULL returns the whole message, RET=HDRS and no RET the headers",
+          "[daemon][dsn]") {
+  for (std::string ret : {"FULL", "HDRS", ""}) {
+    INFO("RET=" << ret);
+    Env env;
+    env.drop("m", "MAIL FROM:<alice@example.com>" + (ret.empty() ? "" : " RET=" + ret) +
+                      "\nRCPT TO:<perm-x@example.net>\n\nSubject: returned\n\nthe body line\n");
+    REQUIRE(env.run_once() == 0);
+    auto msgs = env.sink().messages();  // report_for points into it
+    const SinkMessage* r = report_for(msgs);
+    REQUIRE(r);
+    INFO(r->data);
+    CHECK(has(r->data, "Subject: returned"));
+    if (ret == "FULL") {
+      CHECK(has(r->data, "Content-Type: message/rfc822\r\n"));
+      CHECK(has(r->data, "the body line"));
+      CHECK(has(r->data, "It's attached below."));
+    } else {
+      CHECK(has(r->data, "Content-Type: text/rfc822-headers\r\n"));
+      CHECK_FALSE(has(r->data, "the body line"));
+      CHECK_FALSE(has(r->data, "It's attached below."));  // it used to say so with headers only
+      CHECK(has(r->data, "Its header section is\r\nattached below."));
+    }
+  }
+}

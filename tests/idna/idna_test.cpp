@@ -43,6 +43,12 @@ TEST_CASE("to_ascii: U-labels become A-labels, ASCII names stay as they are", "[
       {std::string("b\xc3\xbc\0x.example", 12), std::nullopt},    // NUL
       {"\xe2\x98\x83-.example", std::nullopt},                    // hyphen at a label's end
       {std::string(70, 'a') + "\xc3\xbc.example", std::nullopt},  // a label over 63 octets
+      // Full-width '>' and ideographic space map to ASCII '>' and ' ' under UTS #46: refused, or
+      // "x> NOTIFY=NEVER" could reach a command line.
+      {"x\xef\xbc\x9e\xe3\x80\x80\xef\xbc\xae.example", std::nullopt},
+      {"a\xef\xbc\xbf"
+       "b.example",
+       std::nullopt},  // full-width '_' maps to '_', not LDH
   };
   for (const auto& r : rows) {
     INFO(r.in);

@@ -403,6 +403,49 @@ std::vector<Scenario> scenarios() {
                {"j\xc3\xb6rg@y.test permanent 0 5.6.7", "a@y.test sent 250 "},
                State::quit,
                ""});
+  {
+    Transaction t = txn({"a@y.test", "b@y.test"});
+    t.dsn_ret = "HDRS";
+    t.dsn_envid = "a+b c";
+    t.dsn_notify = {"SUCCESS,FAILURE", ""};
+    t.dsn_orcpt = {"rfc822;A+x@y.test"};
+    v.push_back({"DSN offered: RET, ENVID, NOTIFY and ORCPT are passed on (xtext-encoded)",
+                 opts(),
+                 t,
+                 {{"<start>", ""},
+                  {"220 mx.test\r\n", "EHLO client.test\r\n"},
+                  {"250-mx\r\n250-PIPELINING\r\n250 DSN\r\n",
+                   "MAIL FROM:<s@x.test> RET=HDRS ENVID=a+2Bb+20c\r\n"
+                   "RCPT TO:<a@y.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;A+2Bx@y.test\r\n"
+                   "RCPT TO:<b@y.test>\r\nDATA\r\n"}},
+                 {},
+                 State::mail,
+                 ""});
+    v.push_back({"DSN not offered: the requests stay with us",
+                 opts(),
+                 t,
+                 {{"<start>", ""},
+                  {"220 mx.test\r\n", "EHLO client.test\r\n"},
+                  {"250-mx\r\n250 PIPELINING\r\n",
+                   "MAIL FROM:<s@x.test>\r\nRCPT TO:<a@y.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\n"}},
+                 {},
+                 State::mail,
+                 ""});
+    t.dsn_ret = "FULL\r\nRSET";
+    t.dsn_notify = {"NEVER\r\nQUIT"};
+    t.dsn_orcpt = {"rfc822\r\nX;a@y.test"};
+    v.push_back({"DSN values that could split a command never reach the wire",
+                 opts(),
+                 t,
+                 {{"<start>", ""},
+                  {"220 mx.test\r\n", "EHLO client.test\r\n"},
+                  {"250-mx\r\n250-PIPELINING\r\n250 DSN\r\n",
+                   "MAIL FROM:<s@x.test> ENVID=a+2Bb+20c\r\nRCPT TO:<a@y.test>\r\nRCPT TO:<b@y.test>\r\n"
+                   "DATA\r\n"}},
+                 {},
+                 State::mail,
+                 ""});
+  }
   v.push_back({"a non-ASCII domain goes out as its A-label, without SMTPUTF8",
                opts(),
                txn({"ann@b\xc3\xbc"

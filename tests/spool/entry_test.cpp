@@ -239,3 +239,14 @@ TEST_CASE("DSN parameters of drop envelope lines", "[drop][dsn]") {
     CHECK(res.error().message.find(r.error) != std::string::npos);
   }
 }
+
+TEST_CASE("ORCPT is at most 500 characters as sent (xtext-encoded), RFC 3461 4.2", "[dsn]") {
+  CHECK(valid_orcpt("rfc822;" + std::string(493, 'a')));
+  CHECK_FALSE(valid_orcpt("rfc822;" + std::string(494, 'a')));
+  CHECK(valid_orcpt("rfc822;" + std::string(164, '+')));        // 7 + 164 * 3 = 499
+  CHECK_FALSE(valid_orcpt("rfc822;" + std::string(200, '+')));  // 200 decoded, 600 encoded
+  std::string encoded;
+  for (int i = 0; i < 170; ++i) encoded += "+2B";  // 170 decoded, 517 as sent
+  CHECK_FALSE(parse_rcpt_params("ORCPT=rfc822;" + encoded).ok());
+  CHECK(parse_rcpt_params("ORCPT=rfc822;" + encoded.substr(0, 3 * 164)).ok());
+}
