@@ -1,8 +1,10 @@
 // tests/daemon/retry_bounce_test.cpp — deferrals walk the tiers, permanent failures and expiry bounce
 // with an RFC 3464 DSN, the null sender is never bounced.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <csignal>
 #include <thread>
 
 #include "tests/daemon/harness.h"
@@ -196,4 +198,42 @@ TEST_CASE("DSN requests: RET=FULL returns the whole message, RET=HDRS and no RET
       CHECK(has(r->data, "Its header section is\r\nattached below."));
     }
   }
+}
+
+TEST_CASE("DSN requests go on to a server that offers DSN (Postfix's smtp-sink); it reports, not us",
+          "[daemon][dsn]") {
+  // smtp-sink offers DSN and records each transaction's MAIL and RCPT arguments in its dump.
+  TempDir dump;
+  REQUIRE(::chmod(dump.path().c_str(), 0777) == 0);  // smtp-sink run by root drops to nobody
+  int port = free_port();
+  Env env("routes:\n  - { match: [\"*\"], hosts: [\"127.0.0.1:" + std::to_string(port) + "\"] }\n", false);
+  std::vector<std::string> argv{"smtp-sink", "-d", dump / "%M."};
+  if (::geteuid() == 0) argv.insert(argv.end(), {"-u", "nobody"});
+  argv.insert(argv.end(), {"127.0.0.1:" + std::to_string(port), "10"});
+  Process sink(argv, dump / "stdout", dump / "stderr");
+  REQUIRE(wait_for_port("127.0.0.1", port, 10s));
+  env.drop("m",
+           "MAIL FROM:<alice@example.com> RET=HDRS ENVID=env+2B42\n"
+           "RCPT TO:<ok@example.net> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;Ok+40Example.net\n"
+           "RCPT TO:<plain@example.net>\n\nSubject: passed on\n\nbody\n");
+  REQUIRE(env.run_once() == 0);
+  INFO(env.log());
+  std::vector<std::string> dumps;
+  REQUIRE(wait_until(
+      [&] {
+        dumps.clear();
+        for (const auto& n : list_dir(dump.path()))
+          if (n != "stdout" && n != "stderr") dumps.push_back(n);
+        return !dumps.empty();
+      },
+      10s));
+  sink.stop(SIGTERM);
+  REQUIRE(dumps.size() == 1);  // the message, and no "relayed" report of ours behind it
+  std::string d = read_file(dump / dumps[0]);
+  INFO(d);
+  CHECK(has(d, "X-Mail-Args: <alice@example.com> RET=HDRS ENVID=env+2B42\n"));
+  CHECK(has(d, "X-Rcpt-Args: <ok@example.net> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;Ok@Example.net\n"));
+  CHECK(has(d, "X-Rcpt-Args: <plain@example.net>\n"));
+  CHECK(has(env.log(), "status=sent"));
+  CHECK_FALSE(has(env.log(), "sender notification queued"));
 }
