@@ -229,7 +229,7 @@ class ServerEngine {
   void cmd_mail(std::string_view arg);
   void cmd_rcpt(std::string_view arg);
   void cmd_data(std::string_view arg);
-  void cmd_rset(std::string_view arg);
+  void cmd_rset();
   void cmd_starttls(std::string_view arg);
   void cmd_auth(std::string_view arg);
 

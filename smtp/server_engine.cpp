@@ -416,7 +416,9 @@ void ServerEngine::on_command(std::string_view line) {
   if (v == "RCPT") return cmd_rcpt(c.arg);
   if (v == "DATA") return cmd_data(c.arg);
   if (v == "RSET") {
-    cmd_rset(c.arg);
+    // A malformed RSET is one error, not also a junk command.
+    if (!c.arg.empty()) return error(501, "5.5.4", "Syntax: RSET");
+    cmd_rset();
     return junk();
   }
   if (v == "NOOP") {
@@ -618,8 +620,7 @@ void ServerEngine::cmd_data(std::string_view arg) {
   enter(State::data);
 }
 
-void ServerEngine::cmd_rset(std::string_view arg) {
-  if (!arg.empty()) return error(501, "5.5.4", "Syntax: RSET");
+void ServerEngine::cmd_rset() {
   reset_transaction();
   reply(250, "2.0.0", "Ok");
   enter(greeted() ? State::ready : State::connected);

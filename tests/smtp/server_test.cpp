@@ -756,6 +756,14 @@ TEST_CASE("server: junk commands past max_junk count as errors; a stored message
   CHECK(d.e.errors() == 0);
   d.client("NOOP\r\n");
   CHECK(d.e.errors() == 1);
+
+  // A malformed RSET is an error, and only that: not a junk command as well.
+  ServerOptions one = opts();
+  one.max_junk = 1;
+  Host r(one);
+  strip_ehlo(r.client(kEhlo));
+  CHECK(r.client("RSET x\r\nRSET x\r\n") == "501 5.5.4 Syntax: RSET\r\n501 5.5.4 Syntax: RSET\r\n");
+  CHECK(r.e.errors() == 2);
 }
 
 TEST_CASE("server: parsing pieces") {
