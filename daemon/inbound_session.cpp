@@ -169,6 +169,7 @@ void InboundSession::feed_plain(std::string_view bytes) {
   log::info("slow DATA from {}: {} bytes in {} ms, under min_data_rate {}", peer_text(), data_bytes_, elapsed,
             ctx_.listener->min_data_rate);
   data_since_.reset();
+  timed_out_in_ = engine_->state();
   engine_->timed_out();
 }
 
@@ -445,7 +446,7 @@ void InboundSession::on_ended(const srv::SessionEnded& e) {
     case srv::EndReason::quit:
       break;
     case srv::EndReason::timeout:
-      log::info("timeout after {} from {}", srv::to_string(engine_->state()), peer_text());
+      log::info("timeout after {} from {}", srv::to_string(timed_out_in_), peer_text());
       break;
     case srv::EndReason::too_many_errors:
     case srv::EndReason::input_overflow:
@@ -493,7 +494,7 @@ void InboundSession::flush_output() {
 void InboundSession::sync_timer() {
   if (closing_) return;  // the linger timer runs
   auto t = engine_->timeout();
-  if (!t) {
+  if (!t || host_paused_since_) {
     timer_.stop();
     armed_epoch_ = ~0ull;
     return;
@@ -502,12 +503,28 @@ void InboundSession::sync_timer() {
   armed_epoch_ = engine_->timer_epoch();
   timer_.start(static_cast<std::uint64_t>(t->count()), 0, [this] {
     ++ctx_.counters.timeouts;
+    timed_out_in_ = engine_->state();
     engine_->timed_out();
     pump();
   });
 }
 
+void InboundSession::sync_host_pause() {
+  const bool paused = !closing_ && message_ && message_->backlogged();
+  if (paused == host_paused_since_.has_value()) return;
+  const auto now = uv_now(ctx_.loop);
+  if (paused) {
+    host_paused_since_ = now;
+    return sync_timer();  // stops it
+  }
+  if (data_since_) *data_since_ += now - *host_paused_since_;
+  host_paused_since_.reset();
+  armed_epoch_ = ~0ull;  // the client gets its whole timeout again from here
+  sync_timer();
+}
+
 void InboundSession::sync_reading() {
+  sync_host_pause();
   bool handshaking = tls_ && !tls_->handshake_done();
   bool want = !closing_ && !engine_->ended() && (handshaking || !engine_->input_paused()) &&
               !(message_ && message_->backlogged()) && tcp_.queued_bytes() < kMaxUnsent;

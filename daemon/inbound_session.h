@@ -97,6 +97,7 @@ class InboundSession {
   void send_network();  // what the TLS layer has for the socket
   void sync_timer();
   void sync_reading();
+  void sync_host_pause();  // stops or restarts the client's clocks while our own write is behind
   void feed_plain(std::string_view bytes);  // to the engine, counting DATA bytes for min_data_rate
   void sync_data_clock();
   void close_after_output();
@@ -127,6 +128,10 @@ class InboundSession {
   // min_data_rate: when the engine entered DATA (uv_now, ms) and the bytes fed since.
   std::optional<std::uint64_t> data_since_;
   std::uint64_t data_bytes_ = 0;
+  // Since when (uv_now, ms) reading is paused because the message write is behind (a slow disk):
+  // that time is ours, so neither the timeout nor min_data_rate counts it against the client.
+  std::optional<std::uint64_t> host_paused_since_;
+  smtp::server::State timed_out_in_ = smtp::server::State::connected;  // for the log line
   // Thread-pool completions (the message written, published) check it: the session may be gone.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

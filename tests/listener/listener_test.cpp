@@ -1,6 +1,11 @@
 // tests/listener/listener_test.cpp — the SMTP listener against real clients (Python's smtplib,
 // swaks, curl, Postfix's smtp-source, raw sockets) on loopback, with the real spoold binary and
 // a real sink behind it. Each case names the promise of DESIGN "Receiving" it checks.
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -8,6 +13,7 @@
 
 #include <chrono>
 #include <csignal>
+#include <cstdlib>
 #include <string>
 #include <thread>
 #include <vector>
@@ -241,7 +247,76 @@ TEST_CASE("a silent client and a trickling client are cut at the timeout", "[lis
     CHECK(j[0]["closed_after"].as_double() < 8.0);
     CHECK(j[0]["last"].as_string().find("421 4.4.2") != std::string::npos);
   }
-  CHECK(le.env.log().find("timeout after") != std::string::npos);
+  INFO(le.env.log());
+  CHECK(le.env.log().find("timeout after connected from localhost[127.0.0.1]") != std::string::npos);
+  le.env.stop();
+}
+
+namespace {
+
+// The spool on an ext4 file system of its own (a loop device), which freeze() stops as a disk
+// that stalls would: every write into it blocks until thaw(). Needs root, mount(2) and a loop
+// device; ok is false otherwise.
+struct FreezableSpool {
+  std::string at;
+  bool ok = false;
+  bool frozen = false;
+  int fd = -1;
+  FreezableSpool(const TempDir& dir, const std::string& spool) : at(spool) {
+    const std::string img = dir / "spool.img";
+    ::mkdir(spool.c_str(), 0700);
+    const std::string cmd = "truncate -s 64M " + img + " && mkfs.ext4 -q -F " + img +
+                            " >/dev/null 2>&1 && mount -o loop " + img + " " + spool + " 2>/dev/null";
+    ok = std::system(cmd.c_str()) == 0;
+    if (ok) fd = ::open(spool.c_str(), O_RDONLY | O_DIRECTORY);
+    ok = ok && fd >= 0;
+  }
+  bool freeze() { return frozen = ::ioctl(fd, FIFREEZE, 0) == 0; }
+  void thaw() {
+    if (frozen) ::ioctl(fd, FITHAW, 0);
+    frozen = false;
+  }
+  ~FreezableSpool() {
+    thaw();
+    if (fd >= 0) ::close(fd);
+    if (ok) ::umount2(at.c_str(), MNT_DETACH);
+  }
+};
+
+}  // namespace
+
+// A disk that stalls while a client is in DATA: the session stops reading once 1 MiB waits for
+// the write, and that pause is spoold's, not the client's. With a 2 s timeout and a minimum rate
+// the client would miss during a 5 s freeze, it still gets its 250 once the disk is back.
+TEST_CASE("a disk stall during DATA counts against neither the timeout nor min_data_rate",
+          "[listener][hostile][disk]") {
+  ListenEnv le("    timeout: 2s\n    min_data_rate: 1000000\n");
+  FreezableSpool fs(le.env.dir(), le.env.spool());
+  if (!fs.ok) {
+    WARN("SKIPPED: cannot mount an ext4 loop device for the spool; the disk-stall test needs one");
+    return;
+  }
+  le.start();
+  // One message first, so the daemon's start-up writes are done before the freeze.
+  REQUIRE(le.send({"--from", "a@client.test", "--to", "x@example.test"})[0]["ok"].as_bool());
+  REQUIRE(le.env.sink().wait_count(1, 10s));
+  REQUIRE(fs.freeze());
+  Process client({system_python(), client_script(), "send", "--port", std::to_string(le.port), "--from",
+                  "big@client.test", "--to", "x@example.test", "--body-bytes", "3000000"},
+                 le.env.dir() / "big.out", le.env.dir() / "big.err");
+  std::this_thread::sleep_for(5s);
+  CHECK(client.running());  // still waiting behind the stalled disk
+  fs.thaw();
+  int st = client.wait(30s);
+  INFO(le.env.log());
+  REQUIRE(st == 0);
+  auto res = json_lines(read_file(le.env.dir() / "big.out"));
+  REQUIRE(res.size() == 1);
+  INFO(res[0].dump());
+  CHECK(res[0]["ok"].as_bool());
+  CHECK(le.env.sink().wait_count(2, 20s));
+  CHECK(le.env.log().find("slow DATA") == std::string::npos);
+  CHECK(le.env.log().find("timeout after") == std::string::npos);
   le.env.stop();
 }
 

@@ -3,7 +3,7 @@
 
   send  --port P [--source IP] --from A --to B [--to C…] [--count N] [--body TEXT] [--helo]
         [--starttls --cafile PEM] [--user U --password P [--mech PLAIN|LOGIN]]
-        [--mail-opt RET=HDRS …] [--rcpt-opt NOTIFY=NEVER …]
+        [--body-bytes N] [--mail-opt RET=HDRS …] [--rcpt-opt NOTIFY=NEVER …]
         smtplib: one session (STARTTLS, AUTH first when asked: {"auth": bool} is printed), then
         N messages; prints one JSON line per message:
         {"ok": true, "reply": "2.0.0 Ok: queued as ID"} or {"ok": false, "code": 554, "reply": …}
@@ -72,6 +72,8 @@ def cmd_send(a):
                 print(json.dumps({'auth': False, 'code': 0, 'reply': 'AUTH not offered'}))
         for i in range(a.count):
             body = (a.body or 'Hello from smtplib.').replace('\\n', '\r\n')
+            if a.body_bytes:  # N octets of 78-octet lines (too long for an argument)
+                body = ('x' * 76 + '\r\n') * (a.body_bytes // 78)
             msg = (f'From: <{a.sender}>\r\nTo: <{a.to[0]}>\r\nSubject: listener test {i}\r\n'
                    f'Message-ID: <m{i}.{time.time()}@client.test>\r\n\r\n{body}\r\n')
             try:
@@ -211,6 +213,7 @@ def main():
     p.add_argument('--to', action='append', default=[])
     p.add_argument('--count', type=int, default=1)
     p.add_argument('--body')
+    p.add_argument('--body-bytes', type=int, default=0)
     p.add_argument('--helo', action='store_true')
     p.add_argument('--user')
     p.add_argument('--password')
