@@ -185,6 +185,9 @@ struct ListenerTls {
   std::string cert_file;
   std::string key_file;
   bool implicit = false;  // requires cert_file and key_file
+  // Full handshakes (not resumed) a client outside relay_from may start a minute (Postfix's
+  // smtpd_client_new_tls_session_rate_limit); past it STARTTLS is not offered. 0 = no limit.
+  int new_sessions_per_minute = 100;
   bool enabled() const { return !cert_file.empty(); }
 };
 

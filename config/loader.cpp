@@ -550,12 +550,14 @@ class Loader {
   }
 
   void load_listener_tls(const YAML::Node& n, const std::string& path, ListenerTls& t) {
-    each_key(n, path, {"cert_file", "key_file", "implicit"}, [&](const std::string& k, const YAML::Node& v) {
-      std::string key = path + "." + k;
-      if (k == "cert_file") existing_file(v, key, t.cert_file);
-      if (k == "key_file") existing_file(v, key, t.key_file);
-      if (k == "implicit") boolean(v, key, t.implicit);
-    });
+    each_key(n, path, {"cert_file", "key_file", "implicit", "new_sessions_per_minute"},
+             [&](const std::string& k, const YAML::Node& v) {
+               std::string key = path + "." + k;
+               if (k == "cert_file") existing_file(v, key, t.cert_file);
+               if (k == "key_file") existing_file(v, key, t.key_file);
+               if (k == "implicit") boolean(v, key, t.implicit);
+               if (k == "new_sessions_per_minute") integer(v, key, t.new_sessions_per_minute, 0, 1'000'000);
+             });
     if (!n.IsMap()) return;
     bool cert = n["cert_file"] && n["cert_file"].IsScalar() && !n["cert_file"].Scalar().empty();
     bool key = n["key_file"] && n["key_file"].IsScalar() && !n["key_file"].Scalar().empty();

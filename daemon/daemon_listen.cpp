@@ -111,7 +111,8 @@ control::Json Daemon::listener_status() const {
                  .set("auth_ok", c.auth_ok)
                  .set("auth_failed", c.auth_failed)
                  .set("tls", c.tls)
-                 .set("tls_failed", c.tls_failed));
+                 .set("tls_failed", c.tls_failed)
+                 .set("tls_limited", c.tls_limited));
   }
   return all;
 }

@@ -67,6 +67,12 @@ InboundSession::InboundSession(ReceiveContext& ctx, uv::Tcp tcp, std::function<v
   peer_ip_ = p.ip;
   peer_port_ = p.port;
   loopback_ = loopback_ip(peer_ip_);
+  if (!ctx_.listener->relay_allowed(peer_ip_)) rate_key_ = client_key(peer_ip_);
+  // A handshake's key exchange runs on the loop thread, which delivery shares: one client may
+  // not make it do that without bound.
+  tls_limited_ = ctx_.tls && !rate_key_.empty() &&
+                 ctx_.tls_rates.over(rate_key_, ctx_.listener->tls.new_sessions_per_minute,
+                                     std::chrono::steady_clock::now());
   srv::ServerOptions o;
   o.hostname = ctx_.config->hostname;
   o.loopback = loopback_;
@@ -79,7 +85,7 @@ InboundSession::InboundSession(ReceiveContext& ctx, uv::Tcp tcp, std::function<v
   o.timeout = ctx_.listener->timeout;
   o.auth = ctx_.users != nullptr;
   o.implicit_tls = ctx_.tls && ctx_.listener->tls.implicit;
-  o.starttls = ctx_.tls && !o.implicit_tls;
+  o.starttls = ctx_.tls && !o.implicit_tls && !tls_limited_;
   engine_ = std::make_unique<srv::ServerEngine>(std::move(o));
   tcp_.nodelay(true);
 }
@@ -95,6 +101,13 @@ std::string InboundSession::peer_text() const {
 void InboundSession::start() {
   ++ctx_.counters.connections;
   log::info("connect from {}", peer_text());
+  if (tls_limited_) {
+    ++ctx_.counters.tls_limited;
+    log::warning("{}: {}: too many new TLS sessions from this client ({} a minute)", peer_text(),
+                 ctx_.listener->tls.implicit ? "refused" : "STARTTLS not offered",
+                 ctx_.listener->tls.new_sessions_per_minute);
+    if (ctx_.listener->tls.implicit) return close_after_output();  // no plaintext reply is possible
+  }
   if (ctx_.tls && ctx_.listener->tls.implicit) {
     begin_tls();  // the banner follows the handshake (tls_handshake)
     return sync_reading();
@@ -221,6 +234,8 @@ void InboundSession::tls_handshake() {
   send_network();
   if (p == smtp::TlsServer::Progress::want_more) return;
   handshake_timer_.stop();
+  if (!rate_key_.empty() && !(p == smtp::TlsServer::Progress::done && tls_->resumed()))
+    ctx_.tls_rates.count(rate_key_, std::chrono::steady_clock::now());
   if (p == smtp::TlsServer::Progress::failed) {
     ++ctx_.counters.tls_failed;
     log::info("{}: TLS handshake failed: {}", peer_text(), tls_->error());
@@ -255,7 +270,15 @@ void InboundSession::pump() {
   // and so new events. The engine reads one command per answer, so this ends; the bound is a belt.
   for (int round = 0; round < 100'000; ++round) {
     auto events = engine_->take_events();
-    if (events.empty()) break;
+    if (events.empty()) {
+      // Replies to pipelined commands are made only while the socket's queue has room for them
+      // (a client that sends without reading is not answered into our memory).
+      if (closing_ || !engine_->output_held()) break;
+      flush_output();
+      if (tcp_.queued_bytes() >= kMaxUnsent) break;  // the write's completion pumps again
+      engine_->resume();
+      continue;
+    }
     for (auto& e : events) handle(e);
   }
   in_pump_ = false;
@@ -483,6 +506,7 @@ void InboundSession::flush_output() {
       engine_->closed();
       return pump();
     }
+    if (engine_->output_held()) return pump();
     sync_reading();
   });
   if (rc != 0) {

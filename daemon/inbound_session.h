@@ -18,6 +18,7 @@
 #include "common/uv_handle.h"
 #include "common/uv_stream.h"
 #include "config/config.h"
+#include "daemon/client_rates.h"
 #include "daemon/group_commit.h"
 #include "daemon/incoming_message.h"
 #include "daemon/users_file.h"
@@ -41,6 +42,7 @@ struct ListenerCounters {
   std::uint64_t errors_cut = 0;  // sessions ended for too many errors or too much input
   std::uint64_t auth_ok = 0, auth_failed = 0;
   std::uint64_t tls = 0, tls_failed = 0;  // handshakes completed / failed
+  std::uint64_t tls_limited = 0;          // sessions not offered TLS: tls.new_sessions_per_minute
 };
 
 // What every session of a listener shares.
@@ -53,6 +55,8 @@ struct ReceiveContext {
   std::shared_ptr<const Users> users;          // auth.users_file; nullptr = no AUTH
   std::shared_ptr<SSL_CTX> tls;                // tls.cert_file/key_file; nullptr = no TLS
   ListenerCounters counters;
+  // Full TLS handshakes per client_key() outside relay_from, for tls.new_sessions_per_minute.
+  ClientRates tls_rates;
   std::function<void()> on_stored;  // a message is in incoming/: the daemon may pick it up
   struct AuthQueue {                // password checks on the thread pool; shared with their completions
     int running = 0;
@@ -111,6 +115,8 @@ class InboundSession {
   std::function<void(InboundSession*)> on_end_;
   std::unique_ptr<smtp::server::ServerEngine> engine_;
   std::string peer_ip_;
+  std::string rate_key_;      // client_key() of a client outside relay_from; "" = not rate-limited
+  bool tls_limited_ = false;  // over tls.new_sessions_per_minute when it connected: no TLS offered
   int peer_port_ = 0;
   bool loopback_ = false;
   std::uint64_t armed_epoch_ = ~0ull;

@@ -166,6 +166,10 @@ class ServerEngine {
   // Input held while the engine waits for the host; beyond this the session ends (421). A client
   // may pipeline this much; the transport should stop reading while input_paused().
   static constexpr std::size_t kMaxBuffered = 1024 * 1024;
+  // Replies waiting for the transport: past this the engine reads no further command until
+  // resume(), so a client that pipelines without reading (EHLO × 8,000 in 64 KiB is ~1.6 MB of
+  // replies) costs at most this much more than the transport's own write queue.
+  static constexpr std::size_t kMaxOutput = 16 * 1024;
   // In DATA the timer is re-armed only after this much further data, so a client trickling a
   // byte at a time is still cut at its timeout.
   static constexpr std::size_t kDataProgress = 8 * 1024;
@@ -181,6 +185,8 @@ class ServerEngine {
   void tls_started();                 // after StartTls: the handshake succeeded
   void timed_out();                   // the timer armed for timeout() fired: 421 4.4.2
   void closed();                      // EOF or a socket error from the client
+  // The transport has room for more replies again: reads on in buffered input (output_held()).
+  void resume();
 
   // Host → engine: answers to the events.
   void rcpt_verdict(const Verdict& v);  // 2xx accepts the recipient; 4xx/5xx refuses it
@@ -197,9 +203,13 @@ class ServerEngine {
   // timer_epoch() changes whenever the timer must be re-armed.
   std::optional<milliseconds> timeout() const;
   std::uint64_t timer_epoch() const { return epoch_; }
-  // True while the engine waits for the host's answer (RCPT, AUTH, the stored message) or has
-  // ended: the transport may stop reading the socket until it is false again.
+  // True while the engine waits for the host's answer (RCPT, AUTH, the stored message), holds
+  // input for want of room for replies, or has ended: the transport may stop reading the socket
+  // until it is false again.
   bool input_paused() const;
+  // kMaxOutput of replies were waiting when the next command was due: the engine
+  // reads no further command until resume(), called once the transport's own queue has room.
+  bool output_held() const { return output_held_; }
 
   State state() const { return state_; }
   bool ended() const { return state_ == State::closed; }
@@ -247,6 +257,7 @@ class ServerEngine {
   std::size_t pos_ = 0;
   bool skipping_ = false;  // inside a command line over max_line: dropping it to its LF
   std::string out_;
+  bool output_held_ = false;  // see output_held()
   std::vector<Event> events_;
   std::uint64_t epoch_ = 0;
   int errors_ = 0;

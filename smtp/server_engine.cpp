@@ -198,8 +198,8 @@ bool ServerEngine::waiting_for_host() const {
 }
 
 bool ServerEngine::input_paused() const {
-  return state_ == State::rcpt_wait || state_ == State::auth_wait || state_ == State::stored_wait ||
-         state_ == State::closed;
+  return output_held_ || state_ == State::rcpt_wait || state_ == State::auth_wait ||
+         state_ == State::stored_wait || state_ == State::closed;
 }
 
 std::string ServerEngine::take_output() {
@@ -277,7 +277,7 @@ void ServerEngine::feed(std::string_view bytes) {
     discarded_ += bytes.size();
     return;
   }
-  if (buffered() + bytes.size() > kMaxBuffered && waiting_for_host()) {
+  if (buffered() + bytes.size() > kMaxBuffered && (waiting_for_host() || output_held_)) {
     in_.clear();
     pos_ = 0;
     reply(421, "4.7.0", opt_.hostname + " Error: too much pipelined input");
@@ -285,6 +285,12 @@ void ServerEngine::feed(std::string_view bytes) {
     return;
   }
   in_.append(bytes);
+  process();
+}
+
+void ServerEngine::resume() {
+  if (!output_held_ || out_.size() >= kMaxOutput) return;
+  output_held_ = false;
   process();
 }
 
@@ -296,6 +302,7 @@ void ServerEngine::tls_started() {
   in_.clear();
   pos_ = 0;
   skipping_ = false;
+  output_held_ = false;
   encrypted_ = true;
   reset_transaction();
   envelope_.helo.clear();
@@ -336,6 +343,10 @@ void ServerEngine::process() {
     if (state_ == State::data || state_ == State::data_discard) {
       if (!on_data()) break;
       continue;
+    }
+    if (out_.size() >= kMaxOutput) {
+      output_held_ = true;
+      break;
     }
     std::string_view avail(in_.data() + pos_, in_.size() - pos_);
     std::size_t lf = avail.find('\n');

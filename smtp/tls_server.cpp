@@ -154,6 +154,10 @@ void TlsServer::shutdown() {
   ch_.shutdown();
 }
 
+bool TlsServer::resumed() const {
+  return ch_.ssl() != nullptr && SSL_session_reused(ch_.ssl()) == 1;
+}
+
 std::string TlsServer::description() const {
   if (!ch_.handshake_done()) return "no TLS";
   const SSL_CIPHER* c = SSL_get_current_cipher(ch_.ssl());

@@ -57,6 +57,8 @@ class TlsServer {
   void shutdown();  // queue close_notify (take_network() afterwards)
 
   bool handshake_done() const { return ch_.handshake_done(); }
+  // The handshake resumed an earlier session (a ticket), which costs no key exchange signature.
+  bool resumed() const;
   const std::string& error() const { return ch_.error(); }
   // "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384"; "no TLS" before the handshake is done.
   std::string description() const;

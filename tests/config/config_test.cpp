@@ -367,7 +367,8 @@ listen:
     auth: { users_file: )" +
                      (dir / "users") + R"( }
     tls: { cert_file: )" +
-                     (dir / "cert.pem") + ", key_file: " + (dir / "key.pem") + R"(, implicit: false }
+                     (dir / "cert.pem") + ", key_file: " + (dir / "key.pem") +
+                     R"(, implicit: false, new_sessions_per_minute: 0 }
     max_sessions: 50
     max_sessions_per_client: 5
     max_recipients: 200
@@ -415,6 +416,7 @@ rewrite: { envelope_from: bounce@example.com, masquerade_domains: [Example.COM, 
   CHECK(a.tls.key_file == dir / "key.pem");
   CHECK(a.tls.enabled());
   CHECK_FALSE(a.tls.implicit);
+  CHECK(a.tls.new_sessions_per_minute == 0);
   CHECK(a.max_sessions == 50);
   CHECK(a.max_recipients == 200);
   CHECK(a.timeout == 2min);
@@ -436,6 +438,7 @@ rewrite: { envelope_from: bounce@example.com, masquerade_domains: [Example.COM, 
   CHECK(b.users_file.empty());
   CHECK_FALSE(b.tls.enabled());
   CHECK_FALSE(b.tls.implicit);
+  CHECK(b.tls.new_sessions_per_minute == 100);
   CHECK(b.max_sessions == 100);
   CHECK(b.max_recipients == 1000);
   CHECK(b.timeout == 5min);
@@ -840,6 +843,8 @@ TEST_CASE("listener and local-mail errors: the exact message, line and column") 
        "t.yaml:3:19: listen[0].max_sessions: expected an integer, got 'many'"},
       {"listen:\n  - address: 25\n    max_sessions_per_client: 0\n",
        "t.yaml:3:30: listen[0].max_sessions_per_client: must be between 1 and 100000, got 0"},
+      {"listen:\n  - address: 25\n    tls: { new_sessions_per_minute: -1 }\n",
+       "t.yaml:3:37: listen[0].tls.new_sessions_per_minute: must be between 0 and 1000000, got -1"},
       {"listen:\n  - address: 25\n    min_data_rate: -1\n",
        "t.yaml:3:20: listen[0].min_data_rate: must be between 0 and 1000000000, got -1"},
       {"listen:\n  - address: 25\n    max_recipients: 0\n",

@@ -7,6 +7,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "daemon/client_rates.h"
 #include "daemon/receive_policy.h"
 #include "daemon/socket_activation.h"
 
@@ -93,6 +94,39 @@ TEST_CASE("data_too_slow: timeout plus the time the bytes take at min_data_rate"
   for (const auto& r : rows) {
     INFO(r.elapsed_ms << " ms, " << r.bytes << " bytes");
     CHECK(data_too_slow(r.elapsed_ms, r.bytes, r.timeout_ms, r.rate) == r.slow);
+  }
+}
+
+TEST_CASE("ClientRates: a limit per key in fixed windows, bounded memory", "[listener][policy]") {
+  using namespace std::chrono_literals;
+  const auto t0 = ClientRates::Clock::time_point{} + 1h;
+  ClientRates r(60s);
+  CHECK_FALSE(r.over("a", 2, t0));
+  r.count("a", t0);
+  CHECK_FALSE(r.over("a", 2, t0 + 1s));
+  r.count("a", t0 + 1s);
+  CHECK(r.over("a", 2, t0 + 2s));
+  CHECK(r.over("a", 2, t0 + 59s));
+  CHECK_FALSE(r.over("a", 3, t0 + 2s));   // the limit is the caller's (a reload may change it)
+  CHECK_FALSE(r.over("a", 0, t0 + 2s));   // 0: no limit
+  CHECK_FALSE(r.over("b", 2, t0 + 2s));   // keys are apart
+  CHECK_FALSE(r.over("a", 2, t0 + 60s));  // the window ended
+  r.count("a", t0 + 61s);                 // a new window from here
+  CHECK_FALSE(r.over("a", 2, t0 + 62s));
+  r.count("a", t0 + 62s);
+  CHECK(r.over("a", 2, t0 + 62s));
+  SECTION("at kMaxKeys, ended windows make room; if none has ended a new key is not tracked") {
+    ClientRates full(60s);
+    for (std::size_t i = 0; i < ClientRates::kMaxKeys; ++i) full.count(std::to_string(i), t0);
+    CHECK(full.size() == ClientRates::kMaxKeys);
+    full.count("new", t0 + 1s);
+    CHECK(full.size() == ClientRates::kMaxKeys);
+    CHECK_FALSE(full.over("new", 1, t0 + 1s));  // fails open
+    full.count("0", t0 + 1s);                   // a tracked key still counts
+    CHECK(full.over("0", 2, t0 + 1s));
+    full.count("new", t0 + 60s);  // the windows that began at t0 have ended: dropped
+    CHECK(full.size() == 1);
+    CHECK(full.over("new", 1, t0 + 60s));
   }
 }
 

@@ -124,6 +124,26 @@ TEST_CASE("only CRLF.CRLF ends DATA: smuggled ends stay in the message", "[liste
   le.env.stop();
 }
 
+// Replies to pipelined commands are made only as the socket takes them (smtp/server.h
+// kMaxOutput): a client that sends 3,000 EHLOs (~600 kB of replies; the hex of more would not fit an
+// argument) before reading still gets every reply, and then its QUIT answered.
+TEST_CASE("a client pipelining 3,000 EHLOs before reading gets every reply", "[listener][hostile]") {
+  ListenEnv le;
+  le.start();
+  std::string cmds;
+  for (int i = 0; i < 3000; ++i) cmds += "EHLO c" + std::to_string(i) + ".test\r\n";
+  cmds += "QUIT\r\n";
+  Json r = le.raw({cmds}, {"--wait", "10"});
+  std::string replies = r["replies"].as_string();
+  size_t n = 0;
+  for (size_t pos = replies.find("250-PIPELINING\r\n"); pos != std::string::npos;
+       pos = replies.find("250-PIPELINING\r\n", pos + 1))
+    ++n;
+  CHECK(n == 3000);
+  CHECK(replies.ends_with("221 2.0.0 Bye\r\n"));  // the QUIT behind them, answered last
+  le.env.stop();
+}
+
 TEST_CASE("max_sessions: the next client gets 421 at once and delivery goes on", "[listener]") {
   ListenEnv le("    max_sessions: 2\n    timeout: 30s\n");
   le.start();
@@ -485,6 +505,60 @@ TEST_CASE("STARTTLS: the message goes over TLS and Received: says so; implicit T
     CHECK(res[0]["ok"].as_bool());
     REQUIRE(le.env.sink().wait_count(1, 20s));
     CHECK(le.env.sink().messages().at(0).data.find("with ESMTPS id") != std::string::npos);
+    le.env.stop();
+  }
+}
+
+// A TLS handshake's key exchange runs on the loop thread delivery shares: a client outside
+// relay_from gets tls.new_sessions_per_minute full handshakes (failed ones count too), then no
+// STARTTLS (on an implicit-TLS listener: no connection) until its minute is over.
+TEST_CASE("tls.new_sessions_per_minute: a client past it is not offered STARTTLS; relay_from is exempt",
+          "[listener][tls][hostile]") {
+  TempDir d;
+  make_certificate(d.path());
+  const std::string files = "cert_file: \"" + (d / "cert.pem") + "\", key_file: \"" + (d / "key.pem") + "\"";
+  auto offers_starttls = [](ListenEnv& le, const char* source) {
+    Json r = le.raw({"EHLO x.test\r\n", "QUIT\r\n"}, {"--source", source});
+    return r["replies"].as_string().find("250-STARTTLS") != std::string::npos ||
+           r["replies"].as_string().find("250 STARTTLS") != std::string::npos;
+  };
+  {
+    ListenEnv le("    relay_from: [127.0.0.1/32]\n    tls: { " + files + ", new_sessions_per_minute: 2 }\n");
+    le.start();
+    CHECK(offers_starttls(le, "127.0.0.2"));
+    // One handshake that completes (its recipient is refused: no relaying from there) and one
+    // that fails: two of the two allowed.
+    auto res = le.send(
+        {"--source", "127.0.0.2", "--starttls", "--cafile", d / "cert.pem", "--to", "t@example.test"});
+    REQUIRE(res.size() == 1);
+    CHECK(res[0]["code"].as_int() == 554);
+    Json g = le.raw({"EHLO x.test\r\nSTARTTLS\r\n", "this is no TLS record\r\n"}, {"--source", "127.0.0.2"});
+    CHECK(g["closed"].as_bool());
+    REQUIRE(wait_until(
+        [&] { return status(le.env)["listeners"].as_array().at(0)["tls_failed"].as_int() == 1; }, 10s));
+    CHECK_FALSE(offers_starttls(le, "127.0.0.2"));
+    CHECK(offers_starttls(le, "127.0.0.1"));  // in relay_from: not limited
+    CHECK(le.send({"--starttls", "--cafile", d / "cert.pem", "--to", "t@example.test"})[0]["ok"].as_bool());
+    CHECK(le.send({"--starttls", "--cafile", d / "cert.pem", "--to", "t@example.test"})[0]["ok"].as_bool());
+    Json st = status(le.env)["listeners"].as_array().at(0);
+    CHECK(st["tls"].as_int() == 3);
+    CHECK(st["tls_limited"].as_int() == 1);
+    CHECK(le.env.log().find("localhost[127.0.0.2]: STARTTLS not offered: too many new TLS sessions from this "
+                            "client (2 a minute)") != std::string::npos);
+    le.env.stop();
+  }
+  {
+    ListenEnv le("    relay_from: [127.0.0.1/32]\n    tls: { " + files +
+                 ", implicit: true, new_sessions_per_minute: 1 }\n");
+    le.start();
+    auto res =
+        le.send({"--source", "127.0.0.2", "--ssl", "--cafile", d / "cert.pem", "--to", "t@example.test"});
+    REQUIRE(res.size() == 1);
+    CHECK(res[0]["code"].as_int() == 554);
+    Json r = le.raw({}, {"--source", "127.0.0.2", "--wait", "2"});
+    CHECK(r["closed"].as_bool());
+    CHECK(r["replies"].as_string().empty());
+    CHECK(le.env.log().find("localhost[127.0.0.2]: refused: too many new TLS sessions") != std::string::npos);
     le.env.stop();
   }
 }

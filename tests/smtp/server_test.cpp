@@ -726,6 +726,50 @@ TEST_CASE("server: timeouts and the ends of a session") {
   }
 }
 
+TEST_CASE("server: a client that pipelines without reading is answered only as the transport has room") {
+  Host h;
+  std::string ehlos;
+  constexpr int kCommands = 64 * 1024 / 8;
+  for (int i = 0; i < kCommands; ++i) ehlos += "EHLO a\r\n";  // ~200 octets of reply each
+  h.e.feed(ehlos);
+  h.e.resume();  // nothing taken yet: no more replies made
+  std::string out = h.e.take_output();
+  CHECK(out.size() >= ServerEngine::kMaxOutput);
+  CHECK(out.size() < ServerEngine::kMaxOutput + 512);  // one reply past the limit at most
+  CHECK(h.e.output_held());
+  CHECK(h.e.input_paused());
+  CHECK(h.e.buffered() > 0);
+  std::size_t answered = 0;
+  for (int round = 0; round < kCommands && h.e.output_held(); ++round) {
+    h.e.resume();
+    answered += out.size();
+    out = h.e.take_output();
+    CHECK(out.size() < ServerEngine::kMaxOutput + 512);
+    std::string more = h.e.take_output();
+    CHECK(more.empty());
+  }
+  answered += out.size();
+  CHECK_FALSE(h.e.output_held());
+  CHECK_FALSE(h.e.input_paused());
+  CHECK(h.e.buffered() == 0);
+  // Every command was answered, in order, none lost while held.
+  std::string one = [] {
+    Host single;
+    single.e.feed("EHLO a\r\n");
+    return single.e.take_output();
+  }();
+  CHECK(answered == one.size() * kCommands);
+  SECTION("more input while held is bounded like input while the host decides") {
+    Host g;
+    g.e.feed(ehlos);
+    (void)g.e.take_output();
+    REQUIRE(g.e.output_held());
+    g.e.feed(std::string(ServerEngine::kMaxBuffered, 'n'));
+    CHECK(g.e.ended());
+    CHECK(g.e.take_output().find("421 4.7.0") != std::string::npos);
+  }
+}
+
 TEST_CASE("server: junk commands past max_junk count as errors; a stored message resets them") {
   ServerOptions o = opts();
   o.max_junk = 3;
