@@ -208,6 +208,9 @@ struct Listener {
   // DATA must arrive at this many bytes a second on average beyond `timeout` (Postfix's
   // smtpd_min_data_rate); 0 = only `timeout` per 8 KiB of progress.
   int min_data_rate = 500;
+  // Name clients by forward-confirmed reverse DNS (Postfix's smtpd_peername_lookup) for the
+  // log's client= and Received:; false: "localhost" for loopback, "unknown" otherwise.
+  bool reverse_lookup = true;
 
   // Whether a client at `ip` may relay without AUTH (it is in one of relay_from).
   bool relay_allowed(const std::string& ip) const;

@@ -495,7 +495,7 @@ class Loader {
       bool address_ok = false;
       each_key(n[i], path,
                {"address", "relay_from", "auth", "tls", "max_sessions", "max_sessions_per_client",
-                "max_recipients", "timeout", "min_data_rate"},
+                "max_recipients", "timeout", "min_data_rate", "reverse_lookup"},
                [&](const std::string& k, const YAML::Node& v) {
                  std::string key = fmt::format("{}.{}", path, k);
                  if (k == "address") {
@@ -518,6 +518,7 @@ class Loader {
                  if (k == "min_data_rate") integer(v, key, l.min_data_rate, 0, 1'000'000'000);
                  if (k == "max_recipients") integer(v, key, l.max_recipients, 1, 100'000);
                  if (k == "timeout") duration(v, key, l.timeout, 1s, 1h);
+                 if (k == "reverse_lookup") boolean(v, key, l.reverse_lookup);
                });
       if (!n[i].IsMap()) continue;
       if (!n[i]["address"]) error(n[i], path, "missing 'address'");

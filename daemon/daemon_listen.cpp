@@ -46,7 +46,8 @@ Result<void> Daemon::start_listeners() {
         fd = inherited[k];
       }
     }
-    auto listener = std::make_unique<Listener>(&loop_, *spool_, *commit_, cfg_, i, [this] { tick(0); });
+    auto listener =
+        std::make_unique<Listener>(&loop_, *spool_, *commit_, resolver_.get(), cfg_, i, [this] { tick(0); });
     if (auto r = listener->listen(fd); !r) {
       // The shipped config listens on [::1] too; a host without IPv6 still gets its IPv4 listener.
       bool no_ipv6 = r.error().code == UV_EADDRNOTAVAIL || r.error().code == UV_EAFNOSUPPORT;

@@ -67,6 +67,7 @@ InboundSession::InboundSession(ReceiveContext& ctx, uv::Tcp tcp, std::function<v
   peer_ip_ = p.ip;
   peer_port_ = p.port;
   loopback_ = loopback_ip(peer_ip_);
+  client_name_ = client_name(peer_ip_);
   if (!ctx_.listener->relay_allowed(peer_ip_)) rate_key_ = client_key(peer_ip_);
   // A handshake's key exchange runs on the loop thread, which delivery shares: one client may
   // not make it do that without bound.
@@ -95,11 +96,26 @@ InboundSession::~InboundSession() {
 }
 
 std::string InboundSession::peer_text() const {
-  return fmt::format("{}[{}]", client_name(peer_ip_), peer_ip_);
+  return fmt::format("{}[{}]", client_name_, peer_ip_);
 }
 
 void InboundSession::start() {
   ++ctx_.counters.connections;
+  if (ctx_.resolver && ctx_.listener->reverse_lookup && needs_name_lookup(peer_ip_)) {
+    // As Postfix's smtpd: the client is named before the banner, so every line of its session
+    // carries the same name. The lookup is bounded by the resolver's timeouts; nothing is read
+    // meanwhile.
+    ctx_.resolver->resolve_client_name(peer_ip_, [this, alive = alive_](dns::ClientName n) {
+      if (!*alive || closing_) return;
+      if (n.status == dns::Status::ok) client_name_ = std::move(n.name);
+      begin();
+    });
+    return;
+  }
+  begin();
+}
+
+void InboundSession::begin() {
   log::info("connect from {}", peer_text());
   if (tls_limited_) {
     ++ctx_.counters.tls_limited;
@@ -411,7 +427,7 @@ void InboundSession::on_begin(const srv::MessageBegin& b) {
   }
   srv::ReceivedInfo info;
   info.by = ctx_.config->hostname;
-  info.client_name = client_name(peer_ip_);
+  info.client_name = client_name_;
   info.client_ip = client_ip_literal(peer_ip_, true);
   info.queue_id = message_->id();
   if (tls_ && tls_->handshake_done()) info.tls = tls_->received_text();

@@ -22,6 +22,7 @@
 #include "daemon/group_commit.h"
 #include "daemon/incoming_message.h"
 #include "daemon/users_file.h"
+#include "dns/dns.h"
 #include "smtp/server.h"
 #include "smtp/tls_server.h"
 #include "spool/spool.h"
@@ -54,6 +55,7 @@ struct ReceiveContext {
   const config::Listener* listener = nullptr;  // points into config
   std::shared_ptr<const Users> users;          // auth.users_file; nullptr = no AUTH
   std::shared_ptr<SSL_CTX> tls;                // tls.cert_file/key_file; nullptr = no TLS
+  dns::Resolver* resolver = nullptr;           // the daemon's, for client names; nullptr = none
   ListenerCounters counters;
   // Full TLS handshakes per client_key() outside relay_from, for tls.new_sessions_per_minute.
   ClientRates tls_rates;
@@ -73,7 +75,7 @@ class InboundSession {
   InboundSession(const InboundSession&) = delete;
   InboundSession& operator=(const InboundSession&) = delete;
 
-  void start();          // banner, then reading
+  void start();          // names the client (reverse DNS), then begin()
   void refuse_full();    // 421 4.7.0 and close: the listener is full
   void refuse_client();  // 421 4.7.0 and close: this client has max_sessions_per_client already
   const std::string& peer_ip() const { return peer_ip_; }
@@ -91,6 +93,7 @@ class InboundSession {
   void on_begin(const smtp::server::MessageBegin& b);
   void on_message_end(const smtp::server::MessageEnd& m);
   void on_published(const Result<void>& r, const std::string& id);
+  void begin();  // banner (or the implicit TLS handshake), then reading
   void refuse_message(const std::string& why);
   void on_ended(const smtp::server::SessionEnded& e);
   void flush_output();
@@ -115,6 +118,7 @@ class InboundSession {
   std::function<void(InboundSession*)> on_end_;
   std::unique_ptr<smtp::server::ServerEngine> engine_;
   std::string peer_ip_;
+  std::string client_name_;   // verified by reverse + forward DNS, else client_name(peer_ip_)
   std::string rate_key_;      // client_key() of a client outside relay_from; "" = not rate-limited
   bool tls_limited_ = false;  // over tls.new_sessions_per_minute when it connected: no TLS offered
   int peer_port_ = 0;

@@ -20,11 +20,12 @@ Result<void> uv_result(int rc, std::string_view what, std::string_view address) 
 
 }  // namespace
 
-Listener::Listener(uv_loop_t* loop, const spool::Spool& spool, GroupCommit& commit,
+Listener::Listener(uv_loop_t* loop, const spool::Spool& spool, GroupCommit& commit, dns::Resolver* resolver,
                    std::shared_ptr<const config::Config> config, std::size_t index,
                    std::function<void()> on_stored)
     : loop_(loop), index_(index), server_(loop), reaper_(loop) {
   ctx_.loop = loop;
+  ctx_.resolver = resolver;
   ctx_.spool = &spool;
   ctx_.commit = &commit;
   ctx_.on_stored = std::move(on_stored);

@@ -23,7 +23,8 @@ namespace spoold::daemon {
 
 class Listener {
  public:
-  Listener(uv_loop_t* loop, const spool::Spool& spool, GroupCommit& commit,
+  // `resolver` (may be null: clients are then not looked up) must outlive every session.
+  Listener(uv_loop_t* loop, const spool::Spool& spool, GroupCommit& commit, dns::Resolver* resolver,
            std::shared_ptr<const config::Config> config, std::size_t index, std::function<void()> on_stored);
   ~Listener();
   Listener(const Listener&) = delete;

@@ -34,6 +34,10 @@ std::string client_name(std::string_view ip) {
   return loopback ? "localhost" : "unknown";
 }
 
+bool needs_name_lookup(std::string_view ip) {
+  return ip != "127.0.0.1" && ip != "::1" && ip != "::ffff:127.0.0.1";
+}
+
 std::string client_ip_literal(std::string_view ip, bool received) {
   if (received && ip.find(':') != std::string_view::npos) return "IPv6:" + std::string(ip);
   return std::string(ip);

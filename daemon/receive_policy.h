@@ -29,9 +29,14 @@ smtp::server::Verdict rcpt_policy(const RcptContext& ctx, std::string_view addre
 // The address as it goes into the spool: a bare "postmaster" is qualified with our hostname.
 std::string spool_address(std::string_view address, std::string_view hostname);
 
-// The client's name for logs and the Received: field, Postfix style: "localhost" for loopback,
-// else "unknown" (no reverse lookup is made).
+// The client's name for logs and the Received: field when no verified name is known, Postfix
+// style: "localhost" for loopback, else "unknown".
 std::string client_name(std::string_view ip);
+
+// Whether a client's name is worth a reverse lookup: not for 127.0.0.1 and ::1, which are
+// "localhost" by definition (RFC 6761) and the address most local programs use, so they wait
+// for no DNS. Other loopback addresses can have names of their own (Debian's 127.0.1.1).
+bool needs_name_lookup(std::string_view ip);
 
 // How an address is shown in Received: and logs: "192.0.2.1", or "IPv6:2001:db8::1" for
 // Received: (RFC 5321 §4.1.3) when `received` is set.

@@ -1,4 +1,5 @@
-// dns/dns.h — asynchronous next-hop resolution (MX, A, AAAA) on the daemon's libuv loop.
+// dns/dns.h — asynchronous next-hop resolution (MX, A, AAAA) and client-name verification
+// (PTR, then A/AAAA) on the daemon's libuv loop.
 // One Resolver = one c-ares channel driven by one uv loop (poll watcher per socket, one timer).
 // Rules: everything runs on the loop thread; every callback is called exactly once, never from
 // inside the call that started the lookup, and never from inside c-ares; destroying the Resolver
@@ -10,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <string_view>
@@ -39,6 +41,7 @@ struct Options {
   size_t max_cache_entries = 10000;             // bound on memory, not on correctness
   size_t max_mx_hosts = 10;           // most MX hosts whose addresses are looked up (hostile answers)
   size_t max_queries_in_flight = 64;  // more wait, in order (a burst must not overflow UDP buffers)
+  size_t max_ptr_names = 5;  // most PTR names of one client address forward-checked (hostile answers)
 };
 
 enum class Family { ipv4, ipv6 };
@@ -74,6 +77,21 @@ struct NextHops {
 // Called exactly once. It may destroy the Resolver (nothing touches it afterwards).
 using NextHopsCallback = std::function<void(NextHops)>;
 
+// The verified name of a client address (Postfix smtpd's reverse + forward lookup). A PTR name
+// alone is whatever the owner of the address's reverse zone chose to write, so it counts only
+// when it resolves back to the address (forward-confirmed reverse DNS).
+struct ClientName {
+  Status status = Status::ok;  // ok: name verified; permanent: no PTR, NXDOMAIN or no forward match;
+                               // temporary: SERVFAIL/timeout (the name may verify later); cancelled
+  std::string name;            // lower-case, no trailing dot; "unknown" unless status == ok
+  std::string reason;          // for logs when not ok, e.g. "no PTR record", "name 'x.test' does not resolve
+                               // to 127.0.0.2", "PTR lookup for … failed: server failure (SERVFAIL)"
+  bool ok() const { return status == Status::ok; }
+};
+
+// Called exactly once, like NextHopsCallback.
+using ClientNameCallback = std::function<void(ClientName)>;
+
 // "relay.example:587", "10.0.0.1", "[::1]:2525" → host + port (default_port when absent).
 struct HostPort {
   std::string host;
@@ -102,6 +120,12 @@ class Resolver {
   // A route's static host list, in configured order (preference = index). Hosts without an
   // address are skipped; none left → temporary (a typo in a route must not bounce mail).
   void resolve_hosts(const std::vector<HostPort>& hosts, NextHopsCallback cb);
+
+  // PTR of `ip` (IPv4 or IPv6 text; IPv4-mapped "::ffff:a.b.c.d" is treated as IPv4, since that is
+  // the address the client really has), then A (IPv4) or AAAA (IPv6) of each PTR name, in answer
+  // order and at most max_ptr_names, until one holds `ip`. Text that is not an address → permanent.
+  // Same callback rules as the other lookups.
+  void resolve_client_name(const std::string& ip, ClientNameCallback cb);
 
   // Lookups not yet answered (for status output and tests).
   size_t in_flight() const;
@@ -137,6 +161,11 @@ std::vector<Address> order_addresses(std::vector<Address> v4_and_v6, AddressPref
 // reserved (224/3, ff00::/8), also as IPv4-mapped IPv6. Private ranges are not restricted (internal
 // MX hosts are normal). A route that names the domain allows them.
 bool restricted_address(const std::string& ip);
+
+// The name whose PTR record maps `ip` back to a name: "4.3.2.1.in-addr.arpa" for 1.2.3.4 (also
+// for ::ffff:1.2.3.4), 32 nibbles + ".ip6.arpa" for IPv6 (RFC 3596 §2.5). nullopt when `ip` is
+// not an address.
+std::optional<std::string> reverse_name(std::string_view ip);
 
 // DNS name equality, ASCII case-insensitive (RFC 4343), ignoring one trailing dot.
 bool same_name(std::string_view a, std::string_view b);

@@ -1,5 +1,5 @@
-// dns/resolver.cpp — Resolver: next-hop lookups as explicit state machines over a record layer
-// that caches answers and lets concurrent lookups of one name+type share one query.
+// dns/resolver.cpp — Resolver: next-hop and client-name lookups as explicit state machines over a
+// record layer that caches answers and lets concurrent lookups of one name+type share one query.
 // Rules: c-ares callbacks only record answers and queue continuations; continuations and user
 // callbacks run from the dispatch timer, outside c-ares, so a user callback may destroy the
 // Resolver. Every lookup ends in finish() exactly once (or is cancelled by shutdown()).
@@ -40,7 +40,8 @@ class Resolver::Impl {
 
   void resolve_next_hops(const std::string& domain, NextHopsCallback cb);
   void resolve_hosts(const std::vector<HostPort>& hosts, NextHopsCallback cb);
-  size_t in_flight() const { return lookups_.size(); }
+  void resolve_client_name(const std::string& ip, ClientNameCallback cb);
+  size_t in_flight() const { return lookups_.size() + client_lookups_.size(); }
 
  private:
   using AnswerPtr = std::shared_ptr<const RecordAnswer>;
@@ -67,6 +68,17 @@ class Resolver::Impl {
     size_t pending = 0;  // address queries not yet answered
     bool implicit_mx = false;
   };
+  // PTR of the address, then the forward lookup of one PTR name at a time, in answer order.
+  struct ClientLookup {
+    uint64_t id = 0;
+    Address client;       // canonical text, compared with the forward answers' (also canonical) text
+    std::string reverse;  // the PTR query name
+    ClientNameCallback cb;
+    std::vector<std::string> names;  // PTR names; names[next] is being looked up
+    size_t next = 0;
+    bool temporary = false;  // a forward lookup failed for now: a later try may verify a name
+    std::string reasons;     // why each checked name did not verify
+  };
 
   // Record layer.
   void lookup_record(const std::string& name, RecordType type, Waiter waiter);
@@ -85,6 +97,12 @@ class Resolver::Impl {
   NextHops no_usable_host(const Lookup& l) const;
   void fail_later(uint64_t id, Status status, std::string reason);
   void finish(uint64_t id, NextHops result);
+  // Client-name state machine.
+  ClientLookup* find_client(uint64_t id);
+  void on_ptr_answer(uint64_t id, const RecordAnswer& answer);
+  void check_next_name(ClientLookup& l);
+  void on_forward_answer(uint64_t id, const RecordAnswer& answer);
+  void finish_client(uint64_t id, Status status, std::string name, std::string reason);
 
   uv_loop_t* loop_;
   Options options_;
@@ -92,6 +110,7 @@ class Resolver::Impl {
   detail::RecordCache cache_;
   std::map<std::string, std::vector<Waiter>> queries_;  // cache key → lookups waiting on it
   std::map<uint64_t, std::unique_ptr<Lookup>> lookups_;
+  std::map<uint64_t, std::unique_ptr<ClientLookup>> client_lookups_;
   uint64_t next_id_ = 1;
   std::deque<std::function<void()>> ready_;
   uv::Timer dispatch_;
@@ -113,6 +132,13 @@ NextHops failed(Status status, std::string reason) {
 
 NextHops cancelled() {
   return failed(Status::cancelled, "resolver shut down");
+}
+
+constexpr std::string_view kUnknown = "unknown";  // Postfix's name for an unverified client
+
+ClientName client_name(Status status, std::string name, std::string reason) {
+  return ClientName{status, status == Status::ok ? std::move(name) : std::string(kUnknown),
+                    std::move(reason)};
 }
 
 Status status_of(AnswerKind kind) {
@@ -161,9 +187,15 @@ void Resolver::Impl::shutdown() {
   cache_.clear();
   auto lookups = std::move(lookups_);
   lookups_.clear();
+  auto client_lookups = std::move(client_lookups_);
+  client_lookups_.clear();
   for (auto& [id, l] : lookups) {
     auto cb = std::move(l->cb);
     if (cb) cb(cancelled());  // exactly once; resolve_* from here is cancelled synchronously
+  }
+  for (auto& [id, l] : client_lookups) {
+    auto cb = std::move(l->cb);
+    if (cb) cb(client_name(Status::cancelled, "", "resolver shut down"));
   }
 }
 
@@ -364,6 +396,96 @@ void Resolver::Impl::finish(uint64_t id, NextHops result) {
   cb(std::move(result));  // may destroy *this: nothing after this line
 }
 
+// ---- client-name state machine -------------------------------------------------------------
+
+Resolver::Impl::ClientLookup* Resolver::Impl::find_client(uint64_t id) {
+  auto it = client_lookups_.find(id);
+  return it == client_lookups_.end() ? nullptr : it->second.get();
+}
+
+void Resolver::Impl::resolve_client_name(const std::string& ip, ClientNameCallback cb) {
+  assert(std::this_thread::get_id() == loop_thread_);
+  if (shutting_down_) return cb(client_name(Status::cancelled, "", "resolver shut down"));
+  auto l = std::make_unique<ClientLookup>();
+  l->id = next_id_++;
+  l->cb = std::move(cb);
+  uint64_t id = l->id;
+  auto client = detail::canonical_address(ip);
+  auto reverse = client ? reverse_name(client->ip) : std::nullopt;
+  if (client) l->client = *client;
+  if (reverse) l->reverse = *reverse;
+  client_lookups_.emplace(id, std::move(l));
+  if (!reverse) {
+    std::string why = fmt::format("not an IP address: \"{}\"", ip);
+    return defer([this, id, why = std::move(why)] { finish_client(id, Status::permanent, "", why); });
+  }
+  lookup_record(*reverse, RecordType::ptr, [this, id](const AnswerPtr& a) { on_ptr_answer(id, *a); });
+}
+
+void Resolver::Impl::on_ptr_answer(uint64_t id, const RecordAnswer& answer) {
+  ClientLookup* l = find_client(id);
+  if (!l) return;
+  switch (answer.kind) {
+    case AnswerKind::ok:
+      if (answer.names.empty())
+        return finish_client(id, Status::permanent, "", "PTR record names no valid host name");
+      l->names.assign(
+          answer.names.begin(),
+          answer.names.begin() + static_cast<long>(std::min(answer.names.size(), options_.max_ptr_names)));
+      return check_next_name(*l);
+    case AnswerKind::nodata:
+      return finish_client(id, Status::permanent, "", "no PTR record");
+    case AnswerKind::nxdomain:
+      return finish_client(id, Status::permanent, "", "no PTR record (NXDOMAIN)");
+    default:
+      return finish_client(id, status_of(answer.kind), "",
+                           fmt::format("PTR lookup for {} failed: {}", l->reverse, answer.reason));
+  }
+}
+
+void Resolver::Impl::check_next_name(ClientLookup& l) {
+  if (l.next >= l.names.size())
+    return finish_client(l.id, l.temporary ? Status::temporary : Status::permanent, "", l.reasons);
+  RecordType type = l.client.family == Family::ipv4 ? RecordType::a : RecordType::aaaa;
+  lookup_record(l.names[l.next], type, [this, id = l.id](const AnswerPtr& a) { on_forward_answer(id, *a); });
+}
+
+void Resolver::Impl::on_forward_answer(uint64_t id, const RecordAnswer& answer) {
+  ClientLookup* l = find_client(id);
+  if (!l) return;
+  const std::string& name = l->names[l->next];
+  std::string why;
+  switch (answer.kind) {
+    case AnswerKind::ok:
+      if (std::find(answer.addresses.begin(), answer.addresses.end(), l->client) != answer.addresses.end())
+        return finish_client(id, Status::ok, name, "");
+      [[fallthrough]];
+    case AnswerKind::nodata:
+    case AnswerKind::nxdomain:
+    case AnswerKind::permanent:
+      why = fmt::format("name '{}' does not resolve to {}", name, l->client.ip);
+      break;
+    case AnswerKind::cancelled:
+      return finish_client(id, Status::cancelled, "", "resolver shut down");
+    case AnswerKind::temporary:
+      l->temporary = true;
+      why = fmt::format("name '{}': {} lookup failed: {}", name,
+                        l->client.family == Family::ipv4 ? "A" : "AAAA", answer.reason);
+      break;
+  }
+  l->reasons += (l->reasons.empty() ? "" : "; ") + why;
+  ++l->next;
+  check_next_name(*l);
+}
+
+void Resolver::Impl::finish_client(uint64_t id, Status status, std::string name, std::string reason) {
+  auto it = client_lookups_.find(id);
+  if (it == client_lookups_.end()) return;
+  auto cb = std::move(it->second->cb);
+  client_lookups_.erase(it);
+  cb(client_name(status, std::move(name), std::move(reason)));  // may destroy *this
+}
+
 // ---- public face ----------------------------------------------------------------------------
 
 Result<std::unique_ptr<Resolver>> Resolver::create(uv_loop_s* loop, Options options) {
@@ -388,6 +510,10 @@ void Resolver::resolve_host(const std::string& host, uint16_t port, NextHopsCall
 
 void Resolver::resolve_hosts(const std::vector<HostPort>& hosts, NextHopsCallback cb) {
   impl_->resolve_hosts(hosts, std::move(cb));
+}
+
+void Resolver::resolve_client_name(const std::string& ip, ClientNameCallback cb) {
+  impl_->resolve_client_name(ip, std::move(cb));
 }
 
 size_t Resolver::in_flight() const {

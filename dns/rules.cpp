@@ -1,5 +1,5 @@
 // dns/rules.cpp — the pure delivery rules: MX planning (RFC 5321 §5.1, RFC 7505 null MX, mail
-// loop detection), address-family ordering, host:port parsing, name helpers. No sockets, no
+// loop detection), address-family ordering, host:port parsing, name helpers, reverse names. No sockets, no
 // loop, randomness only through the caller's generator — so every rule is unit-tested.
 #include <arpa/inet.h>
 
@@ -201,7 +201,73 @@ bool restricted_address(const std::string& ip) {
   return a[0] == 0xff;                                         // ff00::/8 multicast
 }
 
+namespace {
+
+constexpr unsigned char kMappedPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+// `ip` as bytes (4 for IPv4, 16 for IPv6); an IPv4-mapped address gives its 4 IPv4 bytes.
+std::optional<Family> parse_ip(std::string_view ip, unsigned char (&out)[16]) {
+  if (ip.find('\0') != std::string_view::npos) return std::nullopt;  // inet_pton would stop there
+  std::string text(ip);
+  if (inet_pton(AF_INET, text.c_str(), out) == 1) return Family::ipv4;
+  if (inet_pton(AF_INET6, text.c_str(), out) != 1) return std::nullopt;
+  if (!std::equal(kMappedPrefix, kMappedPrefix + 12, out)) return Family::ipv6;
+  std::copy(out + 12, out + 16, out);
+  return Family::ipv4;
+}
+
+bool is_ldh(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
+}
+
+}  // namespace
+
+std::optional<std::string> reverse_name(std::string_view ip) {
+  unsigned char a[16];
+  auto family = parse_ip(ip, a);
+  if (!family) return std::nullopt;
+  std::string out;
+  if (*family == Family::ipv4) {
+    for (int i = 3; i >= 0; --i) out += std::to_string(a[i]) + '.';
+    return out + "in-addr.arpa";
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (int i = 15; i >= 0; --i) {
+    out += kHex[a[i] & 0x0f];
+    out += '.';
+    out += kHex[a[i] >> 4];
+    out += '.';
+  }
+  return out + "ip6.arpa";
+}
+
 namespace detail {
+
+bool valid_host_name(std::string_view name) {
+  if (name.empty() || name.size() > 253) return false;
+  bool numeric = true;
+  size_t start = 0;
+  while (start <= name.size()) {
+    size_t dot = std::min(name.find('.', start), name.size());
+    std::string_view label = name.substr(start, dot - start);
+    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') return false;
+    for (char c : label) {
+      if (!is_ldh(c)) return false;
+      numeric &= c >= '0' && c <= '9';
+    }
+    start = dot + 1;
+  }
+  return !numeric;
+}
+
+std::optional<Address> canonical_address(std::string_view ip) {
+  unsigned char a[16];
+  auto family = parse_ip(ip, a);
+  if (!family) return std::nullopt;
+  char text[INET6_ADDRSTRLEN] = {};
+  if (!inet_ntop(*family == Family::ipv4 ? AF_INET : AF_INET6, a, text, sizeof text)) return std::nullopt;
+  return Address{text, *family};
+}
 
 std::optional<Family> ip_literal_family(const std::string& text) {
   unsigned char buf[16];

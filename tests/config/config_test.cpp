@@ -374,6 +374,7 @@ listen:
     max_recipients: 200
     timeout: 2m
     min_data_rate: 0
+    reverse_lookup: false
   - address: "[::1]:25"
   - address: "[::]:465"
     relay_from: []
@@ -422,6 +423,7 @@ rewrite: { envelope_from: bounce@example.com, masquerade_domains: [Example.COM, 
   CHECK(a.timeout == 2min);
   CHECK(a.max_sessions_per_client == 5);
   CHECK(a.min_data_rate == 0);
+  CHECK_FALSE(a.reverse_lookup);
 
   const Listener& b = c.listen[1];  // every key but address at its default
   CHECK(b.host == "::1");
@@ -444,6 +446,7 @@ rewrite: { envelope_from: bounce@example.com, masquerade_domains: [Example.COM, 
   CHECK(b.timeout == 5min);
   CHECK(b.max_sessions_per_client == 50);
   CHECK(b.min_data_rate == 500);
+  CHECK(b.reverse_lookup);
 
   CHECK(c.listen[2].host == "::");  // [::]:465 and 127.0.0.1:465 do not overlap (IPV6_V6ONLY)
   CHECK(c.listen[2].port == 465);

@@ -55,6 +55,13 @@ TEST_CASE("spool_address qualifies a bare postmaster only", "[listener][policy]"
 }
 
 TEST_CASE("client names and address literals", "[listener][policy]") {
+  CHECK_FALSE(needs_name_lookup("127.0.0.1"));
+  CHECK_FALSE(needs_name_lookup("::1"));
+  CHECK_FALSE(needs_name_lookup("::ffff:127.0.0.1"));
+  CHECK(needs_name_lookup("127.0.1.1"));
+  CHECK(needs_name_lookup("127.0.0.2"));
+  CHECK(needs_name_lookup("192.0.2.1"));
+  CHECK(needs_name_lookup("2001:db8::1"));
   CHECK(client_name("127.0.0.1") == "localhost");
   CHECK(client_name("127.0.0.2") == "localhost");
   CHECK(client_name("::1") == "localhost");

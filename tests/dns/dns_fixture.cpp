@@ -141,6 +141,14 @@ NextHops host(Loop& loop, Resolver& r, const std::string& name, uint16_t port) {
   return std::move(*got);
 }
 
+ClientName client_name(Loop& loop, Resolver& r, const std::string& ip) {
+  std::optional<ClientName> got;
+  r.resolve_client_name(ip, [&](ClientName n) { got = std::move(n); });
+  if (!loop.run_until([&] { return got.has_value(); }, 10s))
+    throw std::runtime_error("lookup never finished");
+  return std::move(*got);
+}
+
 std::vector<std::string> hosts_of(const NextHops& r) {
   std::vector<std::string> out;
   for (const auto& h : r.hops) out.push_back(h.host);

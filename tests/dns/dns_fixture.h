@@ -27,7 +27,7 @@ class Dnsmasq {
   explicit Dnsmasq(std::vector<std::string> extra_args);
   int port() const { return port_; }
   std::string server() const { return "127.0.0.1:" + std::to_string(port_); }
-  // How many queries of `type` ("MX", "A", "AAAA") for `name` the server has logged.
+  // How many queries of `type` ("MX", "A", "AAAA", "PTR") for `name` the server has logged.
   int queries(const std::string& name, const std::string& type) const;
   int all_queries() const;
 
@@ -89,6 +89,7 @@ Options test_options(const std::string& server);
 // One lookup, run to completion (bounded).
 NextHops next_hops(Loop& loop, Resolver& r, const std::string& domain);
 NextHops host(Loop& loop, Resolver& r, const std::string& host, uint16_t port);
+ClientName client_name(Loop& loop, Resolver& r, const std::string& ip);
 
 std::vector<std::string> hosts_of(const NextHops& r);
 std::vector<int> preferences_of(const NextHops& r);

@@ -34,6 +34,13 @@ int settled(const std::function<int()>& count) {
   return count();
 }
 
+// "127.0.0.1:port" as dnsmasq's --server wants it: "127.0.0.1#port".
+std::string hole_upstream(const BlackHole& hole) {
+  std::string s = hole.server();
+  s[s.rfind(':')] = '#';
+  return s;
+}
+
 }  // namespace
 
 TEST_CASE("MX hosts come back sorted by preference with their addresses", "[dns][integration]") {
@@ -512,5 +519,186 @@ TEST_CASE("create() checks the server list; an empty host list fails", "[dns][in
   REQUIRE(loop.run_until([&] { return none.has_value(); }));
   CHECK(none->status == Status::permanent);
   r.reset();
+  CHECK(loop.drain_and_close() == 0);
+}
+
+TEST_CASE("client names: a PTR name counts only when it resolves back to the address", "[dns][integration]") {
+  Responder servfail("servfail");
+  std::vector<std::string> args = {
+      "--local=/in-addr.arpa/",
+      "--local=/ip6.arpa/",                    // reverse names without records: NXDOMAIN
+      "--host-record=client2.test,127.0.0.2",  // A and PTR
+      "--ptr-record=3.0.0.127.in-addr.arpa,liar.test",
+      "--address=/liar.test/127.0.0.9",
+      "--ptr-record=5.0.0.127.in-addr.arpa,wrong.test",
+      "--ptr-record=5.0.0.127.in-addr.arpa,right.test",
+      "--address=/wrong.test/127.0.0.50",
+      "--address=/right.test/127.0.0.5",
+      "--ptr-record=6.0.0.127.in-addr.arpa,x.servfail.test",
+      "--server=/servfail.test/127.0.0.1#" + std::to_string(servfail.port()),
+      "--host-record=client6.test,fd00::2",  // AAAA and PTR
+      "--ptr-record=3.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa,client6.test",
+      "--ptr-record=4.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa,client2.test"};
+  for (int i = 1; i <= 7; ++i)  // names that do not exist (NXDOMAIN under .test)
+    args.push_back("--ptr-record=7.0.0.127.in-addr.arpa,n" + std::to_string(i) + ".many.test");
+  Dnsmasq dns(args);
+  Loop loop;
+  auto r = make_resolver(loop, test_options(dns.server()));
+
+  SECTION("verified, also given as IPv4-mapped IPv6; the PTR answer is cached") {
+    ClientName n = client_name(loop, *r, "127.0.0.2");
+    CHECK(n.status == Status::ok);
+    CHECK(n.name == "client2.test");
+    CHECK(n.reason.empty());
+    ClientName mapped = client_name(loop, *r, "::ffff:127.0.0.2");
+    CHECK(mapped.status == Status::ok);
+    CHECK(mapped.name == "client2.test");
+    CHECK(settled([&] { return dns.queries("2.0.0.127.in-addr.arpa", "PTR"); }) == 1);
+    CHECK(dns.queries("client2.test", "A") == 1);
+    CHECK(dns.queries("client2.test", "AAAA") == 0);
+  }
+  SECTION("a PTR name resolving to another address is permanent \"unknown\"") {
+    ClientName n = client_name(loop, *r, "127.0.0.3");
+    CHECK(n.status == Status::permanent);
+    CHECK(n.name == "unknown");
+    CHECK_THAT(n.reason, Catch::Contains("name 'liar.test' does not resolve to 127.0.0.3"));
+  }
+  SECTION("no PTR record (NXDOMAIN) is permanent \"unknown\"") {
+    ClientName n = client_name(loop, *r, "127.0.0.4");
+    CHECK(n.status == Status::permanent);
+    CHECK(n.name == "unknown");
+    CHECK_THAT(n.reason, Catch::Contains("no PTR record"));
+  }
+  SECTION("of several PTR names the one that resolves back counts") {
+    ClientName n = client_name(loop, *r, "127.0.0.5");
+    CHECK(n.status == Status::ok);
+    CHECK(n.name == "right.test");
+  }
+  SECTION("a forward lookup that fails for now is temporary, not a mismatch") {
+    ClientName n = client_name(loop, *r, "127.0.0.6");
+    CHECK(n.status == Status::temporary);
+    CHECK(n.name == "unknown");
+    CHECK_THAT(n.reason, Catch::Contains("x.servfail.test"));
+  }
+  SECTION("at most max_ptr_names names are looked up") {
+    ClientName n = client_name(loop, *r, "127.0.0.7");
+    CHECK(n.status == Status::permanent);
+    CHECK_THAT(n.reason, Catch::Contains("does not resolve to 127.0.0.7"));
+    auto forward = [&] {
+      int sum = 0;
+      for (int i = 1; i <= 7; ++i) sum += dns.queries("n" + std::to_string(i) + ".many.test", "A");
+      return sum;
+    };
+    CHECK(settled(forward) == 5);
+  }
+  SECTION("IPv6: the PTR name needs an AAAA record holding the address") {
+    ClientName n = client_name(loop, *r, "fd00::2");
+    CHECK(n.status == Status::ok);
+    CHECK(n.name == "client6.test");
+    ClientName spelled = client_name(loop, *r, "FD00:0:0::2");
+    CHECK(spelled.name == "client6.test");
+
+    ClientName other = client_name(loop, *r, "fd00::3");
+    CHECK(other.status == Status::permanent);
+    CHECK_THAT(other.reason, Catch::Contains("name 'client6.test' does not resolve to fd00::3"));
+
+    ClientName v4_only = client_name(loop, *r, "fd00::4");  // client2.test has an A record only
+    CHECK(v4_only.status == Status::permanent);
+    CHECK(v4_only.name == "unknown");
+    CHECK(settled([&] { return dns.queries("client2.test", "AAAA"); }) == 1);
+  }
+  SECTION("text that is not an address: permanent, no query, never from inside the call") {
+    std::optional<ClientName> got;
+    r->resolve_client_name("client.example", [&](ClientName n) { got = std::move(n); });
+    CHECK_FALSE(got.has_value());
+    REQUIRE(loop.run_until([&] { return got.has_value(); }));
+    CHECK(got->status == Status::permanent);
+    CHECK(got->name == "unknown");
+    CHECK_THAT(got->reason, Catch::Contains("not an IP address"));
+    CHECK(dns.all_queries() == 0);
+  }
+  r.reset();
+  CHECK(loop.drain_and_close() == 0);
+}
+
+TEST_CASE("client names: SERVFAIL and timeouts of the PTR lookup are temporary \"unknown\"",
+          "[dns][integration]") {
+  Responder servfail("servfail");
+  BlackHole hole;
+  Loop loop;
+
+  SECTION("SERVFAIL") {
+    auto r = make_resolver(loop, test_options(servfail.server()));
+    ClientName n = client_name(loop, *r, "192.0.2.1");
+    CHECK(n.status == Status::temporary);
+    CHECK(n.name == "unknown");
+    CHECK_THAT(n.reason, Catch::Contains("SERVFAIL"));
+    CHECK_THAT(n.reason, Catch::Contains("1.2.0.192.in-addr.arpa"));
+  }
+  SECTION("a server that never answers: bounded by the DNS timeouts") {
+    auto r = make_resolver(loop, test_options(hole.server()));
+    auto t0 = std::chrono::steady_clock::now();
+    ClientName n = client_name(loop, *r, "2001:db8::1");
+    auto took = std::chrono::steady_clock::now() - t0;
+    CHECK(n.status == Status::temporary);
+    CHECK(n.name == "unknown");
+    CHECK_THAT(n.reason, Catch::Contains("timeout"));
+    CHECK(took >= 250ms);
+    CHECK(took < 3s);
+  }
+  CHECK(loop.drain_and_close() == 0);
+}
+
+TEST_CASE("destroying the resolver cancels client-name lookups exactly once", "[dns][integration]") {
+  BlackHole hole;
+  Dnsmasq dns(
+      {"--ptr-record=8.0.0.127.in-addr.arpa,x.hole.test", "--server=/hole.test/" + hole_upstream(hole)});
+  Loop loop;
+  int fds_before = open_fd_count();
+
+  SECTION("waiting for the PTR answer or for the forward one") {
+    auto r = make_resolver(loop, test_options(dns.server()));
+    auto silent = make_resolver(loop, test_options(hole.server()));
+    int calls = 0, silent_calls = 0;
+    ClientName got, silent_got;
+    r->resolve_client_name("127.0.0.8", [&](ClientName n) {
+      ++calls;
+      got = std::move(n);
+    });
+    silent->resolve_client_name("127.0.0.8", [&](ClientName n) {
+      ++silent_calls;
+      silent_got = std::move(n);
+    });
+    // dnsmasq answers the PTR at once and forwards the A query of x.hole.test into the hole.
+    REQUIRE(loop.run_until([&] { return dns.queries("x.hole.test", "A") == 1; }, 2s));
+    CHECK(r->in_flight() == 1);
+    CHECK(silent->in_flight() == 1);
+    r.reset();
+    silent.reset();
+    CHECK(calls == 1);
+    CHECK(got.status == Status::cancelled);
+    CHECK(got.name == "unknown");
+    CHECK(silent_calls == 1);
+    CHECK(silent_got.status == Status::cancelled);
+  }
+  SECTION("from inside a callback, with a new client-name lookup started during shutdown") {
+    auto r = make_resolver(loop, test_options(hole.server()));
+    Resolver* raw = r.get();
+    int cancelled = 0, late = 0;
+    r->resolve_client_name("192.0.2.1", [&](ClientName n) {
+      CHECK(n.status == Status::cancelled);
+      ++cancelled;
+      raw->resolve_client_name("192.0.2.2", [&](ClientName n2) {  // cancelled at once
+        CHECK(n2.status == Status::cancelled);
+        ++late;
+      });
+    });
+    r->resolve_host("127.0.0.1", 25, [&](NextHops) { r.reset(); });
+    REQUIRE(loop.run_until([&] { return r == nullptr; }, 2s));
+    CHECK(cancelled == 1);
+    CHECK(late == 1);
+  }
+  loop.drain();
+  CHECK(open_fd_count() == fds_before);
   CHECK(loop.drain_and_close() == 0);
 }

@@ -1,10 +1,11 @@
 // tests/dns/rules_test.cpp — the pure parts of dns/ on fixed inputs, no sockets: MX planning
-// (order, shuffle, null MX, mail loops), address ordering, host:port parsing, answer parsing
-// of hand-built packets, and the TTL cache. Table-driven where the cases are data.
+// (order, shuffle, null MX, mail loops), address ordering, host:port parsing, reverse names,
+// answer parsing of hand-built packets, and the TTL cache. Table-driven where the cases are data.
 #include <ares.h>
 #include <catch2/catch.hpp>
 
 #include <map>
+#include <optional>
 #include <set>
 
 #include "dns/answer.h"
@@ -39,15 +40,17 @@ class Packet {
   }
   Packet& answer(int type, uint32_t ttl, const std::vector<unsigned char>& rdata) {
     put16(0xC00C);  // owner: the question name
-    put16(type);
-    put16(1);
-    put32(ttl);
-    put16(static_cast<unsigned>(rdata.size()));
-    bytes_.insert(bytes_.end(), rdata.begin(), rdata.end());
-    ++ancount_;
-    bytes_[6] = static_cast<unsigned char>(ancount_ >> 8);
-    bytes_[7] = static_cast<unsigned char>(ancount_);
-    return *this;
+    return rest_of_answer(type, ttl, rdata);
+  }
+  Packet& answer_for(const std::string& owner, int type, uint32_t ttl,
+                     const std::vector<unsigned char>& rdata) {
+    put_name(owner);
+    return rest_of_answer(type, ttl, rdata);
+  }
+  static std::vector<unsigned char> name(const std::string& host) {
+    Packet tmp;
+    tmp.put_name(host);
+    return tmp.bytes_;
   }
   static std::vector<unsigned char> mx(int pref, const std::string& host) {
     Packet tmp;
@@ -61,6 +64,17 @@ class Packet {
 
  private:
   Packet() = default;
+  Packet& rest_of_answer(int type, uint32_t ttl, const std::vector<unsigned char>& rdata) {
+    put16(type);
+    put16(1);
+    put32(ttl);
+    put16(static_cast<unsigned>(rdata.size()));
+    bytes_.insert(bytes_.end(), rdata.begin(), rdata.end());
+    ++ancount_;
+    bytes_[6] = static_cast<unsigned char>(ancount_ >> 8);
+    bytes_[7] = static_cast<unsigned char>(ancount_);
+    return *this;
+  }
   void put16(unsigned v) {
     bytes_.push_back(static_cast<unsigned char>(v >> 8));
     bytes_.push_back(static_cast<unsigned char>(v));
@@ -389,5 +403,200 @@ TEST_CASE("restricted addresses: this host, this network, link-local, multicast;
   for (const Row& r : rows) {
     INFO(r.ip);
     CHECK(spoold::dns::restricted_address(r.ip) == r.restricted);
+  }
+}
+
+TEST_CASE("reverse_name: in-addr.arpa for IPv4 (also IPv4-mapped), nibbles for IPv6", "[dns][unit]") {
+  struct Row {
+    std::string ip;
+    std::optional<std::string> name;
+  };
+  const Row rows[] = {
+      {"127.0.0.2", "2.0.0.127.in-addr.arpa"},
+      {"192.0.2.10", "10.2.0.192.in-addr.arpa"},
+      {"0.0.0.0", "0.0.0.0.in-addr.arpa"},
+      {"255.255.255.255", "255.255.255.255.in-addr.arpa"},
+      {"::ffff:192.0.2.10", "10.2.0.192.in-addr.arpa"},
+      {"::FFFF:127.0.0.2", "2.0.0.127.in-addr.arpa"},
+      {"2001:db8::1", "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa"},
+      {"2001:DB8:0:0:0:0:0:1", "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa"},
+      {"fd00::2", "2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa"},
+      {"::1", "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa"},
+      {"abcd:ef01:2345:6789:abcd:ef01:2345:6789",
+       "9.8.7.6.5.4.3.2.1.0.f.e.d.c.b.a.9.8.7.6.5.4.3.2.1.0.f.e.d.c.b.a.ip6.arpa"},
+      {"::ffff:0:1", "1.0.0.0.in-addr.arpa"},  // ::ffff:0.0.0.1
+      {"::ffff:0:0:1",
+       "1.0.0.0.0.0.0.0.0.0.0.0.f.f.f.f.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa"},  // not mapped
+      {"", std::nullopt},
+      {"client.example", std::nullopt},
+      {"127.0.0", std::nullopt},
+      {"127.0.0.256", std::nullopt},
+      {"1.2.3.4 ", std::nullopt},
+      {std::string("1.2.3.4\0junk", 12), std::nullopt},
+      {"[::1]", std::nullopt},
+      {"fe80::1%eth0", std::nullopt},
+      {"2001:db8::1::2", std::nullopt},
+  };
+  for (const Row& r : rows) {
+    INFO(r.ip);
+    CHECK(reverse_name(r.ip).value_or("(none)") == r.name.value_or("(none)"));
+  }
+  CHECK(reverse_name("::1")->size() == 64 + 8);  // 32 nibbles and dots, "ip6.arpa"
+}
+
+TEST_CASE("canonical_address and valid_host_name", "[dns][unit]") {
+  CHECK(canonical_address("127.0.0.2") == Address{"127.0.0.2", Family::ipv4});
+  CHECK(canonical_address("::FFFF:127.0.0.2") == Address{"127.0.0.2", Family::ipv4});
+  CHECK(canonical_address("2001:DB8:0::0:1") == Address{"2001:db8::1", Family::ipv6});
+  CHECK_FALSE(canonical_address("localhost").has_value());
+
+  struct Row {
+    std::string name;
+    bool valid;
+  };
+  const Row rows[] = {
+      {"client.example", true},
+      {"mail-1.example", true},
+      {"xn--bcher-kva.example", true},
+      {"localhost", true},
+      {"1host.example", true},
+      {"1.2.3.example", true},
+      {std::string(63, 'a') + ".example", true},
+      {"", false},
+      {"-a.example", false},
+      {"a-.example", false},
+      {"a..example", false},
+      {".example", false},
+      {"example.", false},  // names arrive normalized
+      {"under_score.example", false},
+      {"sp ace.example", false},
+      {"a\\.b.example", false},  // an escaped dot inside a label
+      {"b\xc3\xbc"
+       "cher.example",
+       false},
+      {"1.2.3.4", false},  // would pass for an address in "NAME[IP]"
+      {"1234", false},
+      {std::string(64, 'a') + ".example", false},
+  };
+  for (const Row& r : rows) {
+    INFO(r.name);
+    CHECK(valid_host_name(r.name) == r.valid);
+  }
+  std::string longest;
+  while (longest.size() < 253) longest += longest.empty() ? "a" : ".a";  // 127 labels, 253 octets
+  CHECK(longest.size() == 253);
+  CHECK(valid_host_name(longest));
+  CHECK_FALSE(valid_host_name(longest + "a"));
+}
+
+TEST_CASE("parse_answer reads PTR names: valid host names only, lower-case, once each", "[dns][unit]") {
+  const std::string q = "2.0.0.127.in-addr.arpa";
+  Packet p(q, 12);
+  p.answer(12, 600, Packet::name("Client2.Test"))
+      .answer(12, 300, Packet::name("bad_name.test"))
+      .answer(12, 900, Packet::name("client2.test"))
+      .answer(12, 700, Packet::name("1.2.3.4"))
+      .answer(12, 800, Packet::name("other.test"));
+  RecordAnswer a = parse_answer(RecordType::ptr, ARES_SUCCESS, p.data(), p.size());
+  REQUIRE(a.kind == AnswerKind::ok);
+  CHECK(a.names == std::vector<std::string>{"client2.test", "other.test"});
+  CHECK(a.ttl == 300);  // every PTR record of the owner counts, the skipped ones too
+
+  SECTION("a name compressed against the question") {
+    Packet c(q, 12);
+    std::vector<unsigned char> rdata = {4,   'h',  'o',       's',
+                                        't', 0xC0, 12 + 2 + 2};  // "host" + "0.127.in-addr.arpa"
+    c.answer(12, 60, rdata);
+    RecordAnswer ca = parse_answer(RecordType::ptr, ARES_SUCCESS, c.data(), c.size());
+    REQUIRE(ca.kind == AnswerKind::ok);
+    CHECK(ca.names == std::vector<std::string>{"host.0.127.in-addr.arpa"});
+  }
+  SECTION("only junk names: ok, but no name") {
+    Packet j(q, 12);
+    j.answer(12, 60, Packet::name("-x.test")).answer(12, 60, {5, 'a', '.', 'b', ' ', 'c', 0});
+    RecordAnswer ja = parse_answer(RecordType::ptr, ARES_SUCCESS, j.data(), j.size());
+    CHECK(ja.kind == AnswerKind::ok);
+    CHECK(ja.names.empty());
+  }
+  SECTION("a label holding a dot is not two labels") {
+    Packet d(q, 12);
+    d.answer(12, 60, {9, 'e', 'v', 'i', 'l', '.', 't', 'e', 's', 't', 0});
+    CHECK(parse_answer(RecordType::ptr, ARES_SUCCESS, d.data(), d.size()).names.empty());
+  }
+  SECTION("RFC 2317: the PTR sits at the CNAME target; records of other owners are ignored") {
+    Packet c(q, 12);
+    c.answer(5, 120, Packet::name("2.0/25.0.0.127.in-addr.arpa"))
+        .answer_for("2.0/25.0.0.127.in-addr.arpa", 12, 60, Packet::name("classless.test"))
+        .answer_for("3.0.0.127.in-addr.arpa", 12, 60, Packet::name("stranger.test"));
+    RecordAnswer ca = parse_answer(RecordType::ptr, ARES_SUCCESS, c.data(), c.size());
+    REQUIRE(ca.kind == AnswerKind::ok);
+    CHECK(ca.names == std::vector<std::string>{"classless.test"});
+    CHECK(ca.ttl == 60);
+
+    Packet only_cname(q, 12);
+    only_cname.answer(5, 120, Packet::name("2.0/25.0.0.127.in-addr.arpa"));
+    CHECK(parse_answer(RecordType::ptr, ARES_SUCCESS, only_cname.data(), only_cname.size()).kind ==
+          AnswerKind::nodata);
+  }
+  SECTION("c-ares statuses map as for the other types") {
+    CHECK(parse_answer(RecordType::ptr, ARES_ENOTFOUND, nullptr, 0).kind == AnswerKind::nxdomain);
+    CHECK(parse_answer(RecordType::ptr, ARES_ENODATA, nullptr, 0).kind == AnswerKind::nodata);
+    CHECK(parse_answer(RecordType::ptr, ARES_ESERVFAIL, nullptr, 0).kind == AnswerKind::temporary);
+    CHECK(parse_answer(RecordType::ptr, ARES_ETIMEOUT, nullptr, 0).kind == AnswerKind::temporary);
+  }
+  CHECK(RecordCache::key(q, RecordType::ptr) == "PTR " + q);
+}
+
+TEST_CASE("parse_answer survives malformed PTR answers", "[dns][unit]") {
+  const std::string q = "2.0.0.127.in-addr.arpa";
+  Packet p(q, 12);
+  p.answer(12, 600, Packet::name("client2.test"));
+  for (int len = 0; len < p.size(); ++len) {
+    INFO(len);
+    RecordAnswer a = parse_answer(RecordType::ptr, ARES_SUCCESS, p.data(), len);
+    CHECK(a.kind == AnswerKind::temporary);
+    CHECK(a.names.empty());
+  }
+  auto parse = [](const std::vector<unsigned char>& bytes) {
+    return parse_answer(RecordType::ptr, ARES_SUCCESS, bytes.data(), static_cast<int>(bytes.size()));
+  };
+  const size_t rdata = p.bytes_.size() - Packet::name("client2.test").size();
+  SECTION("a pointer loop in the PTR name") {
+    std::vector<unsigned char> evil = p.bytes_;
+    evil[rdata] = 0xC0;
+    evil[rdata + 1] = static_cast<unsigned char>(rdata);
+    CHECK(parse(evil).kind == AnswerKind::temporary);
+  }
+  SECTION("a pointer past the end") {
+    std::vector<unsigned char> evil = p.bytes_;
+    evil[rdata] = 0xFF;
+    evil[rdata + 1] = 0xFF;
+    CHECK(parse(evil).kind == AnswerKind::temporary);
+  }
+  SECTION("a name running past its RDATA") {
+    std::vector<unsigned char> evil = p.bytes_;
+    evil[rdata - 1] = 3;  // RDLENGTH 3: the 14-byte name stays inside the packet, not the record
+    CHECK(parse(evil).kind == AnswerKind::temporary);
+  }
+  SECTION("more answers claimed than present") {
+    std::vector<unsigned char> evil = p.bytes_;
+    evil[7] = 2;
+    CHECK(parse(evil).kind == AnswerKind::temporary);
+  }
+  SECTION("no question") {
+    std::vector<unsigned char> evil = p.bytes_;
+    evil[5] = 0;
+    CHECK(parse(evil).kind == AnswerKind::temporary);
+  }
+  SECTION("a name over 255 octets through pointers") {
+    // Five labels of 63 octets: each one in bounds, the whole name over 255 (RFC 1035 §3.1).
+    Packet big(q, 12);
+    std::vector<unsigned char> label(1, 63);
+    label.insert(label.end(), 63, 'a');
+    std::vector<unsigned char> rd;
+    for (int i = 0; i < 5; ++i) rd.insert(rd.end(), label.begin(), label.end());
+    rd.push_back(0);
+    big.answer(12, 60, rd);
+    CHECK(parse(big.bytes_).kind == AnswerKind::temporary);
   }
 }

@@ -75,7 +75,11 @@ Json status(const Env& env) {
 ListenEnv::ListenEnv(const std::string& listen_extra, const std::string& extra_yaml,
                      std::vector<std::string> sink_args)
     : port(free_port()),
-      env("listen:\n  - address: \"127.0.0.1:" + std::to_string(port) + "\"\n" + listen_extra + extra_yaml,
+      env("listen:\n  - address: \"127.0.0.1:" + std::to_string(port) + "\"\n" +
+              // No reverse lookups (against this machine's own resolver) unless a test asks.
+              (listen_extra.find("reverse_lookup:") == std::string::npos ? "    reverse_lookup: false\n"
+                                                                         : "") +
+              listen_extra + extra_yaml,
           true, std::move(sink_args)) {}
 
 void ListenEnv::start() {

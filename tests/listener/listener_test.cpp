@@ -20,6 +20,7 @@
 
 #include "control/json.h"
 #include "tests/daemon/harness.h"
+#include "tests/dns/dns_fixture.h"
 #include "tests/listener/clients.h"
 
 using namespace spoold::test;
@@ -57,6 +58,39 @@ TEST_CASE("a message sent with smtplib is stored, logged with client= and delive
   CHECK(log.find(id + ": client=localhost[127.0.0.1]:") != std::string::npos);
   CHECK(log.find(id + ": from=<app@client.test>") != std::string::npos);
   CHECK(log.find("connect from localhost[127.0.0.1]") != std::string::npos);
+  le.env.stop();
+}
+
+// Postfix's smtpd names a client by forward-confirmed reverse DNS: the PTR name counts only when
+// it resolves back to the client's address. 127.0.0.1 is "localhost" without a query.
+TEST_CASE("client names come from forward-confirmed reverse DNS", "[listener][dns]") {
+  spoold::dns::test::Dnsmasq dns({"--host-record=client2.test,127.0.0.2",  // A and PTR
+                                  "--ptr-record=3.0.0.127.in-addr.arpa,liar.test",
+                                  "--host-record=liar.test,127.0.0.9"});
+  ListenEnv le("    reverse_lookup: true\n",
+               "dns:\n  servers: [\"" + dns.server() + "\"]\n  timeout: 500ms\n  tries: 2\n");
+  le.start();
+  for (const char* source : {"127.0.0.2", "127.0.0.3", "127.0.0.1"}) {
+    auto res = le.send({"--source", source, "--to", std::string("x@example.test")});
+    REQUIRE(res.size() == 1);
+    CHECK(res[0]["ok"].as_bool());
+  }
+  REQUIRE(le.env.sink().wait_count(3, 20s));
+  const std::string log = le.env.log();
+  INFO(log);
+  CHECK(log.find("connect from client2.test[127.0.0.2]") != std::string::npos);
+  CHECK(log.find("client=client2.test[127.0.0.2]:") != std::string::npos);
+  CHECK(log.find("client=localhost[127.0.0.3]:") != std::string::npos);  // not confirmed: the fallback
+  CHECK(log.find("liar.test") == std::string::npos);
+  CHECK(log.find("client=localhost[127.0.0.1]:") != std::string::npos);
+  CHECK(dns.queries("2.0.0.127.in-addr.arpa", "PTR") >= 1);
+  CHECK(dns.queries("liar.test", "A") >= 1);
+  CHECK(dns.queries("1.0.0.127.in-addr.arpa", "PTR") == 0);
+  bool received = false;
+  for (const auto& m : le.env.sink().messages())
+    received =
+        received || m.data.find("Received: from client.test (client2.test [127.0.0.2])") != std::string::npos;
+  CHECK(received);
   le.env.stop();
 }
 
