@@ -9,6 +9,7 @@
 // work of run_in_pool.
 #pragma once
 
+#include <signal.h>
 #include <uv.h>
 
 #include <cstdint>
@@ -243,6 +244,49 @@ class Poll {
   using H = Handle<uv_poll_t, State>;
   H h_;
   int error_ = 0;
+};
+
+// A child process started with uv_spawn; fn(exit_status, term_signal) once it has exited. The
+// owner keeps the Process until then: a process handle closed early leaves its child unreaped.
+class Process {
+ public:
+  using Fn = std::function<void(std::int64_t exit_status, int term_signal)>;
+  Process() = default;
+  // Starts the child (options.exit_cb is set here). Returns 0, or the libuv error: the Process
+  // is then empty. libuv initialises the handle whether or not the spawn works, so a failed one
+  // is closed like any other.
+  int spawn(uv_loop_t* loop, uv_process_options_t options, Fn fn) {
+    int rc = 0;
+    (void)h_.init([&](uv_process_t* p) {
+      options.exit_cb = [](uv_process_t* proc, std::int64_t status, int sig) {
+        H::state_of(proc).fn(status, sig);
+      };
+      rc = uv_spawn(loop, p, &options);
+      return 0;
+    });
+    if (rc != 0) {
+      h_.close();
+      return rc;
+    }
+    h_.state()->fn.set(std::move(fn));
+    return 0;
+  }
+  int pid() const { return h_ ? h_.get()->pid : 0; }
+  // Signals the child's process group (spawned with UV_PROCESS_DETACHED: its own session). Never
+  // with pid 0, which would be our own group.
+  void kill_group(int sig) const {
+    if (int p = pid(); p > 0) ::kill(-p, sig);
+  }
+  void close() { h_.close(); }
+  explicit operator bool() const { return static_cast<bool>(h_); }
+
+ private:
+  struct State {
+    Callback<std::int64_t, int> fn;
+    void reset() { fn.reset(); }
+  };
+  using H = Handle<uv_process_t, State>;
+  H h_;
 };
 
 // Runs work on the libuv thread pool, then done on the loop thread; the job is freed after done.

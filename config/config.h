@@ -216,6 +216,26 @@ struct Listener {
   bool relay_allowed(const std::string& ip) const;
 };
 
+// hooks.on_outcome: a program given each selected outcome record as JSON on stdin
+// (daemon/hook_runner.h). exec is split into words without a shell: double or single quotes
+// group, a backslash in double quotes escapes the next character.
+struct OutcomeHook {
+  std::string exec;               // as written; "" = no hook
+  std::vector<std::string> argv;  // exec split; argv[0] an absolute path to an executable file
+  std::vector<std::string> statuses{"bounced", "expired"};  // of sent, deferred, bounced, expired
+  int max_running = 4;
+  Duration timeout = std::chrono::seconds(10);
+  bool enabled() const { return !argv.empty(); }
+  bool wants(const std::string& status) const;
+};
+
+struct Hooks {
+  OutcomeHook on_outcome;
+};
+
+// exec's words (see OutcomeHook); an unterminated quote is an error.
+Result<std::vector<std::string>> split_command(const std::string& text);
+
 struct Config {
   std::string source;  // the file it was read from ("<string>" for load_string)
   // Default: /etc/mailname, else the FQDN of gethostname(), else gethostname() with a warning
@@ -240,6 +260,7 @@ struct Config {
   std::string aliases_file;           // "" = none; read and checked at load time
   std::string admin_address;          // "" = bounce local mail without an alias
   Rewrite rewrite;
+  Hooks hooks;
 
   // What loaded but deserves a line in the log (once per load): "hostname: … using 'box'", an
   // aliases_file entry the config's aliases shadow. Each is one line, without a level.

@@ -345,7 +345,7 @@ class Loader {
   void load_root(const YAML::Node& root, Config& c) {
     each_key(root, "",
              {"hostname", "instance", "spool_dir", "control_socket", "queue", "delivery", "dns", "relays",
-              "routes", "logging", "listen", "aliases", "aliases_file", "admin_address", "rewrite"},
+              "routes", "logging", "listen", "aliases", "aliases_file", "admin_address", "rewrite", "hooks"},
              [&](const std::string& k, const YAML::Node& v) {
                if (k == "hostname") str(v, k, c.hostname);
                if (k == "instance") str(v, k, c.instance);
@@ -370,6 +370,10 @@ class Loader {
                  load_rewrite(v, "rewrite", r);
                  c.rewrite = c.rewrite.with(r);
                }
+               if (k == "hooks")
+                 each_key(v, "hooks", {"on_outcome"}, [&](const std::string&, const YAML::Node& h) {
+                   load_outcome_hook(h, c.hooks.on_outcome);
+                 });
              });
     // Routes refer to relays, so they are checked once all relays are known.
     if (auto r = root["routes"]) load_routes(r, c);
@@ -781,6 +785,39 @@ class Loader {
       if (kinds != 1) error(n[i], path, "needs exactly one of 'relay', 'hosts' or 'mx'");
       c.routes.push_back(std::move(r));
     }
+  }
+
+  void load_outcome_hook(const YAML::Node& n, OutcomeHook& h) {
+    const std::string path = "hooks.on_outcome";
+    each_key(
+        n, path, {"exec", "statuses", "max_running", "timeout"},
+        [&](const std::string& k, const YAML::Node& v) {
+          std::string key = path + "." + k;
+          if (k == "exec") {
+            if (!scalar(v, key, h.exec, "a command line")) return;
+            if (h.exec.empty()) return;
+            auto words = split_command(h.exec);
+            if (!words) return error(v, key, words.error().message);
+            if (words->empty() || words->front().empty()) return error(v, key, "names no program");
+            const std::string& prog = words->front();
+            struct stat st {};
+            if (prog.front() != '/') return error(v, key, fmt::format("'{}' must be an absolute path", prog));
+            if (::stat(prog.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || ::access(prog.c_str(), X_OK) != 0)
+              return error(v, key, fmt::format("'{}' is not an executable file", prog));
+            h.argv = std::move(*words);
+          }
+          if (k == "statuses") {
+            strings(
+                v, key, h.statuses,
+                [](const std::string& s) {
+                  return s == "sent" || s == "deferred" || s == "bounced" || s == "expired";
+                },
+                "is not sent, deferred, bounced or expired");
+            if (h.statuses.empty()) error(v, key, "expected at least one status");
+          }
+          if (k == "max_running") integer(v, key, h.max_running, 1, 64);
+          if (k == "timeout") duration(v, key, h.timeout, 1s, 1h);
+        });
   }
 
   void load_logging(const YAML::Node& n, Logging& l) {

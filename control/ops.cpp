@@ -70,6 +70,15 @@ Result<void> apply_one(spool::Spool& spool, Op op, spool::Claimed& c, int64_t no
       return spool.move(c, spool::Place::queue, 0, now);
     case Op::bounce:
       return make_error(std::string(kBounceNeedsDaemon));
+    case Op::withdraw:
+      if (place == spool::Place::failed) return make_error("in failed/ (it has its outcome)");
+      for (const auto& r : c.entry.recipients) {
+        if (r.state == spool::RcptState::sent) return make_error("some recipients were sent");
+        // smtp/engine.cpp's words for a temporary outcome after the final dot.
+        if (r.last_reply.find("possible duplicate") != std::string::npos)
+          return make_error("possibly delivered (deferred after the final dot)");
+      }
+      return spool.remove(c);
   }
   return make_error("unknown operation");
 }
@@ -178,12 +187,14 @@ std::string_view to_string(Op op) {
       return "requeue";
     case Op::bounce:
       return "bounce";
+    case Op::withdraw:
+      return "withdraw";
   }
   return "?";
 }
 
 std::optional<Op> parse_op(std::string_view cmd) {
-  for (auto op : {Op::hold, Op::release, Op::remove, Op::requeue, Op::bounce})
+  for (auto op : {Op::hold, Op::release, Op::remove, Op::requeue, Op::bounce, Op::withdraw})
     if (cmd == to_string(op)) return op;
   return std::nullopt;
 }

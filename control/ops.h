@@ -16,7 +16,7 @@
 
 namespace spoold::control {
 
-enum class Op { hold, release, remove, requeue, bounce };
+enum class Op { hold, release, remove, requeue, bounce, withdraw };
 std::string_view to_string(Op op);  // the protocol's command name ("delete" for remove)
 std::optional<Op> parse_op(std::string_view cmd);
 
@@ -41,6 +41,9 @@ FlushResult flush(spool::Spool& spool, const Selection& select, const std::vecto
 // hold: queue → hold/. release: hold/ → queue/0, due now. remove (`delete`): envelope and body go.
 // requeue: failed/ → queue/0 due now, every recipient not yet sent back to pending.
 // bounce: needs the daemon (it writes the DSN), so every id gets that error here.
+// withdraw (`sendmail -odi` after a deferral): delete, but only a message nothing may have
+// delivered: not in failed/, no recipient sent, no deferral after the final dot ("possible
+// duplicate" in a last reply); else the error says which.
 OpResult apply(spool::Spool& spool, Op op, const std::vector<std::string>& ids, int64_t now);
 
 // The whole request → response for a spool-only answer (status, list, show, flush, hold, release,

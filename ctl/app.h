@@ -22,7 +22,9 @@ int newaliases_main(const std::vector<std::string>& args);
 // Shared by the three: runs a parsed spoolctl command (also `sendmail -bp` and `-q`).
 int run_command(const CtlArgs& args, const char* prog);
 // Submits stdin as sendmail would; config_flag is spoolctl's --config for `spoolctl send`.
-int run_sendmail(const SendmailArgs& args, const std::string& config_flag);
+// failed_code: the exit code when a waiting submission (-odi/-odb) saw a recipient fail
+// permanently (69 EX_UNAVAILABLE for sendmail, 1 for spoolctl).
+int run_sendmail(const SendmailArgs& args, const std::string& config_flag, int failed_code = 69);
 // `sendmail -bs`: SMTP on stdin/stdout (ctl/smtp_stdio.cpp); 0 after QUIT.
 int run_sendmail_smtp(const SendmailArgs& args, const std::string& config_flag);
 // Checks the config's aliases and aliases_file (newaliases, sendmail -bi): 0 valid, 1 not.

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "common/ascii.h"
+#include "config/config.h"
 #include "spool/dsn.h"
 
 namespace spoold::ctl {
@@ -22,7 +23,7 @@ struct CommandSpec {
   bool filters;  // --tier / --domain (and for list --place / --limit)
 };
 
-constexpr std::array<CommandSpec, 11> kCommands{{
+constexpr std::array<CommandSpec, 12> kCommands{{
     {"status", IdRule::none, false},
     {"list", IdRule::none, true},
     {"show", IdRule::one, false},
@@ -34,6 +35,7 @@ constexpr std::array<CommandSpec, 11> kCommands{{
     {"requeue", IdRule::some, false},
     {"reload", IdRule::none, false},
     {"send", IdRule::any, false},
+    {"watch", IdRule::any, false},
 }};
 
 const CommandSpec* find_command(std::string_view name) {
@@ -205,11 +207,18 @@ class SendmailOptionParser {
     }
   }
 
-  // -oi means -i; -oem, -odi, -odb, -oX… and friends are about a sendmail we are not.
+  // -oi means -i; -odq/-odi/-odb choose how long to wait; -oem, -oX… and friends are about a
+  // sendmail we are not.
   Result<void> o_option(const std::string& rest) {
     if (rest.empty()) return make_error("option -o needs a letter (e.g. -oi)");
     if (rest == "i") {
       out_.ignore_dots = true;
+      return {};
+    }
+    if (rest == "dq" || rest == "di" || rest == "db") {
+      out_.submit = rest == "di"   ? SubmitMode::interactive
+                    : rest == "db" ? SubmitMode::background
+                                   : SubmitMode::deferred;
       return {};
     }
     ignored("-o" + rest);
@@ -264,6 +273,22 @@ Result<CtlArgs> parse_ctl_args(const std::vector<std::string>& args) {
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     if (out.command == "send") {  // everything after `send` belongs to the sendmail parser
+      if (is_option(a, "--mode") || is_option(a, "--timeout")) {  // … but these two
+        std::string name = a.substr(0, a.find('='));
+        auto v = option_value(args, i, name);
+        if (!v) return v.error();
+        if (name == "--mode") {
+          if (*v != "deferred" && *v != "interactive" && *v != "background")
+            return make_error("--mode must be deferred, interactive or background, not '" + *v + "'");
+          out.send_mode = *v;
+        } else {
+          auto d = config::parse_duration(*v);
+          if (!d || d->count() <= 0)
+            return make_error("--timeout needs a duration such as 90s or 2m, not '" + *v + "'");
+          out.send_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
+        }
+        continue;
+      }
       out.send_args.push_back(a);
       continue;
     }
@@ -277,6 +302,8 @@ Result<CtlArgs> parse_ctl_args(const std::vector<std::string>& args) {
   }
   if (out.help) return out;
   if (out.command.empty()) return make_error("no command given");
+  if (out.send_timeout && out.send_mode.empty())
+    return make_error("--timeout is for --mode interactive|background");
   if (auto r = check_command(out); !r) return r.error();
   return out;
 }
@@ -349,14 +376,17 @@ commands:
   bounce ID...                            return to sender now (needs the daemon)
   requeue ID...                           move failed messages back into the queue
   reload                                  make the daemon reread its config (needs the daemon)
-  send [sendmail options] [RCPT...]       submit a message read from stdin (like sendmail)
+  send [--mode deferred|interactive|background] [--timeout T] [sendmail options] [RCPT...]
+                                          submit a message read from stdin (like sendmail);
+                                          interactive/background wait for its outcome
+  watch [ID...]                           outcome records as they happen (needs the daemon)
 config: --config FILE, else $SPOOLD_CONFIG, else /etc/spoold/spoold.yaml
 )";
 }
 
 std::string_view sendmail_usage() {
   return R"(usage: sendmail [-t] [-i|-oi] [-f SENDER] [-F NAME] [-C CONFIG] [-N DSN] [-R full|hdrs]
-                [-V ENVID] [--] [RCPT...]
+                [-V ENVID] [-odq|-odi|-odb] [--] [RCPT...]
        sendmail -bs   (SMTP on stdin/stdout)
        sendmail -bp   (= mailq)        sendmail -q   (= spoolctl flush)
 reads a message on stdin; without -i a line with only "." ends it

@@ -4,6 +4,7 @@
 // the caller maps it to exit code 2 (spoolctl, mailq) or 64 EX_USAGE (sendmail).
 #pragma once
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -23,13 +24,15 @@ struct CtlArgs {
   std::string config;   // --config; "" = $SPOOLD_CONFIG or the default path
   bool json = false;    // --json
   bool help = false;    // -h / --help
-  std::string command;  // status list show flush hold release delete bounce requeue send
+  std::string command;  // status list show flush hold release delete bounce requeue send watch
   std::optional<int> tier;
   std::string domain;
   std::string place;  // list --place queue|hold|failed
   std::optional<int> limit;
   std::vector<std::string> ids;
   std::vector<std::string> send_args;  // `send …`: the rest, read as sendmail arguments
+  std::string send_mode;               // send --mode deferred|interactive|background ("" = deferred)
+  std::optional<std::chrono::milliseconds> send_timeout;  // send --timeout T
 };
 
 Result<CtlArgs> parse_ctl_args(const std::vector<std::string>& args);  // args without argv[0]
@@ -46,8 +49,14 @@ Result<NewaliasesArgs> parse_newaliases_args(const std::vector<std::string>& arg
 // What a sendmail command line asks for: -bm (the default), -bp, -q, -bi, -bs (SMTP on stdin/stdout).
 enum class SendmailMode { deliver, list, flush, newaliases, smtp };
 
+// How long a submission waits (docs/design.md "Submission modes"): deferred returns once the
+// message is durable; interactive and background wait for its outcome (-odi / -odb).
+enum class SubmitMode { deferred, interactive, background };
+
 struct SendmailArgs {
   SendmailMode mode = SendmailMode::deliver;
+  SubmitMode submit = SubmitMode::deferred;  // -odq / -odi / -odb
+  std::chrono::milliseconds wait_timeout{std::chrono::minutes(2)};
   std::string config;                 // -C FILE
   bool extract = false;               // -t: recipients from To/Cc/Bcc (added to any given here)
   bool ignore_dots = false;           // -i / -oi: a line with only "." does not end the message

@@ -14,6 +14,7 @@
 #include "ctl/app.h"
 #include "ctl/privileges.h"
 #include "ctl/submit.h"
+#include "ctl/wait.h"
 #include "spool/spool.h"
 
 namespace spoold::ctl {
@@ -79,7 +80,7 @@ Result<void> ensure_spool_layout(const config::Config& cfg) {
   return {};
 }
 
-int run_sendmail(const SendmailArgs& a, const std::string& config_flag) {
+int run_sendmail(const SendmailArgs& a, const std::string& config_flag, int failed_code) {
   // -bs: nothing on stderr at start (Symfony Mailer fails a transport whose stderr speaks).
   if (a.mode == SendmailMode::smtp) return run_sendmail_smtp(a, config_flag);
   for (const auto& w : a.warnings) std::fprintf(stderr, "sendmail: %s\n", w.c_str());
@@ -93,6 +94,8 @@ int run_sendmail(const SendmailArgs& a, const std::string& config_flag) {
   auto sub = build_submission(std::move(*message), submit_options(a, *cfg));
   if (!sub) return fail(sub.error().code ? sub.error().code : kExDataErr, sub.error().message);
   if (auto r = become_spool_owner(cfg->spool_dir); !r) return fail(kExTempFail, r.error().message);
+  if (a.submit != SubmitMode::deferred)
+    return submit_and_wait(*cfg, a.submit, a.wait_timeout, sub->drop, failed_code, "sendmail");
   Elevated priv;
   if (!priv.ok()) return fail(kExTempFail, "cannot take up the spool owner's identity");
   if (auto r = ensure_spool_layout(*cfg); !r)

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 
 #include <fmt/format.h>
 
@@ -102,6 +103,60 @@ int print_answer(const CtlArgs& a, const Json& answer, const char* prog) {
   return errors.empty() ? 0 : 1;
 }
 
+// One record as a line: the log's text format for a delivery, a short line for the rest.
+std::string format_record(const Json& r) {
+  const std::string& event = r["event"].as_string();
+  if (event == "delivery")
+    return fmt::format("{}: to=<{}>, relay={}, delay={:.2f}, tier={}, dsn={}, status={} ({})\n",
+                       r["qid"].as_string(), r["to"].as_string(), r["relay"].as_string(),
+                       r["delay"].as_double(), r["tier"].as_int(), r["dsn"].as_string(),
+                       r["status"].as_string(), r["reason"].as_string());
+  if (event == "attempt")
+    return fmt::format("{}: attempt over: {} recipients pending ({})\n", r["qid"].as_string(),
+                       r["pending"].as_int(), r["action"].as_string());
+  return r.dump() + "\n";
+}
+
+// spoolctl watch: outcome records from the daemon until it stops (exit 0) or is not there (1).
+int run_watch(const CtlArgs& a, const char* prog) {
+  auto cfg = load_config(a.config, prog);
+  if (!cfg) {
+    std::fprintf(stderr, "%s: %s\n", prog, cfg.error().message.c_str());
+    return 1;
+  }
+  auto c = control::Connection::open(cfg->control_socket);
+  if (!c) {
+    std::fprintf(stderr, "%s: watch needs the running daemon: %s\n", prog, c.error().message.c_str());
+    return 1;
+  }
+  Json req = request_of(a);
+  if (auto r = c->send(req); !r) {
+    std::fprintf(stderr, "%s: %s\n", prog, r.error().message.c_str());
+    return 1;
+  }
+  auto first = c->read(std::chrono::seconds(10));
+  if (!first || !(*first)["ok"].as_bool()) {
+    std::fprintf(stderr, "%s: %s\n", prog,
+                 first ? (*first)["error"].as_string().c_str() : first.error().message.c_str());
+    return 1;
+  }
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // one record, one line, at once (pipes too)
+  for (;;) {
+    auto r = c->read(std::chrono::hours(24));
+    if (!r) {
+      if (r.error().code == ETIMEDOUT) continue;
+      std::fprintf(stderr, "%s: %s\n", prog, r.error().message.c_str());
+      return r.error().code == ECONNRESET ? 0 : 1;
+    }
+    if ((*r)["event"].as_string() == "lost")
+      std::fprintf(stderr, "%s: %lld records lost (this reader was too slow)\n", prog,
+                   static_cast<long long>((*r)["count"].as_int()));
+    if (!a.json && (*r)["event"].as_string() == "lost") continue;
+    std::string line = a.json ? r->dump() + "\n" : format_record(*r);
+    if (std::fwrite(line.data(), 1, line.size(), stdout) != line.size()) return 1;  // reader gone
+  }
+}
+
 }  // namespace
 
 Result<config::Config> load_config(const std::string& flag, const char* prog, bool read_aliases_file,
@@ -128,12 +183,18 @@ int run_command(const CtlArgs& a, const char* prog) {
                    static_cast<int>(sendmail_usage().size()), sendmail_usage().data());
       return kExUsage;
     }
-    return run_sendmail(*s, a.config);
+    if (!a.send_mode.empty())
+      s->submit = a.send_mode == "interactive"  ? SubmitMode::interactive
+                  : a.send_mode == "background" ? SubmitMode::background
+                                                : SubmitMode::deferred;
+    if (a.send_timeout) s->wait_timeout = *a.send_timeout;
+    return run_sendmail(*s, a.config, 1);
   }
   if (auto r = drop_setuid(); !r) {
     std::fprintf(stderr, "%s: %s\n", prog, r.error().message.c_str());
     return 1;
   }
+  if (a.command == "watch") return run_watch(a, prog);
   auto cfg = load_config(a.config, prog);
   if (!cfg) {
     std::fprintf(stderr, "%s: %s\n", prog, cfg.error().message.c_str());

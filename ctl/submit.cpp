@@ -215,11 +215,11 @@ Result<Submission> build_submission(std::string message, const SubmitOptions& o)
   return s;
 }
 
-Result<std::string> write_drop(const std::string& spool_dir, std::string_view drop) {
+Result<std::string> write_drop(const std::string& spool_dir, std::string_view drop, std::string name) {
   auto tmp = spool::TempFile::create(spool_dir + "/tmp");
   if (!tmp) return make_error(tmp.error().message, kExTempFail);
   if (auto r = tmp->write(drop); !r) return make_error(r.error().message, kExTempFail);
-  std::string name = fmt::format("sendmail.{}.{}", std::time(nullptr), spool::unique_suffix());
+  if (name.empty()) name = fmt::format("sendmail.{}.{}", std::time(nullptr), spool::unique_suffix());
   if (auto r = tmp->commit(spool_dir + "/incoming/" + name); !r)
     return make_error(r.error().message, kExTempFail);
   return name;

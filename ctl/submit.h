@@ -47,10 +47,11 @@ struct Submission {
 // leading mbox "From " line is dropped, and the result is checked with the spool's own parser.
 Result<Submission> build_submission(std::string message, const SubmitOptions& opts);
 
-// Writes the drop into <spool_dir>/incoming/ under a fresh name ("sendmail.<time>.<unique>") and
-// returns that name. The file is created mode 0600 in tmp/ and is owned by whoever runs this (see
-// ctl/privileges.h for who that is). Errors carry kExTempFail.
-Result<std::string> write_drop(const std::string& spool_dir, std::string_view drop);
+// Writes the drop into <spool_dir>/incoming/ under `name`, else a fresh one
+// ("sendmail.<time>.<unique>"), and returns the name; a queue id of the spool as the name is kept
+// as the message's id at pickup. The file is created mode 0600 in tmp/ and is owned by whoever
+// runs this (see ctl/privileges.h for who that is). Errors carry kExTempFail.
+Result<std::string> write_drop(const std::string& spool_dir, std::string_view drop, std::string name = "");
 
 // The RFC 5322 header fields -t reads (names lower-cased, values unfolded): those the drop parser
 // reads, by the one unfolding of common/header_fields.h. Named here for tests and fuzz targets.

@@ -5,6 +5,8 @@
 // the DSN before the entry goes to failed/.
 #include <ctime>
 
+#include <fmt/format.h>
+
 #include "common/clock.h"
 #include "control/ops.h"
 #include "control/protocol.h"
@@ -30,6 +32,7 @@ void Daemon::handle_control(const control::Json& request, Reply reply) {
     bounce_ids(request, std::move(reply));
     return;
   }
+  if (cmd == "watch") return watch(request, reply);
   auto answer = std::make_shared<control::Json>();
   spool::Spool* sp = &*spool_;
   bool changes = cmd != "status" && cmd != "list" && cmd != "show";
@@ -47,6 +50,26 @@ void Daemon::handle_control(const control::Json& request, Reply reply) {
           for (size_t t = 0; t < scanning_.size(); ++t) tick(static_cast<int>(t));
         maybe_continue();
       });
+}
+
+// Outcome records from now on, as they become durable; nothing is replayed.
+void Daemon::watch(const control::Json& request, const Reply& reply) {
+  std::erase_if(watchers_, [](const Watcher& x) { return !x.stream->open(); });
+  if (watchers_.size() >= kMaxWatchers) {
+    reply(control::error_response(fmt::format("too many watch clients ({})", kMaxWatchers)));
+    return;
+  }
+  Watcher w;
+  for (const auto& v : request["ids"].as_array()) w.ids.insert(v.as_string());
+  w.stream = reply.stream(control::ok_response());
+  if (!w.stream) return;
+  watchers_.push_back(std::move(w));
+}
+
+void Daemon::publish(const std::string& id, const control::Json& record) {
+  std::erase_if(watchers_, [](const Watcher& x) { return !x.stream->open(); });
+  for (auto& w : watchers_)
+    if (w.ids.empty() || w.ids.count(id)) w.stream->send(record);
 }
 
 namespace {

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <map>
 #include <string_view>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -31,6 +32,7 @@ struct ControlServer::Client {
   uv::Pipe pipe;
   std::string in;
   bool answered = false;
+  bool streaming = false;  // kept open after its response: see ControlStream
 };
 
 struct ControlServer::State : std::enable_shared_from_this<ControlServer::State> {
@@ -44,7 +46,28 @@ struct ControlServer::State : std::enable_shared_from_this<ControlServer::State>
   void on_connection(int status);
   void on_read(std::uint64_t id, int status, std::string_view bytes);
   void send_and_close(std::uint64_t id, const control::Json& response);
+  std::shared_ptr<ControlStream> start_stream(std::uint64_t id, const control::Json& first);
 };
+
+namespace {
+
+class StreamImpl : public ControlStream {
+ public:
+  StreamImpl(std::weak_ptr<ControlServer::State> state, std::uint64_t id)
+      : state_(std::move(state)), id_(id) {}
+  bool open() const override { return client() != nullptr; }
+  void send(const control::Json& line) override;
+  std::uint64_t lost() const override { return lost_; }
+
+ private:
+  ControlServer::Client* client() const;
+  std::weak_ptr<ControlServer::State> state_;
+  std::uint64_t id_;
+  std::uint64_t lost_ = 0;
+  std::uint64_t unreported_ = 0;  // lost since the last "lost" line
+};
+
+}  // namespace
 
 // Replies run later, from the handler: they reach the client through the server's State, by id,
 // and only while both are still there.
@@ -54,6 +77,47 @@ void ControlServer::State::send_and_close(std::uint64_t id, const control::Json&
   int rc = it->second.pipe.write({response.dump() + "\n"},
                                  [this, id](int, const uv::Pieces&) { clients.erase(id); });
   if (rc != 0) clients.erase(it);
+}
+
+ControlServer::Client* StreamImpl::client() const {
+  auto st = state_.lock();
+  if (!st) return nullptr;
+  auto it = st->clients.find(id_);
+  return it == st->clients.end() ? nullptr : &it->second;
+}
+
+void StreamImpl::send(const control::Json& line) {
+  ControlServer::Client* c = client();
+  if (!c) return;
+  if (c->pipe.queued_bytes() >= kMaxQueued) {
+    ++lost_;
+    ++unreported_;
+    return;
+  }
+  std::string out;
+  if (unreported_ > 0)
+    out = control::Json().set("event", "lost").set("count", std::exchange(unreported_, 0)).dump() + "\n";
+  out += line.dump() + "\n";
+  auto st = state_.lock();
+  if (c->pipe.write({std::move(out)}) != 0) st->clients.erase(id_);
+}
+
+// The response goes out and the client stays: it is read on (what it sends is dropped) only to
+// see it hang up.
+std::shared_ptr<ControlStream> ControlServer::State::start_stream(std::uint64_t id,
+                                                                  const control::Json& first) {
+  auto it = clients.find(id);
+  if (it == clients.end()) return nullptr;
+  Client& c = it->second;
+  c.streaming = true;
+  if (c.pipe.write({first.dump() + "\n"}) != 0) {
+    clients.erase(it);
+    return nullptr;
+  }
+  c.pipe.read_start(kReadBuffer, [this, id](int st, std::string_view) {
+    if (st < 0) clients.erase(id);
+  });
+  return std::make_shared<StreamImpl>(weak_from_this(), id);
 }
 
 // The callback of the client's own pipe: erasing the client here closes that pipe, which
@@ -84,9 +148,15 @@ void ControlServer::State::on_read(std::uint64_t id, int status, std::string_vie
                    control::error_response(req.ok() ? "request must be a JSON object" : req.error().message));
     return;
   }
-  handler(*req, [weak = weak_from_this(), id](const control::Json& response) {
-    if (auto st = weak.lock()) st->send_and_close(id, response);
-  });
+  handler(*req,
+          Reply(
+              [weak = weak_from_this(), id](const control::Json& response) {
+                if (auto st = weak.lock()) st->send_and_close(id, response);
+              },
+              [weak = weak_from_this(), id](const control::Json& first) -> std::shared_ptr<ControlStream> {
+                auto st = weak.lock();
+                return st ? st->start_stream(id, first) : nullptr;
+              }));
 }
 
 void ControlServer::State::on_connection(int status) {
@@ -146,13 +216,13 @@ Result<void> ControlServer::listen(const std::string& path) {
 }
 
 // A client that has not sent its request yet is closed too: one that connects and says nothing
-// would otherwise keep the loop, and so a stop, waiting until it hangs up. One whose request is
-// being handled still gets its answer.
+// would otherwise keep the loop, and so a stop, waiting until it hangs up; so is a stream. One
+// whose request is being handled still gets its answer.
 void ControlServer::close() {
   if (!state_->server) return;
   state_->server.close();
   if (!state_->path.empty()) ::unlink(state_->path.c_str());
-  std::erase_if(state_->clients, [](const auto& kv) { return !kv.second.answered; });
+  std::erase_if(state_->clients, [](const auto& kv) { return !kv.second.answered || kv.second.streaming; });
 }
 
 }  // namespace spoold::daemon

@@ -5,6 +5,8 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "control/protocol.h"
@@ -58,6 +60,7 @@ Daemon::~Daemon() {
   kick_timer_.reset();
   continue_timer_.reset();
   control_.reset();
+  hooks_.reset();
   listeners_.clear();
   commit_.reset();
   outcome_batch_.reset();
@@ -101,6 +104,9 @@ Result<void> Daemon::start() {
     for (int signum : {SIGTERM, SIGINT, SIGHUP})
       signals_.push_back(std::make_unique<uv::Signal>(&loop_, signum, [this](int sig) { on_signal(sig); }));
     if (auto r = start_listeners(); !r.ok()) return r;
+    hooks_ = std::make_unique<HookRunner>(&loop_, cfg_->spool_dir, event_tag(cfg_->instance));
+    hooks_->configure(cfg_->hooks.on_outcome);
+    hooks_->start();
     arm_tier_timers();
     watch_incoming();
     refresh_timer_ = std::make_unique<uv::Timer>(&loop_);
@@ -169,12 +175,15 @@ void Daemon::stop(const char* why) {
     engine_->abort_all();
   });
   engine_->shutdown([this] { finish_stop(); });
+  // After the engine's: with nothing running either may finish the stop at once (which
+  // destroys the engine).
+  if (hooks_) hooks_->stop([this] { finish_stop(); });
 }
 
 void Daemon::finish_stop() {
   // Sessions are gone; outcome jobs may still be writing. finish() calls back here until idle.
   if (stopped_ || pool_jobs_ > 0 || !inflight_.empty() || (engine_ && engine_->sessions() > 0) ||
-      !listeners_idle())
+      !listeners_idle() || (hooks_ && hooks_->running() > 0))
     return;
   stopped_ = true;
   stop_timer_.reset();
@@ -202,6 +211,7 @@ void Daemon::reload() {
   for (const auto& w : cfg_->warnings) log::warning("reload: {}: {}", opt_.config_path, w);
   engine_->reconfigure(cfg_);
   reload_listeners();
+  if (hooks_) hooks_->configure(cfg_->hooks.on_outcome);
   share_memo_.reset();  // hop names may have changed with the routes
   arm_tier_timers();
   log::info("reloaded configuration from {}", opt_.config_path);
@@ -232,7 +242,13 @@ control::Json Daemon::live_status() const {
       .set("counters", c)
       .set("in_flight", inflight_.size())
       .set("destinations", dests)
-      .set("listeners", listener_status());
+      .set("listeners", listener_status())
+      .set("hooks", Json()
+                        .set("waiting", hooks_ ? hooks_->waiting() : 0)
+                        .set("running", hooks_ ? hooks_->running() : 0))
+      .set("watchers",
+           static_cast<std::uint64_t>(std::count_if(watchers_.begin(), watchers_.end(),
+                                                    [](const Watcher& w) { return w.stream->open(); })));
 }
 
 }  // namespace spoold::daemon

@@ -24,6 +24,7 @@
 #include "daemon/delivery.h"
 #include "daemon/dsn.h"
 #include "daemon/group_commit.h"
+#include "daemon/hook_runner.h"
 #include "daemon/inflight_share.h"
 #include "daemon/listener.h"
 #include "daemon/notice.h"
@@ -103,6 +104,9 @@ class Daemon {
   void bounce_ids(const control::Json& request, Reply reply);
   void bounce_claimed(spool::Claimed c);
   control::Json live_status() const;
+  void watch(const control::Json& request, const Reply& reply);
+  // Sends an outcome record of message `id` to every watch stream that selected it.
+  void publish(const std::string& id, const control::Json& record);
 
   std::shared_ptr<const config::Config> cfg_;
   RunOptions opt_;
@@ -111,6 +115,7 @@ class Daemon {
   std::unique_ptr<dns::Resolver> resolver_;
   std::unique_ptr<DeliveryEngine> engine_;
   std::unique_ptr<ControlServer> control_;
+  std::unique_ptr<HookRunner> hooks_;    // hooks.on_outcome (not with --once: events wait on disk)
   std::unique_ptr<GroupCommit> commit_;  // before the listeners: their sessions use it
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::unique_ptr<PoolBatch> outcome_batch_;  // outcome writes, gathered per loop iteration
@@ -134,6 +139,13 @@ class Daemon {
   std::uint64_t next_token_ = 1;
   std::vector<bool> scanning_, more_, again_;
   Counters counters_;
+  struct Watcher {  // a `watch` client: outcome records of `ids` (empty: of every message)
+    std::shared_ptr<ControlStream> stream;
+    std::set<std::string> ids;
+  };
+  std::vector<Watcher> watchers_;
+  // Each holds a socket and up to ControlStream::kMaxQueued of unread records.
+  static constexpr size_t kMaxWatchers = 64;
   // Spool-wide failures (a full disk) of pickups and of claims of queued entries, logged sparingly.
   RepeatedProblem pickup_problem_{"pickup"}, claim_problem_{"delivery of queued mail"};
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();

@@ -86,18 +86,22 @@ void pickup(const Pickup& p) {
             fmt::format("{}: from=<{}>, size={}, nrcpt={}", p.qid, p.sender, p.size, p.nrcpt));
 }
 
+control::Json delivery_json(const Delivery& d) {
+  return control::Json()
+      .set("qid", d.qid)
+      .set("to", sanitize(d.rcpt))
+      .set("relay", sanitize(d.relay))
+      .set("delay", std::round(d.delay * 100) / 100)
+      .set("tier", d.tier)
+      .set("dsn", d.dsn)
+      .set("status", d.status)
+      .set("reason", sanitize(d.reason));
+}
+
 void delivery(const Delivery& d) {
   if (!enabled(config::LogLevel::info)) return;
   if (g_json) {
-    emit_json(config::LogLevel::info, control::Json()
-                                          .set("qid", d.qid)
-                                          .set("to", sanitize(d.rcpt))
-                                          .set("relay", sanitize(d.relay))
-                                          .set("delay", std::round(d.delay * 100) / 100)
-                                          .set("tier", d.tier)
-                                          .set("dsn", d.dsn)
-                                          .set("status", d.status)
-                                          .set("reason", sanitize(d.reason)));
+    emit_json(config::LogLevel::info, delivery_json(d));
     return;
   }
   emit_text(config::LogLevel::info,

@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "config/config.h"
+#include "control/json.h"
 
 namespace spoold::daemon::log {
 
@@ -57,6 +58,8 @@ struct Delivery {
   std::string reason;  // server reply or local reason
 };
 void delivery(const Delivery& d);
+// The fields of the JSON format's delivery line (also what `spoolctl watch` streams).
+control::Json delivery_json(const Delivery& d);
 
 // Replaces CR, LF and other control bytes so outside text cannot forge log lines.
 std::string sanitize(std::string_view text);

@@ -6,11 +6,14 @@
 #include <unistd.h>
 
 #include <ctime>
+#include <utility>
 
 #include "common/clock.h"
+#include "daemon/bounce_class.h"
 #include "daemon/daemon.h"
 #include "daemon/decide.h"
 #include "daemon/dsn.h"
+#include "daemon/hook_runner.h"
 #include "daemon/inflight.h"
 #include "daemon/log.h"
 #include "daemon/notice.h"
@@ -81,9 +84,36 @@ struct OutcomeJob {
   std::string error;
   bool spool_wide = false;  // the error hits every write (a full disk): back off pickups
   bool dsn_queued = false;
+  // hooks.on_outcome: the selected records, written to events/ before the outcome.
+  std::vector<control::Json> events;
+  std::string event_tag;
+  std::vector<std::string> event_names;
+  std::string event_error;
 };
 
 namespace {
+
+// One recipient's log line (and outcome record).
+log::Delivery delivery_line(const spool::Entry& e, const LogItem& item, double delay, int tier) {
+  return {e.id,
+          e.recipients[item.index].address,
+          item.relay,
+          delay,
+          tier,
+          item.dsn.empty() ? "4.0.0" : item.dsn,
+          to_string(item.status),
+          item.reason};
+}
+
+// The record `spoolctl watch` and hooks get: the log's fields, and what kind of failure it is.
+control::Json outcome_record(const log::Delivery& d) {
+  control::Json r = log::delivery_json(d).set("event", "delivery");
+  if (d.status != "sent") {
+    BounceClass c = classify_bounce(d.status, d.dsn, d.reason);
+    r.set("bounce_type", to_string(c.type)).set("bounce_category", to_string(c.category));
+  }
+  return r;
+}
 
 // The bounce or warning, durable before the entry changes. Without it there is no final outcome:
 // the failed recipients stay pending and are tried (and bounced) again later. Nothing is lost; at
@@ -132,10 +162,24 @@ Result<void> move_entry(spool::Spool& sp, OutcomeJob& job) {
 
 // On the pool: the DSN, then the entry's move. A failed move leaves the outcome off the disk.
 void write_outcome(spool::Spool& sp, OutcomeJob& job, std::atomic<bool>& spool_full) {
+  // Before the outcome, so a crash between the two runs a hook twice rather than never. A spool
+  // that cannot take them (a full disk) loses them, said in the log with each record, rather than
+  // having the message sent again.
+  if (!job.events.empty()) {
+    auto names = write_events(sp.options().dir, job.event_tag, job.events);
+    if (names)
+      job.event_names = std::move(*names);
+    else
+      job.event_error = names.error().message;
+  }
   if (job.dsn) queue_dsn(sp, job);
   job.claimed.entry = job.entry;
   auto r = move_entry(sp, job);
   if (r.ok()) return;
+  // The outcome is not on disk: the message is attempted again, and its events would tell of
+  // an outcome that did not happen.
+  for (const auto& name : std::exchange(job.event_names, {}))
+    ::unlink((sp.options().dir + "/events/" + name).c_str());
   job.error += (job.error.empty() ? "" : "; ") + r.error().message;
   job.spool_wide = job.spool_wide || spool_wide_error(r.error().code);
   if (job.spool_wide) spool_full.store(true);  // before the drop reappears in incoming/
@@ -186,6 +230,14 @@ void Daemon::finish(std::uint64_t token) {
              plan.entry.recipients.size(), plan.attempted, to_string(plan.action));
   auto job = std::make_shared<OutcomeJob>(std::move(f.claimed));
   job->dsn = dsn_for(plan);
+  if (const auto& hook = cfg_->hooks.on_outcome; hook.enabled()) {
+    const double delay = static_cast<double>(now - plan.entry.arrived);
+    for (const auto& item : plan.logs) {
+      log::Delivery d = delivery_line(plan.entry, item, delay, tier);
+      if (hook.wants(d.status)) job->events.push_back(outcome_record(d).set("instance", cfg_->instance));
+    }
+    job->event_tag = event_tag(cfg_->instance);
+  }
   job->entry = std::move(plan.entry);
   job->action = plan.action;
   job->tier = plan.tier;
@@ -210,10 +262,29 @@ void Daemon::outcome_written(std::uint64_t token, const OutcomeJob& job, int tie
   if (job.spool_wide) pause_pickups();
   double delay = static_cast<double>(unix_now() - e.arrived);
   for (const auto& item : logs) {
-    log::delivery({e.id, e.recipients[item.index].address, item.relay, delay, tier,
-                   item.dsn.empty() ? "4.0.0" : item.dsn, to_string(item.status), item.reason});
+    log::Delivery d = delivery_line(e, item, delay, tier);
+    log::delivery(d);
     count(item.status);
+    // Only outcomes that are on disk: one that is not will be attempted again.
+    if (!watchers_.empty() && job.error.empty()) publish(e.id, outcome_record(d));
   }
+  if (!watchers_.empty()) {
+    // The attempt is over and its outcome durable (or job.error says why not): what is left.
+    size_t pending = 0;
+    for (const auto& r : e.recipients) pending += r.final() ? 0 : 1;
+    auto summary = control::Json()
+                       .set("event", "attempt")
+                       .set("qid", e.id)
+                       .set("action", to_string(job.action))
+                       .set("pending", pending)
+                       .set("tier", job.tier);
+    if (!job.error.empty()) summary.set("error", log::sanitize(job.error));
+    publish(e.id, summary);
+  }
+  if (!job.event_error.empty())
+    for (const auto& r : job.events)
+      log::error("{}: hook event lost ({}): {}", e.id, job.event_error, r.dump());
+  if (!job.event_names.empty() && hooks_) hooks_->added(job.event_names);
   if (job.dsn_queued) {
     dsn_queued_ = true;
     log::info("{}: sender notification queued ({})", e.id,

@@ -910,6 +910,24 @@ TEST_CASE("listener and local-mail errors: the exact message, line and column") 
        "t.yaml:1:33: rewrite.masquerade_domains: '-x.example' is not a domain name"},
       {"rewrite: { from: a@example.com }\n", "t.yaml:1:12: rewrite.from: unknown key"},
       {"rewrite: a@example.com\n", "t.yaml:1:10: rewrite: expected a mapping"},
+      // hooks
+      {"hooks: { on_outcome: { exec: \"bin/hook\" } }\n",
+       "t.yaml:1:30: hooks.on_outcome.exec: 'bin/hook' must be an absolute path"},
+      {"hooks: { on_outcome: { exec: \"/nonexistent/hook --x\" } }\n",
+       "t.yaml:1:30: hooks.on_outcome.exec: '/nonexistent/hook' is not an executable file"},
+      {"hooks: { on_outcome: { exec: \"" + cert + "\" } }\n",
+       "t.yaml:1:30: hooks.on_outcome.exec: '" + cert + "' is not an executable file"},
+      {"hooks: { on_outcome: { exec: \"/bin/sh -c 'x\" } }\n",
+       "t.yaml:1:30: hooks.on_outcome.exec: unterminated single quote"},
+      {"hooks: { on_outcome: { statuses: [bounced, lost] } }\n",
+       "t.yaml:1:44: hooks.on_outcome.statuses: 'lost' is not sent, deferred, bounced or expired"},
+      {"hooks: { on_outcome: { statuses: [] } }\n",
+       "t.yaml:1:34: hooks.on_outcome.statuses: expected at least one status"},
+      {"hooks: { on_outcome: { max_running: 0 } }\n",
+       "t.yaml:1:37: hooks.on_outcome.max_running: must be between 1 and 64, got 0"},
+      {"hooks: { on_outcome: { timeout: 0s } }\n",
+       "t.yaml:1:33: hooks.on_outcome.timeout: must be at least 1000ms, got '0s'"},
+      {"hooks: { on_result: {} }\n", "t.yaml:1:10: hooks.on_result: unknown key"},
   };
   for (const auto& c : cases) {
     INFO("yaml:\n" << c.yaml);
@@ -998,4 +1016,35 @@ TEST_CASE("aliases_file: loops across the config and the file, through @hostname
   REQUIRE(ok.ok());
   CHECK(ok->aliases_from_file == 2);
   CHECK(ok->warnings.empty());
+}
+
+TEST_CASE("hooks.on_outcome: defaults, a command line split into words") {
+  auto d = load_string("{}\n");
+  REQUIRE(d.ok());
+  CHECK_FALSE(d->hooks.on_outcome.enabled());
+  CHECK(d->hooks.on_outcome.statuses == std::vector<std::string>{"bounced", "expired"});
+  CHECK(d->hooks.on_outcome.max_running == 4);
+  CHECK(d->hooks.on_outcome.timeout == std::chrono::seconds(10));
+  CHECK_FALSE(d->hooks.on_outcome.wants("bounced"));  // no program: nothing wanted
+  auto c = load_string(
+      "hooks:\n  on_outcome: { exec: \"/bin/sh -c 'cat >> \\\"/tmp/o u t\\\"' hook\", statuses: [sent, "
+      "bounced], "
+      "max_running: 2, timeout: 3s }\n");
+  REQUIRE(c.ok());
+  const auto& h = c->hooks.on_outcome;
+  CHECK(h.argv == std::vector<std::string>{"/bin/sh", "-c", "cat >> \"/tmp/o u t\"", "hook"});
+  CHECK(h.wants("sent"));
+  CHECK_FALSE(h.wants("deferred"));
+  CHECK(h.max_running == 2);
+  CHECK(h.timeout == std::chrono::seconds(3));
+}
+
+TEST_CASE("split_command: words, quotes, escapes") {
+  using V = std::vector<std::string>;
+  CHECK(*split_command("") == V{});
+  CHECK(*split_command("  /bin/x   a\tb ") == V{"/bin/x", "a", "b"});
+  CHECK(*split_command("/bin/x \"a b\" 'c d' e\"f g\"h") == V{"/bin/x", "a b", "c d", "ef gh"});
+  CHECK(*split_command("/bin/x \"a\\\"b\" 'a\\b' \"\"") == V{"/bin/x", "a\"b", "a\\b", ""});
+  CHECK_FALSE(split_command("/bin/x \"a").ok());
+  CHECK_FALSE(split_command("/bin/x 'a").ok());
 }

@@ -24,6 +24,7 @@
 #include <thread>
 
 #include "control/json.h"
+#include "control/ops.h"
 #include "spool/spool.h"
 #include "tests/support/fixtures.h"
 
@@ -291,11 +292,12 @@ TEST_CASE_METHOD(Cli, "a line with only a dot ends the message, unless -i or -oi
 }
 
 TEST_CASE_METHOD(Cli, "legacy sendmail options are accepted with a warning") {
-  auto r = sendmail({"-odi", "-oem", "-v", "-U", "-B8BITMIME", "-N", "never", "-R", "hdrs", "-V", "e1", "-L",
+  auto r = sendmail({"-odq", "-oem", "-v", "-U", "-B8BITMIME", "-N", "never", "-R", "hdrs", "-V", "e1", "-L",
                      "tag", "--", "a@example.org"},
                     "Subject: l\n\nx\n");
   CHECK(r.status == 0);
-  CHECK(contains(r.err, "sendmail: ignoring option -odi\n"));
+  CHECK_FALSE(contains(r.err, "-odq"));  // understood: the default mode
+  CHECK(contains(r.err, "sendmail: ignoring option -oem\n"));
   CHECK(contains(r.err, "sendmail: ignoring option -B 8BITMIME\n"));
   CHECK(contains(r.err, "sendmail: ignoring option -L tag\n"));
   CHECK(addresses(pickup_one().entry) == std::vector<std::string>{"a@example.org"});
@@ -786,6 +788,45 @@ TEST_CASE_METHOD(Queue, "an entry locked by another process is reported in fligh
   auto r = ctl({"delete", a});
   CHECK(r.status == 1);
   CHECK(contains(r.err, a + ": in flight"));
+  CHECK(sp.find(a)->has_value());
+}
+
+// The spool's `withdraw` (sendmail -odi after a deferral): only what nothing may have delivered.
+TEST_CASE_METHOD(Queue, "withdraw removes a deferred message, never one that may have been delivered") {
+  auto withdraw = [&](const std::string& id) {
+    return spoold::control::answer_from_spool(
+        sp, Json().set("cmd", "withdraw").set("ids", Json(Json::Array{id})), now);
+  };
+  // b: deferred (451 greylisted) — withdrawn.
+  auto ok = withdraw(b);
+  CHECK(ok["done"].as_array().size() == 1);
+  CHECK_FALSE(sp.find(b)->has_value());
+  // A recipient sent: refused.
+  std::string two = add({"x@example.org", "y@example.org"});
+  {
+    auto cl = claim(two);
+    cl.entry.recipients[0].state = spool::RcptState::sent;
+    cl.entry.recipients[1].last_reply = "451 4.3.0 busy";
+    REQUIRE(sp.reschedule(cl, 1, now + 600).ok());
+  }
+  CHECK(withdraw(two)["errors"][two].as_string() == "some recipients were sent");
+  CHECK(sp.find(two)->has_value());
+  // Deferred after the final dot: refused.
+  std::string dot = add({"z@example.org"});
+  {
+    auto cl = claim(dot);
+    cl.entry.recipients[0].last_reply = "timeout in state dot (after the final dot: possible duplicate)";
+    REQUIRE(sp.reschedule(cl, 1, now + 600).ok());
+  }
+  CHECK(withdraw(dot)["errors"][dot].as_string() == "possibly delivered (deferred after the final dot)");
+  CHECK(sp.find(dot)->has_value());
+  // In failed/ (c): it has its outcome.
+  CHECK(withdraw(c)["errors"][c].as_string().starts_with("in failed/"));
+  // Locked by an attempt: in flight, untouched.
+  {
+    auto held = claim(a);
+    CHECK(withdraw(a)["errors"][a].as_string().starts_with("in flight"));
+  }
   CHECK(sp.find(a)->has_value());
 }
 

@@ -12,6 +12,7 @@
 #include "ctl/args.h"
 #include "ctl/format.h"
 #include "ctl/submit.h"
+#include "ctl/wait.h"
 #include "spool/drop.h"
 #include "tests/support/hostile_headers.h"
 
@@ -134,13 +135,181 @@ TEST_CASE("sendmail arguments as cron, mailx, PHP and git send-email pass them")
 }
 
 TEST_CASE("sendmail legacy options are ignored with one warning each") {
-  auto a = ctl::parse_sendmail_args({"-odi", "-odb", "-oem", "-oXlog", "-v", "-U", "-L", "tag", "x@y.z"});
+  auto a = ctl::parse_sendmail_args({"-odx", "-oem", "-oXlog", "-v", "-U", "-L", "tag", "x@y.z"});
   REQUIRE(a.ok());
   CHECK(a->recipients == std::vector<std::string>{"x@y.z"});
-  CHECK(a->warnings.size() == 7);
-  CHECK(a->warnings[0] == "ignoring option -odi");
-  CHECK(a->warnings[6] == "ignoring option -L tag");
+  CHECK(a->warnings.size() == 6);
+  CHECK(a->warnings[0] == "ignoring option -odx");
+  CHECK(a->warnings[5] == "ignoring option -L tag");
   CHECK_FALSE(a->ignore_dots);
+}
+
+TEST_CASE("submission modes: -odq/-odi/-odb and spoolctl send --mode/--timeout") {
+  CHECK(ctl::parse_sendmail_args({"x@y.z"})->submit == ctl::SubmitMode::deferred);
+  CHECK(ctl::parse_sendmail_args({"-odi", "x@y.z"})->submit == ctl::SubmitMode::interactive);
+  CHECK(ctl::parse_sendmail_args({"-odb", "x@y.z"})->submit == ctl::SubmitMode::background);
+  CHECK(ctl::parse_sendmail_args({"-odi", "-odq", "x@y.z"})->submit == ctl::SubmitMode::deferred);
+  CHECK(ctl::parse_sendmail_args({"-odi", "x@y.z"})->warnings.empty());
+  CHECK(ctl::parse_sendmail_args({"x@y.z"})->wait_timeout == std::chrono::minutes(2));
+  auto s = ctl::parse_ctl_args({"send", "--mode", "interactive", "--timeout=90s", "-f", "a@b.c", "x@y.z"});
+  REQUIRE(s.ok());
+  CHECK(s->send_mode == "interactive");
+  CHECK(s->send_timeout == std::chrono::seconds(90));
+  CHECK(s->send_args == std::vector<std::string>{"-f", "a@b.c", "x@y.z"});
+  CHECK_FALSE(ctl::parse_ctl_args({"send", "--mode", "later", "x@y.z"}).ok());
+  CHECK_FALSE(ctl::parse_ctl_args({"send", "--mode", "background", "--timeout", "soon", "x@y.z"}).ok());
+  CHECK_FALSE(ctl::parse_ctl_args({"send", "--timeout", "1m", "x@y.z"}).ok());  // for a waiting mode only
+  auto w = ctl::parse_ctl_args({"watch", "ID1", "ID2", "--json"});
+  REQUIRE(w.ok());
+  CHECK(w->ids == std::vector<std::string>{"ID1", "ID2"});
+  CHECK(w->json);
+}
+
+namespace {
+
+Json delivery(const std::string& to, const std::string& status, const std::string& reason) {
+  return Json()
+      .set("event", "delivery")
+      .set("qid", "Q")
+      .set("to", to)
+      .set("status", status)
+      .set("reason", reason);
+}
+Json attempt(int pending) {
+  return Json().set("event", "attempt").set("qid", "Q").set("pending", pending).set("action", "x");
+}
+
+}  // namespace
+
+TEST_CASE("OutcomeWait: an attempt's records become a verdict") {
+  using V = ctl::OutcomeWait::Verdict;
+  SECTION("all sent") {
+    ctl::OutcomeWait w;
+    CHECK(w.feed(delivery("a@x", "sent", "250 ok")) == V::waiting);
+    CHECK(w.feed(delivery("b@x", "sent", "250 ok")) == V::waiting);
+    CHECK(w.feed(attempt(0)) == V::sent);
+  }
+  SECTION("one bounced, one sent: failed, naming the bounced one") {
+    ctl::OutcomeWait w;
+    w.feed(delivery("a@x", "sent", "250 ok"));
+    w.feed(delivery("b@x", "bounced", "550 5.1.1 no such user"));
+    CHECK(w.feed(attempt(0)) == V::failed);
+    CHECK(w.failures() == std::vector<std::string>{"<b@x>: 550 5.1.1 no such user"});
+    CHECK(w.any_sent());
+  }
+  SECTION("a deferral") {
+    ctl::OutcomeWait w;
+    w.feed(delivery("a@x", "deferred", "451 4.3.0 busy"));
+    CHECK(w.feed(attempt(1)) == V::deferred);
+    CHECK(w.deferral() == "<a@x>: 451 4.3.0 busy");
+    CHECK_FALSE(w.maybe_delivered());
+  }
+  SECTION("a deferral after the final dot may have delivered") {
+    ctl::OutcomeWait w;
+    w.feed(delivery("a@x", "deferred", "timeout in state dot (after the final dot: possible duplicate)"));
+    CHECK(w.feed(attempt(1)) == V::deferred);
+    CHECK(w.maybe_delivered());
+  }
+  SECTION("an attempt handed back without results is no outcome; other events are ignored") {
+    ctl::OutcomeWait w;
+    CHECK(w.feed(attempt(2)) == V::waiting);
+    CHECK(w.feed(Json().set("event", "lost").set("count", 3)) == V::waiting);
+    w.feed(delivery("a@x", "sent", "250"));
+    w.feed(delivery("b@x", "sent", "250"));
+    CHECK(w.feed(attempt(0)) == V::sent);
+  }
+}
+
+TEST_CASE("conclude: exit codes, messages, and when a withdrawal is allowed") {
+  using V = ctl::OutcomeWait::Verdict;
+  using M = ctl::SubmitMode;
+  using K = ctl::Withdrawal::Kind;
+  int withdrawals = 0;
+  ctl::Withdrawal answer{K::done, ""};
+  auto withdraw = [&] {
+    ++withdrawals;
+    return answer;
+  };
+  ctl::OutcomeWait none;
+  ctl::OutcomeWait deferred;
+  deferred.feed(delivery("a@x", "deferred", "451 busy"));
+  deferred.feed(attempt(1));
+  ctl::OutcomeWait dup;
+  dup.feed(delivery("a@x", "deferred", "421 (after the final dot: possible duplicate)"));
+  dup.feed(attempt(1));
+  ctl::OutcomeWait partly;
+  partly.feed(delivery("a@x", "sent", "250"));
+  partly.feed(delivery("b@x", "deferred", "451 busy"));
+  partly.feed(attempt(1));
+  ctl::OutcomeWait failed;
+  failed.feed(delivery("b@x", "bounced", "550 no"));
+  failed.feed(attempt(0));
+  ctl::OutcomeWait mixed;  // one bounced, one deferred: the verdict is the deferral
+  mixed.feed(delivery("b@x", "bounced", "550 no"));
+  mixed.feed(delivery("c@x", "deferred", "451 busy"));
+  CHECK(mixed.feed(attempt(1)) == V::deferred);
+
+  CHECK(ctl::conclude(M::interactive, none, V::sent, false, 69, withdraw).exit_code == 0);
+  auto f = ctl::conclude(M::interactive, failed, V::failed, false, 69, withdraw);
+  CHECK(f.exit_code == 69);
+  CHECK(f.messages == std::vector<std::string>{"failed: <b@x>: 550 no"});
+  CHECK(ctl::conclude(M::background, failed, V::failed, false, 1, withdraw).exit_code == 1);
+  CHECK(withdrawals == 0);
+
+  auto w = ctl::conclude(M::interactive, deferred, V::deferred, false, 69, withdraw);
+  CHECK(w.exit_code == 75);
+  CHECK(w.messages == std::vector<std::string>{"withdrawn: deferred: <a@x>: 451 busy"});
+  CHECK(withdrawals == 1);
+  auto t = ctl::conclude(M::interactive, none, V::waiting, true, 69, withdraw);
+  CHECK(t.exit_code == 75);
+  CHECK(t.messages == std::vector<std::string>{"withdrawn: no outcome within the timeout"});
+  CHECK(withdrawals == 2);
+  // A permanent failure is told whatever the end: withdrawn or queued.
+  auto mi = ctl::conclude(M::interactive, mixed, V::deferred, false, 69, withdraw);
+  CHECK(mi.exit_code == 75);
+  CHECK(mi.messages ==
+        std::vector<std::string>{"failed: <b@x>: 550 no", "withdrawn: deferred: <c@x>: 451 busy"});
+  auto mb = ctl::conclude(M::background, mixed, V::deferred, false, 69, withdraw);
+  CHECK(mb.exit_code == 0);
+  CHECK(mb.messages ==
+        std::vector<std::string>{"failed: <b@x>: 550 no", "queued: deferred: <c@x>: 451 busy"});
+  CHECK(withdrawals == 3);
+
+  // Never withdrawn: background, a possible delivery, a recipient already sent.
+  auto b = ctl::conclude(M::background, deferred, V::deferred, false, 69, withdraw);
+  CHECK(b.exit_code == 0);
+  CHECK(b.messages == std::vector<std::string>{"queued: deferred: <a@x>: 451 busy"});
+  auto d = ctl::conclude(M::interactive, dup, V::deferred, false, 69, withdraw);
+  CHECK(d.exit_code == 0);
+  CHECK(d.messages[0].starts_with("queued, not withdrawn: possibly delivered"));
+  auto p = ctl::conclude(M::interactive, partly, V::deferred, false, 69, withdraw);
+  CHECK(p.exit_code == 0);
+  CHECK(p.messages[0].starts_with("queued, not withdrawn: some recipients were sent"));
+  CHECK(withdrawals == 3);
+  // The spool's answer decides the rest; only `done` is exit 75.
+  const std::pair<K, const char*> kinds[] = {
+      {K::in_flight, "queued, not withdrawn: possibly delivered (an attempt is running"},
+      {K::refused, "queued, not withdrawn: some recipients were sent (no outcome"},
+      {K::gone, "not withdrawn: the message is no longer in the spool"},
+      {K::unknown, "queued, not withdrawn: spoold did not answer (timed out"},
+      {K::failed, "queued, not withdrawn: disk full (no outcome"},
+  };
+  for (const auto& [kind, text] : kinds) {
+    answer = {kind, kind == K::refused  ? "some recipients were sent"
+                    : kind == K::failed ? "disk full"
+                                        : "timed out"};
+    auto r = ctl::conclude(M::interactive, none, V::waiting, true, 69, withdraw);
+    INFO(r.messages.at(0));
+    CHECK(r.exit_code == 0);
+    CHECK(r.messages.at(0).starts_with(text));
+  }
+  CHECK(withdrawals == 8);
+}
+
+TEST_CASE("OutcomeWait: an attempt whose outcome was not written is no verdict") {
+  ctl::OutcomeWait w;
+  w.feed(delivery("a@x", "sent", "250"));
+  CHECK(w.feed(attempt(0).set("error", "No space left on device")) == ctl::OutcomeWait::Verdict::waiting);
 }
 
 TEST_CASE("sendmail -N, -R and -V are the DSN requests, in canonical form") {
