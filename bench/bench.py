@@ -574,9 +574,26 @@ def result(n, t0, t1, cpu, rss, **kw):
     return d
 
 
-def drain_spoold(tag, n, size, route, predrop, sinks, wrap=None, extra="", timeout=None):
-    """W1/W3/W4: n drops in incoming/ before the daemon starts; start → the sinks have all."""
+def stalled_watcher(control_socket, timeout=5.0):
+    """A `spoolctl watch` client that subscribes to every record and then never reads."""
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            c.connect(control_socket)
+            c.sendall(b'{"cmd":"watch"}\n')
+            return c
+        except OSError:
+            c.close()
+            time.sleep(0.005)
+    raise RuntimeError("no control socket at %s" % control_socket)
+
+
+def drain_spoold(tag, n, size, route, predrop, sinks, wrap=None, extra="", timeout=None, watch=False):
+    """W1/W3/W4: n drops in incoming/ before the daemon starts; start → the sinks have all.
+    watch: a stalled watch client is connected as the drain starts (W1w)."""
     s = Spoold(tag, route, wrap, extra)
+    watcher = None
     try:
         for i in range(n):
             write_drop(s.spool, "p%07d" % i, drop_bytes(i, predrop(i), size), False)
@@ -585,6 +602,8 @@ def drain_spoold(tag, n, size, route, predrop, sinks, wrap=None, extra="", timeo
         time.sleep(0.05)  # the shell is waiting in `read` (its start-up is not spoold's CPU)
         c0, k0, t0 = s.group.usage(), sinks.cpu(), time.time()
         s.go()
+        if watch:
+            watcher = stalled_watcher(os.path.join(s.dir, "control.sock"))
         rs = RssSampler(s.group)
         t1 = sinks.wait_for(n, timeout or timeout_for(n, size), s.proc)
         cpu = s.group.usage() - c0
@@ -593,6 +612,8 @@ def drain_spoold(tag, n, size, route, predrop, sinks, wrap=None, extra="", timeo
         rs.stop()
         return result(n, t0, t1, cpu, hwm, sink_cpu_us=sink_us)
     finally:
+        if watcher:
+            watcher.close()
         s.stop()
         s.cleanup()
 
@@ -662,6 +683,26 @@ def w1(system, rep, size=SIZE_1K, n=None, wrap=None):
     if system == "spoold":
         return with_sink(lambda port, sink: drain_spoold(tag, n, size, port, rcpt_for, sink, wrap))
     return with_sink(lambda port, sink: drain_postfix(tag, n, size, port, sink))
+
+
+# W1 with hooks.on_outcome selecting every status (/bin/true as the program), and W1 with a
+# watch client that never reads: issue 17's "costs delivery nothing" claims, spoold only.
+HOOK_EVERY = ('hooks:\n  on_outcome: { exec: "/bin/true", statuses: [sent, deferred, bounced, expired], '
+              'max_running: 4, timeout: 10s }\n')
+
+
+def w1h(system, rep):
+    if system != "spoold":
+        return None
+    return with_sink(lambda port, sink: drain_spoold("w1h-%d" % rep, N, SIZE_1K, port, rcpt_for, sink,
+                                                     extra=HOOK_EVERY))
+
+
+def w1w(system, rep):
+    if system != "spoold":
+        return None
+    return with_sink(lambda port, sink: drain_spoold("w1w-%d" % rep, N, SIZE_1K, port, rcpt_for, sink,
+                                                     watch=True))
 
 
 def w2(system, rep):
@@ -1013,6 +1054,8 @@ def w6(system, rep):
 
 WORKLOADS = {
     "W1": ("drain %s x 1 KiB, static next hop" % "{N}", w1),
+    "W1h": ("W1 with hooks.on_outcome (/bin/true) for every status (spoold only)", w1h),
+    "W1w": ("W1 with a spoolctl watch client that never reads (spoold only)", w1w),
     "W2": ("end to end %s x 1 KiB (spoold: 4 durable writers; Postfix: smtp-source -s %d)"
            % ("{N}", SESSIONS), w2),
     "W2b": ("sendmail once per message, %d x 1 KiB" % N_W2B, w2b),

@@ -70,7 +70,10 @@ Result<std::vector<std::string>> write_events(const std::string& spool_dir, cons
     if (!tmp) return tmp.error();
     if (auto w = tmp->write(r.dump() + "\n"); !w) return w.error();
     if (auto w = tmp->sync(); !w) return w.error();
-    if (auto w = tmp->place(dir + "/" + name); !w) return w.error();
+    std::string target = dir;
+    target += '/';
+    target += name;
+    if (auto w = tmp->place(target); !w) return w.error();
     names.push_back(std::move(name));
   }
   if (auto f = spool::fsync_dir(dir); !f) return f.error();

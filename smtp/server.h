@@ -255,9 +255,9 @@ class ServerEngine {
   State state_ = State::init;
   std::string in_;
   std::size_t pos_ = 0;
-  bool skipping_ = false;  // inside a command line over max_line: dropping it to its LF
-  std::string out_;
+  bool skipping_ = false;     // inside a command line over max_line: dropping it to its LF
   bool output_held_ = false;  // see output_held()
+  std::string out_;
   std::vector<Event> events_;
   std::uint64_t epoch_ = 0;
   int errors_ = 0;
