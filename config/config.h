@@ -66,6 +66,9 @@ struct Delivery {
   TlsPolicy tls = TlsPolicy::opportunistic;
   std::string ca_file;
   int connect_attempts = 1;
+  // Mail::Bulkmail's talk_attempts: tries of a transaction the server refused with 4xx, on the same
+  // session after a pause (1 = no second try).
+  int talk_attempts = 1;
   Timeouts timeouts;
   std::string transcript_dir;
 };
@@ -120,6 +123,9 @@ struct RelayServer {
   int max_messages_per_robin = 0;
   int max_messages_while_awake = 0;
   Duration sleep_length{0};
+  // Given here, these replace delivery's for this server's connections; absent, delivery's apply.
+  std::optional<int> max_messages_per_connection;  // 0 = unlimited
+  std::optional<int> talk_attempts;
   RewriteOverride rewrite;
 };
 

@@ -440,29 +440,30 @@ class Loader {
   }
 
   void load_delivery(const YAML::Node& n, Delivery& d) {
-    each_key(n, "delivery",
-             {"max_sessions", "max_sessions_per_destination", "max_connection_time",
-              "max_messages_per_connection", "idle_timeout", "envelope_limit", "rate_limit", "port",
-              "bind_address", "tls", "ca_file", "connect_attempts", "timeouts", "transcript_dir"},
-             [&](const std::string& k, const YAML::Node& v) {
-               std::string key = "delivery." + k;
-               if (k == "max_sessions") integer(v, key, d.max_sessions, 1, 100'000);
-               if (k == "max_sessions_per_destination")
-                 integer(v, key, d.max_sessions_per_destination, 1, 100'000);
-               if (k == "max_connection_time") duration(v, key, d.max_connection_time, Duration(1));
-               if (k == "max_messages_per_connection")
-                 integer(v, key, d.max_messages_per_connection, 0, INT_MAX);
-               if (k == "idle_timeout") duration(v, key, d.idle_timeout);
-               if (k == "envelope_limit") integer(v, key, d.envelope_limit, 1, 100'000);
-               if (k == "rate_limit") number(v, key, d.rate_limit, 0);
-               if (k == "port") integer(v, key, d.port, 1, 65535);
-               if (k == "bind_address") str(v, key, d.bind_address);
-               if (k == "tls") enumeration(v, key, d.tls, tls_policy_names);
-               if (k == "ca_file") readable_path(v, key, d.ca_file);
-               if (k == "connect_attempts") integer(v, key, d.connect_attempts, 1, 100);
-               if (k == "timeouts") load_timeouts(v, d.timeouts);
-               if (k == "transcript_dir") str(v, key, d.transcript_dir);
-             });
+    each_key(
+        n, "delivery",
+        {"max_sessions", "max_sessions_per_destination", "max_connection_time", "max_messages_per_connection",
+         "idle_timeout", "envelope_limit", "rate_limit", "port", "bind_address", "tls", "ca_file",
+         "connect_attempts", "talk_attempts", "timeouts", "transcript_dir"},
+        [&](const std::string& k, const YAML::Node& v) {
+          std::string key = "delivery." + k;
+          if (k == "max_sessions") integer(v, key, d.max_sessions, 1, 100'000);
+          if (k == "max_sessions_per_destination")
+            integer(v, key, d.max_sessions_per_destination, 1, 100'000);
+          if (k == "max_connection_time") duration(v, key, d.max_connection_time, Duration(1));
+          if (k == "max_messages_per_connection") integer(v, key, d.max_messages_per_connection, 0, INT_MAX);
+          if (k == "idle_timeout") duration(v, key, d.idle_timeout);
+          if (k == "envelope_limit") integer(v, key, d.envelope_limit, 1, 100'000);
+          if (k == "rate_limit") number(v, key, d.rate_limit, 0);
+          if (k == "port") integer(v, key, d.port, 1, 65535);
+          if (k == "bind_address") str(v, key, d.bind_address);
+          if (k == "tls") enumeration(v, key, d.tls, tls_policy_names);
+          if (k == "ca_file") readable_path(v, key, d.ca_file);
+          if (k == "connect_attempts") integer(v, key, d.connect_attempts, 1, 100);
+          if (k == "talk_attempts") integer(v, key, d.talk_attempts, 1, 100);
+          if (k == "timeouts") load_timeouts(v, d.timeouts);
+          if (k == "transcript_dir") str(v, key, d.transcript_dir);
+        });
     if (d.max_sessions_per_destination > d.max_sessions && n["max_sessions_per_destination"])
       error(n["max_sessions_per_destination"], "delivery.max_sessions_per_destination",
             fmt::format("must not exceed delivery.max_sessions ({})", d.max_sessions));
@@ -691,7 +692,8 @@ class Loader {
     each_key(
         n, path,
         {"host", "port", "tls", "verify", "auth", "max_messages", "max_messages_per_robin",
-         "max_messages_while_awake", "sleep_length", "rewrite"},
+         "max_messages_while_awake", "sleep_length", "max_messages_per_connection", "talk_attempts",
+         "rewrite"},
         [&](const std::string& k, const YAML::Node& v) {
           std::string key = path + "." + k;
           if (k == "host") str(v, key, s.host);
@@ -706,6 +708,9 @@ class Loader {
           if (k == "max_messages_per_robin") integer(v, key, s.max_messages_per_robin, 0, INT_MAX);
           if (k == "max_messages_while_awake") integer(v, key, s.max_messages_while_awake, 0, INT_MAX);
           if (k == "sleep_length") duration(v, key, s.sleep_length);
+          if (k == "max_messages_per_connection")
+            integer(v, key, s.max_messages_per_connection.emplace(), 0, INT_MAX);
+          if (k == "talk_attempts") integer(v, key, s.talk_attempts.emplace(), 1, 100);
           if (k == "rewrite") load_rewrite(v, key, s.rewrite);
         });
     if (n.IsMap() && !n["host"]) error(n, path, "missing 'host'");

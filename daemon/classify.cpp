@@ -54,4 +54,9 @@ smtp::Outcome server_failure(smtp::Outcome why, bool never_ready, bool relay) {
   return why;
 }
 
+bool worth_talking_again(const smtp::Outcome& o) {
+  return o.status == smtp::Status::temporary && o.code >= 400 && o.code < 500 && o.code != 421 &&
+         !o.possible_duplicate;
+}
+
 }  // namespace spoold::daemon

@@ -37,6 +37,11 @@ const char* to_string(CloseAction a);
 
 CloseAction on_session_end(const SessionEnd& end, const smtp::Outcome& why);
 
+// talk_attempts: the server refused the recipient with a 4xx reply that leaves the session usable
+// (not 421), so the transaction may be tried again on the same session. A local reason (no reply
+// code) or a possible duplicate never is.
+bool worth_talking_again(const smtp::Outcome& o);
+
 // What the parts waiting for a failed server are told. A relay that refuses us before any
 // transaction (AUTH 535, TLS required, a 5xx greeting) is a configuration problem on one side or
 // the other: deferred (as Postfix's soft bounce does), never bounced. The enhanced code is filled.

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -64,6 +65,15 @@ class DeliveryEngine::Conn {
   // a result can never be booked to the other part.
   std::uint64_t current_id = 0, next_id = 0, submissions = 0;
   size_t retry_slot = 0;  // where in the queue the next retry of this session's parts goes
+  int quota_held = 0;     // relay-quota messages taken for this connection and not settled yet
+  // Recipients the server refused with 4xx, to be tried again on this session after a pause
+  // (talk_attempts), in the order refused, with the verdicts reported should that try never happen.
+  struct Talk {
+    Part part;
+    std::vector<RecipientResult> verdicts;
+  };
+  std::deque<Talk> talks;
+  std::unique_ptr<uv::Timer> talk_timer;
   std::unique_ptr<uv::Timer> idle_timer;
   std::unique_ptr<uv::Timer> life_timer;  // max_connection_time, enforced mid-transaction too
 

@@ -44,6 +44,7 @@ struct Part {
   config::Rewrite rewrite;      // the global and the route's; a relay server's applies on top
   AttemptLog attempt;           // connection-level failures of this part in this attempt
   std::uint64_t failed_on = 0;  // the connection whose failure it has counted already
+  int talks = 0;                // tries on one session after a 4xx so far (talk_attempts)
   std::uint64_t token = 0;      // the caller's handle, returned in PartDone
 };
 

@@ -18,6 +18,10 @@ namespace {
 
 constexpr auto kBadAddressMemory = std::chrono::seconds(60);  // skip a refusing host at most this long
 constexpr auto kHopsLifetime = std::chrono::seconds(60);      // re-resolve a destination after this
+// talk_attempts: the pause before a refused transaction is tried again on its session. Long
+// enough for a server's momentary condition (a busy mailbox lock, a queue-file limit) to pass,
+// short enough not to hold a pooled session idle for long.
+constexpr std::uint64_t kTalkPauseMs = 1000;
 
 }  // namespace
 
@@ -70,7 +74,26 @@ void DeliveryEngine::Destination::withdraw(std::uint64_t token) {
 }
 
 bool DeliveryEngine::Destination::carries_withdrawn(const Conn& c) const {
-  return (c.current && eng_.withdrawn(c.current->token)) || (c.next && eng_.withdrawn(c.next->token));
+  return (c.current && eng_.withdrawn(c.current->token)) || (c.next && eng_.withdrawn(c.next->token)) ||
+         std::any_of(c.talks.begin(), c.talks.end(),
+                     [&](const auto& t) { return eng_.withdrawn(t.part.token); });
+}
+
+const config::RelayServer* DeliveryEngine::Destination::relay_server_of(const Conn& c) const {
+  if (key_.kind != config::RouteKind::relay) return nullptr;
+  const auto* g = cfg_->relay(key_.name);
+  return g && c.server < g->servers.size() ? &g->servers[c.server] : nullptr;
+}
+
+int DeliveryEngine::Destination::messages_per_connection(const Conn& c) const {
+  const auto* s = relay_server_of(c);
+  return s && s->max_messages_per_connection ? *s->max_messages_per_connection
+                                             : cfg_->delivery.max_messages_per_connection;
+}
+
+int DeliveryEngine::Destination::talk_attempts(const Conn& c) const {
+  const auto* s = relay_server_of(c);
+  return s && s->talk_attempts ? *s->talk_attempts : cfg_->delivery.talk_attempts;
 }
 
 void DeliveryEngine::Destination::abort_all() {
@@ -319,6 +342,7 @@ void DeliveryEngine::Destination::open(const dns::NextHop& hop, const dns::Addre
     rr_next_ = conn->server + 1 >= quota_.size() ? 0 : conn->server + 1;
   conn->idle_timer = std::make_unique<uv::Timer>(eng_.loop_);
   conn->life_timer = std::make_unique<uv::Timer>(eng_.loop_);
+  conn->talk_timer = std::make_unique<uv::Timer>(eng_.loop_);
   arm_life(*conn, static_cast<uint64_t>(cfg_->delivery.max_connection_time.count()));
   smtp::SessionCallbacks cbs;
   cbs.on_ready = [this, conn] {
@@ -450,6 +474,10 @@ void DeliveryEngine::Destination::assign(Conn& c) {
     begin_quit(c);  // too old to start another transaction on: retire, a fresh one follows
     return;
   }
+  if (key_.kind == config::RouteKind::relay && !quota_.can_take(c.server, Clock::now())) {
+    begin_quit(c);  // the server's counts are full (with what other connections carry): next one
+    return;
+  }
   auto part = take_part(c, false);
   if (!part) return;
   c.idle_timer->stop();
@@ -458,7 +486,7 @@ void DeliveryEngine::Destination::assign(Conn& c) {
 }
 
 void DeliveryEngine::Destination::offer_next(Conn& c) {
-  if (eng_.stopping_ || c.state() != Conn::St::busy || !c.current || c.next || c.retire ||
+  if (eng_.stopping_ || c.state() != Conn::St::busy || !c.current || c.next || !c.talks.empty() || c.retire ||
       !room_behind_dot(c) || !c.session->can_submit_next())
     return;
   size_t connecting = static_cast<size_t>(std::count_if(
@@ -468,11 +496,13 @@ void DeliveryEngine::Destination::offer_next(Conn& c) {
   if (part) send_part(c, std::move(*part));
 }
 
-bool DeliveryEngine::Destination::room_behind_dot(const Conn& c) const {
+bool DeliveryEngine::Destination::room_behind_dot(const Conn& c) {
   const auto& d = cfg_->delivery;
-  if (d.max_messages_per_connection > 0 && c.messages + 2 > d.max_messages_per_connection) return false;
+  int per_connection = messages_per_connection(c);
+  if (per_connection > 0 && c.messages + 2 > per_connection) return false;
   if (Clock::now() - c.opened >= d.max_connection_time) return false;
-  return key_.kind != config::RouteKind::relay || quota_.room_behind_dot(c.server);
+  // The running message is taken already: this asks for room for one more.
+  return key_.kind != config::RouteKind::relay || quota_.can_take(c.server, Clock::now());
 }
 
 std::optional<Part> DeliveryEngine::Destination::take_part(const Conn& c, bool behind_dot) {
@@ -521,6 +551,10 @@ void DeliveryEngine::Destination::send_part(Conn& c, Part part) {
   }
   body.fd = fd;
   body.offset = part.body_offset;
+  if (key_.kind == config::RouteKind::relay) {
+    quota_.take(c.server);  // counted from now, so that other connections leave room for it
+    ++c.quota_held;
+  }
   std::uint64_t id = ++c.submissions;
   if (behind_dot) {
     c.next = std::move(part);
@@ -549,6 +583,8 @@ void DeliveryEngine::Destination::on_transaction(Conn* c, std::uint64_t id,
   for (const auto& note : r.notes) log::info("{}: {}: {}", part->qid, c->relay(), note);
   if (c->current && eng_.withdrawn(c->current->token)) arm_life(*c, 0);  // now running: cut it
   Sorted sorted = sort_results(*c, *part, r);
+  settle_quota(*c, sorted.answered);
+  keep_for_talk(*c, *part, sorted.done);
   if (!sorted.retry.indices.empty() && !can_go(sorted.retry)) {  // no server left for it in this attempt
     smtp::Outcome why = final_verdict(sorted.retry);
     for (size_t i : sorted.retry.indices) sorted.done.push_back({i, why, c->relay()});
@@ -571,7 +607,6 @@ std::optional<Part> DeliveryEngine::Destination::take_answered(Conn& c, std::uin
     c.current = std::exchange(c.next, std::nullopt);
     c.current_id = c.next_id;
     ++c.messages;
-    note_server_message(c);
     return part;
   }
   if (c.next && c.next_id == id) {
@@ -620,10 +655,17 @@ auto DeliveryEngine::Destination::sort_results(const Conn& c, const Part& part,
 // work or goes idle (or to a destination that waits for this server).
 void DeliveryEngine::Destination::after_transaction(Conn& c) {
   const auto& d = cfg_->delivery;
-  if ((d.max_messages_per_connection > 0 && c.messages >= d.max_messages_per_connection) ||
+  int per_connection = messages_per_connection(c);
+  if ((per_connection > 0 && c.messages >= per_connection) ||
       Clock::now() - c.opened >= d.max_connection_time)
     c.retire = true;
-  if (!c.session->alive()) return;  // on_closed follows
+  if (!c.session->alive()) return;                         // on_closed follows
+  if (!c.talks.empty() && !c.retire && !eng_.stopping_) {  // busy still: the same recipients after the pause
+    Conn* conn = &c;
+    c.talk_timer->start(kTalkPauseMs, 0, [conn] { conn->dest->talk_again(*conn); });
+    return;
+  }
+  give_up_talk(c);
   if (c.retire) {
     begin_quit(c);
     pump();
@@ -634,8 +676,72 @@ void DeliveryEngine::Destination::after_transaction(Conn& c) {
   if (c.state() == Conn::St::idle) idle_or_hand_over(c);
 }
 
-void DeliveryEngine::Destination::note_server_message(Conn& c) {
-  if (key_.kind == config::RouteKind::relay && quota_.message_done(c.server, Clock::now())) c.retire = true;
+void DeliveryEngine::Destination::settle_quota(Conn& c, bool answered) {
+  if (key_.kind != config::RouteKind::relay || c.quota_held == 0) return;
+  --c.quota_held;
+  if (quota_.settle(c.server, answered, Clock::now())) c.retire = true;
+}
+
+void DeliveryEngine::Destination::keep_for_talk(Conn& c, const Part& part,
+                                                std::vector<RecipientResult>& done) {
+  if (part.talks + 1 >= talk_attempts(c) || c.retire || eng_.stopping_ || eng_.withdrawn(part.token) ||
+      !c.session->alive())
+    return;
+  Part again = part;
+  again.recipients.clear();
+  again.indices.clear();
+  again.dsn_notify.clear();
+  again.dsn_orcpt.clear();
+  again.talks = part.talks + 1;
+  std::vector<RecipientResult> verdicts;
+  std::erase_if(done, [&](const RecipientResult& r) {
+    if (!worth_talking_again(r.outcome)) return false;
+    auto at = std::find(part.indices.begin(), part.indices.end(), r.index);
+    if (at == part.indices.end()) return false;
+    auto i = static_cast<size_t>(at - part.indices.begin());
+    again.recipients.push_back(part.recipients[i]);
+    again.indices.push_back(r.index);
+    again.dsn_notify.push_back(i < part.dsn_notify.size() ? part.dsn_notify[i] : "");
+    again.dsn_orcpt.push_back(i < part.dsn_orcpt.size() ? part.dsn_orcpt[i] : "");
+    verdicts.push_back(r);
+    return true;
+  });
+  if (again.indices.empty()) return;
+  log::info(
+      "{}: {}: {} recipient(s) refused with {} {}; trying again on this session in {} ms (try {} of {})",
+      part.qid, c.relay(), again.indices.size(), verdicts.front().outcome.code,
+      verdicts.front().outcome.enhanced, kTalkPauseMs, again.talks + 1, talk_attempts(c));
+  c.talks.push_back({std::move(again), std::move(verdicts)});
+}
+
+void DeliveryEngine::Destination::talk_again(Conn& c) {
+  if (c.talks.empty()) return;
+  bool can = !eng_.stopping_ && !c.retire && c.state() == Conn::St::busy && !c.current && c.session &&
+             c.session->alive() && c.session->idle() && !eng_.withdrawn(c.talks.front().part.token) &&
+             Clock::now() - c.opened < cfg_->delivery.max_connection_time &&
+             (key_.kind != config::RouteKind::relay || quota_.can_take(c.server, Clock::now()));
+  if (!can) {
+    give_up_talk(c);
+    after_transaction(c);
+    return;
+  }
+  Part p = std::move(c.talks.front().part);
+  c.talks.pop_front();
+  send_part(c, std::move(p));
+}
+
+void DeliveryEngine::Destination::give_up_talk(Conn& c) {
+  c.talk_timer->stop();
+  auto talks = std::move(c.talks);
+  c.talks.clear();
+  for (auto& [p, rs] : talks) {
+    if (eng_.withdrawn(p.token)) {  // its lock was lost: nothing of it is ours to report
+      rs.clear();
+      for (size_t i : p.indices)
+        rs.push_back({i, smtp::Outcome{smtp::Status::temporary, 0, "4.3.0", "lock lost"}, "none", false});
+    }
+    eng_.done_(p.token, std::move(rs));
+  }
 }
 
 void DeliveryEngine::Destination::on_closed(Conn* c, const smtp::Outcome& why) {
@@ -658,6 +764,8 @@ void DeliveryEngine::Destination::on_closed(Conn* c, const smtp::Outcome& why) {
   } else if (action == CloseAction::server_failed) {
     record_failure(*c, why, end.never_ready);
   }
+  give_up_talk(*c);
+  while (c->quota_held > 0) settle_quota(*c, false);
   // The session ended without a transaction result (should not happen): defer the parts.
   for (auto* slot : {&c->current, &c->next}) {
     if (!*slot) continue;

@@ -84,7 +84,12 @@ class DeliveryEngine::Destination : public SlotBroker::Waiter {
 
   bool relay_server(const dns::NextHop&) const { return key_.kind == config::RouteKind::relay; }
 
-  bool server_usable(size_t i) { return quota_.usable(i, Clock::now()); }
+  bool server_usable(size_t i) { return quota_.can_take(i, Clock::now()); }
+
+  // The relay server's setting when it has one, else delivery's.
+  int messages_per_connection(const Conn& c) const;
+  int talk_attempts(const Conn& c) const;
+  const config::RelayServer* relay_server_of(const Conn& c) const;
 
   struct Pick {
     const dns::NextHop* hop = nullptr;
@@ -172,7 +177,7 @@ class DeliveryEngine::Destination : public SlotBroker::Waiter {
   // A message behind the dot counts as started now: it must fit the limits that the running one
   // still leaves room for (max_messages_per_connection, max_connection_time, the relay server's
   // message counts, which grow when a transaction ends).
-  bool room_behind_dot(const Conn& c) const;
+  bool room_behind_dot(const Conn& c);
 
   // The first queued part not yet failed at c's address, if the rate limit allows one now. Behind
   // a dot only parts whose body facts are known from pickup (the session cannot scan there).
@@ -202,7 +207,16 @@ class DeliveryEngine::Destination : public SlotBroker::Waiter {
 
   void after_transaction(Conn& c);
 
-  void note_server_message(Conn& c);
+  // Takes the recipients of `done` that the server refused with a 4xx (worth_talking_again()) into
+  // c.talks when c's talk_attempts allow another try of them on this session.
+  void keep_for_talk(Conn& c, const Part& part, std::vector<RecipientResult>& done);
+  // The pause after a refused transaction is over: the first refused recipients again on this
+  // session, or the verdicts of all of them reported when the session can no longer carry them.
+  void talk_again(Conn& c);
+  void give_up_talk(Conn& c);
+
+  // The relay quota's message of this transaction ends: counted when the server judged it.
+  void settle_quota(Conn& c, bool answered);
 
   void on_closed(Conn* c, const smtp::Outcome& why);
 

@@ -15,40 +15,45 @@ RelayQuota::RelayQuota(const config::RelayGroup& group)
   }
 }
 
-bool RelayQuota::usable(size_t server, Clock::time_point now) {
+bool RelayQuota::room(const Server& s) {
+  auto below = [&](int limit, int count) { return limit <= 0 || count + s.pending < limit; };
+  return below(s.max_messages, s.total) && below(s.per_robin, s.robin) && below(s.while_awake, s.awake);
+}
+
+bool RelayQuota::can_take(size_t server, Clock::time_point now) {
   if (server >= servers_.size()) return false;
   Server& s = servers_[server];
-  if (s.max_messages > 0 && s.total >= s.max_messages) return false;  // retired for good
   if (s.asleep_until != Clock::time_point{}) {
     if (now < s.asleep_until) return false;
     s.asleep_until = {};
     s.awake = 0;
   }
-  return true;
+  return room(s);
 }
 
-bool RelayQuota::room_behind_dot(size_t server) const {
-  if (server >= servers_.size()) return false;
-  const Server& s = servers_[server];
-  auto room = [](int limit, int count) { return limit <= 0 || count + 2 <= limit; };
-  return room(s.max_messages, s.total) && room(s.per_robin, s.robin) && room(s.while_awake, s.awake);
+void RelayQuota::take(size_t server) {
+  if (server < servers_.size()) ++servers_[server].pending;
 }
 
-bool RelayQuota::message_done(size_t server, Clock::time_point now) {
+bool RelayQuota::settle(size_t server, bool counted, Clock::time_point now) {
   if (server >= servers_.size()) return false;
   Server& s = servers_[server];
+  if (s.pending > 0) --s.pending;
+  if (!counted) return false;  // given back: the server's counts are as they were
   ++s.total, ++s.robin, ++s.awake;
   bool end = false;
   if (s.max_messages > 0 && s.total >= s.max_messages) end = true;
+  // With nothing else in flight the robin is full: it starts again, and the connection ends so
+  // that the next one goes to the next server in the robin.
   if (s.per_robin > 0 && s.robin >= s.per_robin) {
     s.robin = 0;
-    end = true;  // the next connection goes to the next server in the robin
+    end = true;
   }
   if (s.while_awake > 0 && s.awake >= s.while_awake) {
     s.asleep_until = now + s.sleep;
     end = true;
   }
-  return end;
+  return end || !room(s);
 }
 
 }  // namespace spoold::daemon

@@ -85,6 +85,7 @@ delivery:
   tls: verify
   ca_file: ""
   connect_attempts: 2
+  talk_attempts: 3
   timeouts: { connect: 30s, greeting: 5m, ehlo: 5m, mail: 5m, rcpt: 5m, data: 2m, block: 3m, dot: 500ms }
   transcript_dir: ""
 dns:
@@ -105,6 +106,8 @@ relays:
         max_messages_per_robin: 500
         max_messages_while_awake: 0
         sleep_length: 0s
+        max_messages_per_connection: 0
+        talk_attempts: 2
       - host: smtp2.example.org
         tls: smtps
 routes:
@@ -127,6 +130,7 @@ logging: { level: debug, format: json }
   CHECK(c.delivery.port == 2525);
   CHECK(c.delivery.tls == TlsPolicy::verify);
   CHECK(c.delivery.connect_attempts == 2);
+  CHECK(c.delivery.talk_attempts == 3);
   CHECK(c.delivery.timeouts.dot == 500ms);
   CHECK(c.dns.servers == std::vector<std::string>{"127.0.0.1:5353"});
   CHECK(c.dns.address_preference == AddressPreference::ipv6);
@@ -143,6 +147,10 @@ logging: { level: debug, format: json }
   CHECK(corp->servers[0].auth->mechanism == AuthMechanism::automatic);
   CHECK_FALSE(corp->servers[1].auth);  // no `auth:`: no AUTH (smtp's AuthMechanism::none)
   CHECK(corp->servers[0].max_messages_per_robin == 500);
+  CHECK(corp->servers[0].max_messages_per_connection == 0);  // given: unlimited, not delivery's
+  CHECK(corp->servers[0].talk_attempts == 2);
+  CHECK_FALSE(corp->servers[1].max_messages_per_connection);  // absent: delivery's applies
+  CHECK_FALSE(corp->servers[1].talk_attempts);
   CHECK(corp->servers[1].port == 465);  // smtps default
   CHECK(corp->servers[1].tls == RelayTls::smtps);
   REQUIRE(c.routes.size() == 3);
@@ -224,6 +232,12 @@ TEST_CASE("config errors name line, column and key") {
        "t.yaml:2:17: delivery.max_sessions: expected an integer, got 'lots'"},
       {"delivery:\n  max_sessions: 0\n", "t.yaml:2:17: delivery.max_sessions: must be between 1 and"},
       {"delivery:\n  max_sessions: [1]\n", "t.yaml:2:17: delivery.max_sessions: expected an integer"},
+      {"delivery:\n  talk_attempts: 0\n",
+       "t.yaml:2:18: delivery.talk_attempts: must be between 1 and 100, got 0"},
+      {"relays:\n  g:\n    servers:\n      - { host: a, talk_attempts: 101 }\n",
+       "t.yaml:4:35: relays.g.servers[0].talk_attempts: must be between 1 and 100, got 101"},
+      {"relays:\n  g:\n    servers:\n      - { host: a, max_messages_per_connection: -1 }\n",
+       "t.yaml:4:49: relays.g.servers[0].max_messages_per_connection: must be between 0 and"},
       {"queue:\n  scan_interval: 5 parsecs\n", "t.yaml:2:18: queue.scan_interval: bad duration '5 parsecs'"},
       {"queue:\n  max_message_size: 5XB\n", "t.yaml:2:21: queue.max_message_size: bad size '5XB'"},
       {"queue:\n  tiers: []\n", "t.yaml:2:10: queue.tiers: must have at least one tier"},

@@ -146,29 +146,101 @@ TEST_CASE("relay quota: retired, next in the robin, asleep", "[pieces][relay]") 
   RelayQuota q(g);
   CHECK(q.size() == 3);
   CHECK(q.round_robin());
-  CHECK_FALSE(q.usable(3, t0));  // no such server
+  CHECK_FALSE(q.can_take(3, t0));  // no such server
 
   // max_messages: retired for good once reached.
-  CHECK(q.room_behind_dot(0));  // 0 + 2 <= 2
-  CHECK_FALSE(q.message_done(0, t0));
-  CHECK_FALSE(q.room_behind_dot(0));  // one taken: the running one would be the last
-  CHECK(q.usable(0, t0));
-  CHECK(q.message_done(0, t0));
-  CHECK_FALSE(q.usable(0, t0 + 24h));
+  REQUIRE(q.can_take(0, t0));
+  q.take(0);
+  CHECK(q.can_take(0, t0));  // room for the second behind the first one's dot
+  CHECK_FALSE(q.settle(0, true, t0));
+  q.take(0);
+  CHECK_FALSE(q.can_take(0, t0));  // the one in flight would be the last
+  CHECK(q.settle(0, true, t0));
+  CHECK_FALSE(q.can_take(0, t0 + 24h));
 
-  // per robin: the connection ends, the server stays usable.
-  CHECK_FALSE(q.message_done(1, t0));
-  CHECK_FALSE(q.message_done(1, t0));
-  CHECK(q.message_done(1, t0));
-  CHECK(q.usable(1, t0));
-  CHECK(q.room_behind_dot(1));  // the robin count starts again
+  // per robin: the connection ends, the server stays usable and the robin count starts again.
+  for (int i = 0; i < 2; ++i) {
+    q.take(1);
+    CHECK_FALSE(q.settle(1, true, t0));
+  }
+  q.take(1);
+  CHECK(q.settle(1, true, t0));
+  CHECK(q.can_take(1, t0));
+  q.take(1);
+  CHECK_FALSE(q.settle(1, true, t0));
 
   // while awake: asleep for sleep_length, then counting again.
-  CHECK_FALSE(q.message_done(2, t0));
-  CHECK(q.message_done(2, t0));
-  CHECK_FALSE(q.usable(2, t0 + 9s));
-  CHECK(q.usable(2, t0 + 10s));
-  CHECK_FALSE(q.message_done(2, t0 + 10s));  // awake count reset on waking
+  q.take(2);
+  CHECK_FALSE(q.settle(2, true, t0));
+  q.take(2);
+  CHECK(q.settle(2, true, t0));
+  CHECK_FALSE(q.can_take(2, t0 + 9s));
+  CHECK(q.can_take(2, t0 + 10s));
+  q.take(2);
+  CHECK_FALSE(q.settle(2, true, t0 + 10s));  // awake count reset on waking
+}
+
+TEST_CASE("relay quota: messages in flight on several connections never overshoot", "[pieces][relay]") {
+  using C = RelayQuota::Clock;
+  const C::time_point t0 = C::time_point{} + 1h;
+  config::RelayGroup g;
+  g.strategy = config::RelayStrategy::failover;
+  g.servers.resize(2);
+  g.servers[0].max_messages = 3;
+  g.servers[1].max_messages_while_awake = 2;
+  g.servers[1].sleep_length = 10s;
+  RelayQuota q(g);
+
+  // Four connections each want a message: only three are taken, all before any has ended.
+  int taken = 0;
+  for (int conn = 0; conn < 4; ++conn)
+    if (q.can_take(0, t0)) q.take(0), ++taken;
+  CHECK(taken == 3);
+  CHECK(q.in_flight(0) == 3);
+  // One failed before the server judged it: given back, so one more may go.
+  CHECK_FALSE(q.settle(0, false, t0));
+  CHECK(q.can_take(0, t0));
+  q.take(0);
+  CHECK_FALSE(q.can_take(0, t0));
+  // Settling the others: the connections end once the counts leave no room.
+  CHECK(q.settle(0, true, t0));
+  CHECK(q.settle(0, true, t0));
+  CHECK(q.settle(0, true, t0));
+  CHECK(q.in_flight(0) == 0);
+  CHECK_FALSE(q.can_take(0, t0 + 24h));  // three counted: retired
+
+  // while_awake with two in flight: the sleep starts when the second one is counted.
+  q.take(1);
+  q.take(1);
+  CHECK_FALSE(q.can_take(1, t0));
+  CHECK(q.settle(1, true, t0));  // no room for a third while the second is in flight
+  CHECK(q.settle(1, true, t0));
+  CHECK_FALSE(q.can_take(1, t0 + 9s));
+  CHECK(q.can_take(1, t0 + 10s));
+}
+
+TEST_CASE("talk_attempts: which refusals are tried again on the session", "[pieces][talk]") {
+  struct Row {
+    smtp::Status status;
+    int code;
+    bool duplicate;
+    bool again;
+  };
+  const Row rows[] = {
+      {smtp::Status::temporary, 450, false, true},  {smtp::Status::temporary, 451, false, true},
+      {smtp::Status::temporary, 452, false, true},  {smtp::Status::temporary, 499, false, true},
+      {smtp::Status::temporary, 421, false, false},  // the session is over
+      {smtp::Status::temporary, 0, false, false},    // a local reason: no reply to repeat
+      {smtp::Status::temporary, 451, true, false},   // may have been delivered
+      {smtp::Status::permanent, 550, false, false}, {smtp::Status::sent, 250, false, false},
+      {smtp::Status::temporary, 554, false, false},  // a 5xx made temporary by policy stays as it is
+  };
+  for (const auto& r : rows) {
+    smtp::Outcome o{r.status, r.code, "", "text"};
+    o.possible_duplicate = r.duplicate;
+    INFO(r.code << " duplicate " << r.duplicate);
+    CHECK(worth_talking_again(o) == r.again);
+  }
 }
 
 TEST_CASE("session options: a relay server's TLS and AUTH replace delivery.tls", "[pieces][options]") {

@@ -2,6 +2,11 @@
 // servers: STARTTLS + AUTH, round robin with max_messages_per_robin.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <map>
+#include <set>
+#include <sstream>
+
 #include "tests/daemon/harness.h"
 
 using namespace spoold::test;
@@ -141,4 +146,120 @@ TEST_CASE("max_messages retires a relay server; while_awake puts it to sleep", "
     CHECK(a.count() == 2);  // then asleep for 60 s: the rest goes to b
     CHECK(b.count() == 4);
   }
+}
+
+namespace {
+
+// "rcpt|dot ADDRESS SESSION TIME" lines the sink wrote for each grey*/dotgrey* refusal.
+struct Refusal {
+  std::string kind, address;
+  int session = 0;
+  double time = 0;
+};
+
+std::vector<Refusal> refusals(const std::string& sink_dir) {
+  std::vector<Refusal> out;
+  std::istringstream in(read_file(sink_dir + "/refusals"));
+  Refusal r;
+  while (in >> r.kind >> r.address >> r.session >> r.time) out.push_back(r);
+  return out;
+}
+
+std::map<int, int> messages_per_session(const Sink& s) {
+  std::map<int, int> out;
+  for (const auto& m : s.messages()) ++out[static_cast<int>(m.meta["session"].as_int())];
+  return out;
+}
+
+const char* kQuickTimeouts =
+    "  timeouts: { connect: 5s, greeting: 10s, ehlo: 10s, mail: 10s, rcpt: 10s, data: 10s, dot: 10s }\n";
+
+}  // namespace
+
+TEST_CASE("talk_attempts tries a transaction refused with 4xx again on the same session", "[daemon][talk]") {
+  Env env(
+      std::string("delivery:\n  max_sessions_per_destination: 1\n  idle_timeout: 1s\n  talk_attempts: 3\n") +
+      kQuickTimeouts);
+  env.drop("m1", envelope_message("a@example.com", {"grey2-one@example.net"}, "refused twice at RCPT"));
+  env.drop("m2",
+           envelope_message("a@example.com", {"dotgrey1-two@example.net"}, "refused once after the dot"));
+  env.drop("m3", envelope_message("a@example.com", {"temp-three@example.net"}, "always 451"));
+  REQUIRE(env.run_once() == 0);
+  INFO(env.log());
+  auto got = env.sink().messages();
+  REQUIRE(got.size() == 2);
+  std::set<std::string> rcpts;
+  for (const auto& m : got) rcpts.insert(m.meta["rcpts"].as_array()[0].as_string());
+  CHECK(rcpts == std::set<std::string>{"grey2-one@example.net", "dotgrey1-two@example.net"});
+  // Every try on the one session the messages went out on, a pause between the tries.
+  CHECK(env.sink().sessions() == 1);
+  auto refused = refusals(env.dir() / "sink");
+  REQUIRE(refused.size() == 3);
+  for (const auto& r : refused) CHECK(r.session == got[0].meta["session"].as_int());
+  std::vector<double> grey;
+  for (const auto& r : refused)
+    if (r.address == "grey2-one@example.net") grey.push_back(r.time);
+  REQUIRE(grey.size() == 2);
+  CHECK(grey[1] - grey[0] >= 0.9);
+  // The one that is always refused: three tries, then deferred with the server's reply.
+  CHECK(env.log().find("(try 3 of 3)") != std::string::npos);
+  CHECK(env.log().find("(try 4 of 3)") == std::string::npos);
+  CHECK(env.entries("queue/1").size() == 1);
+  CHECK(env.log().find("to=<temp-three@example.net>") != std::string::npos);
+  CHECK(env.log().find("status=deferred (451 4.3.0 mailbox busy") != std::string::npos);
+}
+
+TEST_CASE("talk_attempts: one try by default; a relay server's own setting wins", "[daemon][talk]") {
+  SECTION("default: the 4xx defers at once") {
+    Env env;
+    env.drop("m", envelope_message("a@example.com", {"grey1-x@example.net"}, "greylisted"));
+    REQUIRE(env.run_once() == 0);
+    INFO(env.log());
+    CHECK(env.sink().count() == 0);
+    CHECK(env.entries("queue/1").size() == 1);
+    CHECK(refusals(env.dir() / "sink").size() == 1);
+  }
+  SECTION("a session cut in the pause (max_connection_time) defers with the server's reply") {
+    Env env(std::string("delivery:\n  talk_attempts: 3\n  max_connection_time: 400ms\n") + kQuickTimeouts);
+    env.drop("m", envelope_message("a@example.com", {"grey3-x@example.net"}, "greylisted"));
+    REQUIRE(env.run_once() == 0);
+    INFO(env.log());
+    CHECK(env.sink().count() == 0);
+    CHECK(refusals(env.dir() / "sink").size() == 1);
+    CHECK(env.entries("queue/1").size() == 1);
+    CHECK(env.log().find("status=deferred (451 4.7.1 <grey3-x@example.net>: greylisted") != std::string::npos);
+  }
+  SECTION("relay server talk_attempts: 2 over delivery's 1") {
+    Env env("", false);
+    Sink a(env.dir() / "a");
+    relay_group(env, "failover", {server(a.port(), "talk_attempts: 2")});
+    env.drop("m", envelope_message("a@example.com", {"grey1-x@example.net"}, "greylisted"));
+    REQUIRE(env.run_once() == 0);
+    INFO(env.log());
+    CHECK(a.count() == 1);
+    CHECK(a.sessions() == 1);
+    CHECK(refusals(env.dir() / "a").size() == 1);
+    CHECK(env.entries("queue/1").empty());
+  }
+}
+
+TEST_CASE("relay counts never overshoot with several connections in flight", "[daemon][relay]") {
+  Env env(std::string("delivery:\n  max_sessions_per_destination: 4\n  idle_timeout: 1s\n") + kQuickTimeouts,
+          false);
+  Sink a(env.dir() / "a"), b(env.dir() / "b");
+  relay_group(env, "failover",
+              {server(a.port(), "max_messages: 5, max_messages_per_connection: 2"), server(b.port())});
+  drop_n(env, 40);
+  REQUIRE(env.run_once() == 0);
+  INFO(env.log());
+  CHECK(a.count() == 5);  // exactly: four connections at once never take more between them
+  CHECK(b.count() == 35);
+  // The server's own max_messages_per_connection (delivery's is unlimited).
+  for (const auto& [session, n] : messages_per_session(a)) {
+    INFO("session " << session);
+    CHECK(n <= 2);
+  }
+  size_t most_b = 0;
+  for (const auto& [session, n] : messages_per_session(b)) most_b = std::max(most_b, static_cast<size_t>(n));
+  CHECK(most_b > 2);  // b's connections are not limited by a's setting
 }

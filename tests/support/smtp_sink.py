@@ -4,7 +4,10 @@
 Every accepted message is written to OUTDIR as NNNNNN.eml (the data) plus NNNNNN.json (envelope,
 peer, session number). Recipients steer the replies, so one sink serves every scenario:
   temp*@…   → 451 4.3.0 at RCPT          perm*@… / reject*@… → 550 5.1.1 at RCPT
+  greyN*@…  → 451 4.7.1 at RCPT for the first N RCPTs of that address, then 250 (N one digit)
+  dotgreyN*@… → 250 at RCPT, but the first N transactions carrying it get 451 4.3.0 after the dot
   anything else → 250; DATA → 250 2.0.0
+Each refusal of grey*/dotgrey* is appended to OUTDIR/refusals as "rcpt|dot ADDRESS SESSION TIME".
 EHLO offers PIPELINING, as Postfix, Exim and the big providers do (aiosmtpd reads pipelined
 commands in order but does not say so), so the daemon's tests see the pipelined protocol,
 including transactions sent behind a final dot; --no-pipelining takes it away.
@@ -22,6 +25,20 @@ from aiosmtpd.smtp import SMTP
 
 lock = threading.Lock()
 counter = {"msg": 0, "session": 0}
+refused = {}  # address -> refusals so far (grey*, dotgrey*)
+
+
+def refuse_again(outdir, kind, address, limit, session):
+    """True (and logged) while `address` has been refused fewer than `limit` times."""
+    import time
+    with lock:
+        n = refused.get((kind, address), 0)
+        if n >= limit:
+            return False
+        refused[(kind, address)] = n + 1
+        with open(os.path.join(outdir, "refusals"), "a") as f:
+            f.write("{} {} {} {:.3f}\n".format(kind, address, getattr(session, "spoold_no", 0), time.time()))
+    return True
 
 
 class Handler:
@@ -53,10 +70,18 @@ class Handler:
             return "451 4.3.0 mailbox busy, try later"
         if local.startswith("perm") or local.startswith("reject"):
             return "550 5.1.1 <{}>: no such user".format(address)
+        if local.startswith("grey") and local[4:5].isdigit():
+            if refuse_again(self.outdir, "rcpt", address, int(local[4]), session):
+                return "451 4.7.1 <{}>: greylisted, try again".format(address)
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        for address in envelope.rcpt_tos:
+            local = address.split("@")[0].lower()
+            if local.startswith("dotgrey") and local[7:8].isdigit():
+                if refuse_again(self.outdir, "dot", address, int(local[7]), session):
+                    return "451 4.3.0 queue file write error, try again"
         with lock:
             counter["msg"] += 1
             n = counter["msg"]
