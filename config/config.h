@@ -53,6 +53,21 @@ struct Timeouts {
   Duration dot = 10min;
 };
 
+// bind_address: the local address to connect from, at most one per address family (Postfix's
+// smtp_bind_address and smtp_bind_address6); a connection to a peer of a family without one gets
+// the kernel's choice.
+struct BindAddress {
+  std::string v4, v6;
+  bool empty() const { return v4.empty() && v6.empty(); }
+  const std::string& for_peer(const std::string& ip) const;  // "" = the kernel's choice
+  std::string to_string() const;                             // "192.0.2.1, 2001:db8::1"
+  bool operator==(const BindAddress&) const = default;
+};
+
+// Adds `ip` to `b` after checking that it is an IP literal, the first of its family, and an
+// address of this host (binding a socket to it works). Returns why not, "" when added.
+std::string add_bind_address(BindAddress& b, const std::string& ip);
+
 struct Delivery {
   int max_sessions = 20;
   int max_sessions_per_destination = 4;
@@ -62,7 +77,7 @@ struct Delivery {
   int envelope_limit = 100;
   double rate_limit = 0;  // messages per second per destination, 0 = unlimited
   int port = 25;
-  std::string bind_address;
+  BindAddress bind_address;
   TlsPolicy tls = TlsPolicy::opportunistic;
   std::string ca_file;
   int connect_attempts = 1;
@@ -139,12 +154,24 @@ struct RelayGroup {
 
 enum class RouteKind { relay, hosts, mx };
 
+// A route's own connection policy: each key given replaces delivery's for the next hops of that
+// route (a relay group's servers keep their own tls).
+struct RoutePolicy {
+  std::optional<TlsPolicy> tls;
+  std::optional<int> max_sessions;   // sessions at once to each next hop (max_sessions_per_destination)
+  std::optional<double> rate_limit;  // messages per second to each next hop
+  std::optional<BindAddress> bind_address;
+  bool empty() const { return !tls && !max_sessions && !rate_limit && !bind_address; }
+  bool operator==(const RoutePolicy&) const = default;
+};
+
 struct Route {
   std::vector<std::string> match;  // "example.org", "*.example.org", "*"
   RouteKind kind = RouteKind::mx;
   std::string relay;               // kind == relay
   std::vector<std::string> hosts;  // kind == hosts: "host:port" or "host" (port = delivery.port)
   RewriteOverride rewrite;
+  RoutePolicy policy;
 };
 
 enum class LogLevel { debug, info, warning, error };

@@ -176,7 +176,7 @@ class Loader {
         errors_.push_back(fmt::format("{}:{}:{}: alias loop: {}", c.aliases_file, at->second.first,
                                       at->second.second, loop.chain));
     }
-    if (c.routes.empty()) c.routes.push_back(Route{{"*"}, RouteKind::mx, "", {}, {}});
+    if (c.routes.empty()) c.routes.push_back(Route{{"*"}, RouteKind::mx, "", {}, {}, {}});
     if (!errors_.empty()) {
       std::string all;
       for (const auto& e : errors_) all += (all.empty() ? "" : "\n") + e;
@@ -333,6 +333,18 @@ class Loader {
     }
   }
 
+  // One address or a list of up to two, one per family, each an address of this host.
+  void bind_address(const YAML::Node& n, const std::string& key, BindAddress& out) {
+    std::vector<std::string> ips;
+    strings(n, key, ips);
+    out = {};
+    for (size_t i = 0; i < ips.size(); ++i) {
+      if (ips[i].empty() && ips.size() == 1) return;  // "": the kernel's choice
+      if (std::string why = add_bind_address(out, ips[i]); !why.empty())
+        error(n.IsSequence() ? n[i] : n, key, why);
+    }
+  }
+
   // strings(), each one also checked by `valid`; a bad one is an error at its own list item:
   // "'<string>' <is_not>".
   void strings(const YAML::Node& n, const std::string& key, std::vector<std::string>& out,
@@ -456,7 +468,7 @@ class Loader {
           if (k == "envelope_limit") integer(v, key, d.envelope_limit, 1, 100'000);
           if (k == "rate_limit") number(v, key, d.rate_limit, 0);
           if (k == "port") integer(v, key, d.port, 1, 65535);
-          if (k == "bind_address") str(v, key, d.bind_address);
+          if (k == "bind_address") bind_address(v, key, d.bind_address);
           if (k == "tls") enumeration(v, key, d.tls, tls_policy_names);
           if (k == "ca_file") readable_path(v, key, d.ca_file);
           if (k == "connect_attempts") integer(v, key, d.connect_attempts, 1, 100);
@@ -747,44 +759,58 @@ class Loader {
       std::string path = fmt::format("routes[{}]", i);
       Route r;
       int kinds = 0;
-      each_key(n[i], path, {"match", "relay", "hosts", "mx", "rewrite"},
-               [&](const std::string& k, const YAML::Node& v) {
-                 std::string key = fmt::format("{}.{}", path, k);
-                 if (k == "match") {
-                   strings(v, key, r.match);
-                   for (size_t j = 0; j < r.match.size(); ++j) {
-                     // Recipient domains are routed in A-label form (daemon/router.h), so a
-                     // pattern written with U-labels is turned into one too.
-                     std::string& p = r.match[j];
-                     bool wild = p.rfind("*.", 0) == 0;
-                     if (auto a = idna::to_ascii(wild ? p.substr(2) : p)) p = (wild ? "*." : "") + *a;
-                     if (!valid_pattern(p))
-                       error(v.IsSequence() ? v[j] : v, key,
-                             fmt::format("'{}' is not a domain, '*.suffix' or '*'", p));
-                   }
-                 }
-                 if (k == "relay") {
-                   ++kinds;
-                   r.kind = RouteKind::relay;
-                   str(v, key, r.relay);
-                   if (!r.relay.empty() && !c.relay(r.relay))
-                     error(v, key, fmt::format("unknown relay group '{}'", r.relay));
-                 }
-                 if (k == "hosts") {
-                   ++kinds;
-                   r.kind = RouteKind::hosts;
-                   strings(v, key, r.hosts, valid_hostport, "is not host or host:port");
-                   if (r.hosts.empty()) error(v, key, "expected at least one host");
-                 }
-                 if (k == "mx") {
-                   ++kinds;
-                   r.kind = RouteKind::mx;
-                   bool on = true;
-                   boolean(v, key, on);
-                   if (!on) error(v, key, "only 'mx: true' makes sense; leave the route out instead");
-                 }
-                 if (k == "rewrite") load_rewrite(v, key, r.rewrite);
-               });
+      each_key(
+          n[i], path,
+          {"match", "relay", "hosts", "mx", "rewrite", "tls", "max_sessions", "rate_limit", "bind_address"},
+          [&](const std::string& k, const YAML::Node& v) {
+            std::string key = fmt::format("{}.{}", path, k);
+            if (k == "match") {
+              strings(v, key, r.match);
+              for (size_t j = 0; j < r.match.size(); ++j) {
+                // Recipient domains are routed in A-label form (daemon/router.h), so a
+                // pattern written with U-labels is turned into one too.
+                std::string& p = r.match[j];
+                bool wild = p.rfind("*.", 0) == 0;
+                if (auto a = idna::to_ascii(wild ? p.substr(2) : p)) p = (wild ? "*." : "") + *a;
+                if (!valid_pattern(p))
+                  error(v.IsSequence() ? v[j] : v, key,
+                        fmt::format("'{}' is not a domain, '*.suffix' or '*'", p));
+              }
+            }
+            if (k == "relay") {
+              ++kinds;
+              r.kind = RouteKind::relay;
+              str(v, key, r.relay);
+              if (!r.relay.empty() && !c.relay(r.relay))
+                error(v, key, fmt::format("unknown relay group '{}'", r.relay));
+            }
+            if (k == "hosts") {
+              ++kinds;
+              r.kind = RouteKind::hosts;
+              strings(v, key, r.hosts, valid_hostport, "is not host or host:port");
+              if (r.hosts.empty()) error(v, key, "expected at least one host");
+            }
+            if (k == "mx") {
+              ++kinds;
+              r.kind = RouteKind::mx;
+              bool on = true;
+              boolean(v, key, on);
+              if (!on) error(v, key, "only 'mx: true' makes sense; leave the route out instead");
+            }
+            if (k == "rewrite") load_rewrite(v, key, r.rewrite);
+            if (k == "tls") enumeration(v, key, r.policy.tls.emplace(), tls_policy_names);
+            if (k == "max_sessions") {
+              integer(v, key, r.policy.max_sessions.emplace(), 1, 100'000);
+              if (*r.policy.max_sessions > c.delivery.max_sessions)
+                error(v, key,
+                      fmt::format("must not exceed delivery.max_sessions ({})", c.delivery.max_sessions));
+            }
+            if (k == "rate_limit") number(v, key, r.policy.rate_limit.emplace(), 0);
+            if (k == "bind_address") bind_address(v, key, r.policy.bind_address.emplace());
+          });
+      if (r.kind == RouteKind::relay && r.policy.tls && n[i].IsMap())
+        error(n[i]["tls"], path + ".tls",
+              "a relay group's servers set their own tls (relays.G.servers[].tls)");
       if (!n[i].IsMap()) continue;
       if (!n[i]["match"]) error(n[i], path, "missing 'match'");
       if (kinds != 1) error(n[i], path, "needs exactly one of 'relay', 'hosts' or 'mx'");

@@ -287,12 +287,10 @@ std::optional<std::pair<std::string, std::int64_t>> DeliveryEngine::Destination:
 }
 
 void DeliveryEngine::Destination::open_connections() {
-  const auto& d = cfg_->delivery;
   size_t connecting = 0;
   for (auto& c : conns_)
     if (c->state() == Conn::St::connecting) ++connecting;
-  while (queue_.size() > connecting &&
-         conns_.size() < std::min(concurrency_, static_cast<size_t>(d.max_sessions_per_destination))) {
+  while (queue_.size() > connecting && conns_.size() < std::min(concurrency_, max_sessions())) {
     // At the global limit, an idle pooled connection elsewhere gives up its slot (Postfix keeps
     // idle connections only while nobody else needs the session): without this, 20 idle
     // connections would hold back every other destination until their idle_timeout.
@@ -367,7 +365,10 @@ void DeliveryEngine::Destination::open(const dns::NextHop& hop, const dns::Addre
 std::string DeliveryEngine::Destination::share_key(const dns::NextHop& hop, const dns::Address& addr) const {
   if (key_.kind == config::RouteKind::relay) return "";
   std::string k = server_key(addr.ip, hop.port);
-  if (cfg_->delivery.tls == config::TlsPolicy::verify) k += "|" + hop.host;
+  if (tls_policy() == config::TlsPolicy::verify) k += "|" + hop.host;
+  // A route with a policy of its own (TLS, source address, limits) shares connections only among
+  // its own next hops.
+  if (key_.route >= 0) k += "|route" + std::to_string(key_.route);
   return k;
 }
 
@@ -539,7 +540,10 @@ void DeliveryEngine::Destination::send_part(Conn& c, Part part) {
   int fd = ::open(part.body_path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     // The body vanished (deleted by an operator?): nothing to send; report temporary.
-    if (!behind_dot) c.enter(Conn::St::idle);
+    if (!behind_dot) {
+      give_up_talk(c);  // an idle connection holds no refused recipients
+      c.enter(Conn::St::idle);
+    }
     std::vector<RecipientResult> rs;
     for (size_t i = 0; i < part.indices.size(); ++i)
       rs.push_back({part.indices[i],
@@ -598,7 +602,14 @@ void DeliveryEngine::Destination::on_transaction(Conn* c, std::uint64_t id,
   if (sorted.answered) grow_concurrency();
   if (!sorted.done.empty()) eng_.done_(part->token, std::move(sorted.done));
   // The token may have ended the last part of a message; the engine itself is still alive.
-  if (!c->current) after_transaction(*c);  // else the part behind the dot runs: still busy
+  if (!c->current) {
+    after_transaction(*c);
+  } else if (sorted.answered) {
+    // The part behind the dot runs: still busy. The session it earned opens now, or a session
+    // that pipelines every message behind the previous dot would be the only one, however slow
+    // its server.
+    pump();
+  }
 }
 
 std::optional<Part> DeliveryEngine::Destination::take_answered(Conn& c, std::uint64_t id) {
@@ -725,6 +736,11 @@ void DeliveryEngine::Destination::talk_again(Conn& c) {
     after_transaction(c);
     return;
   }
+  if (!bucket_.take(Clock::now())) {  // a further try is a message like any other for rate_limit
+    Conn* conn = &c;
+    c.talk_timer->start(bucket_.wait_ms(), 0, [conn] { conn->dest->talk_again(*conn); });
+    return;
+  }
   Part p = std::move(c.talks.front().part);
   c.talks.pop_front();
   send_part(c, std::move(p));
@@ -747,12 +763,14 @@ void DeliveryEngine::Destination::give_up_talk(Conn& c) {
 void DeliveryEngine::Destination::on_closed(Conn* c, const smtp::Outcome& why) {
   SessionEnd end;
   end.never_ready = c->state() == Conn::St::connecting;
-  end.busy = c->state() == Conn::St::busy;
+  // In the pause before a talk_attempts try the connection is busy with no transaction running:
+  // a server closing it then is no failure in a transaction.
+  end.busy = c->state() == Conn::St::busy && !c->talk_timer->active();
   end.cut_by_us = !c->cut.empty();
   end.plaintext = c->plaintext;
   end.starttls_failed = c->session && c->session->starttls_failed();
   end.relay = key_.kind == config::RouteKind::relay;
-  end.opportunistic = cfg_->delivery.tls == config::TlsPolicy::opportunistic;
+  end.opportunistic = tls_policy() == config::TlsPolicy::opportunistic;
   end.stopping = eng_.stopping_;
   CloseAction action = on_session_end(end, why);
   log::debug("{}: session closed after {} messages ({}: {}): {}", c->relay(), c->messages,
@@ -812,7 +830,7 @@ Clock::duration DeliveryEngine::Destination::bad_server_memory() const {
 }
 
 void DeliveryEngine::Destination::grow_concurrency() {
-  concurrency_ = std::min(concurrency_ + 1, static_cast<size_t>(cfg_->delivery.max_sessions_per_destination));
+  concurrency_ = std::min(concurrency_ + 1, max_sessions());
 }
 
 void DeliveryEngine::Destination::fail_queue(const smtp::Outcome& why, bool attempted,

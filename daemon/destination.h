@@ -29,7 +29,7 @@ class DeliveryEngine::Destination : public SlotBroker::Waiter {
       : eng_(eng),
         cfg_(eng.config_),
         key_(std::move(key)),
-        bucket_(cfg_->delivery.rate_limit),
+        bucket_(key_.policy.rate_limit.value_or(cfg_->delivery.rate_limit)),
         rate_timer_(eng.loop_) {
     if (key_.kind == config::RouteKind::relay)
       if (const auto* g = cfg_->relay(key_.name)) quota_ = RelayQuota(*g);
@@ -69,6 +69,13 @@ class DeliveryEngine::Destination : public SlotBroker::Waiter {
   bool address_skipped(const std::string& key) const;
 
   int connect_attempts() const { return cfg_->delivery.connect_attempts; }
+
+  // The route's policy where it sets one, else delivery's.
+  config::TlsPolicy tls_policy() const { return key_.policy.tls.value_or(cfg_->delivery.tls); }
+  size_t max_sessions() const {
+    return static_cast<size_t>(
+        key_.policy.max_sessions.value_or(cfg_->delivery.max_sessions_per_destination));
+  }
 
   // Some queued part may still go to this server in its current attempt.
   bool wanted_at(const std::string& key) const;

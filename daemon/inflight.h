@@ -13,7 +13,9 @@ namespace spoold::daemon {
 struct Daemon::InFlight {
   explicit InFlight(spool::Claimed c) : claimed(std::move(c)) {}
   spool::Claimed claimed;
-  size_t parts_left = 0;
+  // Recipients whose result has not come yet: a part may report in several pieces (a retry on
+  // another server, a talk_attempts try), so the entry is done when every recipient has one.
+  size_t unreported = 0;
   std::vector<std::optional<RecipientResult>> results;  // by recipient index
   std::vector<std::string> hops;                        // its pending next hops, counted in share_
   bool finishing = false;  // the outcome job is on the thread pool: hands off the lock

@@ -56,10 +56,15 @@ void Daemon::on_part_done(std::uint64_t token, std::vector<RecipientResult> resu
   auto it = inflight_.find(token);
   if (it == inflight_.end()) return;
   InFlight& f = *it->second;
+  if (f.unreported == 0) return;  // finishing: its outcome job reads the results on the pool
   for (auto& r : results)
-    if (r.index < f.results.size()) f.results[r.index] = std::move(r);
+    if (r.index < f.results.size()) {
+      if (!f.results[r.index]) --f.unreported;
+      f.results[r.index] = std::move(r);
+      if (f.unreported == 0) break;
+    }
   spool::crashpoint("delivery.after_part");
-  if (f.parts_left > 0 && --f.parts_left == 0) {
+  if (f.unreported == 0) {
     if (!f.lost) return finish(token);
     // Not ours any more: nothing may be written or logged as its outcome; its new owner decides.
     log::info("{}: left to the process that took its lock over", f.claimed.entry.id);

@@ -10,13 +10,16 @@
 namespace spoold::daemon {
 
 std::string HopKey::str() const {
+  // An MX next hop is its domain's alone (first matching route wins), so only a relay group or a
+  // host list can be reached by two routes with different policies.
+  std::string tag = route >= 0 ? "#" + std::to_string(route) : "";
   switch (kind) {
     case config::RouteKind::mx:
       return "mx:" + name;
     case config::RouteKind::relay:
-      return "relay:" + name;
+      return "relay:" + name + tag;
     case config::RouteKind::hosts:
-      return "hosts:" + name;
+      return "hosts:" + name + tag;
   }
   return name;
 }
@@ -41,6 +44,10 @@ HopKey route(const config::Config& config, const std::string& domain) {
   const config::Route* r = config.route_for(domain);
   if (!r) return k;  // no route: by MX
   k.kind = r->kind;
+  if (!r->policy.empty()) {
+    k.policy = r->policy;
+    k.route = static_cast<int>(r - config.routes.data());
+  }
   k.local_ok = std::any_of(r->match.begin(), r->match.end(), [&](const std::string& p) {
     return p != "*" && config::domain_matches(p, domain);
   });

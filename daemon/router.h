@@ -18,8 +18,15 @@ struct HopKey {
   // A route names the domain (any pattern but the catch-all "*"): its MX may point at this host or
   // other restricted addresses (dns::restricted_address), which is refused otherwise.
   bool local_ok = false;
-  std::string str() const;  // "mx:example.org", "relay:corp", "hosts:127.0.0.1:2525"
-  bool operator==(const HopKey& o) const { return kind == o.kind && name == o.name; }
+  // The route's own connection policy (a copy, like hosts), and the route's position when it has
+  // one (-1 otherwise): two routes to one relay group or host list with different policies are
+  // two next hops.
+  config::RoutePolicy policy;
+  int route = -1;
+  // "mx:example.org", "relay:corp", "hosts:127.0.0.1:2525"; "relay:corp#2" for a relay group or host
+  // list reached by route 2 with a policy of its own.
+  std::string str() const;
+  bool operator==(const HopKey& o) const { return kind == o.kind && name == o.name && route == o.route; }
   bool operator<(const HopKey& o) const { return str() < o.str(); }
 };
 

@@ -202,7 +202,7 @@ void Daemon::start_delivery(spool::Claimed claimed) {
     if (!e.recipients[i].final() && !bounces) pending.push_back(i);
   }
   auto groups = group_by_hop(*cfg_, addresses, pending);
-  f->parts_left = groups.size() + (local_bounces.empty() ? 0 : 1);
+  f->unreported = pending.size() + local_bounces.size();
   for (const auto& g : groups) f->hops.push_back(g.key.str());
   share_.add(f->hops);
   inflight_ids_->with([&](auto& ids) { ids.insert(e.id); });

@@ -25,9 +25,9 @@ smtp::SessionOptions session_options(const config::Config& cfg, const HopKey& ke
   smtp::SessionOptions o;
   o.ip = addr.ip;
   o.port = hop.port;
-  o.bind_address = cfg.delivery.bind_address;
+  o.bind_address = key.policy.bind_address.value_or(cfg.delivery.bind_address).for_peer(addr.ip);
   o.engine.ehlo_name = cfg.hostname;
-  o.engine.tls = cfg.delivery.tls;
+  o.engine.tls = key.policy.tls.value_or(cfg.delivery.tls);
   o.engine.timeouts = to_smtp(cfg.delivery.timeouts);
   o.engine.envelope_limit = static_cast<size_t>(cfg.delivery.envelope_limit);
   o.tls_host = hop.host;

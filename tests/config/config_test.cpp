@@ -562,6 +562,67 @@ TEST_CASE("rewrite errors on routes and relay servers name their key") {
   }
 }
 
+TEST_CASE("route policy and bind_address: values, defaults, one address per family") {
+  auto r = load_string(
+      "delivery:\n  bind_address: [\"127.0.0.1\", \"::1\"]\n"
+      "routes:\n"
+      "  - { match: [a.test], mx: true, tls: verify, max_sessions: 2, rate_limit: 0.5, bind_address: "
+      "127.0.0.1 }\n"
+      "  - { match: [b.test], hosts: [\"127.0.0.1:2525\"], bind_address: \"::1\" }\n"
+      "  - { match: [\"*\"], mx: true }\n",
+      "t.yaml");
+  INFO((r.ok() ? "" : r.error().message));
+  REQUIRE(r.ok());
+  CHECK(r->delivery.bind_address.v4 == "127.0.0.1");
+  CHECK(r->delivery.bind_address.v6 == "::1");
+  CHECK(r->delivery.bind_address.for_peer("192.0.2.7") == "127.0.0.1");
+  CHECK(r->delivery.bind_address.for_peer("2001:db8::7") == "::1");
+  const auto& a = r->routes[0].policy;
+  CHECK(a.tls == TlsPolicy::verify);
+  CHECK(a.max_sessions == 2);
+  CHECK(a.rate_limit == 0.5);
+  REQUIRE(a.bind_address);
+  CHECK(a.bind_address->v4 == "127.0.0.1");
+  CHECK(a.bind_address->v6.empty());  // an IPv6 peer gets the kernel's choice, not delivery's
+  CHECK(r->routes[1].policy.bind_address->v6 == "::1");
+  CHECK_FALSE(r->routes[1].policy.tls);
+  CHECK(r->routes[2].policy.empty());
+  auto plain = load_string("delivery:\n  bind_address: \"\"\n", "t.yaml");
+  REQUIRE(plain.ok());
+  CHECK(plain->delivery.bind_address.empty());
+}
+
+TEST_CASE("route policy and bind_address errors name their key") {
+  struct Case {
+    std::string yaml, expect;
+  };
+  const std::vector<Case> cases = {
+      {"delivery:\n  bind_address: 192.0.2.1\n",
+       "t.yaml:2:17: delivery.bind_address: '192.0.2.1' is not an address of this host"},
+      {"delivery:\n  bind_address: [127.0.0.1, 127.0.0.2]\n",
+       "t.yaml:2:29: delivery.bind_address: a second IPv4 address; give one per family"},
+      {"delivery:\n  bind_address: mail.example\n",
+       "t.yaml:2:17: delivery.bind_address: 'mail.example' is not an IPv4 or IPv6 address"},
+      {"routes:\n  - { match: [x.org], mx: true, bind_address: \"2001:db8::1\" }\n",
+       "t.yaml:2:47: routes[0].bind_address: '2001:db8::1' is not an address of this host"},
+      {"routes:\n  - { match: [x.org], mx: true, tls: sometimes }\n",
+       "t.yaml:2:38: routes[0].tls: 'sometimes' is not one of none | opportunistic"},
+      {"relays:\n  g:\n    servers: [{ host: a }]\nroutes:\n  - { match: [x.org], relay: g, tls: verify }\n",
+       "t.yaml:5:38: routes[0].tls: a relay group's servers set their own tls"},
+      {"delivery:\n  max_sessions: 10\nroutes:\n  - { match: [x.org], mx: true, max_sessions: 11 }\n",
+       "t.yaml:4:47: routes[0].max_sessions: must not exceed delivery.max_sessions (10)"},
+      {"routes:\n  - { match: [x.org], mx: true, max_sessions: 0 }\n",
+       "t.yaml:2:47: routes[0].max_sessions: must be between 1 and 100000, got 0"},
+      {"routes:\n  - { match: [x.org], mx: true, rate_limit: -1 }\n", "t.yaml:2:45: routes[0].rate_limit:"},
+  };
+  for (const auto& c : cases) {
+    INFO("yaml:\n" << c.yaml);
+    auto r = load_string(c.yaml, "t.yaml");
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message.find(c.expect) == 0);
+  }
+}
+
 TEST_CASE("CIDR networks: parsing and matching") {
   struct Match {
     const char* network;

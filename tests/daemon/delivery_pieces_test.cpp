@@ -306,6 +306,69 @@ TEST_CASE("session options: a relay server's TLS and AUTH replace delivery.tls",
   }
 }
 
+TEST_CASE("session options: a route's tls and bind_address replace delivery's", "[pieces][options]") {
+  config::Config cfg;
+  cfg.hostname = "mail.test";
+  cfg.delivery.tls = config::TlsPolicy::opportunistic;
+  cfg.delivery.bind_address = config::BindAddress{"127.0.0.1", "::1"};
+  config::Route plain, strict;
+  plain.match = {"plain.test"};
+  strict.match = {"strict.test"};
+  strict.policy.tls = config::TlsPolicy::verify;
+  strict.policy.bind_address = config::BindAddress{"127.0.0.2", ""};
+  strict.policy.max_sessions = 1;
+  cfg.routes = {plain, strict};
+  dns::NextHop h;
+  h.host = "mx.test";
+  h.port = 25;
+  struct Row {
+    std::string domain, peer;
+    smtp::TlsPolicy tls;
+    std::string bind;
+  };
+  const Row rows[] = {
+      {"plain.test", "192.0.2.1", smtp::TlsPolicy::opportunistic, "127.0.0.1"},
+      {"plain.test", "2001:db8::1", smtp::TlsPolicy::opportunistic, "::1"},
+      {"strict.test", "192.0.2.1", smtp::TlsPolicy::verify, "127.0.0.2"},
+      {"strict.test", "2001:db8::1", smtp::TlsPolicy::verify, ""},  // the route's own: no IPv6 one
+      {"other.test", "192.0.2.1", smtp::TlsPolicy::opportunistic, "127.0.0.1"},  // no route: by MX
+  };
+  for (const auto& r : rows) {
+    INFO(r.domain << " " << r.peer);
+    HopKey key = route(cfg, r.domain);
+    auto o = session_options(cfg, key, h, dns::Address{r.peer});
+    CHECK(o.engine.tls == r.tls);
+    CHECK(o.bind_address == r.bind);
+  }
+  // Only a route with a policy of its own makes its next hops distinct.
+  CHECK(route(cfg, "plain.test").route == -1);
+  CHECK(route(cfg, "strict.test").route == 1);
+  CHECK(route(cfg, "strict.test").policy.max_sessions == 1);
+}
+
+TEST_CASE("route: two routes to one relay group are one next hop unless one has a policy",
+          "[pieces][router]") {
+  config::Config cfg;
+  config::RelayGroup g;
+  g.name = "corp";
+  g.servers.resize(1);
+  cfg.relays.push_back(g);
+  config::Route a, b, c;
+  a.match = {"a.test"};
+  b.match = {"b.test"};
+  c.match = {"c.test"};
+  for (auto* r : {&a, &b, &c}) {
+    r->kind = config::RouteKind::relay;
+    r->relay = "corp";
+  }
+  c.policy.rate_limit = 1;
+  cfg.routes = {a, b, c};
+  CHECK(route(cfg, "a.test") == route(cfg, "b.test"));
+  CHECK(route(cfg, "a.test").str() == "relay:corp");
+  CHECK_FALSE(route(cfg, "a.test") == route(cfg, "c.test"));
+  CHECK(route(cfg, "c.test").str() == "relay:corp#2");
+}
+
 TEST_CASE("route: the first matching route names the next hop; its key carries what it needs",
           "[pieces][router]") {
   config::Config cfg;

@@ -2,12 +2,15 @@
 #include "tests/daemon/harness.h"
 
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <set>
 #include <stdexcept>
@@ -117,14 +120,29 @@ int Env::run_once(std::chrono::milliseconds timeout) {
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+namespace {
+
+// The daemon binds its control socket (the file appears) a moment before it listens on it.
+bool accepts_connections(const std::string& path) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::strncpy(sa.sun_path, path.c_str(), sizeof sa.sun_path - 1);
+  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
+  ::close(fd);
+  return ok;
+}
+
+}  // namespace
+
 void Env::start(std::vector<std::string> env) {
   std::string log = dir_ / ("daemon-" + std::to_string(++runs_) + ".log");
   // A daemon killed with SIGKILL leaves its socket file: wait for the new daemon's own.
   ::unlink((dir_ / "control.sock").c_str());
   daemon_ = std::make_unique<Process>(std::vector<std::string>{spoold_binary(), "--config", config_path()},
                                       "", log, std::move(env));
-  if (!wait_until([&] { return ::access((dir_ / "control.sock").c_str(), F_OK) == 0; },
-                  std::chrono::seconds(10)))
+  if (!wait_until([&] { return accepts_connections(dir_ / "control.sock"); }, std::chrono::seconds(10)))
     throw std::runtime_error("spoold did not start: " + this->log());
 }
 

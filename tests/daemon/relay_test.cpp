@@ -7,6 +7,8 @@
 #include <set>
 #include <sstream>
 
+#include <unistd.h>
+
 #include "tests/daemon/harness.h"
 
 using namespace spoold::test;
@@ -227,7 +229,8 @@ TEST_CASE("talk_attempts: one try by default; a relay server's own setting wins"
     CHECK(env.sink().count() == 0);
     CHECK(refusals(env.dir() / "sink").size() == 1);
     CHECK(env.entries("queue/1").size() == 1);
-    CHECK(env.log().find("status=deferred (451 4.7.1 <grey3-x@example.net>: greylisted") != std::string::npos);
+    CHECK(env.log().find("status=deferred (451 4.7.1 <grey3-x@example.net>: greylisted") !=
+          std::string::npos);
   }
   SECTION("relay server talk_attempts: 2 over delivery's 1") {
     Env env("", false);
@@ -262,4 +265,48 @@ TEST_CASE("relay counts never overshoot with several connections in flight", "[d
   size_t most_b = 0;
   for (const auto& [session, n] : messages_per_session(b)) most_b = std::max(most_b, static_cast<size_t>(n));
   CHECK(most_b > 2);  // b's connections are not limited by a's setting
+}
+
+TEST_CASE("talk_attempts with a transaction half accepted reports every recipient once", "[daemon][talk]") {
+  Env env(
+      std::string("delivery:\n  max_sessions_per_destination: 1\n  idle_timeout: 1s\n  talk_attempts: 2\n") +
+      kQuickTimeouts);
+  env.drop("m1", envelope_message("a@example.com", {"ok-one@example.net", "grey1-two@example.net"}, "mixed"));
+  REQUIRE(env.run_once() == 0);
+  INFO(env.log());
+  CHECK(env.sink().messages().size() == 2);  // the first try's and the second try's transactions
+  CHECK(env.entries("queue/1").empty());
+  CHECK(env.log().find("to=<grey1-two@example.net>, relay=127.0.0.1") != std::string::npos);
+  CHECK(env.log().find("to=<ok-one@example.net>, relay=127.0.0.1") != std::string::npos);
+}
+
+TEST_CASE("a part reported in pieces does not end its message's attempt early", "[daemon][talk]") {
+  // One message for a fast sink (one recipient refused once, tried again on its session) and a
+  // tarpit (every reply 0.3 s late): the attempt ends when both are done, and the tarpit's
+  // recipient is delivered once.
+  Env env(std::string("delivery:\n  idle_timeout: 1s\n  talk_attempts: 2\n") + kQuickTimeouts, false);
+  Sink a(env.dir() / "a");
+  int slow_port = free_port();
+  std::string events = env.dir() / "slow.events", ready = env.dir() / "slow.ready";
+  Process slow(
+      {system_python(), std::string(SPOOLD_SOURCE_DIR) + "/tests/reliability/hostile_smtp.py", "--port",
+       std::to_string(slow_port), "--mode", "tarpit:0.3", "--log", events, "--ready", ready},
+      env.dir() / "slow.out", env.dir() / "slow.err");
+  REQUIRE(wait_until([&] { return ::access(ready.c_str(), F_OK) == 0; }, std::chrono::seconds(20)));
+  write_file(env.config_path(),
+             read_file(env.config_path()) + "routes:\n" +
+                 "  - { match: [\"b.test\"], hosts: [\"127.0.0.1:" + std::to_string(slow_port) + "\"] }\n" +
+                 "  - { match: [\"*\"], hosts: [\"127.0.0.1:" + std::to_string(a.port()) + "\"] }\n");
+  env.drop("m1",
+           envelope_message("x@example.com", {"ok-one@a.test", "grey1-two@a.test", "slow@b.test"}, "m"));
+  REQUIRE(env.run_once() == 0);
+  INFO(env.log());
+  std::string t = read_file(events);
+  size_t accepted = 0;
+  for (size_t pos = t.find(" accepted"); pos != std::string::npos; pos = t.find(" accepted", pos + 1))
+    ++accepted;
+  CHECK(accepted == 1);
+  CHECK(a.count() == 2);
+  CHECK(env.entries("queue/1").empty());  // every recipient sent in the one attempt
+  CHECK(env.log().find("next tier") == std::string::npos);
 }

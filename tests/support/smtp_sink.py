@@ -42,9 +42,10 @@ def refuse_again(outdir, kind, address, limit, session):
 
 
 class Handler:
-    def __init__(self, outdir, pipelining):
+    def __init__(self, outdir, pipelining, dot_delay=0.0):
         self.outdir = outdir
         self.pipelining = pipelining
+        self.dot_delay = dot_delay
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
@@ -77,6 +78,8 @@ class Handler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.dot_delay:
+            await asyncio.sleep(self.dot_delay)
         for address in envelope.rcpt_tos:
             local = address.split("@")[0].lower()
             if local.startswith("dotgrey") and local[7:8].isdigit():
@@ -111,10 +114,11 @@ def main():
     ap.add_argument("--tls-key")
     ap.add_argument("--auth", help="USER:PASSWORD required (over TLS) before MAIL")
     ap.add_argument("--no-pipelining", action="store_true", help="do not offer PIPELINING")
+    ap.add_argument("--dot-delay", type=float, default=0.0, help="answer each final dot this many seconds late")
     ap.add_argument("--no-smtputf8", action="store_true", help="do not offer SMTPUTF8 (aiosmtpd's Controller does by default)")
     args = ap.parse_args()
     os.makedirs(args.outdir, exist_ok=True)
-    handler = Handler(args.outdir, not args.no_pipelining)
+    handler = Handler(args.outdir, not args.no_pipelining, args.dot_delay)
     extra = {}
     if args.no_smtputf8:
         extra["enable_SMTPUTF8"] = False
