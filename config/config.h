@@ -266,6 +266,15 @@ struct Hooks {
   OutcomeHook on_outcome;
 };
 
+// usage_log: the usage totals (spool/usage.h, daemon/usage.h) — how often the daemon saves them
+// to usage/<instance> in the spool (a kill -9 loses at most this much counting), and a file that
+// gets one line per `interval`.
+struct UsageLog {
+  std::string file;  // "" = no lines; else an absolute path, appended to
+  Duration interval = std::chrono::hours(1);
+  Duration save_interval = std::chrono::seconds(60);
+};
+
 // exec's words (see OutcomeHook); an unterminated quote is an error.
 Result<std::vector<std::string>> split_command(const std::string& text);
 
@@ -294,6 +303,7 @@ struct Config {
   std::string admin_address;          // "" = bounce local mail without an alias
   Rewrite rewrite;
   Hooks hooks;
+  UsageLog usage_log;
 
   // What loaded but deserves a line in the log (once per load): "hostname: … using 'box'", an
   // aliases_file entry the config's aliases shadow. Each is one line, without a level.

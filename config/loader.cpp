@@ -357,7 +357,8 @@ class Loader {
   void load_root(const YAML::Node& root, Config& c) {
     each_key(root, "",
              {"hostname", "instance", "spool_dir", "control_socket", "queue", "delivery", "dns", "relays",
-              "routes", "logging", "listen", "aliases", "aliases_file", "admin_address", "rewrite", "hooks"},
+              "routes", "logging", "listen", "aliases", "aliases_file", "admin_address", "rewrite", "hooks",
+              "usage_log"},
              [&](const std::string& k, const YAML::Node& v) {
                if (k == "hostname") str(v, k, c.hostname);
                if (k == "instance") str(v, k, c.instance);
@@ -386,6 +387,7 @@ class Loader {
                  each_key(v, "hooks", {"on_outcome"}, [&](const std::string&, const YAML::Node& h) {
                    load_outcome_hook(h, c.hooks.on_outcome);
                  });
+               if (k == "usage_log") load_usage_log(v, c.usage_log);
              });
     // Routes refer to relays, so they are checked once all relays are known.
     if (auto r = root["routes"]) load_routes(r, c);
@@ -849,6 +851,20 @@ class Loader {
           if (k == "max_running") integer(v, key, h.max_running, 1, 64);
           if (k == "timeout") duration(v, key, h.timeout, 1s, 1h);
         });
+  }
+
+  void load_usage_log(const YAML::Node& n, UsageLog& u) {
+    each_key(n, "usage_log", {"file", "interval", "save_interval"},
+             [&](const std::string& k, const YAML::Node& v) {
+               std::string key = "usage_log." + k;
+               if (k == "file") {
+                 if (!scalar(v, key, u.file, "a file name")) return;
+                 if (!u.file.empty() && u.file.front() != '/')
+                   error(v, key, fmt::format("'{}' must be an absolute path", u.file));
+               }
+               if (k == "interval") duration(v, key, u.interval, 1s, std::chrono::hours(24 * 31));
+               if (k == "save_interval") duration(v, key, u.save_interval, 1s, 1h);
+             });
   }
 
   void load_logging(const YAML::Node& n, Logging& l) {

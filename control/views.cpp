@@ -209,8 +209,49 @@ Result<Json> status_view(const spool::Spool& spool, int64_t now) {
       .set("in_flight", count_locks(spool))
       .set("counters", std::move(counters))
       .set("destinations", Json::Array{})
-      .set("spool_dir", spool.dir());
+      .set("spool_dir", spool.dir())
+      .set("usage",
+           usage_json(spool::read_usage_dir(spool.dir()), spool.options().instance, nullptr, nullptr));
   return r;
+}
+
+namespace {
+
+Json counts_json(const spool::Usage& u) {
+  Json out;
+  for (size_t i = 0; i < spool::kUsageKinds.size(); ++i) {
+    const spool::Tally& t = u.tally[i];
+    out.set(std::string(spool::kUsageKinds[i]),
+            Json().set("messages", t.messages).set("recipients", t.recipients).set("bytes", t.bytes));
+  }
+  return out;
+}
+
+}  // namespace
+
+Json usage_json(const spool::UsageDir& dir, const std::string& instance, const spool::UsageFile* live,
+                const spool::Usage* since_start) {
+  std::vector<spool::UsageFile> files = live ? spool::with_live(dir.files, *live) : dir.files;
+  Json instances = Json::Array{};
+  const spool::UsageFile* mine = nullptr;
+  for (const auto& f : files) {
+    if (f.instance == instance) mine = &f;
+    instances.push(Json()
+                       .set("instance", f.instance)
+                       .set("since", f.since)
+                       .set("updated", f.updated)
+                       .set("total", counts_json(f.totals)));
+  }
+  Json problems = Json::Array{};
+  for (const auto& p : dir.problems) problems.push(p);
+  return Json()
+      .set("instance", instance)
+      .set("since", mine ? mine->since : 0)
+      .set("total", counts_json(mine ? mine->totals : spool::Usage{}))
+      .set("since_start", since_start ? counts_json(*since_start) : Json())
+      .set("all_instances", counts_json(spool::sum_usage(files)))
+      .set("instances", std::move(instances))
+      .set("problems", std::move(problems));
 }
 
 Json incoming_json(std::string_view name, uint64_t size, int64_t mtime, int64_t now) {

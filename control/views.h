@@ -16,6 +16,7 @@
 #include "common/result.h"
 #include "control/json.h"
 #include "spool/spool.h"
+#include "spool/usage.h"
 
 namespace spoold::control {
 
@@ -43,8 +44,16 @@ struct ListRequest {
 Result<ListRequest> parse_list_request(const Json& request);
 
 // {"ok":true, daemon{running:false,pid:0,uptime_s:0,instance}, tiers[{tier,delay_s,messages,oldest_s}],
-//  incoming, failed, bad, held, in_flight (lock files present), counters{…all 0}, destinations[]}
+//  incoming, failed, bad, held, in_flight (lock files present), counters{…all 0}, destinations[],
+//  usage{…usage_json() from the files in usage/…}}
 Result<Json> status_view(const spool::Spool& spool, int64_t now);
+
+// The usage totals (docs/control-protocol.md): {instance, since, total, since_start (null without
+// a running daemon), all_instances, instances[{instance,since,updated,total}], problems[]}, each
+// count {spooled,sent,deferred,bounced,expired} of {messages,recipients,bytes}. A running daemon
+// passes its live totals (which replace its file's) and what it counted since start.
+Json usage_json(const spool::UsageDir& dir, const std::string& instance, const spool::UsageFile* live,
+                const spool::Usage* since_start);
 
 // {"ok":true, messages[…message_json…] sorted by arrival, incoming[…incoming_json…] sorted by
 //  mtime, truncated}

@@ -68,6 +68,32 @@ std::string counters_line(const Json& s) {
   return out + "\n";
 }
 
+// "usage: messages/recipients/bytes" rows: since start (a running daemon), this instance's totals,
+// every instance's on the spool.
+std::string usage_table(const Json& s) {
+  const Json& u = s["usage"];
+  if (!u.is_object()) return "";
+  static constexpr const char* kinds[] = {"spooled", "sent", "deferred", "bounced", "expired"};
+  std::vector<std::string> head{""};
+  head.insert(head.end(), std::begin(kinds), std::end(kinds));
+  Table t(head, {1, 2, 3, 4, 5});
+  auto row = [&](std::string label, const Json& counts) {
+    std::vector<std::string> cells{std::move(label)};
+    for (const char* k : kinds) {
+      const Json& c = counts[k];
+      cells.push_back(
+          fmt::format("{}/{}/{}", c["messages"].as_int(), c["recipients"].as_int(), c["bytes"].as_int()));
+    }
+    t.add(std::move(cells));
+  };
+  if (u["since_start"].is_object()) row("since start", u["since_start"]);
+  row("total, instance " + u["instance"].as_string(), u["total"]);
+  row(fmt::format("total, all {} instances", u["instances"].as_array().size()), u["all_instances"]);
+  std::string out = "\nusage (messages/recipients/bytes):\n" + t.render();
+  for (const auto& p : u["problems"].as_array()) out += "usage: " + p.as_string() + "\n";
+  return out;
+}
+
 std::string destinations_table(const Json& s) {
   const auto& dests = s["destinations"].as_array();
   if (dests.empty()) return "";
@@ -130,7 +156,9 @@ std::string format_status(const Json& s, int64_t now) {
   out += "\n" + t.render() + "\n";
   out += fmt::format("incoming {}  held {}  failed {}  bad {}  in flight {}\n", s["incoming"].as_int(),
                      s["held"].as_int(), s["failed"].as_int(), s["bad"].as_int(), s["in_flight"].as_int());
-  if (s["daemon"]["running"].as_bool()) out += counters_line(s) + destinations_table(s);
+  if (s["daemon"]["running"].as_bool()) out += counters_line(s);
+  out += usage_table(s);
+  if (s["daemon"]["running"].as_bool()) out += destinations_table(s);
   return out;
 }
 

@@ -34,16 +34,24 @@ void Daemon::handle_control(const control::Json& request, Reply reply) {
   }
   if (cmd == "watch") return watch(request, reply);
   auto answer = std::make_shared<control::Json>();
+  auto usage = std::make_shared<spool::UsageDir>();
   spool::Spool* sp = &*spool_;
   bool changes = cmd != "status" && cmd != "list" && cmd != "show";
   ++pool_jobs_;
   uv::run_in_pool(
-      &loop_, [sp, answer, request] { *answer = control::answer_from_spool(*sp, request, unix_now()); },
-      [this, cmd, answer, changes, reply] {
+      &loop_,
+      [sp, answer, usage, request, cmd] {
+        *answer = control::answer_from_spool(*sp, request, unix_now());
+        // Read again for the live answer: the daemon's own totals replace its file's.
+        if (cmd == "status") *usage = spool::read_usage_dir(sp->dir());
+      },
+      [this, cmd, answer, usage, changes, reply] {
         --pool_jobs_;
         if (cmd == "status" && (*answer)["ok"].as_bool()) {
           auto live = live_status();
           for (const auto& [k, v] : live.as_object()) answer->set(k, v);
+          const auto mine = usage_->live(unix_now());
+          answer->set("usage", control::usage_json(*usage, cfg_->instance, &mine, &usage_->since_start()));
         }
         reply(*answer);
         if (changes && !stopping_)

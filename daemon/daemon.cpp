@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "common/clock.h"
 #include "control/protocol.h"
 #include "control/spool_options.h"
 #include "daemon/log.h"
@@ -61,6 +62,7 @@ Daemon::~Daemon() {
   continue_timer_.reset();
   control_.reset();
   hooks_.reset();
+  usage_.reset();
   listeners_.clear();
   commit_.reset();
   outcome_batch_.reset();
@@ -82,6 +84,10 @@ Result<void> Daemon::start() {
   if (rep->pickups_completed || rep->drops_restored || rep->removals_completed)
     log::info("recovered spool: {} pickups completed, {} drops restored, {} removals completed",
               rep->pickups_completed, rep->drops_restored, rep->removals_completed);
+
+  usage_ = std::make_unique<UsageKeeper>(&loop_, cfg_->spool_dir, cfg_->instance);
+  if (auto r = usage_->load(unix_now()); !r) return make_error("usage totals: " + r.error().message);
+  usage_->configure(cfg_->usage_log);
 
   auto res = dns::Resolver::create(&loop_, dns_options(*cfg_));
   if (!res.ok()) return make_error("dns: " + res.error().message);
@@ -185,6 +191,13 @@ void Daemon::finish_stop() {
   if (stopped_ || pool_jobs_ > 0 || !inflight_.empty() || (engine_ && engine_->sessions() > 0) ||
       !listeners_idle() || (hooks_ && hooks_->running() > 0))
     return;
+  // Everything is counted now: the last save of the totals (and usage_log line), on the pool.
+  if (usage_ && !usage_flushed_) {
+    usage_flushed_ = true;
+    usage_->flush([this] { finish_stop(); });
+    return;
+  }
+  if (usage_ && usage_->busy()) return;
   stopped_ = true;
   stop_timer_.reset();
   signals_.clear();
@@ -212,6 +225,7 @@ void Daemon::reload() {
   engine_->reconfigure(cfg_);
   reload_listeners();
   if (hooks_) hooks_->configure(cfg_->hooks.on_outcome);
+  usage_->configure(cfg_->usage_log);
   share_memo_.reset();  // hop names may have changed with the routes
   arm_tier_timers();
   log::info("reloaded configuration from {}", opt_.config_path);

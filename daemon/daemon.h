@@ -30,6 +30,7 @@
 #include "daemon/notice.h"
 #include "daemon/pool_batch.h"
 #include "daemon/scan_pass.h"
+#include "daemon/usage.h"
 #include "dns/dns.h"
 #include "spool/spool.h"
 
@@ -42,6 +43,8 @@ struct RunOptions {
   std::string config_path;
 };
 
+// Since start, one per log line: picked_up per message, the others per recipient (the usage
+// counters, daemon/usage.h, count messages, recipients and bytes, and persist).
 struct Counters {
   std::uint64_t picked_up = 0, sent = 0, deferred = 0, bounced = 0, expired = 0;
 };
@@ -92,6 +95,7 @@ class Daemon {
   void outcome_written(std::uint64_t token, const OutcomeJob& job, int tier,
                        const std::vector<LogItem>& logs);
   void count(LogStatus status);
+  void count_usage(const spool::Entry& e, const std::vector<LogItem>& logs);
 
   // Listeners (daemon_listen.cpp)
   Result<void> start_listeners();
@@ -139,7 +143,9 @@ class Daemon {
   std::uint64_t next_token_ = 1;
   std::vector<bool> scanning_, more_, again_;
   Counters counters_;
-  struct Watcher {  // a `watch` client: outcome records of `ids` (empty: of every message)
+  std::unique_ptr<UsageKeeper> usage_;
+  bool usage_flushed_ = false;  // the stop's last save was asked for
+  struct Watcher {              // a `watch` client: outcome records of `ids` (empty: of every message)
     std::shared_ptr<ControlStream> stream;
     std::set<std::string> ids;
   };

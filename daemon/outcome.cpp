@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <array>
 #include <ctime>
 #include <utility>
 
@@ -89,6 +90,7 @@ struct OutcomeJob {
   std::string error;
   bool spool_wide = false;  // the error hits every write (a full disk): back off pickups
   bool dsn_queued = false;
+  std::uint64_t dsn_bytes = 0;  // of the report queued
   // hooks.on_outcome: the selected records, written to events/ before the outcome.
   std::vector<control::Json> events;
   std::string event_tag;
@@ -131,6 +133,7 @@ void queue_dsn(spool::Spool& sp, OutcomeJob& job) {
   auto id = sp.enqueue(spool::NewMessage{"", {job.dsn->original_sender}, text});
   if (id.ok()) {
     job.dsn_queued = true;
+    job.dsn_bytes = text.size();
   } else {
     job.error = "cannot queue the bounce: " + id.error().message;
     job.spool_wide = spool_wide_error(id.error().code);
@@ -286,6 +289,9 @@ void Daemon::outcome_written(std::uint64_t token, const OutcomeJob& job, int tie
     if (!job.error.empty()) summary.set("error", log::sanitize(job.error));
     publish(e.id, summary);
   }
+  if (job.error.empty()) count_usage(e, logs);
+  // The report is a message of its own in the queue: spooled, by this instance.
+  if (job.dsn_queued) usage_->count(spool::UsageKind::spooled, 1, job.dsn_bytes);
   if (!job.event_error.empty())
     for (const auto& r : job.events)
       log::error("{}: hook event lost ({}): {}", e.id, job.event_error, r.dump());
@@ -304,6 +310,31 @@ void Daemon::outcome_written(std::uint64_t token, const OutcomeJob& job, int tie
     inflight_ids_->with([&](auto& ids) { ids.erase(e.id); });
   if (job.dsn_queued && !opt_.once) tick(0);
   maybe_continue();
+}
+
+// Per message and attempt: the message counts once in each status that one of its recipients got
+// in this attempt, with the number of those recipients and the message's size. Only an outcome
+// that is on disk: one that is not is attempted (and counted) again.
+void Daemon::count_usage(const spool::Entry& e, const std::vector<LogItem>& logs) {
+  std::array<std::uint64_t, spool::kUsageKinds.size()> recipients{};
+  for (const auto& item : logs) {
+    switch (item.status) {
+      case LogStatus::sent:
+        ++recipients[static_cast<size_t>(spool::UsageKind::sent)];
+        break;
+      case LogStatus::deferred:
+        ++recipients[static_cast<size_t>(spool::UsageKind::deferred)];
+        break;
+      case LogStatus::bounced:
+        ++recipients[static_cast<size_t>(spool::UsageKind::bounced)];
+        break;
+      case LogStatus::expired:
+        ++recipients[static_cast<size_t>(spool::UsageKind::expired)];
+        break;
+    }
+  }
+  for (size_t k = 0; k < recipients.size(); ++k)
+    if (recipients[k] > 0) usage_->count(static_cast<spool::UsageKind>(k), recipients[k], e.body_size);
 }
 
 void Daemon::count(LogStatus status) {

@@ -155,6 +155,7 @@ void Daemon::tick_done(int tier, std::vector<spool::Claimed> claimed,
   for (const auto& p : pickups) {
     if (p.outcome == spool::PickupOutcome::queued) {
       ++counters_.picked_up;
+      usage_->count(spool::UsageKind::spooled, p.nrcpt, p.size);
       log::pickup({p.id, p.sender, p.size, p.nrcpt});
     } else if (p.outcome == spool::PickupOutcome::bad) {
       log::warning("drop file moved to bad/: {}", p.reason);

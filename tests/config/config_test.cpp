@@ -49,6 +49,9 @@ TEST_CASE("an empty file gives every documented default") {
   CHECK(c.dns.address_preference == AddressPreference::any);
   CHECK(c.logging.level == LogLevel::info);
   CHECK(c.logging.format == LogFormat::text);
+  CHECK(c.usage_log.file.empty());
+  CHECK(c.usage_log.interval == std::chrono::hours(1));
+  CHECK(c.usage_log.save_interval == 60s);
   REQUIRE(c.routes.size() == 1);  // implicit "everything by MX"
   CHECK(c.routes[0].kind == RouteKind::mx);
   CHECK(c.route_for("anything.example") == &c.routes[0]);
@@ -1003,6 +1006,19 @@ TEST_CASE("listener and local-mail errors: the exact message, line and column") 
       {"hooks: { on_outcome: { timeout: 0s } }\n",
        "t.yaml:1:33: hooks.on_outcome.timeout: must be at least 1000ms, got '0s'"},
       {"hooks: { on_result: {} }\n", "t.yaml:1:10: hooks.on_result: unknown key"},
+      // usage_log
+      {"usage_log: { file: usage.log }\n",
+       "t.yaml:1:20: usage_log.file: 'usage.log' must be an absolute path"},
+      {"usage_log: { file: [a] }\n", "t.yaml:1:20: usage_log.file: expected a file name"},
+      {"usage_log: { interval: 500ms }\n",
+       "t.yaml:1:24: usage_log.interval: must be at least 1000ms, got '500ms'"},
+      {"usage_log: { interval: 32d }\n",
+       "t.yaml:1:24: usage_log.interval: must be at most 2678400000ms, got '32d'"},
+      {"usage_log: { save_interval: 2h }\n",
+       "t.yaml:1:29: usage_log.save_interval: must be at most 3600000ms, got '2h'"},
+      {"usage_log: { save_intervall: 2s }\n",
+       "t.yaml:1:14: usage_log.save_intervall: unknown key (did you mean 'save_interval'?)"},
+      {"usage_log: /var/log/usage\n", "t.yaml:1:12: usage_log: expected a mapping"},
   };
   for (const auto& c : cases) {
     INFO("yaml:\n" << c.yaml);

@@ -357,6 +357,30 @@ TEST_CASE("tables align columns, numbers to the right") {
   CHECK(t.render() == "name      n\na         1\nlonger  100\n");
 }
 
+TEST_CASE("status renders the usage totals: since start, this instance, all instances") {
+  auto status = Json::parse(
+      R"({"ok":true,"daemon":{"running":false,"pid":0,"uptime_s":0,"instance":"a"},"tiers":[],
+          "incoming":0,"failed":0,"bad":0,"held":0,"in_flight":0,"counters":{},"destinations":[],
+          "usage":{"instance":"a","since":1700000000,"since_start":null,
+            "total":{"spooled":{"messages":3,"recipients":4,"bytes":300},"sent":{"messages":2,"recipients":3,"bytes":200}},
+            "all_instances":{"spooled":{"messages":5,"recipients":6,"bytes":500}},
+            "instances":[{"instance":"a"},{"instance":"b"}],"problems":["usage/c: line 1: not a usage file"]}})");
+  REQUIRE(status.ok());
+  std::string s = ctl::format_status(*status, 0);
+  INFO(s);
+  CHECK(s.find("since start") == std::string::npos);  // no daemon: nothing counted since a start
+  CHECK(s.find("\nusage (messages/recipients/bytes):\n") != std::string::npos);
+  CHECK(s.find("\ntotal, instance a") != std::string::npos);
+  CHECK(s.find("  3/4/300  2/3/200     0/0/0") != std::string::npos);
+  CHECK(s.find("\ntotal, all 2 instances  5/6/500    0/0/0") != std::string::npos);
+  CHECK(s.find("usage: usage/c: line 1: not a usage file\n") != std::string::npos);
+  CHECK(s.find("counters:") == std::string::npos);
+  // Without a usage object (an older daemon's answer): no table.
+  auto old = Json::parse(R"({"ok":true,"daemon":{"running":false},"tiers":[]})");
+  REQUIRE(old.ok());
+  CHECK(ctl::format_status(*old, 0).find("usage") == std::string::npos);
+}
+
 TEST_CASE("status, list and show render the protocol JSON") {
   auto status = Json::parse(
       R"({"ok":true,"daemon":{"running":true,"pid":42,"uptime_s":11520,"instance":"a"},

@@ -28,6 +28,7 @@ using namespace std::chrono_literals;
 using spoold::control::Json;
 
 using spoold::test::listener::client_script;
+using spoold::test::listener::ctl_binary;
 using spoold::test::listener::hex;
 using spoold::test::listener::json_lines;
 using spoold::test::listener::ListenEnv;
@@ -58,6 +59,37 @@ TEST_CASE("a message sent with smtplib is stored, logged with client= and delive
   CHECK(log.find(id + ": client=localhost[127.0.0.1]:") != std::string::npos);
   CHECK(log.find(id + ": from=<app@client.test>") != std::string::npos);
   CHECK(log.find("connect from localhost[127.0.0.1]") != std::string::npos);
+  le.env.stop();
+}
+
+// The usage totals' `spooled` takes every way in: SMTP receipts and sendmail both arrive through
+// incoming/ and its pickup, each message counted once with its recipients and size.
+TEST_CASE("messages received over SMTP and from sendmail count as spooled", "[listener][usage]") {
+  ListenEnv le;
+  le.start();
+  auto res = le.send({"--to", "a@example.test", "--to", "b@example.test", "--count", "2"});
+  REQUIRE(res.size() == 2);
+  std::string msg = "Subject: usage\n\nhello\n";
+  auto r =
+      run(le.env.dir(),
+          {ctl_binary("sendmail"), "-C", le.env.config_path(), "-f", "app@client.test", "c@example.test"},
+          30s, &msg);
+  REQUIRE(r.status == 0);
+  REQUIRE(le.env.sink().wait_count(3, 20s));
+  spoold::control::Json st;
+  auto spooled = [&](const char* field) { return st["usage"]["since_start"]["spooled"][field].as_int(); };
+  bool counted = wait_until(
+      [&] {
+        st = status(le.env);
+        return st["usage"]["since_start"]["sent"]["messages"].as_int() == 3;
+      },
+      10s);
+  INFO(st.dump());
+  CHECK(counted);
+  CHECK(spooled("messages") == 3);
+  CHECK(spooled("recipients") == 5);
+  CHECK(spooled("bytes") >= static_cast<long long>(msg.size()));
+  CHECK(st["usage"]["since_start"]["sent"]["recipients"].as_int() == 5);
   le.env.stop();
 }
 

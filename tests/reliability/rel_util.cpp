@@ -104,6 +104,8 @@ std::vector<std::string> leftovers(const std::string& spool) {
     }
     if (f.rfind("data/", 0) == 0 && failed_ids.count(f.substr(5)) && f.find(".lock") == std::string::npos)
       continue;
+    // The usage totals of each instance are meant to outlive the run (one file each, no temps).
+    if (f.rfind("usage/", 0) == 0 && f.find('/', 6) == std::string::npos && f[6] != '.') continue;
     out.push_back(f);
   }
   return out;

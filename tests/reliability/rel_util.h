@@ -33,7 +33,8 @@ int run_spoold(const std::string& config, const std::vector<std::string>& args,
 std::vector<std::string> spool_files(const std::string& spool);
 
 // Files that must not survive a finished run: anything in incoming/, queue/*, hold/, bad/, tmp/,
-// any lock artefact, and bodies in data/ that no failed/ entry refers to.
+// any lock artefact, and bodies in data/ that no failed/ entry refers to (usage/<instance>, the
+// usage totals, are kept).
 std::vector<std::string> leftovers(const std::string& spool);
 
 // VmRSS of a live process in KiB (0 if unreadable).
