@@ -161,7 +161,11 @@ struct RoutePolicy {
   std::optional<int> max_sessions;   // sessions at once to each next hop (max_sessions_per_destination)
   std::optional<double> rate_limit;  // messages per second to each next hop
   std::optional<BindAddress> bind_address;
-  bool empty() const { return !tls && !max_sessions && !rate_limit && !bind_address; }
+  // A relay group for mail this route's next hop could not take in an attempt without a verdict
+  // on its recipients (every server unreachable, a temporary DNS failure): Postfix's
+  // smtp_fallback_relay. Not on a relay route.
+  std::optional<std::string> fallback_relay;
+  bool empty() const { return !tls && !max_sessions && !rate_limit && !bind_address && !fallback_relay; }
   bool operator==(const RoutePolicy&) const = default;
 };
 

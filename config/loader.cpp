@@ -761,55 +761,64 @@ class Loader {
       std::string path = fmt::format("routes[{}]", i);
       Route r;
       int kinds = 0;
-      each_key(
-          n[i], path,
-          {"match", "relay", "hosts", "mx", "rewrite", "tls", "max_sessions", "rate_limit", "bind_address"},
-          [&](const std::string& k, const YAML::Node& v) {
-            std::string key = fmt::format("{}.{}", path, k);
-            if (k == "match") {
-              strings(v, key, r.match);
-              for (size_t j = 0; j < r.match.size(); ++j) {
-                // Recipient domains are routed in A-label form (daemon/router.h), so a
-                // pattern written with U-labels is turned into one too.
-                std::string& p = r.match[j];
-                bool wild = p.rfind("*.", 0) == 0;
-                if (auto a = idna::to_ascii(wild ? p.substr(2) : p)) p = (wild ? "*." : "") + *a;
-                if (!valid_pattern(p))
-                  error(v.IsSequence() ? v[j] : v, key,
-                        fmt::format("'{}' is not a domain, '*.suffix' or '*'", p));
-              }
-            }
-            if (k == "relay") {
-              ++kinds;
-              r.kind = RouteKind::relay;
-              str(v, key, r.relay);
-              if (!r.relay.empty() && !c.relay(r.relay))
-                error(v, key, fmt::format("unknown relay group '{}'", r.relay));
-            }
-            if (k == "hosts") {
-              ++kinds;
-              r.kind = RouteKind::hosts;
-              strings(v, key, r.hosts, valid_hostport, "is not host or host:port");
-              if (r.hosts.empty()) error(v, key, "expected at least one host");
-            }
-            if (k == "mx") {
-              ++kinds;
-              r.kind = RouteKind::mx;
-              bool on = true;
-              boolean(v, key, on);
-              if (!on) error(v, key, "only 'mx: true' makes sense; leave the route out instead");
-            }
-            if (k == "rewrite") load_rewrite(v, key, r.rewrite);
-            if (k == "tls") enumeration(v, key, r.policy.tls.emplace(), tls_policy_names);
-            if (k == "max_sessions") {
-              integer(v, key, r.policy.max_sessions.emplace(), 1, 100'000);
-              if (*r.policy.max_sessions > c.delivery.max_sessions)
-                error(v, key,
-                      fmt::format("must not exceed delivery.max_sessions ({})", c.delivery.max_sessions));
-            }
-            if (k == "rate_limit") number(v, key, r.policy.rate_limit.emplace(), 0);
-            if (k == "bind_address") bind_address(v, key, r.policy.bind_address.emplace());
-          });
+      each_key(n[i], path,
+               {"match", "relay", "hosts", "mx", "rewrite", "tls", "max_sessions", "rate_limit",
+                "bind_address", "fallback_relay"},
+               [&](const std::string& k, const YAML::Node& v) {
+                 std::string key = fmt::format("{}.{}", path, k);
+                 if (k == "match") {
+                   strings(v, key, r.match);
+                   for (size_t j = 0; j < r.match.size(); ++j) {
+                     // Recipient domains are routed in A-label form (daemon/router.h), so a
+                     // pattern written with U-labels is turned into one too.
+                     std::string& p = r.match[j];
+                     bool wild = p.rfind("*.", 0) == 0;
+                     if (auto a = idna::to_ascii(wild ? p.substr(2) : p)) p = (wild ? "*." : "") + *a;
+                     if (!valid_pattern(p))
+                       error(v.IsSequence() ? v[j] : v, key,
+                             fmt::format("'{}' is not a domain, '*.suffix' or '*'", p));
+                   }
+                 }
+                 if (k == "relay") {
+                   ++kinds;
+                   r.kind = RouteKind::relay;
+                   str(v, key, r.relay);
+                   if (!r.relay.empty() && !c.relay(r.relay))
+                     error(v, key, fmt::format("unknown relay group '{}'", r.relay));
+                 }
+                 if (k == "hosts") {
+                   ++kinds;
+                   r.kind = RouteKind::hosts;
+                   strings(v, key, r.hosts, valid_hostport, "is not host or host:port");
+                   if (r.hosts.empty()) error(v, key, "expected at least one host");
+                 }
+                 if (k == "mx") {
+                   ++kinds;
+                   r.kind = RouteKind::mx;
+                   bool on = true;
+                   boolean(v, key, on);
+                   if (!on) error(v, key, "only 'mx: true' makes sense; leave the route out instead");
+                 }
+                 if (k == "rewrite") load_rewrite(v, key, r.rewrite);
+                 if (k == "tls") enumeration(v, key, r.policy.tls.emplace(), tls_policy_names);
+                 if (k == "max_sessions") {
+                   integer(v, key, r.policy.max_sessions.emplace(), 1, 100'000);
+                   if (*r.policy.max_sessions > c.delivery.max_sessions)
+                     error(
+                         v, key,
+                         fmt::format("must not exceed delivery.max_sessions ({})", c.delivery.max_sessions));
+                 }
+                 if (k == "rate_limit") number(v, key, r.policy.rate_limit.emplace(), 0);
+                 if (k == "bind_address") bind_address(v, key, r.policy.bind_address.emplace());
+                 if (k == "fallback_relay") {
+                   str(v, key, r.policy.fallback_relay.emplace());
+                   if (!c.relay(*r.policy.fallback_relay))
+                     error(v, key, fmt::format("unknown relay group '{}'", *r.policy.fallback_relay));
+                 }
+               });
+      if (r.kind == RouteKind::relay && r.policy.fallback_relay && n[i].IsMap())
+        error(n[i]["fallback_relay"], path + ".fallback_relay",
+              "a relay route fails over within its group: list the fallback as another of its servers");
       if (r.kind == RouteKind::relay && r.policy.tls && n[i].IsMap())
         error(n[i]["tls"], path + ".tls",
               "a relay group's servers set their own tls (relays.G.servers[].tls)");

@@ -139,6 +139,12 @@ void DeliveryEngine::Destination::resolve() {
       hops_ok_ = false;
       auto status = h.status == dns::Status::permanent ? smtp::Status::permanent : smtp::Status::temporary;
       std::string code = status == smtp::Status::permanent ? "5.1.2" : "4.4.3";
+      // A domain that does not exist is not unreachable: no fallback for it.
+      if (status == smtp::Status::temporary && key_.policy.fallback_relay) {
+        std::deque<Part> parts = std::exchange(queue_, {});
+        for (Part& p : parts)
+          if (!fall_back(p, h.reason)) queue_.push_back(std::move(p));
+      }
       fail_queue(smtp::Outcome{status, 0, code, h.reason});
       eng_.maybe_drained();
       return;
@@ -246,18 +252,39 @@ smtp::Outcome DeliveryEngine::Destination::final_verdict(const Part& p) const {
   return v;
 }
 
+bool DeliveryEngine::Destination::fall_back(const Part& p, const std::string& why) {
+  const auto& name = key_.policy.fallback_relay;
+  if (!name || eng_.stopping_ || eng_.withdrawn(p.token)) return false;
+  // The engine's configuration, not this destination's: after a reload the group may be gone.
+  if (!eng_.config_->relay(*name)) return false;
+  Part moved = p;
+  moved.key = HopKey{};
+  moved.key.kind = config::RouteKind::relay;
+  moved.key.name = *name;
+  moved.attempt = AttemptLog{};
+  moved.failed_on = 0;
+  moved.talks = 0;
+  log::info("{}: {} unreachable ({}): {} recipient(s) to fallback relay {}", p.qid, key_.str(), why,
+            p.indices.size(), *name);
+  eng_.submit(std::move(moved));
+  return true;
+}
+
 void DeliveryEngine::Destination::report_stuck(const Part& p) {
   std::vector<RecipientResult> rs;
   if (p.attempt.any_failure()) {
     smtp::Outcome why = final_verdict(p);
+    if (fall_back(p, why.text)) return;
     for (size_t i : p.indices) rs.push_back({i, why, p.attempt.last_relay()});
   } else if (auto skipped = skipped_reason()) {
+    if (fall_back(p, skipped->first)) return;
     for (size_t i : p.indices) {
       RecipientResult r{i, smtp::Outcome{smtp::Status::temporary, 0, "4.4.1", skipped->first}, "none", false};
       r.postpone_s = skipped->second;
       rs.push_back(std::move(r));
     }
   } else {
+    if (fall_back(p, "no usable next-hop address")) return;
     for (size_t i : p.indices)
       rs.push_back(
           {i, smtp::Outcome{smtp::Status::temporary, 0, "4.4.1", "no usable next-hop address"}, "none"});
@@ -591,7 +618,8 @@ void DeliveryEngine::Destination::on_transaction(Conn* c, std::uint64_t id,
   keep_for_talk(*c, *part, sorted.done);
   if (!sorted.retry.indices.empty() && !can_go(sorted.retry)) {  // no server left for it in this attempt
     smtp::Outcome why = final_verdict(sorted.retry);
-    for (size_t i : sorted.retry.indices) sorted.done.push_back({i, why, c->relay()});
+    if (!fall_back(sorted.retry, why.text))
+      for (size_t i : sorted.retry.indices) sorted.done.push_back({i, why, c->relay()});
   } else if (!sorted.retry.indices.empty()) {  // ahead of the queue, in the order the parts were sent
     queue_.insert(queue_.begin() + static_cast<std::ptrdiff_t>(std::min(c->retry_slot, queue_.size())),
                   std::move(sorted.retry));

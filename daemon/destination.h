@@ -118,6 +118,12 @@ class DeliveryEngine::Destination : public SlotBroker::Waiter {
 
   void report_stuck(const Part& p);
 
+  // The route's fallback_relay takes a part this next hop could not deliver in this attempt
+  // without any verdict on its recipients (`why`: what happened here): the part goes to that relay
+  // group's destination, with a fresh attempt there. False when the route has none (or the
+  // engine stops): the caller reports the part as it would have.
+  bool fall_back(const Part& p, const std::string& why);
+
   // "not tried: 127.0.0.6:25 failed 12 s ago" for the servers skipped now, and the seconds until
   // the first of them is tried again; nullopt when none is skipped.
   std::optional<std::pair<std::string, std::int64_t>> skipped_reason() const;

@@ -590,6 +590,13 @@ TEST_CASE("route policy and bind_address: values, defaults, one address per fami
   CHECK(r->routes[1].policy.bind_address->v6 == "::1");
   CHECK_FALSE(r->routes[1].policy.tls);
   CHECK(r->routes[2].policy.empty());
+  auto fb = load_string(
+      "relays:\n  fb:\n    servers: [{ host: 127.0.0.1 }]\n"
+      "routes:\n  - { match: [a.test], hosts: [\"127.0.0.1:2525\"], fallback_relay: fb }\n",
+      "t.yaml");
+  REQUIRE(fb.ok());
+  CHECK(fb->routes[0].policy.fallback_relay == "fb");
+  CHECK_FALSE(fb->routes[0].policy.empty());
   auto plain = load_string("delivery:\n  bind_address: \"\"\n", "t.yaml");
   REQUIRE(plain.ok());
   CHECK(plain->delivery.bind_address.empty());
@@ -617,6 +624,11 @@ TEST_CASE("route policy and bind_address errors name their key") {
       {"routes:\n  - { match: [x.org], mx: true, max_sessions: 0 }\n",
        "t.yaml:2:47: routes[0].max_sessions: must be between 1 and 100000, got 0"},
       {"routes:\n  - { match: [x.org], mx: true, rate_limit: -1 }\n", "t.yaml:2:45: routes[0].rate_limit:"},
+      {"routes:\n  - { match: [x.org], mx: true, fallback_relay: nope }\n",
+       "t.yaml:2:49: routes[0].fallback_relay: unknown relay group 'nope'"},
+      {"relays:\n  g:\n    servers: [{ host: a }]\nroutes:\n  - { match: [x.org], relay: g, fallback_relay: "
+       "g }\n",
+       "t.yaml:5:49: routes[0].fallback_relay: a relay route fails over within its group"},
   };
   for (const auto& c : cases) {
     INFO("yaml:\n" << c.yaml);
