@@ -17,6 +17,7 @@
 
 #include "common/uv_handle.h"
 #include "daemon/delivery.h"
+#include "daemon/mx_site.h"
 #include "daemon/slot_broker.h"
 #include "smtp/session.h"
 
@@ -66,6 +67,7 @@ class DeliveryEngine::Conn {
   std::uint64_t current_id = 0, next_id = 0, submissions = 0;
   size_t retry_slot = 0;  // where in the queue the next retry of this session's parts goes
   int quota_held = 0;     // relay-quota messages taken for this connection and not settled yet
+  SiteSeat seat;          // counted at its destination's MX site until it is gone
   // Recipients the server refused with 4xx, to be tried again on this session after a pause
   // (talk_attempts), in the order refused, with the verdicts reported should that try never happen.
   struct Talk {

@@ -125,6 +125,15 @@ bool DeliveryEngine::reclaim_idle(Destination* except) {
   return false;
 }
 
+std::shared_ptr<MxSite> DeliveryEngine::site(const std::string& name) {
+  auto& slot = sites_[name];
+  if (auto s = slot.lock()) return s;
+  auto s = std::make_shared<MxSite>();
+  s->name = name;
+  slot = s;
+  return s;
+}
+
 void DeliveryEngine::pump_waiting() {
   if (!stopping_) slots_.pump_waiting();
 }
@@ -135,6 +144,7 @@ void DeliveryEngine::collect_idle() {
   // (max_messages is a lifetime cap).
   auto now = Clock::now();
   health_.forget_expired(now);
+  std::erase_if(sites_, [](const auto& s) { return s.second.expired(); });
   for (auto it = dests_.begin(); it != dests_.end();) {
     Destination& d = *it->second;
     bool old = now - d.last_active() > kDestinationMemory;

@@ -19,6 +19,7 @@
 #include "config/config.h"
 #include "daemon/address_health.h"
 #include "daemon/attempt.h"
+#include "daemon/mx_site.h"
 #include "daemon/router.h"
 #include "daemon/slot_broker.h"
 #include "dns/dns.h"
@@ -105,6 +106,8 @@ class DeliveryEngine {
   void maybe_drained();
   void collect_idle();
   void collect_retired();
+  // The MX site of that name, shared by every destination (and retired one) that names it.
+  std::shared_ptr<MxSite> site(const std::string& name);
 
   uv_loop_t* loop_;
   std::shared_ptr<const config::Config> config_;
@@ -118,6 +121,7 @@ class DeliveryEngine {
   // destinations that wait for a slot. Before dests_: their connections give slots back as they die.
   SlotBroker slots_;
   std::map<std::string, std::unique_ptr<Destination>> dests_;
+  std::map<std::string, std::weak_ptr<MxSite>> sites_;  // kept alive by destinations and connections
   size_t sessions_ = 0;  // every open session, closing ones included (stop waits for these)
   std::unique_ptr<uv::Timer> collect_timer_;  // forgets destinations unused for a while
   std::unique_ptr<uv::Timer> retire_timer_;   // forgets retired destinations once they are empty

@@ -25,6 +25,55 @@ constexpr std::uint64_t kTalkPauseMs = 1000;
 
 }  // namespace
 
+DeliveryEngine::Destination::~Destination() {
+  leave_site_line();
+}
+
+void DeliveryEngine::Destination::join_site() {
+  std::string name = key_.str();
+  if (key_.kind == config::RouteKind::mx) {
+    std::vector<std::string> hosts;
+    for (const auto& h : hops_.hops) hosts.push_back(h.host);
+    name = "mx-site:" + mx_site_name(std::move(hosts), key_.route);
+  }
+  if (site_ && site_->name == name) return;
+  leave_site_line();  // its MX records changed: the old site's line is no longer its own
+  site_ = eng_.site(name);
+}
+
+void DeliveryEngine::Destination::wait_for_site() {
+  if (site_waits_ || !site_) return;
+  site_waits_ = true;
+  site_->waiting.push_back(this);
+}
+
+void DeliveryEngine::Destination::leave_site_line() {
+  if (site_waits_ && site_) std::erase(site_->waiting, static_cast<SlotBroker::Waiter*>(this));
+  site_waits_ = false;
+}
+
+void DeliveryEngine::Destination::give_turns(MxSite& s) {
+  for (size_t n = s.waiting.size(); n > 0 && !s.waiting.empty(); --n) {
+    auto* d = static_cast<Destination*>(s.waiting.front());
+    if (!d->site_room()) break;
+    s.waiting.pop_front();
+    d->site_waits_ = false;
+    if (d->waiting()) d->pump();  // opens what the room allows, or queues up again
+  }
+}
+
+auto DeliveryEngine::Destination::site_taker(MxSite& s, const std::string& share, const Destination* except)
+    -> Destination* {
+  for (auto it = s.waiting.begin(); it != s.waiting.end(); ++it) {
+    auto* d = static_cast<Destination*>(*it);
+    if (d == except || !d->takes(share)) continue;
+    s.waiting.erase(it);
+    d->site_waits_ = false;
+    return d;
+  }
+  return nullptr;
+}
+
 void DeliveryEngine::Destination::enqueue(Part p) {
   last_active_ = Clock::now();
   queue_.push_back(std::move(p));
@@ -152,6 +201,7 @@ void DeliveryEngine::Destination::resolve() {
     hops_ = std::move(h);
     hops_ok_ = true;
     hops_expire_ = Clock::now() + kHopsLifetime;
+    join_site();
     pump();
   };
   const auto& cfg = *cfg_;
@@ -318,6 +368,12 @@ void DeliveryEngine::Destination::open_connections() {
   for (auto& c : conns_)
     if (c->state() == Conn::St::connecting) ++connecting;
   while (queue_.size() > connecting && conns_.size() < std::min(concurrency_, max_sessions())) {
+    // The other domains of its MX site hold the site's sessions: a seat given back, or an idle
+    // connection of the site handed over, gives it its turn (give_turns(), idle_or_hand_over()).
+    if (!site_room()) {
+      wait_for_site();
+      break;
+    }
     // At the global limit, an idle pooled connection elsewhere gives up its slot (Postfix keeps
     // idle connections only while nobody else needs the session): without this, 20 idle
     // connections would hold back every other destination until their idle_timeout.
@@ -363,6 +419,7 @@ void DeliveryEngine::Destination::open(const dns::NextHop& hop, const dns::Addre
   conn->port = hop.port;
   conn->server = static_cast<size_t>(hop.preference);
   conn->share_key = share_key(hop, addr);
+  conn->seat = SiteSeat(site_);
   if (key_.kind == config::RouteKind::relay && quota_.round_robin())
     rr_next_ = conn->server + 1 >= quota_.size() ? 0 : conn->server + 1;
   conn->idle_timer = std::make_unique<uv::Timer>(eng_.loop_);
@@ -409,11 +466,30 @@ void DeliveryEngine::Destination::idle_or_hand_over(Conn& c) {
       taker->adopt(std::move(moving));
       return;
     }
+  // Other domains of its MX site wait for a seat: the one that can use this connection takes it;
+  // when none can, it is closed to make room (this destination has nothing for it now).
+  if (const auto site = c.seat.site();
+      site && !c.share_key.empty() && !c.retire &&
+      std::any_of(site->waiting.begin(), site->waiting.end(), [this](const auto* w) { return w != this; })) {
+    if (auto* taker = site_taker(*site, c.share_key, this)) {
+      auto it = std::find_if(conns_.begin(), conns_.end(), [&](const auto& p) { return p.get() == &c; });
+      std::unique_ptr<Conn> moving = std::move(*it);
+      conns_.erase(it);
+      c.idle_timer->stop();
+      taker->adopt(std::move(moving));
+      return;
+    }
+    return begin_quit(c);
+  }
   idle(c);
 }
 
 bool DeliveryEngine::Destination::wants(const std::string& share) const {
-  if (!blocked() || !hops_ok_) return false;
+  return blocked() && takes(share);
+}
+
+bool DeliveryEngine::Destination::takes(const std::string& share) const {
+  if (!hops_ok_ || queue_.empty()) return false;
   for (const auto& h : hops_.hops)
     for (const auto& a : h.addresses)
       if (share_key(h, a) == share && !address_skipped(server_key(a.ip, h.port)))
@@ -432,6 +508,12 @@ std::vector<std::string> DeliveryEngine::Destination::servers() const {
 void DeliveryEngine::Destination::adopt(std::unique_ptr<Conn> c) {
   Conn* conn = c.get();
   conn->dest = this;
+  // A connection shared across sites (one server behind two MX sets) counts where it works now.
+  std::shared_ptr<MxSite> left;
+  if (site_ && conn->seat.site() != site_) {
+    left = conn->seat.site();
+    conn->seat = SiteSeat(site_);
+  }
   for (const auto& h : hops_.hops)  // log it under this destination's name for the server
     for (const auto& a : h.addresses)
       if (share_key(h, a) == conn->share_key) conn->host = h.host;
@@ -439,6 +521,7 @@ void DeliveryEngine::Destination::adopt(std::unique_ptr<Conn> c) {
   log::debug("{}: connection handed over to {}", conn->relay(), key_.str());
   pump();
   if (conn->state() == Conn::St::idle) idle(*conn);
+  if (left) give_turns(*left);
 }
 
 void DeliveryEngine::Destination::idle(Conn& c) {
@@ -826,11 +909,13 @@ void DeliveryEngine::Destination::on_closed(Conn* c, const smtp::Outcome& why) {
   // Destroying the Session from inside its own callback is allowed (smtp/session.h).
   std::unique_ptr<Conn> dying = std::move(*it);
   conns_.erase(it);
-  dying.reset();  // gives back its slot (a server may close an idle connection itself)
+  std::shared_ptr<MxSite> site = dying->seat.site();
+  dying.reset();  // gives back its slots (a server may close an idle connection itself)
   // Before session_closed(): the slot just freed is this server's retry, not anyone else's.
   if (fallback && wanted_at(server_key(fallback->first, fallback->second)))
     open_plain(fallback->first, fallback->second);
   eng_.session_closed();
+  if (site) give_turns(*site);
   pump();
   eng_.maybe_drained();
 }

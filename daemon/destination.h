@@ -34,6 +34,9 @@ class DeliveryEngine::Destination : public SlotBroker::Waiter {
     if (key_.kind == config::RouteKind::relay)
       if (const auto* g = cfg_->relay(key_.name)) quota_ = RelayQuota(*g);
   }
+  ~Destination();
+  Destination(const Destination&) = delete;
+  Destination& operator=(const Destination&) = delete;
 
   void enqueue(Part p);
 
@@ -76,6 +79,21 @@ class DeliveryEngine::Destination : public SlotBroker::Waiter {
     return static_cast<size_t>(
         key_.policy.max_sessions.value_or(cfg_->delivery.max_sessions_per_destination));
   }
+
+  // The MX site this destination belongs to now (set once its next hops are known): by MX, the
+  // set of MX hosts; a host list or relay group is a site of its own. max_sessions() holds for
+  // the site's connections together.
+  void join_site();
+  bool site_room() const { return !site_ || site_->sessions < max_sessions(); }
+  void wait_for_site();
+  void leave_site_line();
+  // Turns for the destinations in s's line while it has room (a seat was given back).
+  static void give_turns(MxSite& s);
+  // A destination in s's line, other than `except`, with a part an idle connection to `share`
+  // could carry now; taken out of the line.
+  static Destination* site_taker(MxSite& s, const std::string& share, const Destination* except);
+  // This destination has a part for `share` that an idle connection to it could carry now.
+  bool takes(const std::string& share) const;
 
   // Some queued part may still go to this server in its current attempt.
   bool wanted_at(const std::string& key) const;
@@ -261,6 +279,8 @@ class DeliveryEngine::Destination : public SlotBroker::Waiter {
   TokenBucket bucket_;
   uv::Timer rate_timer_;
   RelayQuota quota_;  // relay destinations: the message counts of each server
+  std::shared_ptr<MxSite> site_;
+  bool site_waits_ = false;  // in site_'s line
   size_t rr_next_ = 0;
   unsigned serial_ = 0;
   Clock::time_point last_active_ = Clock::now();  // last part queued here (for collect_idle())

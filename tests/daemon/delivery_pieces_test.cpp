@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include "daemon/classify.h"
+#include "daemon/mx_site.h"
 #include "daemon/relay_quota.h"
 #include "daemon/router.h"
 #include "daemon/smtp_options.h"
@@ -443,4 +444,24 @@ TEST_CASE("group_by_hop: one group per next hop and sender rewriting", "[pieces]
   CHECK(groups[2].key.str() == "mx:other.example");
   CHECK(groups[2].rewrite == cfg.rewrite);
   CHECK(route_rewrite(cfg, "A.Example") == groups[0].rewrite);
+}
+
+TEST_CASE("an MX site is named by its set of MX hosts and its route", "[pieces][site]") {
+  using spoold::daemon::mx_site_name;
+  struct Case {
+    std::vector<std::string> hosts;
+    int route;
+    std::string name;
+  };
+  const std::vector<Case> cases = {
+      {{"mx2.example.net", "mx1.example.net"}, -1, "mx1.example.net,mx2.example.net"},
+      {{"MX1.Example.NET.", "mx2.example.net", "mx1.example.net"}, -1, "mx1.example.net,mx2.example.net"},
+      {{"example.org"}, -1, "example.org"},  // no MX: the domain itself, a site of its own
+      {{"mx1.example.net"}, 3, "mx1.example.net#3"},
+      {{}, -1, ""},
+  };
+  for (const auto& c : cases) {
+    INFO(c.name);
+    CHECK(mx_site_name(c.hosts, c.route) == c.name);
+  }
 }

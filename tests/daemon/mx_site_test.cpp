@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cstdint>
 #include <string>
 
 #include "tests/daemon/harness.h"
@@ -95,4 +96,46 @@ TEST_CASE("a fallback relay that fails too defers with its own reason", "[daemon
   CHECK(log.find("to=<x@dead.test>", first + 1) == std::string::npos);
   CHECK(log.find("status=deferred", first) != std::string::npos);
   CHECK(log.find("127.0.0.1:" + std::to_string(nobody), first) != std::string::npos);
+}
+
+TEST_CASE("domains behind one MX site share its session limit", "[daemon][mx][site]") {
+  Env env("", false);
+  int port = free_port();
+  // Each final dot answered 0.2 s late: mail waits, and every domain would want sessions of its own.
+  Sink site(env.dir() / "site", {"--dot-delay", "0.2"}, "127.0.0.2", port);
+  Sink other(env.dir() / "other", {"--dot-delay", "0.2"}, "127.0.0.3", port);
+  std::vector<std::string> args{
+      "--host-record=mx1.provider.test,127.0.0.2", "--host-record=mx2.provider.test,127.0.0.2",
+      "--mx-host=other.test,mx.other.test,10", "--host-record=mx.other.test,127.0.0.3"};
+  // Six domains hosted by one provider: the same two MX hosts, listed in different orders.
+  for (int d = 0; d < 6; ++d) {
+    std::string dom = "d" + std::to_string(d) + ".test";
+    args.push_back("--mx-host=" + dom + (d % 2 ? ",mx1.provider.test,10" : ",mx2.provider.test,10"));
+    args.push_back("--mx-host=" + dom + (d % 2 ? ",mx2.provider.test,20" : ",mx1.provider.test,20"));
+  }
+  spoold::dns::test::Dnsmasq dns(args);
+  write_file(env.config_path(), read_file(env.config_path()) + "dns:\n  servers: [\"" + dns.server() +
+                                    "\"]\n  timeout: 1s\n  tries: 2\n"
+                                    "routes:\n  - { match: [\"*.test\"], mx: true }\n");
+  add_to_delivery(env, "  port: " + std::to_string(port) + "\n  max_sessions_per_destination: 2\n");
+  for (int d = 0; d < 6; ++d)
+    for (int i = 0; i < 4; ++i)
+      env.drop("m" + std::to_string(d) + "-" + std::to_string(i),
+               envelope_message("a@example.com", {"r@d" + std::to_string(d) + ".test"}, std::to_string(i)));
+  for (int i = 0; i < 6; ++i)
+    env.drop("o" + std::to_string(i), envelope_message("a@example.com", {"r@other.test"}, std::to_string(i)));
+  REQUIRE(env.run_once() == 0);
+  INFO(env.log());
+  REQUIRE(site.count() == 24);
+  CHECK(other.count() == 6);
+  std::int64_t most = 0;
+  for (const auto& m : site.messages()) most = std::max(most, m.meta["open"].as_int());
+  CHECK(most <= 2);  // one limit for the six domains (each alone would have opened its own)
+  CHECK(most >= 1);
+  // Another site keeps its own limit: it is not held behind the provider's line.
+  std::int64_t most_other = 0;
+  for (const auto& m : other.messages()) most_other = std::max(most_other, m.meta["open"].as_int());
+  CHECK(most_other >= 1);
+  CHECK(most_other <= 2);
+  CHECK(env.entries("queue/1").empty());
 }

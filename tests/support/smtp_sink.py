@@ -2,7 +2,7 @@
 """tests/support/smtp_sink.py — a real SMTP server (aiosmtpd) for integration tests.
 
 Every accepted message is written to OUTDIR as NNNNNN.eml (the data) plus NNNNNN.json (envelope,
-peer, session number). Recipients steer the replies, so one sink serves every scenario:
+peer, session number, connections open at the time). Recipients steer the replies, so one sink serves every scenario:
   temp*@…   → 451 4.3.0 at RCPT          perm*@… / reject*@… → 550 5.1.1 at RCPT
   greyN*@…  → 451 4.7.1 at RCPT for the first N RCPTs of that address, then 250 (N one digit)
   dotgreyN*@… → 250 at RCPT, but the first N transactions carrying it get 451 4.3.0 after the dot
@@ -24,7 +24,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
 
 lock = threading.Lock()
-counter = {"msg": 0, "session": 0}
+counter = {"msg": 0, "session": 0, "open": 0}  # open: connections open now
 refused = {}  # address -> refusals so far (grey*, dotgrey*)
 
 
@@ -97,12 +97,32 @@ class Handler:
             "rcpts": envelope.rcpt_tos,
             "peer": list(session.peer)[:2],
             "session": getattr(session, "spoold_no", 0),
+            "open": counter["open"],
             "mail_options": envelope.mail_options,
         }
         with open(base + ".json.tmp", "w") as f:
             json.dump(meta, f)
         os.rename(base + ".json.tmp", base + ".json")
         return "250 2.0.0 Ok: queued as {:06d}".format(n)
+
+
+class CountingSMTP(SMTP):
+    """Counts the connections open at once (the meta's "open": how many when a message came)."""
+
+    def connection_made(self, transport):
+        with lock:
+            counter["open"] += 1
+        super().connection_made(transport)
+
+    def connection_lost(self, error):
+        with lock:
+            counter["open"] -= 1
+        super().connection_lost(error)
+
+
+class CountingController(Controller):
+    def factory(self):
+        return CountingSMTP(self.handler, **self.SMTP_kwargs)
 
 
 def main():
@@ -140,7 +160,7 @@ def main():
             return AuthResult(success=ok, handled=False)
 
         extra.update(authenticator=authenticator, auth_required=True, auth_require_tls=bool(args.tls_cert))
-    ctl = Controller(handler, hostname=args.host, port=args.port, decode_data=False,
+    ctl = CountingController(handler, hostname=args.host, port=args.port, decode_data=False,
                      server_hostname="sink.test", data_size_limit=64 * 1024 * 1024, **extra)
     ctl.start()
     with open(os.path.join(args.outdir, "ready"), "w") as f:
