@@ -456,29 +456,24 @@ std::string DeliveryEngine::Destination::share_key(const dns::NextHop& hop, cons
   return k;
 }
 
+void DeliveryEngine::Destination::hand_over(Conn& c, Destination& taker) {
+  auto it = std::find_if(conns_.begin(), conns_.end(), [&](const auto& p) { return p.get() == &c; });
+  std::unique_ptr<Conn> moving = std::move(*it);
+  conns_.erase(it);
+  c.idle_timer->stop();
+  taker.adopt(std::move(moving));
+}
+
 void DeliveryEngine::Destination::idle_or_hand_over(Conn& c) {
   if (!c.share_key.empty() && !c.retire && eng_.slots_.someone_blocked(this))
-    if (auto* taker = static_cast<Destination*>(eng_.slots_.taker_for(c.share_key, this))) {
-      auto it = std::find_if(conns_.begin(), conns_.end(), [&](const auto& p) { return p.get() == &c; });
-      std::unique_ptr<Conn> moving = std::move(*it);
-      conns_.erase(it);
-      c.idle_timer->stop();
-      taker->adopt(std::move(moving));
-      return;
-    }
+    if (auto* taker = static_cast<Destination*>(eng_.slots_.taker_for(c.share_key, this)))
+      return hand_over(c, *taker);
   // Other domains of its MX site wait for a seat: the one that can use this connection takes it;
   // when none can, it is closed to make room (this destination has nothing for it now).
   if (const auto site = c.seat.site();
       site && !c.share_key.empty() && !c.retire &&
       std::any_of(site->waiting.begin(), site->waiting.end(), [this](const auto* w) { return w != this; })) {
-    if (auto* taker = site_taker(*site, c.share_key, this)) {
-      auto it = std::find_if(conns_.begin(), conns_.end(), [&](const auto& p) { return p.get() == &c; });
-      std::unique_ptr<Conn> moving = std::move(*it);
-      conns_.erase(it);
-      c.idle_timer->stop();
-      taker->adopt(std::move(moving));
-      return;
-    }
+    if (auto* taker = site_taker(*site, c.share_key, this)) return hand_over(c, *taker);
     return begin_quit(c);
   }
   idle(c);

@@ -162,6 +162,7 @@ class DeliveryEngine::Destination : public SlotBroker::Waiter {
   // session slot and delivers to the same server (fan-out to many domains behind a few MX hosts:
   // no new connection per domain). Only from session callbacks, never while pump() walks conns_.
   void idle_or_hand_over(Conn& c);
+  void hand_over(Conn& c, Destination& taker);
 
  public:
   // True when this destination waits for a slot and has a part for the server `share`.
