@@ -45,6 +45,29 @@ void DeliveryEngine::Destination::wait_for_site() {
   if (site_waits_ || !site_) return;
   site_waits_ = true;
   site_->waiting.push_back(this);
+  // An idle connection of the site would otherwise keep its seat until its idle_timeout: this
+  // destination takes it over, or it is closed to make room. Only walked while some connection
+  // is idle at all.
+  if (eng_.slots_.idle() == 0) return;
+  for (auto& [_, d] : eng_.dests_) {
+    if (d.get() == this || d->site_ != site_) continue;
+    for (auto& c : d->conns_) {
+      if (c->state() != Conn::St::idle || c->retire) continue;
+      if (!c->share_key.empty() && takes(c->share_key)) {
+        leave_site_line();
+        return d->hand_over(*c, *this);  // ends the walk: d's connections changed
+      }
+      return d->begin_quit(*c);  // its seat comes back when it is gone (give_turns())
+    }
+  }
+}
+
+bool DeliveryEngine::Destination::site_wants(const Conn& c) const {
+  const auto& site = c.seat.site();
+  if (!site || c.share_key.empty() || c.retire) return false;
+  return std::any_of(site->waiting.begin(), site->waiting.end(), [&](const SlotBroker::Waiter* w) {
+    return w != this && static_cast<const Destination*>(w)->takes(c.share_key);
+  });
 }
 
 void DeliveryEngine::Destination::leave_site_line() {
@@ -467,14 +490,16 @@ void DeliveryEngine::Destination::hand_over(Conn& c, Destination& taker) {
 void DeliveryEngine::Destination::idle_or_hand_over(Conn& c) {
   if (!c.share_key.empty() && !c.retire && eng_.slots_.someone_blocked(this))
     if (auto* taker = static_cast<Destination*>(eng_.slots_.taker_for(c.share_key, this)))
-      return hand_over(c, *taker);
+      // Not into a full site of another name (one server behind two sets of MX hosts).
+      if (taker->site_ == c.seat.site() || taker->site_room()) return hand_over(c, *taker);
   // Other domains of its MX site wait for a seat: the one that can use this connection takes it;
   // when none can, it is closed to make room (this destination has nothing for it now).
-  if (const auto site = c.seat.site();
-      site && !c.share_key.empty() && !c.retire &&
-      std::any_of(site->waiting.begin(), site->waiting.end(), [this](const auto* w) { return w != this; })) {
+  if (const auto site = c.seat.site(); site && !c.share_key.empty() && !c.retire) {
     if (auto* taker = site_taker(*site, c.share_key, this)) return hand_over(c, *taker);
-    return begin_quit(c);
+    if (queue_.empty() &&
+        std::any_of(site->waiting.begin(), site->waiting.end(),
+                    [this](const SlotBroker::Waiter* w) { return w != this && w->waiting(); }))
+      return begin_quit(c);
   }
   idle(c);
 }
@@ -593,7 +618,7 @@ void DeliveryEngine::Destination::assign(Conn& c) {
 
 void DeliveryEngine::Destination::offer_next(Conn& c) {
   if (eng_.stopping_ || c.state() != Conn::St::busy || !c.current || c.next || !c.talks.empty() || c.retire ||
-      !room_behind_dot(c) || !c.session->can_submit_next())
+      !room_behind_dot(c) || !c.session->can_submit_next() || site_wants(c))
     return;
   size_t connecting = static_cast<size_t>(std::count_if(
       conns_.begin(), conns_.end(), [](const auto& k) { return k->state() == Conn::St::connecting; }));
@@ -789,6 +814,14 @@ void DeliveryEngine::Destination::after_transaction(Conn& c) {
     return;
   }
   c.enter(Conn::St::idle);
+  // Another domain of the site waits for a seat: it gets this connection before this
+  // destination's next part (which queues up in the site's line), so one big backlog cannot
+  // hold every seat of a provider while a small domain waits.
+  if (site_wants(c)) {
+    idle_or_hand_over(c);
+    pump();
+    return;
+  }
   pump();
   if (c.state() == Conn::St::idle) idle_or_hand_over(c);
 }

@@ -94,6 +94,8 @@ class DeliveryEngine::Destination : public SlotBroker::Waiter {
   static Destination* site_taker(MxSite& s, const std::string& share, const Destination* except);
   // This destination has a part for `share` that an idle connection to it could carry now.
   bool takes(const std::string& share) const;
+  // Another destination in the line of c's site could use c now.
+  bool site_wants(const Conn& c) const;
 
   // Some queued part may still go to this server in its current attempt.
   bool wanted_at(const std::string& key) const;

@@ -139,3 +139,29 @@ TEST_CASE("domains behind one MX site share its session limit", "[daemon][mx][si
   CHECK(most_other <= 2);
   CHECK(env.entries("queue/1").empty());
 }
+
+TEST_CASE("a big backlog at one domain does not hold its MX site from another", "[daemon][mx][site]") {
+  Env env("", false);
+  int port = free_port();
+  Sink site(env.dir() / "site", {"--dot-delay", "0.05"}, "127.0.0.2", port);
+  spoold::dns::test::Dnsmasq dns({"--host-record=mx.provider.test,127.0.0.2", "--mx-host=big.test,mx.provider.test,10",
+                                  "--mx-host=small.test,mx.provider.test,10"});
+  write_file(env.config_path(), read_file(env.config_path()) + "dns:\n  servers: [\"" + dns.server() +
+                                    "\"]\n  timeout: 1s\n  tries: 2\n"
+                                    "routes:\n  - { match: [\"*.test\"], mx: true }\n");
+  add_to_delivery(env, "  port: " + std::to_string(port) + "\n  max_sessions_per_destination: 1\n");
+  for (int i = 0; i < 40; ++i)
+    env.drop("b" + std::to_string(100 + i), envelope_message("a@example.com", {"r@big.test"}, std::to_string(i)));
+  env.drop("s", envelope_message("a@example.com", {"r@small.test"}, "small"));
+  REQUIRE(env.run_once() == 0);
+  INFO(env.log());
+  auto got = site.messages();
+  REQUIRE(got.size() == 41);
+  size_t at = got.size();
+  for (size_t i = 0; i < got.size(); ++i)
+    if (got[i].meta["rcpts"].as_array()[0].as_string() == "r@small.test") at = i;
+  CHECK(at < 20);  // taken in turn, not after the other domain's whole backlog
+  std::int64_t most = 0;
+  for (const auto& m : got) most = std::max(most, m.meta["open"].as_int());
+  CHECK(most == 1);
+}
