@@ -311,7 +311,10 @@ void HookRunner::scan() {
             break;
           }
           Found f;
-          auto text = read_whole(dir + "/" + n);
+          std::string path = dir;
+          path += '/';
+          path += n;
+          auto text = read_whole(path);
           if (!text && text.error().code == ENOENT) continue;  // run and removed meanwhile
           if (text)
             f.parsed = events::parse(*text);
