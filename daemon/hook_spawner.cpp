@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/eventfd.h>
@@ -253,6 +254,12 @@ void HookSpawner::thread_main() {
   std::string nice_error;
   if (::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), kNice) != 0)
     nice_error = errno_text("setpriority");
+  // SCHED_IDLE on top: a waking delivery thread preempts such a task at once, and the kernel
+  // places wake-ups on a core that runs only such tasks as if it were idle, which nice 19 alone
+  // does not promise. Lowering one's own class needs no privilege.
+  sched_param sp{};
+  if (::sched_setscheduler(0, SCHED_IDLE, &sp) != 0)
+    nice_error += (nice_error.empty() ? "" : "; ") + errno_text("sched_setscheduler(SCHED_IDLE)");
   {
     std::lock_guard<std::mutex> lock(nice_mu_);
     nice_error_ = std::move(nice_error);

@@ -5,8 +5,9 @@
 //   a session of its own (its pid is its process group, which is what gets killed), stdin a
 //   memfd holding its record, stdout /dev/null, stderr a pipe of which the first kMaxStderr bytes
 //   are kept; every signal at its default and none blocked.
-// - The thread runs at nice 19 and its programs inherit that (Linux: nice is per thread and
-//   passed on to children): a hook's work is not time critical, delivery's is.
+// - The thread runs at nice 19 in the SCHED_IDLE class and its programs inherit both (Linux:
+//   they are per thread and passed on to children): a hook's work is not time critical,
+//   delivery's is, so the programs get the CPU time delivery leaves.
 // - It reaps only its own children, by pidfd and waitpid on their pids (libuv's SIGCHLD handler
 //   also waits only for the pids of its own uv_process_t handles, and spoold has none).
 // - A program still running after its timeout is killed with its whole group (SIGKILL).
@@ -61,7 +62,7 @@ class HookSpawner {
 
   // The thread could not be set up (no eventfd, no thread): nothing runs; says why.
   const Result<void>& status() const { return status_; }
-  // The thread's nice could not be set: programs run at the daemon's priority (said once).
+  // The thread's nice or class could not be set: programs run at the daemon's priority.
   const std::string& nice_error() const { return nice_error_; }
 
   void run(Request r);
