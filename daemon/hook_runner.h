@@ -1,15 +1,15 @@
 // daemon/hook_runner.h — hooks.on_outcome: a program given each selected outcome record as JSON
 // on stdin, one record per run (docs/configuration.md "hooks").
 // Rules: at-least-once — the records of the outcomes that finish together are written to one
-// file of <spool>/events/ (event_file.h; fdatasync, rename, one fsync of the directory) by the
+// file of <spool>/events/ (event_file.h; fsync, rename, one fsync of the directory) by the
 // EventWriter before those outcomes, and the file goes only once every record in it ran with exit
 // status 0 (each such run marks its record, so a restart runs only the others again) or was
 // withdrawn (its outcome could not be written). A record's id is "<file>#<n>", the same on every
 // run. Never blocks delivery: programs are started and reaped off the loop thread (hook_spawner.h,
-// at nice 19), at most max_running at once, each in a session of its own whose process group is
-// killed at `timeout`; a failed run is logged and retried after 10 s, doubling to 1 h. Only this
-// instance's events run (their names end in its tag), so daemons sharing a spool do not run each
-// other's; they start in the order they were written.
+// at nice 19, SCHED_IDLE), at most max_running at once, each in a session of its own whose process
+// group is killed at `timeout`; a failed run is logged and retried after 10 s, doubling to 1 h.
+// Only this instance's events run (their names end in its tag), so daemons sharing a spool do not
+// run each other's; they start in the order they were written.
 #pragma once
 
 #include <uv.h>
