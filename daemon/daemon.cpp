@@ -66,6 +66,7 @@ Daemon::~Daemon() {
   listeners_.clear();
   commit_.reset();
   outcome_batch_.reset();
+  event_writer_.reset();
   inflight_.clear();
   engine_.reset();
   resolver_.reset();
@@ -93,6 +94,7 @@ Result<void> Daemon::start() {
   if (!res.ok()) return make_error("dns: " + res.error().message);
   resolver_ = std::move(*res);
   outcome_batch_ = std::make_unique<PoolBatch>(&loop_);
+  event_writer_ = std::make_unique<EventWriter>(&loop_, cfg_->spool_dir);
   engine_ = std::make_unique<DeliveryEngine>(
       &loop_, cfg_, *resolver_,
       [this](std::uint64_t token, std::vector<RecipientResult> r) { on_part_done(token, std::move(r)); });

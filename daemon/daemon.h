@@ -123,6 +123,10 @@ class Daemon {
   std::unique_ptr<GroupCommit> commit_;  // before the listeners: their sessions use it
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::unique_ptr<PoolBatch> outcome_batch_;  // outcome writes, gathered per loop iteration
+
+  // hooks.on_outcome records, durable before their outcomes are written (also with --once).
+  std::unique_ptr<EventWriter> event_writer_;
+
   std::vector<std::unique_ptr<uv::Timer>> tier_timers_;
   std::unique_ptr<uv::Timer> refresh_timer_, sweep_timer_, retention_timer_, watchdog_timer_, stop_timer_,
       kick_timer_;

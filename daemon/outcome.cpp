@@ -91,11 +91,12 @@ struct OutcomeJob {
   bool spool_wide = false;  // the error hits every write (a full disk): back off pickups
   bool dsn_queued = false;
   std::uint64_t dsn_bytes = 0;  // of the report queued
-  // hooks.on_outcome: the selected records, written to events/ before the outcome.
-  std::vector<control::Json> events;
+  // hooks.on_outcome: the selected records, written to events/ (EventWriter) before the outcome.
+  std::vector<control::Json> events;  // until written; after, only those that could not be
   std::string event_tag;
-  std::vector<std::string> event_names;
+  std::vector<EventRef> event_refs;
   std::string event_error;
+  bool events_withdrawn = false;  // the outcome is not on disk: its records are marked so
 };
 
 namespace {
@@ -170,24 +171,18 @@ Result<void> move_entry(spool::Spool& sp, OutcomeJob& job) {
 
 // On the pool: the DSN, then the entry's move. A failed move leaves the outcome off the disk.
 void write_outcome(spool::Spool& sp, OutcomeJob& job, std::atomic<bool>& spool_full) {
-  // Before the outcome, so a crash between the two runs a hook twice rather than never. A spool
-  // that cannot take them (a full disk) loses them, said in the log with each record, rather than
-  // having the message sent again.
-  if (!job.events.empty()) {
-    auto names = write_events(sp.options().dir, job.event_tag, job.events);
-    if (names)
-      job.event_names = std::move(*names);
-    else
-      job.event_error = names.error().message;
-  }
+  // The hook events are on disk already (finish() wrote them first), so a crash between the two
+  // runs a hook twice rather than never.
   if (job.dsn) queue_dsn(sp, job);
   job.claimed.entry = job.entry;
   auto r = move_entry(sp, job);
   if (r.ok()) return;
   // The outcome is not on disk: the message is attempted again, and its events would tell of
   // an outcome that did not happen.
-  for (const auto& name : std::exchange(job.event_names, {}))
-    ::unlink((sp.options().dir + "/events/" + name).c_str());
+  if (!job.event_refs.empty()) {
+    withdraw_events(sp.options().dir, job.event_refs);
+    job.events_withdrawn = true;
+  }
   job.error += (job.error.empty() ? "" : "; ") + r.error().message;
   job.spool_wide = job.spool_wide || spool_wide_error(r.error().code);
   if (job.spool_wide) spool_full.store(true);  // before the drop reappears in incoming/
@@ -254,9 +249,23 @@ void Daemon::finish(std::uint64_t token) {
   spool::Spool* sp = &*spool_;
   std::atomic<bool>* spool_full = &spool_full_;  // the daemon outlives its pool jobs (pool_jobs_)
   ++pool_jobs_;
-  outcome_batch_->add(
-      [sp, job, spool_full] { write_outcome(*sp, *job, *spool_full); },
-      [this, token, job, tier, logs = std::move(plan.logs)] { outcome_written(token, *job, tier, logs); });
+  auto submit = [this, sp, job, spool_full, token, tier](std::vector<LogItem> logs) {
+    outcome_batch_->add(
+        [sp, job, spool_full] { write_outcome(*sp, *job, *spool_full); },
+        [this, token, job, tier, logs = std::move(logs)] { outcome_written(token, *job, tier, logs); });
+  };
+  if (job->events.empty()) return submit(std::move(plan.logs));
+  // The records first, durable, with those of the other outcomes finishing about now (one file,
+  // its fsyncs shared). A spool that cannot take them (a full disk) loses them, said in the log
+  // with each record, rather than having the message sent again.
+  event_writer_->add(job->event_tag, std::move(job->events),
+                     [this, job, submit, logs = std::move(plan.logs)](WrittenEvents w) mutable {
+                       if (!w.refs.empty() && hooks_) hooks_->expect(w.refs.front().file, w.file_records);
+                       job->event_refs = std::move(w.refs);
+                       job->event_error = std::move(w.error);
+                       job->events = std::move(w.lost);
+                       submit(std::move(logs));
+                     });
 }
 
 // Back on the loop, the outcome durable (or not, said in job.error): the log lines and counters.
@@ -295,7 +304,12 @@ void Daemon::outcome_written(std::uint64_t token, const OutcomeJob& job, int tie
   if (!job.event_error.empty())
     for (const auto& r : job.events)
       log::error("{}: hook event lost ({}): {}", e.id, job.event_error, r.dump());
-  if (!job.event_names.empty() && hooks_) hooks_->added(job.event_names);
+  if (!job.event_refs.empty() && hooks_) {
+    if (job.events_withdrawn)
+      hooks_->withdrawn(job.event_refs);
+    else
+      hooks_->added(job.event_refs);
+  }
   if (job.dsn_queued) {
     dsn_queued_ = true;
     log::info("{}: sender notification queued ({})", e.id,
