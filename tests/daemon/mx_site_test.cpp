@@ -144,14 +144,16 @@ TEST_CASE("a big backlog at one domain does not hold its MX site from another", 
   Env env("", false);
   int port = free_port();
   Sink site(env.dir() / "site", {"--dot-delay", "0.05"}, "127.0.0.2", port);
-  spoold::dns::test::Dnsmasq dns({"--host-record=mx.provider.test,127.0.0.2", "--mx-host=big.test,mx.provider.test,10",
+  spoold::dns::test::Dnsmasq dns({"--host-record=mx.provider.test,127.0.0.2",
+                                  "--mx-host=big.test,mx.provider.test,10",
                                   "--mx-host=small.test,mx.provider.test,10"});
   write_file(env.config_path(), read_file(env.config_path()) + "dns:\n  servers: [\"" + dns.server() +
                                     "\"]\n  timeout: 1s\n  tries: 2\n"
                                     "routes:\n  - { match: [\"*.test\"], mx: true }\n");
   add_to_delivery(env, "  port: " + std::to_string(port) + "\n  max_sessions_per_destination: 1\n");
   for (int i = 0; i < 40; ++i)
-    env.drop("b" + std::to_string(100 + i), envelope_message("a@example.com", {"r@big.test"}, std::to_string(i)));
+    env.drop("b" + std::to_string(100 + i),
+             envelope_message("a@example.com", {"r@big.test"}, std::to_string(i)));
   env.drop("s", envelope_message("a@example.com", {"r@small.test"}, "small"));
   REQUIRE(env.run_once() == 0);
   INFO(env.log());
